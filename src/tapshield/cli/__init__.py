@@ -1,0 +1,14 @@
+"""The ``tapshield`` command line (Typer + Rich).
+
+Each command lives in its own module and registers itself on :data:`app`;
+the modules are thin: they parse options, call the domain packages and print.
+"""
+
+from __future__ import annotations
+
+from tapshield.cli._app import app, main
+
+# Importing a command module registers its command on ``app``.
+from tapshield.cli import validate as _validate  # noqa: E402, F401  isort: skip
+
+__all__ = ["app", "main"]

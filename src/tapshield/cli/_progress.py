@@ -1,0 +1,58 @@
+"""Progress bars for anything that can take more than a second."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from tapshield.cli._app import console
+
+
+@contextlib.contextmanager
+def reading_progress(path: Path) -> Iterator[Callable[[Any], None]]:
+    """A spinner with a live row count while a file is read; ``advance(reader)``."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"reading {path.name}", total=None, rows=0)
+
+        def advance(reader: Any) -> None:
+            progress.update(task, rows=reader.stats.rows)
+
+        yield advance
+
+
+@contextlib.contextmanager
+def steps(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """A bar for a known number of steps; ``advance(n)``."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+
+        yield advance

@@ -1,0 +1,81 @@
+"""``tapshield validate``: check an events or changes file against its contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, friendly
+from tapshield.cli._progress import reading_progress
+from tapshield.cli._rejects import RejectFile
+from tapshield.events.changes import read_changes
+from tapshield.events.read import EventReader
+from tapshield.events.write import EventWriter
+
+
+@app.command()
+@friendly
+def validate(
+    file: Path = typer.Argument(..., help="Events (.csv, .csv.gz, .jsonl[.gz], .parquet) "
+                                "or a changes file (with --changes)."),
+    changes: bool = typer.Option(False, "--changes", help="The file is a changes file."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write the accepted rows here (format from the suffix)."
+    ),
+    rejects: Path | None = typer.Option(
+        None, "--rejects",
+        help="Where to write rejected rows with their reasons "
+        "[default: beside --out, else ./<file>.rejects.csv].",
+    ),
+    max_rejects: int = typer.Option(
+        0, "--max-rejects", min=0, help="Exit 0 while at most this many rows are rejected."
+    ),
+    chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, hidden=True),
+) -> None:
+    """Check every row against the contract; name the row, column and rule of each error."""
+    if out is not None and out.resolve() == file.resolve():
+        raise UsageError("--out must not overwrite the input file")
+    default_dir = out.parent if out is not None else Path.cwd()
+    reject_path = rejects or default_dir / f"{file.name}.rejects.csv"
+    sink = RejectFile(reject_path)
+
+    if changes:
+        result = read_changes(file)
+        sink.write(result.rejects)
+        sink.close()
+        read, accepted, rejected = (
+            result.valid.height + result.rejects.height, result.valid.height, result.rejects.height
+        )
+        errors = result.errors(limit=20)
+    else:
+        reader = EventReader(file, chunk_rows=chunk_rows, on_reject=sink.write)
+        writer = EventWriter(out) if out is not None else None
+        with reading_progress(file) as advance:
+            for batch in reader:
+                if writer is not None:
+                    writer.write(batch)
+                advance(reader)
+        if writer is not None:
+            writer.close()
+        sink.close()
+        read, accepted, rejected = (
+            reader.stats.rows, reader.stats.accepted, reader.stats.rejected
+        )
+        errors = reader.stats.errors
+
+    for e in errors:
+        console.print(f"[red]rejected[/] {e}", highlight=False, soft_wrap=True)
+    if rejected > len(errors):
+        console.print(f"... and {rejected - len(errors)} more row(s): see {reject_path}")
+    table = Table(show_header=False, box=None)
+    table.add_row("rows read", f"{read:,}")
+    table.add_row("accepted", f"[green]{accepted:,}[/]")
+    table.add_row("rejected", f"[red]{rejected:,}[/]" if rejected else "0")
+    if rejected:
+        table.add_row("rejects file", str(reject_path))
+    if out is not None:
+        table.add_row("accepted rows written to", str(out))
+    console.print(table)
+    raise typer.Exit(EXIT_REJECTS if rejected > max_rejects else EXIT_OK)

@@ -1,0 +1,60 @@
+"""Event-time helpers shared by every stage.
+
+Inside frames all instants are ``Datetime("us", "UTC")``. Operators read times
+in the business's local zone (the default is ``Asia/Shanghai``, the zone of the
+card networks this product runs on); outputs are RFC 3339 with that offset so
+an on-call engineer never has to convert in their head.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+DEFAULT_TZ = "Asia/Shanghai"
+TS_DTYPE = pl.Datetime("us", "UTC")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def zone(name: str | None = None) -> ZoneInfo:
+    return ZoneInfo(name or DEFAULT_TZ)
+
+
+def to_rfc3339(ts: datetime, tz: str | None = None) -> str:
+    """Format an aware datetime as RFC 3339 with milliseconds in ``tz``."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: tapshield only handles aware instants")
+    local = ts.astimezone(zone(tz))
+    return local.isoformat(timespec="milliseconds")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 instant (offset or ``Z`` required) or epoch milliseconds."""
+    s = text.strip()
+    if s.isdigit():
+        return _EPOCH + timedelta(milliseconds=int(s))
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s.replace(" ", "T", 1))
+    if dt.tzinfo is None:
+        raise ValueError(f"timestamp without a UTC offset is ambiguous: {text!r}")
+    return dt.astimezone(UTC)
+
+
+def utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: tapshield only handles aware instants")
+    return ts.astimezone(UTC)
+
+
+def epoch_us(ts: datetime) -> int:
+    """Microseconds since the epoch: the integer behind ``TS_DTYPE``."""
+    delta = utc(ts) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_epoch_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
