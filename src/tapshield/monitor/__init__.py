@@ -1,0 +1,1 @@
+"""Watch: streaming metrics per slice, detectors, four-level warnings, alert lifecycle."""

@@ -1,0 +1,61 @@
+"""The alert event: one state change of one alert, as monitoring emits it.
+
+An *alert* is one failure wave (the slices of a wave are grouped into it);
+it changes state over its life. Every change is one :class:`AlertEvent`,
+written as one line of ``alerts.jsonl``, stored in the database, and pushed to
+Alertmanager / webhooks when ``notify`` is true.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from tapshield.timeutil import to_rfc3339
+
+AlertState = Literal["firing", "escalated", "deescalated", "reminder", "resolved", "suppressed"]
+Signal = Literal["technical", "decline", "risk_decline", "latency", "traffic_drop"]
+"""What broke away from normal: technical failures (failed/timeout/91/96/68),
+business declines, risk declines (59 / risk_decision=decline), latency, or
+traffic volume (a dead channel shows as silence)."""
+
+
+@dataclass(slots=True)
+class AlertEvent:
+    alert_id: str
+    """Stable for the whole life of one alert (one wave)."""
+    ts: datetime
+    """Event time of this state change."""
+    state: AlertState
+    level: int
+    """1 = most severe (red) ... 4 = blue notice."""
+    started_at: datetime
+    """Estimated start of the wave (the change point, not the detection time)."""
+    slice: dict[str, str]
+    """Where it fired: dimension -> value; ``{}`` = the whole flow."""
+    signal: Signal
+    notify: bool
+    """Whether this change goes to people/integrations (levels 1-3 page; 4 does not;
+    reminders and resolutions notify only if the firing did)."""
+    figures: dict[str, Any] = field(default_factory=dict)
+    """Numbers behind the decision (rates, baseline, ratio, share of traffic, ...)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    incident_id: str | None = None
+
+    def to_dict(self, tz: str | None = None) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "ts": to_rfc3339(self.ts, tz),
+            "state": self.state,
+            "level": self.level,
+            "started_at": to_rfc3339(self.started_at, tz),
+            "slice": dict(self.slice),
+            "signal": self.signal,
+            "notify": self.notify,
+            "figures": dict(self.figures),
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "incident_id": self.incident_id,
+        }
