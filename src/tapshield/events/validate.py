@@ -290,7 +290,7 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
     flags[_flag("risk_decision_enum", "risk_decision")] = risk.is_null() & ~_missing(risk_text)
     approved = outcome == "approved"
     flags[_flag("outcome_code_mismatch", "response_code")] = (
-        (approved & code.is_not_null() & ~code.is_in(sorted(APPROVAL_CODES)))
+        (approved & ~_missing(code) & ~code.is_in(sorted(APPROVAL_CODES)))
         | (~approved & (code == "00"))
     ).fill_null(False)
     for c in OPTIONAL_STRINGS:

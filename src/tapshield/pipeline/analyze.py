@@ -1,0 +1,235 @@
+"""The analysis pipeline: one code path for a file replay and a live stream.
+
+Canonical event batches of any size go in; per batch the pipeline
+
+1. restores event-time order (:class:`~tapshield.pipeline.ordering.Reorderer`),
+2. feeds the ordered events to the :class:`~tapshield.monitor.Monitor`, which
+   returns alert state changes,
+3. counts the batch into the incidents already open
+   (:class:`~tapshield.respond.IncidentBook`),
+4. keeps the batch in the recent-events window, and
+5. opens, re-diagnoses or closes incidents for the alert changes, asking
+   :func:`tapshield.diagnose.diagnose` for scope and cause the moment an
+   alert fires,
+
+then hands alert changes and changed incidents to its sinks (files,
+database, Alertmanager, webhooks). A replay is this loop fed 500,000-row
+chunks; live mode is the same loop fed one-second batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
+from tapshield.events.changes import empty_changes
+from tapshield.incident import LEVEL_NAMES, Incident
+from tapshield.monitor.alerts import AlertEvent
+from tapshield.pipeline.ordering import Reorderer
+from tapshield.pipeline.window import EventWindow
+from tapshield.respond.incidents import IncidentBook, IncidentPolicy
+from tapshield.timeutil import DEFAULT_TZ, from_epoch_us, to_rfc3339
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Knobs of the pipeline itself (detection criteria live in the monitor's config)."""
+
+    lateness: timedelta = timedelta(seconds=60)
+    """How long to wait for out-of-order events before releasing a time range.
+    Mobile clients and gateway batching delay events by seconds; a minute
+    covers them while keeping detection within a minute of real time."""
+    retention: timedelta = timedelta(hours=2)
+    """Recent events kept for diagnosis and measurement: the diagnosis baseline
+    (30 min) plus waves that took long to detect, with room to spare."""
+    incidents: IncidentPolicy = field(default_factory=IncidentPolicy)
+    monitor_config: Path | None = None
+    """A monitoring config file (warning levels, detectors); ``None`` = defaults."""
+    diagnose: bool = True
+    tz: str = DEFAULT_TZ
+
+
+class Sink(Protocol):
+    """Where the pipeline's results go; every method is called in event-time order."""
+
+    def alerts(self, events: Sequence[AlertEvent]) -> None: ...
+
+    def incidents(self, incidents: Sequence[Incident]) -> None: ...
+
+    def close(self, result: AnalysisResult) -> None: ...
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    incidents: list[Incident]
+    alerts: list[AlertEvent]
+    summary: dict[str, Any]
+    timeline: pl.DataFrame | None = None
+
+
+class Analysis:
+    """The streaming analysis; feed it batches, then :meth:`finish` it."""
+
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        *,
+        changes: pl.DataFrame | None = None,
+        monitor: Any | None = None,
+        diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self.changes = changes if changes is not None else empty_changes()
+        if monitor is None:
+            from tapshield.monitor import Monitor, MonitorConfig
+
+            monitor = Monitor(MonitorConfig.load(self.config.monitor_config), changes=self.changes)
+        self.monitor = monitor
+        if diagnoser is None and self.config.diagnose:
+            from tapshield.diagnose import diagnose
+
+            diagnoser = diagnose
+        self.window = EventWindow(self.config.retention)
+        self.book = IncidentBook(
+            diagnose=diagnoser,
+            window=self.window,
+            changes=self.changes,
+            policy=self.config.incidents,
+            tz=self.config.tz,
+        )
+        self.reorderer = Reorderer(self.config.lateness)
+        self.sinks = list(sinks)
+        self.alerts: list[AlertEvent] = []
+        self.events_seen = 0
+        self.first_ts: int | None = None
+        self.last_ts: int | None = None
+        self._started = time.perf_counter()
+        self._busy = 0.0
+
+    def feed(self, batch: pl.DataFrame) -> list[AlertEvent]:
+        """Push a canonical batch (any size, any order); returns new alert changes."""
+        t0 = time.perf_counter()
+        ordered = self.reorderer.push(batch)
+        out = self._step(ordered)
+        self._busy += time.perf_counter() - t0
+        return out
+
+    def _step(self, ordered: pl.DataFrame) -> list[AlertEvent]:
+        if ordered.height == 0:
+            return []
+        self.events_seen += ordered.height
+        us = ordered["ts"].cast(pl.Int64)
+        lo, hi = us.min(), us.max()
+        assert isinstance(lo, int) and isinstance(hi, int)
+        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        now = from_epoch_us(self.last_ts)
+
+        changes: list[AlertEvent] = list(self.monitor.process(ordered))
+        self.book.observe(ordered, now)
+        self.window.add(ordered)
+        self.book.on_alerts(changes)
+        self._emit(changes)
+        return changes
+
+    def _emit(self, changes: list[AlertEvent]) -> None:
+        self.alerts.extend(changes)
+        if changes:
+            for s in self.sinks:
+                s.alerts(changes)
+        if self.book.changed:
+            changed = [i for i in self.book.incidents() if i.id in self.book.changed]
+            self.book.changed.clear()
+            for s in self.sinks:
+                s.incidents(changed)
+
+    def finish(self) -> AnalysisResult:
+        """End of stream: drain the reorderer, flush the monitor, close the sinks."""
+        t0 = time.perf_counter()
+        self._step(self.reorderer.flush())
+        final: list[AlertEvent] = list(self.monitor.close())
+        self.book.on_alerts(final)
+        self._emit(final)
+        self._busy += time.perf_counter() - t0
+        result = AnalysisResult(
+            incidents=self.book.incidents(),
+            alerts=list(self.alerts),
+            summary=self.summary(),
+            timeline=_timeline(self.monitor),
+        )
+        for s in self.sinks:
+            s.close(result)
+        return result
+
+    def summary(self) -> dict[str, Any]:
+        incidents = self.book.incidents()
+        tz = self.config.tz
+        busy = max(self._busy, 1e-9)
+        return {
+            "events": self.events_seen,
+            "late_events": self.reorderer.late_events,
+            "first_event": to_rfc3339(from_epoch_us(self.first_ts), tz) if self.first_ts else None,
+            "last_event": to_rfc3339(from_epoch_us(self.last_ts), tz) if self.last_ts else None,
+            "alert_changes": len(self.alerts),
+            "notifications": sum(1 for a in self.alerts if a.notify),
+            "incidents": len(incidents),
+            "incidents_by_level": {
+                f"{lvl} ({LEVEL_NAMES[lvl]})": n
+                for lvl, n in sorted(Counter(i.level for i in incidents).items())
+            },
+            "incidents_by_cause": dict(sorted(Counter(i.cause for i in incidents).items())),
+            "failed_payments": sum(i.failed_payments for i in incidents),
+            "lost_fen": sum(i.lost_fen for i in incidents),
+            "processing_seconds": round(busy, 3),
+            "events_per_second": round(self.events_seen / busy),
+        }
+
+
+def _timeline(monitor: Any) -> pl.DataFrame | None:
+    fn = getattr(monitor, "timeline", None)
+    if fn is None:
+        return None
+    frame = fn()
+    return frame if isinstance(frame, pl.DataFrame) else None
+
+
+def analyze_frames(
+    batches: Iterable[pl.DataFrame],
+    *,
+    changes: pl.DataFrame | None = None,
+    config: PipelineConfig | None = None,
+    out_dir: Path | None = None,
+    sinks: Sequence[Sink] = (),
+    monitor: Any | None = None,
+    diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
+    on_batch: Callable[[Analysis], None] | None = None,
+) -> AnalysisResult:
+    """Run the whole pipeline over canonical batches.
+
+    With ``out_dir`` it writes ``alerts.jsonl``, ``incidents.json``,
+    ``summary.json`` and ``report.html`` there (see :class:`FileSink`).
+    """
+    all_sinks: list[Sink] = list(sinks)
+    if out_dir is not None:
+        from tapshield.pipeline.outputs import FileSink
+
+        cfg = config or PipelineConfig()
+        all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes))
+    analysis = Analysis(
+        config, changes=changes, monitor=monitor, diagnoser=diagnoser, sinks=all_sinks
+    )
+    for batch in batches:
+        analysis.feed(batch)
+        if on_batch is not None:
+            on_batch(analysis)
+    return analysis.finish()
+

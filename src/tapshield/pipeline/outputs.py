@@ -1,0 +1,61 @@
+"""The files an analysis leaves behind, written as it goes.
+
+``alerts.jsonl`` grows line by line (one alert state change per line, flushed
+at once so a tail -f shows it live); ``incidents.json`` is rewritten whenever
+an incident changes, always complete and valid against the contract;
+``summary.json`` and ``report.html`` are written at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+import polars as pl
+
+from tapshield.incident import Incident, write_incidents
+from tapshield.monitor.alerts import AlertEvent
+
+if TYPE_CHECKING:
+    from tapshield.pipeline.analyze import AnalysisResult
+
+
+class FileSink:
+    def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None) -> None:
+        self.out_dir = out_dir
+        self.tz = tz
+        self.changes = changes
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.alerts_path = out_dir / "alerts.jsonl"
+        self.incidents_path = out_dir / "incidents.json"
+        self.summary_path = out_dir / "summary.json"
+        self.report_path = out_dir / "report.html"
+        self._fh: IO[str] = open(self.alerts_path, "w", encoding="utf-8")
+        self._incidents: dict[str, Incident] = {}
+        write_incidents(self.incidents_path, [], tz)
+
+    def alerts(self, events: Sequence[AlertEvent]) -> None:
+        for ev in events:
+            self._fh.write(json.dumps(ev.to_dict(self.tz), ensure_ascii=False, default=str))
+            self._fh.write("\n")
+        self._fh.flush()
+
+    def incidents(self, incidents: Sequence[Incident]) -> None:
+        for inc in incidents:
+            self._incidents[inc.id] = inc
+        write_incidents(self.incidents_path, list(self._incidents.values()), self.tz)
+
+    def close(self, result: AnalysisResult) -> None:
+        self._fh.close()
+        write_incidents(self.incidents_path, result.incidents, self.tz)
+        self.summary_path.write_text(
+            json.dumps(result.summary, indent=2, ensure_ascii=False, default=str) + "\n",
+            encoding="utf-8",
+        )
+        from tapshield.report import render_report
+
+        self.report_path.write_text(
+            render_report(result, tz=self.tz, changes=self.changes), encoding="utf-8"
+        )

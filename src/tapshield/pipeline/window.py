@@ -1,0 +1,51 @@
+"""The recent past, kept in memory for diagnosis and incident measurement.
+
+Diagnosis compares the wave with its recent normal past, so the pipeline keeps
+the last ``retention`` of event time (a list of micro-batches, evicted whole
+once entirely older than the horizon): memory is bounded by traffic x
+retention, whatever the length of the replay.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from tapshield.events.schema import empty_events
+from tapshield.timeutil import epoch_us, from_epoch_us
+
+
+class EventWindow:
+    def __init__(self, retention: timedelta) -> None:
+        self.retention_us = int(retention.total_seconds() * 1_000_000)
+        self._frames: deque[tuple[int, int, pl.DataFrame]] = deque()  # (min_us, max_us, frame)
+        self.rows = 0
+
+    def add(self, batch: pl.DataFrame) -> None:
+        if batch.height == 0:
+            return
+        us = batch["ts"].cast(pl.Int64)
+        lo, hi = us.min(), us.max()
+        assert isinstance(lo, int) and isinstance(hi, int)
+        self._frames.append((lo, hi, batch))
+        self.rows += batch.height
+        newest = max(f[1] for f in self._frames)
+        horizon = newest - self.retention_us
+        while self._frames and self._frames[0][1] < horizon:
+            self.rows -= self._frames.popleft()[2].height
+
+    @property
+    def earliest(self) -> datetime | None:
+        if not self._frames:
+            return None
+        return from_epoch_us(min(f[0] for f in self._frames))
+
+    def since(self, start: datetime) -> pl.DataFrame:
+        cut = epoch_us(start)
+        parts = [f for lo, hi, f in self._frames if hi >= cut]
+        if not parts:
+            return empty_events()
+        frame = pl.concat(parts, rechunk=False)
+        return frame.filter(pl.col("ts").cast(pl.Int64) >= cut).sort("ts", maintain_order=True)

@@ -1,0 +1,299 @@
+"""From alert lifecycle to incidents, with their cost measured while events stream.
+
+The monitor decides *that* something is wrong and how badly (level); this
+module keeps the incident record an on-call engineer works from: when it
+started (the change point, not the page), when it was detected, its scope and
+cause (from diagnosis), and what it cost so far: failed attempts, taps that
+never succeeded, customers and merchants affected, amount lost.
+
+Costs are measured incrementally (:class:`TapLedger`) because an incident can
+outlast any in-memory window of events: each micro-batch adds the attempts in
+scope that carry the incident's failure signature, and any later approval of
+the same tap (a retry, a failover to another channel) rescues it. After the
+incident ends the ledger keeps watching for a short tail, because customers
+retry after the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import polars as pl
+
+from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
+from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
+from tapshield.incident import Incident, scope_expr
+from tapshield.monitor.alerts import AlertEvent
+from tapshield.timeutil import zone
+
+Diagnoser = Callable[[DiagnosisRequest], Diagnosis]
+
+
+class RecentEvents(Protocol):
+    """The retained recent events (the pipeline's window)."""
+
+    @property
+    def earliest(self) -> datetime | None:
+        """Oldest retained event time (``None`` when empty)."""
+
+    def since(self, start: datetime) -> pl.DataFrame:
+        """Retained canonical events with ``ts >= start``, time-ordered."""
+
+FAILURE_EXPRS: dict[str, Callable[[], pl.Expr]] = {
+    "technical": technical_expr,
+    "decline": business_decline_expr,
+    "risk_decline": risk_decline_expr,
+}
+
+_SIGNAL_FAILURE = {
+    "technical": "technical",
+    "latency": "technical",
+    "traffic_drop": "technical",
+    "decline": "decline",
+    "risk_decline": "risk_decline",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPolicy:
+    """How incidents are kept. Defaults with their reasons."""
+
+    baseline: timedelta = timedelta(minutes=30)
+    """Normal past handed to diagnosis before the wave's start: long enough for
+    thousands of attempts per slice at normal rates, short enough to stay in
+    the same hour-of-day regime."""
+    rescue_tail: timedelta = timedelta(minutes=5)
+    """After an incident ends, approvals of its failed taps still rescue them:
+    customers retry within minutes of a fix (the simulator's retry model and
+    field data put nearly all retries within 2 minutes)."""
+    open_suppressed: bool = False
+    """Alerts suppressed by a maintenance window or silence do not open incidents."""
+
+
+class TapLedger:
+    """Failed taps of one incident, rescued by any later approval of the same tap."""
+
+    def __init__(self, scope: list[dict[str, str]], failure: str) -> None:
+        self.scope = scope
+        self.failure = failure
+        self.failed_attempts = 0
+        self._taps = pl.DataFrame(
+            schema={
+                "payment_id": pl.String(),
+                "amount_fen": pl.Int64(),
+                "user_id": pl.String(),
+                "merchant_id": pl.String(),
+                "rescued": pl.Boolean(),
+            }
+        )
+
+    def observe(self, batch: pl.DataFrame, *, start: datetime, end: datetime | None) -> None:
+        """Add a batch: failing attempts in scope and ``[start, end]``, then rescues."""
+        if batch.height == 0:
+            return
+        window = pl.col("ts") >= start
+        if end is not None:
+            window = window & (pl.col("ts") <= end)
+        hit = batch.filter(
+            window & scope_expr(self.scope) & FAILURE_EXPRS[self.failure]().fill_null(False)
+        )
+        if hit.height:
+            self.failed_attempts += hit.height
+            new = hit.select(
+                "payment_id", "amount_fen", "user_id", "merchant_id", rescued=pl.lit(False)
+            )
+            self._taps = pl.concat([self._taps, new]).unique(
+                "payment_id", keep="first", maintain_order=True
+            )
+        if self._taps.height:
+            approved = batch.filter(pl.col("outcome") == "approved")["payment_id"]
+            self._taps = self._taps.with_columns(
+                pl.col("rescued") | pl.col("payment_id").is_in(approved.implode())
+            )
+
+    def figures(self) -> dict[str, int]:
+        lost = self._taps.filter(~pl.col("rescued"))
+        return {
+            "failed_attempts": self.failed_attempts,
+            "failed_payments": lost.height,
+            "affected_users": lost["user_id"].n_unique(),
+            "affected_merchants": lost["merchant_id"].n_unique(),
+            "lost_fen": int(lost["amount_fen"].sum() or 0),
+        }
+
+
+@dataclass(slots=True)
+class _Open:
+    incident: Incident
+    ledger: TapLedger
+    diagnosed_at: datetime
+    closed_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class IncidentBook:
+    """One incident per alert; diagnosed on firing, re-diagnosed on escalation."""
+
+    def __init__(
+        self,
+        *,
+        diagnose: Diagnoser | None,
+        window: RecentEvents,
+        changes: pl.DataFrame,
+        policy: IncidentPolicy | None = None,
+        tz: str | None = None,
+    ) -> None:
+        self._diagnose = diagnose
+        self._window = window
+        self._changes = changes
+        self.policy = policy or IncidentPolicy()
+        self._tz = zone(tz)
+        self._by_alert: dict[str, _Open] = {}
+        self._order: list[str] = []
+        self._seq: dict[str, int] = {}
+        self.changed: set[str] = set()
+        """Incident ids changed since the caller last cleared it (for upserts)."""
+
+    # -- alert lifecycle ------------------------------------------------------
+
+    def on_alerts(self, events: Sequence[AlertEvent]) -> None:
+        for ev in events:
+            self._on_alert(ev)
+
+    def _on_alert(self, ev: AlertEvent) -> None:
+        entry = self._by_alert.get(ev.alert_id)
+        if entry is None:
+            if ev.state == "resolved":
+                return
+            if ev.state == "suppressed" and not self.policy.open_suppressed:
+                return
+            entry = self._open(ev)
+        inc = entry.incident
+        ev.incident_id = inc.id
+        entry.history.append({"ts": ev.ts, "state": ev.state, "level": ev.level})
+        if ev.state in ("firing", "escalated", "deescalated", "reminder"):
+            if ev.level < inc.level:
+                inc.level = ev.level
+                if ev.state == "escalated":
+                    self._rediagnose(entry, ev)
+            if entry.closed_at is not None and ev.state == "firing":
+                # The same wave came back before the tail ended: reopen.
+                inc.end = None
+                entry.closed_at = None
+        elif ev.state == "resolved":
+            ended = ev.figures.get("ended_at")
+            inc.end = ended if isinstance(ended, datetime) else ev.ts
+            entry.closed_at = ev.ts
+        inc.extra["level_history"] = [
+            {"ts": h["ts"].astimezone(self._tz).isoformat(timespec="milliseconds"),
+             "state": h["state"], "level": h["level"]}
+            for h in entry.history
+        ]
+        self.changed.add(inc.id)
+
+    def _open(self, ev: AlertEvent) -> _Open:
+        day = ev.started_at.astimezone(self._tz).strftime("%Y%m%d")
+        self._seq[day] = self._seq.get(day, 0) + 1
+        inc = Incident(
+            id=f"INC-{day}-{self._seq[day]:04d}",
+            start=ev.started_at,
+            detected_at=ev.ts,
+            level=ev.level,
+            scope=[dict(ev.slice)] if ev.slice else [],
+            cause="unknown",
+            confidence=0.0,
+            evidence=[],
+        )
+        inc.extra["alert_id"] = ev.alert_id
+        inc.extra["signal"] = ev.signal
+        inc.extra["fired_slice"] = dict(ev.slice)
+        failure = _SIGNAL_FAILURE.get(ev.signal, "technical")
+        entry = _Open(inc, TapLedger(inc.scope, failure), diagnosed_at=ev.ts)
+        self._by_alert[ev.alert_id] = entry
+        self._order.append(ev.alert_id)
+        self._diagnose_into(entry, ev)
+        return entry
+
+    def _diagnose_into(self, entry: _Open, ev: AlertEvent) -> None:
+        inc = entry.incident
+        diagnosis: Diagnosis | None = None
+        if self._diagnose is not None:
+            baseline_start = inc.start - self.policy.baseline
+            request = DiagnosisRequest(
+                events=self._window.since(baseline_start),
+                changes=self._changes,
+                baseline_start=baseline_start,
+                start=inc.start,
+                now=ev.ts,
+                fired_slice=dict(ev.slice),
+                signal=ev.signal,
+            )
+            diagnosis = self._diagnose(request)
+        if diagnosis is not None:
+            inc.scope = [dict(c) for c in diagnosis.scope]
+            inc.cause = diagnosis.cause
+            inc.confidence = float(diagnosis.confidence)
+            inc.evidence = list(diagnosis.evidence)
+            failure = diagnosis.failure
+        else:
+            failure = entry.ledger.failure
+            inc.evidence = [
+                f"monitor fired on {ev.signal} in "
+                + (", ".join(f"{k}={v}" for k, v in ev.slice.items()) or "the whole flow")
+            ]
+        entry.diagnosed_at = ev.ts
+        earliest = self._window.earliest
+        if earliest is not None and earliest <= inc.start:
+            # The window still holds the whole wave: measure it afresh in the
+            # (possibly new) scope. It already contains the current batch.
+            ledger = TapLedger(inc.scope, failure)
+            ledger.observe(self._window.since(inc.start), start=inc.start, end=inc.end)
+            entry.ledger = ledger
+        else:
+            # A long wave outlived the window: keep what was counted, count
+            # the new scope from here on.
+            entry.ledger.scope, entry.ledger.failure = inc.scope, failure
+
+    def _rediagnose(self, entry: _Open, ev: AlertEvent) -> None:
+        self._diagnose_into(entry, ev)
+
+    # -- streaming ------------------------------------------------------------
+
+    def observe(self, batch: pl.DataFrame, now: datetime) -> None:
+        """Count a time-ordered micro-batch into the incidents already open.
+
+        Call it *before* :meth:`on_alerts` for the same batch and before the
+        batch enters the window: incidents opened by this batch's alerts are
+        measured from the window, which then includes it (no double count).
+        """
+        for alert_id in self._order:
+            entry = self._by_alert[alert_id]
+            if entry.closed_at is not None and now - entry.closed_at > self.policy.rescue_tail:
+                continue
+            inc = entry.incident
+            entry.ledger.observe(batch, start=inc.start, end=inc.end)
+            self._refresh(entry)
+
+    def _refresh(self, entry: _Open) -> None:
+        f = entry.ledger.figures()
+        inc = entry.incident
+        before = (inc.failed_attempts, inc.failed_payments, inc.lost_fen)
+        inc.failed_attempts = f["failed_attempts"]
+        inc.failed_payments = f["failed_payments"]
+        inc.affected_users = f["affected_users"]
+        inc.affected_merchants = f["affected_merchants"]
+        inc.lost_fen = f["lost_fen"]
+        if before != (inc.failed_attempts, inc.failed_payments, inc.lost_fen):
+            self.changed.add(inc.id)
+
+    def incidents(self) -> list[Incident]:
+        return [self._by_alert[a].incident for a in self._order]
+
+    def get(self, incident_id: str) -> Incident | None:
+        for a in self._order:
+            if self._by_alert[a].incident.id == incident_id:
+                return self._by_alert[a].incident
+        return None
