@@ -256,6 +256,7 @@ class IncidentBook:
             # A long wave outlived the window: keep what was counted, count
             # the new scope from here on.
             entry.ledger.scope, entry.ledger.failure = inc.scope, failure
+        self._refresh(entry)
 
     def _rediagnose(self, entry: _Open, ev: AlertEvent) -> None:
         self._diagnose_into(entry, ev)

@@ -1,0 +1,5 @@
+"""``python -m tapshield`` = the ``tapshield`` command."""
+
+from tapshield.cli import main
+
+main()
