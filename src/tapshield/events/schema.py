@@ -150,7 +150,7 @@ RULES: tuple[Rule, ...] = (
     Rule("json_syntax", "*", "each JSONL line is one JSON object"),
     Rule("required", "*", "a required column must have a non-empty value"),
     Rule("id_format", "event_id, payment_id, user_id, device_id, merchant_id",
-         "at most 128 characters, no leading or trailing whitespace"),
+         "at most 128 bytes (UTF-8)"),
     Rule("duplicate", "event_id", "event_id is unique per attempt; a repeat is rejected"),
     Rule("ts_format", "ts", "RFC 3339 with an offset (`Z` or `+hh:mm`) or integer epoch ms"),
     Rule("ts_range", "ts", "between 2000-01-01 and 2100-01-01 (epoch ms, not seconds)"),
@@ -165,16 +165,18 @@ RULES: tuple[Rule, ...] = (
     Rule("latency_format", "latency_ms", "a finite number >= 0"),
     Rule("risk_decision_enum", "risk_decision", "one of " + ", ".join(RISK_DECISIONS)),
     Rule("text_length", "carrier, os, app_version, device_model, server_version, "
-         "merchant_category", "at most 128 characters"),
+         "merchant_category", "at most 128 bytes (UTF-8)"),
 )
 RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)
 
 
 def contract_markdown() -> str:
     """The contract as a Markdown table (used by docs and ``tapshield contract``)."""
-    lines = ["| column | required | type / values |", "|---|---|---|"]
+    lines = ["| column | required | type | values / meaning |", "|---|---|---|---|"]
     for c in WIRE_COLUMNS:
-        lines.append(f"| {c.name} | {'yes' if c.required else 'no'} | {c.description} |")
+        lines.append(
+            f"| {c.name} | {'yes' if c.required else 'no'} | {c.kind} | {c.description} |"
+        )
     lines += ["", "| rule | column | meaning |", "|---|---|---|"]
     for r in RULES:
         lines.append(f"| `{r.name}` | {r.column} | {r.text} |")
