@@ -105,7 +105,9 @@ class TableContract:
         """The contract as a Markdown table for the docs."""
         lines = ["| column | required | type | meaning |", "|---|---|---|---|"]
         for f in self.fields:
-            kind = f.kind if f.kind != "enum" else "one of " + ", ".join(f"`{v}`" for v in f.values)
+            kind = f.kind
+            if f.kind == "enum":
+                kind = "one of " + ", ".join(f"`{v}`" for v in f.values)
             bounds = []
             if f.minimum is not None:
                 bounds.append(f">= {f.minimum:g}")
@@ -113,7 +115,8 @@ class TableContract:
                 bounds.append(f"<= {f.maximum:g}")
             if bounds:
                 kind += " (" + ", ".join(bounds) + ")"
-            lines.append(f"| {f.name} | {'yes' if f.required else 'no'} | {kind} | {f.description} |")
+            req = "yes" if f.required else "no"
+            lines.append(f"| {f.name} | {req} | {kind} | {f.description} |")
         for r in self.rules:
             lines.append(f"| *rule* `{r.name}` | | {r.column} | {r.text} |")
         return "\n".join(lines)
@@ -196,7 +199,11 @@ class TableContract:
 
 def _empty_rejects(contract: TableContract) -> pl.DataFrame:
     return pl.DataFrame(
-        schema={"row": pl.Int64(), "errors": pl.String(), **dict.fromkeys(contract.names, pl.String())}
+        schema={
+            "row": pl.Int64(),
+            "errors": pl.String(),
+            **dict.fromkeys(contract.names, pl.String()),
+        }
     )
 
 
@@ -254,7 +261,7 @@ def _parse_field(f: Field, col: pl.Series) -> tuple[pl.Series, dict[str, np.ndar
         value = pl.Series(f.name, fen).scatter(np.flatnonzero(status != OK), None)
         bad["money"] = status == BAD
     elif kind == "decimal":
-        ok = text.str.contains(r"^-?\d{1,20}(\.\d{1,%d})?$" % f.scale).fill_null(False)
+        ok = text.str.contains(rf"^-?\d{{1,20}}(\.\d{{1,{f.scale}}})?$").fill_null(False)
         value = text.str.to_decimal(scale=f.scale).cast(pl.Decimal(38, f.scale), strict=False)
         value = value.set(~ok, None) if (~ok).any() else value
         bad["decimal"] = present & ~ok.to_numpy()

@@ -55,8 +55,10 @@ def test_incident_lifecycle_and_measured_cost() -> None:
     diag = Recorder([{"channel": "nfc"}])
     book = IncidentBook(diagnose=diag, window=window, changes=empty_changes())
 
-    before = attempts([(0.5, "p0", "nfc", "approved", "5.00"), (1.5, "p1", "nfc", "failed", "10.00"),
-                       (1.6, "p2", "nfc", "timeout", "20.00"), (1.7, "p3", "qr", "failed", "1.00")])
+    before = attempts([
+        (0.5, "p0", "nfc", "approved", "5.00"), (1.5, "p1", "nfc", "failed", "10.00"),
+        (1.6, "p2", "nfc", "timeout", "20.00"), (1.7, "p3", "qr", "failed", "1.00"),
+    ])
     book.observe(before, T0 + timedelta(minutes=2))
     window.add(before)
     book.on_alerts([ev("firing", 2.0)])

@@ -24,12 +24,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
 
 def _incident(run: str, **kw: object) -> Incident:
     base = datetime(2026, 11, 11, 12, 0, tzinfo=UTC)
-    data: dict[str, object] = dict(
-        id=f"INC-{uuid.uuid4().hex[:10]}", start=base, detected_at=base + timedelta(seconds=40),
-        level=2, scope=[{"channel": "nfc", "region": "CN-GD"}], cause="interface",
-        confidence=0.9, evidence=["91/96 codes 38x baseline"], failed_attempts=10,
-        failed_payments=7, affected_users=6, affected_merchants=3, lost_fen=123456,
-    )
+    data: dict[str, object] = {
+        "id": f"INC-{uuid.uuid4().hex[:10]}", "start": base,
+        "detected_at": base + timedelta(seconds=40), "level": 2,
+        "scope": [{"channel": "nfc", "region": "CN-GD"}], "cause": "interface",
+        "confidence": 0.9, "evidence": ["91/96 codes 38x baseline"], "failed_attempts": 10,
+        "failed_payments": 7, "affected_users": 6, "affected_merchants": 3, "lost_fen": 123456,
+    }
     data.update(kw)
     return Incident(**data)  # type: ignore[arg-type]
 

@@ -53,7 +53,9 @@ def analyze(
             console.print(f"[red]rejected[/] {e}", highlight=False, soft_wrap=True)
         console.print(f"{rejected:,} rejected row(s) written to {out / 'rejects.csv'}")
     if change_rejects:
-        console.print(f"{change_rejects} rejected change(s) written to {out / 'changes.rejects.csv'}")
+        console.print(
+            f"{change_rejects} rejected change(s) written to {out / 'changes.rejects.csv'}"
+        )
     raise typer.Exit(EXIT_REJECTS if rejected + change_rejects > max_rejects else EXIT_OK)
 
 

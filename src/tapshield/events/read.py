@@ -18,20 +18,19 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 import polars as pl
 
+from tapshield.errors import ContractError, RowError
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (
     ROW,
-    ContractError,
     EventIdIndex,
-    RowError,
     ValidationResult,
     finish,
     parse,
@@ -216,7 +215,8 @@ class EventReader:
         try:
             for batch in lf.collect_batches(chunk_size=self.chunk_rows):
                 result = finish(batch, self.index)
-                done = int(batch[ROW].max() or done) if batch.height else done
+                last = batch[ROW].max()
+                done = last if isinstance(last, int) else done
                 yield result
         except pl.exceptions.ComputeError:
             # A record Polars cannot split: let the exact reader take over after
@@ -319,7 +319,7 @@ class EventReader:
 
 
 def _parse_json_lines(
-    lines: list[bytes], numbers: list[int], schema: dict[str, pl.DataType]
+    lines: list[bytes], numbers: list[int], schema: Mapping[str, pl.DataType]
 ) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     broken: list[tuple[int, str, str]] = []
     good_lines, good_numbers = lines, numbers
@@ -345,7 +345,7 @@ def _parse_json_lines(
     return frame, broken
 
 
-def _ndjson(lines: list[bytes], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _ndjson(lines: list[bytes], schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     if not lines:
         return pl.DataFrame(schema=schema)
     return pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema)
@@ -368,8 +368,8 @@ def _open_text(path: Path, gz: bool) -> IO[str]:
     return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def _open_binary(path: Path, gz: bool) -> IO[bytes]:
-    return gzip.open(path, "rb") if gz else open(path, "rb")
+def _open_binary(path: Path, gz: bool) -> BinaryIO:
+    return cast(BinaryIO, gzip.open(path, "rb") if gz else open(path, "rb"))
 
 
 def _has_surrogate(s: str) -> bool:

@@ -30,7 +30,6 @@ import numpy as np
 import polars as pl
 
 from tapshield.errors import ContractError, RowError, clip
-from tapshield.parsing import BAD, OK, RANGE, parse_amounts, parse_timestamps
 from tapshield.events.codes import APPROVAL_CODES
 from tapshield.events.schema import (
     CANONICAL_SCHEMA,
@@ -42,6 +41,7 @@ from tapshield.events.schema import (
     RULE_NAMES,
     WIRE_NAMES,
 )
+from tapshield.parsing import BAD, OK, RANGE, parse_amounts, parse_timestamps
 from tapshield.timeutil import TS_DTYPE
 
 ROW = "_row"
@@ -101,10 +101,6 @@ def _flag(rule: str, column: str) -> str:
 def _parse_flag(name: str) -> tuple[str, str]:
     rule, _, column = name[len(_FLAG) :].partition("__")
     return rule, column
-
-
-def _is_string(dtype: pl.DataType) -> bool:
-    return dtype == pl.String or dtype == pl.Categorical or isinstance(dtype, pl.Enum)
 
 
 def _as_text(col: str, dtype: pl.DataType) -> pl.Expr:
@@ -213,7 +209,7 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
         raise ContractError(
             "missing required column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing)
         )
-    dt = {c: schema.get(c, pl.String()) for c in WIRE_NAMES}
+    dt: dict[str, pl.DataType] = {c: schema.get(c, pl.String()) for c in WIRE_NAMES}
     absent = [pl.lit(None, dtype=pl.String).alias(c) for c in WIRE_NAMES if c not in schema]
     if absent:
         frame = frame.with_columns(absent)
@@ -228,8 +224,8 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
     risk_text = _as_text(_raw("risk_decision"), dt["risk_decision"])
     outcome = outcome_text.cast(OUTCOME_DTYPE, strict=False)
     risk = risk_text.cast(RISK_DTYPE, strict=False)
-    strings = (*ID_COLUMNS, "channel", "region", *OPTIONAL_STRINGS)
-    text = {c: _as_text(_raw(c), dt[c]) for c in strings}
+    strings: tuple[str, ...] = (*ID_COLUMNS, "channel", "region", *OPTIONAL_STRINGS)
+    text: dict[str, pl.Expr] = {c: _as_text(_raw(c), dt[c]) for c in strings}
 
     values = [
         latency.alias("latency_ms"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import BinaryIO, Self, cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -68,7 +68,7 @@ class EventWriter:
         self.format, self.gzipped = detect_format(self.path)
         self.tz = tz
         self.rows = 0
-        self._fh: IO[bytes] | None = None
+        self._fh: BinaryIO | None = None
         self._pq: pq.ParquetWriter | None = None
         self._header_written = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,12 +84,12 @@ class EventWriter:
     ) -> None:
         self.close()
 
-    def _handle(self) -> IO[bytes]:
+    def _handle(self) -> BinaryIO:
         if self._fh is None:
-            self._fh = (
-                gzip.open(self.path, "wb", compresslevel=6)
-                if self.gzipped
-                else open(self.path, "wb")
+            self._fh = cast(
+                BinaryIO,
+                gzip.open(self.path, "wb", compresslevel=6) if self.gzipped
+                else open(self.path, "wb"),
             )
         return self._fh
 

@@ -39,7 +39,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
         hi = lo + 1.0
     raw = (hi - lo) / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
+    step = next((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), raw)
     start = math.floor(lo / step) * step
     ticks = []
     v = start
@@ -80,7 +80,7 @@ def line_chart(
     x0, x1 = min(xs), max(xs)
     if x1 <= x0:
         x1 = x0 + 60
-    y0 = min(ys) if y_min is None else min(y_min, min(ys))
+    y0 = min(ys) if y_min is None else min(y_min, *ys)
     y1 = max(ys)
     if y1 <= y0:
         y1 = y0 + 1
@@ -164,7 +164,7 @@ def bar_chart(
     if not values:
         return f'<p class="muted">{escape(title)}: no data</p>'
     iw, ih = width - pad_l - pad_r, height - pad_t - pad_b
-    top = max(max(values), 1e-12)
+    top = max(*values, 1e-12)
     bw = iw / len(values)
     out = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '

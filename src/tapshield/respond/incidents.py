@@ -220,6 +220,7 @@ class IncidentBook:
     def _diagnose_into(self, entry: _Open, ev: AlertEvent) -> None:
         inc = entry.incident
         diagnosis: Diagnosis | None = None
+        failure: str
         if self._diagnose is not None:
             baseline_start = inc.start - self.policy.baseline
             request = DiagnosisRequest(

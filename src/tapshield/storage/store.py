@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from tapshield.incident import Incident
 from tapshield.storage import tables as t
+from tapshield.timeutil import parse_rfc3339
 
 DB_URL_ENV = "TAPSHIELD_DB_URL"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -155,10 +156,10 @@ class Store:
                 "run_id": run_id,
                 "alert_id": str(d["alert_id"]),
                 "incident_id": d.get("incident_id"),
-                "ts": d["ts"] if isinstance(d["ts"], datetime) else _parse(d["ts"]),
+                "ts": d["ts"] if isinstance(d["ts"], datetime) else parse_rfc3339(d["ts"]),
                 "state": str(d["state"]),
                 "level": d.get("level"),
-                "doc": {k: v for k, v in d.items()},
+                "doc": dict(d),
             }
             for d in docs
         ]
@@ -174,12 +175,6 @@ class Store:
             q = q.where(t.alerts.c.run_id == run_id)
         with self.engine.connect() as conn:
             return [dict(d) for d in conn.execute(q).scalars()]
-
-
-def _parse(ts: str) -> datetime:
-    from tapshield.timeutil import parse_rfc3339
-
-    return parse_rfc3339(ts)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
