@@ -340,34 +340,52 @@ class EventIdIndex:
     def hashes(cls, ids: pl.Series) -> pl.Series:
         return ids.hash(seed=cls.SEED)
 
-    def seen(self, hashes: pl.Series) -> np.ndarray:
-        """Boolean mask, in input order: which hashes were added before.
-
-        Looks up the batch in sorted order (cache-friendly); the permutation
-        back to input order is only computed when something was found.
-        """
-        found = np.zeros(len(hashes), dtype=bool)
-        if not self._runs or not len(hashes):
-            return found
-        queries = hashes.sort().to_numpy()
+    def seen_sorted(self, queries: np.ndarray) -> np.ndarray:
+        """For sorted hashes: which were added before (mask in the same sorted order)."""
         hit = np.zeros(len(queries), dtype=bool)
         for run in self._runs:
             pos = np.searchsorted(run, queries)
             pos[pos == len(run)] = 0
             hit |= run[pos] == queries
-        if hit.any():
-            found = hashes.is_in(pl.Series(queries[hit]).implode()).to_numpy()
-        return found
+        return hit
 
-    def add(self, hashes: pl.Series) -> None:
-        """Add hashes that are new (callers pass only rows they accepted)."""
-        if not len(hashes):
+    def add_sorted(self, run: np.ndarray) -> None:
+        """Add sorted hashes that are new (callers pass only rows they accepted)."""
+        if not len(run):
             return
-        run = hashes.sort().to_numpy()
         self.size += len(run)
         while self._runs and len(self._runs[-1]) <= 2 * len(run):
             run = pl.Series(np.concatenate([self._runs.pop(), run])).sort().to_numpy()
         self._runs.append(run)
+
+
+def _duplicates(ids: pl.Series, index: EventIdIndex | None) -> tuple[np.ndarray, np.ndarray]:
+    """(duplicate mask in input order, the batch's hashes sorted).
+
+    One sort of the batch's hashes serves three checks: repeats inside the
+    batch (equal neighbours), ids seen in earlier batches (sorted look-ups
+    into the index's runs) and, for a clean batch, the run added to the index.
+    The permutation back to input order is only computed when something was
+    found, which is rare.
+    """
+    hashes = EventIdIndex.hashes(ids)
+    ordered = hashes.sort().to_numpy()
+    suspicious = np.zeros(len(ordered), dtype=bool)
+    if len(ordered) > 1:
+        same = ordered[1:] == ordered[:-1]
+        suspicious[1:] |= same
+        suspicious[:-1] |= same
+    if index is not None and index.size:
+        suspicious |= index.seen_sorted(ordered)
+    if not suspicious.any():
+        return np.zeros(len(ordered), dtype=bool), ordered
+    # Rare path: resolve exactly which rows are repeats.
+    dup = (~hashes.is_first_distinct() & ids.is_not_null()).to_numpy()
+    if index is not None and index.size:
+        before = index.seen_sorted(ordered)
+        if before.any():
+            dup |= hashes.is_in(pl.Series(ordered[before]).implode()).to_numpy()
+    return dup, ordered
 
 
 def finish(parsed: pl.DataFrame, index: EventIdIndex | None = None) -> ValidationResult:
@@ -378,18 +396,17 @@ def finish(parsed: pl.DataFrame, index: EventIdIndex | None = None) -> Validatio
     later good row with the same id is still accepted.
     """
     ids = parsed["event_id"]
-    hashes = EventIdIndex.hashes(ids)
-    if hashes.n_unique() == len(hashes):
-        dup = np.zeros(len(hashes), dtype=bool)
-    else:
-        dup = (~hashes.is_first_distinct() & ids.is_not_null()).to_numpy()
-    if index is not None:
-        dup |= index.seen(hashes)
+    dup, ordered = _duplicates(ids, index)
     ok_mask = ~(parsed[_ANY].to_numpy() | dup)
+    clean = bool(ok_mask.all())
     if index is not None:
-        index.add(hashes.filter(pl.Series(ok_mask)))
+        if clean:
+            index.add_sorted(ordered)
+        else:
+            accepted = EventIdIndex.hashes(ids).filter(pl.Series(ok_mask))
+            index.add_sorted(accepted.sort().to_numpy())
     parsed = _blank_to_null(parsed)
-    if ok_mask.all():
+    if clean:
         return ValidationResult(parsed.select(CANONICAL_NAMES), empty_rejects())
     parsed = parsed.with_columns(pl.Series(_flag("duplicate", "event_id"), dup))
     ok = pl.Series(ok_mask)
