@@ -1,0 +1,153 @@
+"""The simulator's entry points: ``generate`` batches, ``simulate`` to files."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from tapshield.events.write import EventWriter
+from tapshield.simulate.faults import change_rows, changes_frame
+from tapshield.simulate.generator import LABEL_COLUMNS, Generator, ordered_blocks, to_frame
+from tapshield.simulate.model import Scenario, load_scenario
+from tapshield.simulate.truth import TruthAccumulator, write_truth
+from tapshield.simulate.world import World
+from tapshield.timeutil import DEFAULT_TZ
+
+DEFAULT_CHUNK_ROWS = 250_000
+FORMATS: dict[str, str] = {
+    "parquet": "events.parquet",
+    "csv": "events.csv",
+    "csv.gz": "events.csv.gz",
+    "jsonl": "events.jsonl",
+    "jsonl.gz": "events.jsonl.gz",
+}
+
+
+def _scenario(scenario: Scenario | str | Path) -> Scenario:
+    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+
+
+def _frames(world: World, chunk_rows: int, *, labels: bool,
+            on_block: Callable[[Any], None] | None = None) -> Iterator[pl.DataFrame]:
+    gen = Generator(world)
+    for arrays, offsets in ordered_blocks(gen, on_block):
+        if arrays["ts"].size == 0:
+            continue
+        frame = to_frame(world, arrays, offsets, labels=labels)
+        for start in range(0, frame.height, chunk_rows):
+            yield frame.slice(start, chunk_rows)
+
+
+def generate(
+    scenario: Scenario | str | Path,
+    *,
+    seed: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[pl.DataFrame]:
+    """Canonical event batches (exactly ``CANONICAL_SCHEMA``) in event-time order.
+
+    Deterministic for a seed (default: the scenario's), and the concatenated
+    stream is the same whatever ``chunk_rows`` is.
+    """
+    world = World.from_scenario(_scenario(scenario), seed=seed)
+    yield from _frames(world, max(1, int(chunk_rows)), labels=False)
+
+
+def changes_of(scenario: Scenario | str | Path, *, seed: int | None = None) -> pl.DataFrame:
+    """The scenario's changes file as the canonical changes frame."""
+    world = World.from_scenario(_scenario(scenario), seed=seed)
+    return changes_frame(change_rows(world.scenario, world.traffic, world.faults))
+
+
+@dataclass(slots=True)
+class SimulationResult:
+    out_dir: Path
+    events_path: Path
+    changes_path: Path
+    truth_path: Path
+    labels_path: Path | None
+    events: int
+    payments: int
+    seconds: float
+    truth: dict[str, Any] = field(repr=False, default_factory=dict)
+
+
+def simulate(
+    scenario: Scenario | str | Path,
+    out_dir: Path | str,
+    *,
+    fmt: str = "parquet",
+    seed: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    labels: bool = True,
+    tz: str = DEFAULT_TZ,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationResult:
+    """Write ``events.<fmt>``, ``changes.csv``, ``truth.json`` (and ``labels.parquet``).
+
+    Events stream to disk chunk by chunk, so memory stays bounded whatever the
+    scenario's size. ``labels.parquet`` gives, per ``event_id``, the fault that
+    changed it, the fraud pattern behind it and whether the lender really
+    authorised it: per-event truth for risk models and routers.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    t0 = time.perf_counter()
+    sc = _scenario(scenario)
+    world = World.from_scenario(sc, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    acc = TruthAccumulator(world)
+    events_path = out / FORMATS[fmt]
+    labels_path = out / "labels.parquet" if labels else None
+    label_writer: pq.ParquetWriter | None = None
+    with EventWriter(events_path, tz=tz) as writer:
+        for frame in _frames(world, chunk_rows, labels=labels,
+                             on_block=lambda b: acc.add(b.attempts, b.n_taps)):
+            if labels:
+                lab = frame.select("event_id", *LABEL_COLUMNS).to_arrow()
+                if label_writer is None:
+                    assert labels_path is not None
+                    label_writer = pq.ParquetWriter(labels_path, lab.schema, compression="zstd")
+                label_writer.write_table(lab)
+                frame = frame.drop(LABEL_COLUMNS)
+            writer.write(frame)
+            if progress is not None:
+                progress(frame.height)
+    if label_writer is not None:
+        label_writer.close()
+    elif labels_path is not None:
+        pl.DataFrame(schema={"event_id": pl.String, "fault_id": pl.String, "fraud": pl.String,
+                             "authorised": pl.Boolean}).write_parquet(labels_path)
+    rows = change_rows(sc, world.traffic, world.faults, tz)
+    changes_path = out / "changes.csv"
+    changes_frame(rows)  # checks the rows against the contract before publishing them
+    pl.DataFrame(rows, schema=dict.fromkeys(("ts", "kind", "component", "version", "end_ts",
+                                             "note"), pl.String)).write_csv(changes_path)
+    truth = acc.to_dict(tz)
+    truth["changes"] = len(rows)
+    truth["files"] = {"events": events_path.name, "changes": changes_path.name,
+                      "labels": labels_path.name if labels_path else None}
+    truth_path = write_truth(out / "truth.json", truth)
+    return SimulationResult(
+        out_dir=out, events_path=events_path, changes_path=changes_path, truth_path=truth_path,
+        labels_path=labels_path, events=acc.events, payments=acc.payments,
+        seconds=time.perf_counter() - t0, truth=truth,
+    )
+
+
+def expected_events(scenario: Scenario | str | Path) -> int:
+    """About how many events a scenario makes (for progress bars and sizing)."""
+    from tapshield.simulate.clock import minute_rates
+    from tapshield.simulate.model import traffic_of
+
+    sc = _scenario(scenario)
+    _, rate = minute_rates(sc, traffic_of(sc))
+    return int(np.sum(rate) * 1.03)
