@@ -26,7 +26,8 @@ from tapshield.timeutil import epoch_us
 MINUTE_US = 60_000_000
 
 
-def ramp_shape(t_us: np.ndarray, start_us: int, end_us: int, up_us: int, down_us: int) -> np.ndarray:
+def ramp_shape(t_us: np.ndarray, start_us: int, end_us: int, up_us: int, down_us: int
+               ) -> np.ndarray:
     """0 outside ``[start, end)``, rising linearly over ``up`` and falling over ``down``."""
     t = t_us.astype(np.float64)
     inside = (t >= start_us) & (t < end_us)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -194,7 +194,7 @@ def compile_faults(
     ids = scenario.fault_ids()
     for i, f in enumerate(scenario.faults):
         start, end = scenario.window(f)
-        base = {
+        base: dict[str, Any] = {
             "index": i, "id": ids[i], "kind": f.kind, "start": start, "end": end,
             "start_us": epoch_us(start), "end_us": epoch_us(end),
             "ramp_up_us": _us(f.ramp_up), "ramp_down_us": _us(f.ramp_down), "note": f.note,

@@ -59,7 +59,7 @@ def _take(a: Arrays, idx: np.ndarray) -> Arrays:
 
 def _choice(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     cum = np.cumsum(p)
-    return np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), p.size - 1)
+    return np.asarray(np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), p.size - 1))
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ class Generator:
     def _amounts(self, category: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         log_fen = self.cat_median[category] + self.cat_sigma[category] * rng.standard_normal(
             category.size)
-        return np.maximum(np.rint(np.exp(log_fen)), 1).astype(np.int64)
+        return np.asarray(np.maximum(np.rint(np.exp(log_fen)), 1), dtype=np.int64)
 
     def _fraud_taps(self, blk: Block, rng: np.random.Generator, n_normal: int) -> list[Arrays]:
         w = self.world

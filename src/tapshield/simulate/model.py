@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from tapshield.errors import ContractError
-from tapshield.events.codes import APPROVAL_CODES, BUSINESS_CODES, RISK_CODES, TECHNICAL_CODES
+from tapshield.events.codes import BUSINESS_CODES, RISK_CODES, TECHNICAL_CODES
 from tapshield.events.schema import DIMENSIONS
 from tapshield.timeutil import parse_rfc3339
 
@@ -94,7 +94,8 @@ def _check_codes(codes: dict[str, float], allowed: frozenset[str], what: str) ->
         if not _CODE_RE.match(code):
             raise ValueError(f"response code {code!r} is not two digits/capital letters")
         if code not in allowed:
-            raise ValueError(f"{code!r} is not a {what} code (allowed: {', '.join(sorted(allowed))})")
+            allowed_text = ", ".join(sorted(allowed))
+            raise ValueError(f"{code!r} is not a {what} code (allowed: {allowed_text})")
     return codes
 
 
@@ -217,7 +218,8 @@ class Fraud(_Strict):
     def _patterns(cls, v: dict[str, float]) -> dict[str, float]:
         for name in v:
             if name not in FRAUD_PATTERNS:
-                raise ValueError(f"unknown fraud pattern {name!r} (one of {', '.join(FRAUD_PATTERNS)})")
+                known = ", ".join(FRAUD_PATTERNS)
+                raise ValueError(f"unknown fraud pattern {name!r} (one of {known})")
         return _positive_weights("patterns", v)
 
 
@@ -546,7 +548,7 @@ _Loader.yaml_implicit_resolvers = {
 def _yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     try:
         node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -777,6 +779,3 @@ def check_scenario(scenario: Scenario, traffic: TrafficModel) -> None:
     if problems:
         raise ScenarioError("\n".join(problems))
 
-
-def approval_codes() -> frozenset[str]:
-    return APPROVAL_CODES

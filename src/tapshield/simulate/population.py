@@ -166,14 +166,15 @@ class Population:
             out[none, int(np.argmax(self.eligible_share))] = True
         return out
 
-    def small_merchant(self) -> int:
-        """A small but active merchant: the one at the 90th percentile of size rank.
+    def small_merchant(self, share: float = 0.0004) -> int:
+        """A small but active merchant: the one whose share of taps is nearest ``share``.
 
-        Small enough that its declines are a rounding error nationally, active
-        enough that its own decline rate visibly jumps (a decoy that must not page).
+        At the default 0.04 % that is a shop with a few dozen taps an hour at
+        scale 1: a rounding error nationally, yet its own decline rate visibly
+        jumps (the decoy that must not page, the card testers' target).
         """
-        order = np.argsort(-self.merchant_size, kind="stable")
-        return int(order[min(self.n_merchants - 1, int(self.n_merchants * 0.1))])
+        shares = self.merchant_size / self.merchant_size.sum()
+        return int(np.argmin(np.abs(shares - share)))
 
 
 def build_population(traffic: TrafficModel, vocab: Vocab, seed: int) -> Population:
@@ -269,4 +270,4 @@ def pick_merchants(
     local = pop.merchant_order[np.minimum(pos, pop.n_merchants - 1)]
     far = np.searchsorted(pop.merchant_cum, u_local * pop.merchant_cum[-1], side="right")
     far = np.minimum(far, pop.n_merchants - 1)
-    return np.where(u_where < home_share, local, far).astype(np.int64)
+    return np.asarray(np.where(u_where < home_share, local, far), dtype=np.int64)

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from tapshield.events.changes import CHANGES
 from tapshield.events.write import EventWriter
 from tapshield.simulate.faults import change_rows, changes_frame
 from tapshield.simulate.generator import LABEL_COLUMNS, Generator, ordered_blocks, to_frame
@@ -117,8 +118,7 @@ def simulate(
                     assert labels_path is not None
                     label_writer = pq.ParquetWriter(labels_path, lab.schema, compression="zstd")
                 label_writer.write_table(lab)
-                frame = frame.drop(LABEL_COLUMNS)
-            writer.write(frame)
+            writer.write(frame.drop(LABEL_COLUMNS, strict=False))
             if progress is not None:
                 progress(frame.height)
     if label_writer is not None:
@@ -126,13 +126,9 @@ def simulate(
     elif labels_path is not None:
         pl.DataFrame(schema={"event_id": pl.String, "fault_id": pl.String, "fraud": pl.String,
                              "authorised": pl.Boolean}).write_parquet(labels_path)
-    rows = change_rows(sc, world.traffic, world.faults, tz)
-    changes_path = out / "changes.csv"
-    changes_frame(rows)  # checks the rows against the contract before publishing them
-    pl.DataFrame(rows, schema=dict.fromkeys(("ts", "kind", "component", "version", "end_ts",
-                                             "note"), pl.String)).write_csv(changes_path)
+    changes_path, n_changes = _write_changes(world, out / "changes.csv", tz)
     truth = acc.to_dict(tz)
-    truth["changes"] = len(rows)
+    truth["changes"] = n_changes
     truth["files"] = {"events": events_path.name, "changes": changes_path.name,
                       "labels": labels_path.name if labels_path else None}
     truth_path = write_truth(out / "truth.json", truth)
@@ -141,6 +137,20 @@ def simulate(
         labels_path=labels_path, events=acc.events, payments=acc.payments,
         seconds=time.perf_counter() - t0, truth=truth,
     )
+
+
+def _write_changes(world: World, path: Path, tz: str) -> tuple[Path, int]:
+    rows = change_rows(world.scenario, world.traffic, world.faults, tz)
+    changes_frame(rows)  # checks the rows against the contract before publishing them
+    pl.DataFrame(rows, schema=dict.fromkeys(CHANGES.names, pl.String)).write_csv(path)
+    return path, len(rows)
+
+
+def write_changes(scenario: Scenario | str | Path, path: Path | str, *, seed: int | None = None,
+                  tz: str = DEFAULT_TZ) -> Path:
+    """Write the scenario's ``changes.csv`` (the changes contract) on its own."""
+    world = World.from_scenario(_scenario(scenario), seed=seed)
+    return _write_changes(world, Path(path), tz)[0]
 
 
 def expected_events(scenario: Scenario | str | Path) -> int:

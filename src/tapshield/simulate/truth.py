@@ -236,7 +236,9 @@ class TruthAccumulator:
             "end": to_rfc3339(from_epoch_us(fw.end_us), tz),
             **Counts().as_dict(),
             "window": Counts().as_dict(),
-            "rates": {"during_attempts_per_minute": round(acc.during / max(minutes, 1e-9), 2),
+            "rates": {"during": None, "before": None, "during_attempts": acc.during,
+                      "before_attempts": acc.before,
+                      "during_attempts_per_minute": round(acc.during / max(minutes, 1e-9), 2),
                       "before_attempts_per_minute": round(acc.before / max(base_min, 1e-9), 2)},
             "signature": {"failure": "none", "signal": "traffic", "codes": [],
                           "multiplier": fw.multiplier, "latency_factor": fw.latency_factor},
@@ -326,5 +328,12 @@ def write_truth(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["FaultTruth", "Truth", "TruthAccumulator", "read_truth", "truth_from_dict",
-           "write_truth", "epoch_us"]
+__all__ = [
+    "FaultTruth",
+    "Truth",
+    "TruthAccumulator",
+    "epoch_us",
+    "read_truth",
+    "truth_from_dict",
+    "write_truth",
+]

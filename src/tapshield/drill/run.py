@@ -1,0 +1,160 @@
+"""Run a drill: simulate a scenario, replay it through the pipeline, grade it.
+
+This is the game day a payments reliability team runs: the scenario's events
+go through exactly what production runs (the events file is read back
+through the contract's reader, so the drill also exercises the input path),
+the pipeline's incidents and alerts are graded against the truth by
+:func:`tapshield.drill.score.score`, and, when the failover router is
+available, the scenario's taps are replayed through it and through "no
+failover" against the same ground-truth world to count the payments failover
+would have saved inside each fault.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tapshield.drill.score import Scorecard, score
+from tapshield.events.read import EventReader
+from tapshield.incident import scope_expr
+from tapshield.simulate import Scenario, World, load_scenario, simulate
+from tapshield.simulate.faults import change_rows, changes_frame
+from tapshield.simulate.truth import Truth, truth_from_dict
+
+FAILOVER_WARMUP = timedelta(minutes=30)
+"""Router history replayed before a fault (it learns channel health as in production)."""
+FAILOVER_CAUSES = ("interface", "network", "release")
+"""Faults of the path: the ones failing over can help with."""
+
+
+class PipelineMissingError(RuntimeError):
+    """The analysis pipeline is not installed in this build."""
+
+
+@dataclass(slots=True)
+class DrillResult:
+    scenario: str
+    scorecard: Scorecard
+    truth: Truth
+    out_dir: Path
+    events: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    failover: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.scorecard.to_dict()
+        d["events"] = self.events
+        d["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
+        d["failover"] = self.failover
+        d["out_dir"] = str(self.out_dir)
+        return d
+
+
+def _pipeline() -> tuple[Any, Any]:
+    try:
+        from tapshield.pipeline import PipelineConfig, analyze_frames
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        raise PipelineMissingError(f"the analysis pipeline is not available ({exc})") from None
+    return analyze_frames, PipelineConfig
+
+
+def saved_by_failover(
+    world: World, events: pl.DataFrame, truth: Truth, *, seed: int = 0,
+    policy: str = "tapshield",
+) -> dict[str, Any] | None:
+    """Payments ``policy`` saves against no failover, per path fault, or ``None``
+    if the router is not part of this build.
+
+    For each must-page path fault, the taps from ``FAILOVER_WARMUP`` before it
+    to its end are replayed under both policies with the same draws; a tap
+    counts as saved when it lies in the fault's scope and window.
+    """
+    try:
+        from tapshield.route import replay, taps_from_events
+    except ImportError:  # pragma: no cover - depends on the build
+        return None
+    per_fault: dict[str, int] = {}
+    detail: dict[str, Any] = {}
+    for f in truth.faults:
+        if not f.must_page or f.cause not in FAILOVER_CAUSES:
+            continue
+        window = events.filter((pl.col("ts") >= f.start - FAILOVER_WARMUP)
+                               & (pl.col("ts") <= f.end))
+        taps = taps_from_events(window)
+        if taps.height == 0:
+            continue
+        inside = taps.filter((pl.col("ts") >= f.start) & scope_expr(f.scope))["payment_id"]
+        failed: dict[str, int] = {}
+        for name in ("no_failover", policy):
+            table = replay(taps, world, name, seed=seed, record=True).tap_table
+            assert table is not None
+            failed[name] = table.filter(
+                pl.col("payment_id").is_in(inside.implode())
+                & (pl.col("status") == "failed")
+            ).height
+        per_fault[f.id] = failed["no_failover"] - failed[policy]
+        detail[f.id] = {"taps_in_fault": inside.len(),
+                        "failed_without_failover": failed["no_failover"],
+                        f"failed_with_{policy}": failed[policy], "saved": per_fault[f.id]}
+    return {"policy": policy, "saved": per_fault, "detail": detail}
+
+
+def run_drill(
+    scenario: Scenario | str | Path,
+    out_dir: Path | str,
+    *,
+    seed: int | None = None,
+    failover: bool = True,
+    chunk_rows: int = 250_000,
+    progress: Callable[[str], None] | None = None,
+) -> DrillResult:
+    """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``."""
+    analyze_frames, pipeline_config = _pipeline()
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    out = Path(out_dir)
+    seconds: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        if progress is not None:
+            progress(name)
+
+    step("simulating")
+    t0 = time.perf_counter()
+    sim = simulate(sc, out / "simulation", seed=seed, labels=False)
+    seconds["simulate"] = time.perf_counter() - t0
+    truth = truth_from_dict(sim.truth)
+    world = World.from_scenario(sc, seed=seed)
+    changes = changes_frame(change_rows(sc, world.traffic, world.faults))
+
+    step("analysing")
+    t0 = time.perf_counter()
+    reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
+    try:
+        result = analyze_frames(iter(reader), changes=changes, config=pipeline_config(),
+                                out_dir=out / "analysis")
+    except ImportError as exc:  # a stage of the pipeline (monitor, diagnosis) is missing
+        raise PipelineMissingError(
+            f"the analysis pipeline cannot run in this build ({exc})") from None
+    seconds["analyse"] = time.perf_counter() - t0
+
+    fo: dict[str, Any] | None = None
+    if failover and any(f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
+        step("replaying failover")
+        t0 = time.perf_counter()
+        canonical = pl.concat(list(EventReader(sim.events_path, chunk_rows=chunk_rows)))
+        fo = saved_by_failover(world, canonical, truth, seed=world.seed)
+        seconds["failover"] = time.perf_counter() - t0
+    card = score(result.incidents, truth, alerts=result.alerts,
+                 saved_by_failover=fo["saved"] if fo is not None else None)
+    drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo)
+    (out / "scorecard.json").write_text(json.dumps(drill.to_dict(), indent=2) + "\n",
+                                        encoding="utf-8")
+    return drill
