@@ -1,0 +1,493 @@
+"""Which combinations of dimensions explain a failure wave.
+
+The method ("likelihood localisation") treats localisation as model
+selection on the leaves of the cube:
+
+* **Null model.** Every leaf fails at its baseline ratio ``p0`` (see
+  :mod:`tapshield.diagnose.baseline`), judged with an over-dispersed
+  (quasi-)binomial likelihood, so big slices are allowed their normal wander
+  and small slices their binomial noise.
+* **A root cause** is a combination ``P`` (``{channel: nfc, region: CN-GD}``,
+  any depth up to ``max_depth``) that adds an extra, independent failure
+  probability ``delta_P`` to every attempt inside it:
+  ``q = 1 - (1 - p0) (1 - delta_P)``. One parameter per cause, fitted by
+  maximum likelihood. A combination that mixes broken and healthy leaves fits
+  badly (the healthy leaves refuse the common ``delta``), so the likelihood
+  itself prefers the combination that is broken *everywhere inside* and
+  *nowhere outside*: that is the succinctness criterion, not a tuned weight.
+* **Forward selection.** Add the cause with the largest likelihood gain while
+  it is (a) *significant*: its deviance gain beats the chi-square quantile at
+  family-wise false-alarm rate ``alpha`` Bonferroni-corrected over every
+  combination in the lattice (so scanning ten thousand merchants does not
+  invent one), and (b) *material*: it adds at least ``materiality`` of the
+  wave's excess failures (a slice behind fewer than 1 in 20 of the extra
+  failures is not where an on-call engineer should look first). Between a
+  combination and a more general one that fits as well (deviance difference
+  below the chi-square quantile at ``alpha``), the more general one wins.
+  Then a backward pass drops any cause that stopped earning its place once the
+  others were in.
+
+Against the published anchors: Adtributor looks at one dimension at a time
+(no deep causes); HotSpot, Squeeze and RiskLoc score deviations of raw
+counts or ratios without weighing how many attempts stand behind them, so a
+slice of three attempts with two failures looks as broken as one of three
+thousand. Here every leaf speaks with the weight of its evidence and every
+threshold is a stated error rate. Comparisons: ``benchmarks/localize_*.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.stats import chi2, norm
+
+from tapshield.diagnose.baseline import Baseline, estimate
+from tapshield.diagnose.cube import Cube, cube_from_table
+from tapshield.diagnose.lattice import Cuboid, Lattice
+
+DELTA_MAX = 1.0 - 1e-9
+
+ATTRIBUTABLE = 0.5
+"""Smallest attributable fraction of a root cause: more likely than not, a failure
+inside it is the wave's (its failure ratio at least doubled). Below that the slice
+is mostly failing as usual and naming it sends the on-call engineer the wrong way."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalizeConfig:
+    alpha: float = 0.01
+    """Family-wise probability of naming a combination that is only noise."""
+    materiality: float = 0.05
+    """Smallest share of the wave's excess failures a root cause must add."""
+    max_depth: int = 4
+    """Deepest combination considered (dimensions per root cause)."""
+    max_causes: int = 8
+    """At most this many root causes (more is a flood, not a diagnosis)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    combination: dict[str, str]
+    failures: float
+    total: float
+    baseline_ratio: float
+    excess: float
+    """Failures above what the baseline expects inside the combination."""
+    share: float
+    """``excess`` over the excess of the whole cube."""
+    delta: float
+    """Fitted extra failure probability inside the combination."""
+    surprise: float
+    """Deviance lost if this cause is removed (chi-square units)."""
+
+    @property
+    def ratio(self) -> float:
+        return self.failures / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "combination": dict(self.combination),
+            "failures": _num(self.failures),
+            "total": _num(self.total),
+            "ratio": round(self.ratio, 6),
+            "baseline_ratio": round(self.baseline_ratio, 6),
+            "excess_failures": round(self.excess, 2),
+            "share": round(self.share, 4),
+            "delta": round(self.delta, 6),
+            "surprise": round(self.surprise, 2),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Localization:
+    root_causes: list[RootCause]
+    explained_share: float
+    """Share of the wave's excess failures inside the root causes (0..1)."""
+    failures: float
+    total: float
+    baseline_ratio: float
+    excess: float
+    method: str = "likelihood"
+    notes: list[str] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def combinations(self) -> list[dict[str, str]]:
+        return [rc.combination for rc in self.root_causes]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root_causes": self.combinations,
+            "explained_share": round(self.explained_share, 4),
+            "failures": _num(self.failures),
+            "total": _num(self.total),
+            "ratio": round(self.failures / self.total, 6) if self.total else 0.0,
+            "baseline_ratio": round(self.baseline_ratio, 6),
+            "excess_failures": round(self.excess, 2),
+            "details": [rc.to_dict() for rc in self.root_causes],
+            "method": self.method,
+            "notes": list(self.notes),
+            "model": {k: round(v, 6) for k, v in self.stats.items()},
+        }
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(float(x), 4)
+
+
+def localize(
+    frame: pl.DataFrame,
+    dims: Sequence[str],
+    *,
+    at: Any,
+    time_col: str = "bucket",
+    failures: str = "failures",
+    total: str = "total",
+    history: int = 4,
+    config: LocalizeConfig | None = None,
+) -> Localization:
+    """Root causes of the failure wave in bucket ``at`` of a long count table.
+
+    ``frame`` has one row per time bucket and combination of ``dims``, with
+    ``failures`` and ``total`` counts; the baseline is the ``history`` buckets
+    before ``at``. Raises :class:`~tapshield.errors.ContractError` on bad input.
+    """
+    cube = cube_from_table(frame, dims, time_col=time_col, failures=failures, total=total,
+                           at=at, history=history)
+    return localize_cube(cube, config)
+
+
+def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
+                  baseline: Baseline | None = None) -> Localization:
+    """Root causes of the wave in ``cube`` (see the module docstring for the method)."""
+    cfg = config or LocalizeConfig()
+    base = baseline or estimate(cube)
+    live = cube.n > 0
+    f, n = cube.f[live], cube.n[live]
+    p0, w = base.p0[live], base.weight[live]
+    sub = _subset(cube, live)
+    failures, total = float(f.sum()), float(n.sum())
+    expected = float((n * p0).sum())
+    excess = failures - expected
+    stats = {"kappa": base.kappa, "rho": base.rho, "leaves": float(sub.leaves),
+             "history_buckets": float(cube.hf.shape[1])}
+    baseline_ratio = expected / total if total else base.global_ratio
+    empty = Localization([], 0.0, failures, total, baseline_ratio, excess, stats=stats)
+    if total <= 0:
+        empty.notes.append("no attempts in the anomalous bucket")
+        return empty
+    if excess <= 0:
+        empty.notes.append("no failures above the baseline: nothing to localise")
+        return empty
+    lattice = Lattice(sub, cfg.max_depth)
+    search = _Search(sub, lattice, f, n, p0, w, min_excess=cfg.materiality * excess,
+                     materiality=cfg.materiality, alpha=cfg.alpha)
+    stats.update(combinations=float(lattice.total_groups), critical_deviance=search.crit,
+                 history_cells_set_aside=float(base.set_aside))
+    chosen = search.run(cfg.max_causes)
+    causes: list[RootCause] = []
+    union = np.zeros(sub.leaves, dtype=bool)
+    for cause in chosen:
+        m = cause.members
+        union |= m
+        exp_in = float((n[m] * p0[m]).sum())
+        causes.append(RootCause(
+            combination=cause.combination,
+            failures=float(f[m].sum()),
+            total=float(n[m].sum()),
+            baseline_ratio=exp_in / float(n[m].sum()) if n[m].sum() else 0.0,
+            excess=float(f[m].sum()) - exp_in,
+            share=(float(f[m].sum()) - exp_in) / excess,
+            delta=cause.delta,
+            surprise=cause.surprise,
+        ))
+    causes.sort(key=lambda c: -c.excess)
+    inside = float(f[union].sum() - (n[union] * p0[union]).sum())
+    share = float(np.clip(inside / excess, 0.0, 1.0)) if causes else 0.0
+    notes = []
+    if cube.hf.shape[1] < 2:
+        notes.append("one history bucket: over-dispersion cannot be estimated, "
+                     "binomial noise assumed")
+    if not causes:
+        notes.append("no combination is both significant and material")
+    return Localization(causes, share, failures, total, baseline_ratio, excess,
+                        notes=notes, stats=stats)
+
+
+def _subset(cube: Cube, mask: np.ndarray) -> Cube:
+    return Cube(dims=cube.dims, labels=cube.labels, codes=cube.codes[mask], f=cube.f[mask],
+                n=cube.n[mask], hf=cube.hf[mask], hn=cube.hn[mask], at=cube.at,
+                history=cube.history)
+
+
+@dataclass(slots=True)
+class _Cause:
+    cuboid: Cuboid
+    group: int
+    combination: dict[str, str]
+    members: np.ndarray
+    delta: float = 0.0
+    surprise: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    gain: float
+    cuboid: Cuboid
+    group: int
+    delta: float
+
+
+class _Search:
+    """Forward selection with a backward pass over the lattice (vectorised per cuboid).
+
+    A candidate is eligible when it is neither inside nor around a chosen
+    cause (a nested combination adds no new scope: ``bitrate=2500`` then
+    ``bitrate=2500, device=C1`` is one cause described twice), and the failures
+    it adds outside the chosen causes are both material and beyond the normal
+    wander of a slice that size (binomial noise, leaf over-dispersion and the
+    common drift ``tau2``) at the Bonferroni-corrected level.
+    """
+
+    def __init__(self, cube: Cube, lattice: Lattice, f: np.ndarray, n: np.ndarray,
+                 p0: np.ndarray, w: np.ndarray, *, min_excess: float, materiality: float,
+                 alpha: float) -> None:
+        self.cube, self.lattice = cube, lattice
+        self.f, self.n, self.p0, self.w = f, n, p0, w
+        self.min_excess = min_excess
+        self.materiality = materiality
+        m = max(lattice.total_groups, 1)
+        self.crit = float(chi2.isf(alpha / m, 1))
+        self.z_crit = float(norm.isf(alpha / m))
+        self.near = float(chi2.isf(alpha, 1))
+        self.z_single = float(norm.isf(alpha))
+
+    # -- model ---------------------------------------------------------------
+
+    def _rates(self, causes: list[_Cause], skip: int | None = None) -> np.ndarray:
+        keep = np.ones_like(self.p0)
+        for i, c in enumerate(causes):
+            if i != skip:
+                keep[c.members] *= 1.0 - c.delta
+        return np.asarray(1.0 - (1.0 - self.p0) * keep)
+
+    def _loglik(self, q: np.ndarray) -> float:
+        f, n, w = self.f, self.n, self.w
+        return float((w * (f * np.log(q) + (n - f) * np.log1p(-q))).sum())
+
+    def _refit(self, causes: list[_Cause], sweeps: int = 3) -> None:
+        for _ in range(sweeps if len(causes) > 1 else 1):
+            for i, c in enumerate(causes):
+                b = self._rates(causes, skip=i)[c.members]
+                d, _ = _fit_groups(np.zeros(int(c.members.sum()), dtype=np.int64), 1,
+                                   self.f[c.members], self.n[c.members], b,
+                                   self.w[c.members])
+                c.delta = float(d[0])
+
+    def _variance(self, q: np.ndarray) -> np.ndarray:
+        """Predictive variance of each leaf's failures (binomial x over-dispersion)."""
+        return np.asarray(self.n * q * (1.0 - q) / self.w)
+
+    # -- selection -----------------------------------------------------------
+
+    def run(self, max_causes: int) -> list[_Cause]:
+        causes: list[_Cause] = []
+        q = self.p0.copy()
+        while len(causes) < max_causes:
+            pick = self._best(q, causes)
+            if pick is None:
+                break
+            causes.append(pick)
+            self._refit(causes)
+            q = self._rates(causes)
+        return self._prune(causes)
+
+    def _blocked(self, cub: Cuboid, causes: list[_Cause]) -> np.ndarray:
+        """Groups of ``cub`` nested in or around a chosen cause."""
+        out = np.zeros(cub.groups, dtype=bool)
+        dims = set(cub.dims)
+        for c in causes:
+            other = set(c.cuboid.dims)
+            if dims <= other or other <= dims:
+                out[np.unique(cub.gid[c.members])] = True
+        return out
+
+    def _best(self, q: np.ndarray, causes: list[_Cause]) -> _Cause | None:
+        covered = np.zeros(self.cube.leaves, dtype=bool)
+        for c in causes:
+            covered |= c.members
+        free = ~covered
+        nq = self.n * q
+        f_free, nq_free = self.f * free, nq * free
+        var_free = self._variance(q) * free
+        found: list[_Found] = []
+        for cub in self.lattice:
+            if causes and not cub.dims:
+                continue  # "everything" cannot be added to specific causes
+            fails = cub.sum(f_free)
+            new = fails - cub.sum(nq_free)
+            cand = new >= self.min_excess
+            if not cand.any():
+                continue
+            # More likely than not, a failure in the new part is the wave's:
+            # attributable fraction >= 1/2, i.e. the ratio at least doubled.
+            cand &= new >= ATTRIBUTABLE * fails
+            spread = np.sqrt(cub.sum(var_free))
+            cand &= new >= self.z_crit * spread
+            if causes:
+                cand &= ~self._blocked(cub, causes)
+            idx = np.flatnonzero(cand)
+            if idx.size == 0:
+                continue
+            compact = np.full(cub.groups, -1, dtype=np.int64)
+            compact[idx] = np.arange(idx.size)
+            sel = compact[cub.gid]
+            inside = sel >= 0
+            delta, gain = _fit_groups(sel[inside], idx.size, self.f[inside], self.n[inside],
+                                      q[inside], self.w[inside])
+            for k in np.flatnonzero(2.0 * gain >= self.crit):
+                found.append(_Found(float(gain[k]), cub, int(idx[k]), float(delta[k])))
+        if not found:
+            return None
+        found.sort(key=lambda t: (-t.gain, len(t.cuboid.dims)))
+        return self._occam(found, q)
+
+    def _occam(self, found: list[_Found], q: np.ndarray) -> _Cause:
+        """The best combination, or a nested one the data cannot tell apart from it.
+
+        Candidates nested with the best one whose fit is statistically
+        indistinguishable (deviance within the chi-square(1 - alpha) quantile)
+        form a chain; the most general is taken unless the part it adds is
+        significantly healthier than the more specific cause (one-sided test at
+        ``alpha``): generalise only where the data says the rest fails alike.
+
+        "Everything" is a strong claim: it is kept only if it is *clean* (see
+        :meth:`_clean`); otherwise the best clean combination inside it is
+        taken instead, so two failing bitrates are named rather than the whole flow.
+        """
+        top = found[0]
+        combo = self.lattice.combination(top.cuboid, top.group)
+        if not combo and len(found) > 1:
+            mask = np.ones(self.cube.leaves, dtype=bool)
+            if not self._clean(mask, combo, top.delta, q):
+                return self._occam(found[1:], q)
+        chain = [(top, combo)]
+        for c in found[1:]:
+            if 2.0 * (top.gain - c.gain) >= self.near:
+                break
+            other = self.lattice.combination(c.cuboid, c.group)
+            if _nested(other, combo) or _nested(combo, other):
+                chain.append((c, other))
+        chain.sort(key=lambda t: len(t[1]))
+        masks = [t[0].cuboid.gid == t[0].group for t in chain]
+        for i, (cand, combo_i) in enumerate(chain):
+            ok = True
+            for j in range(i + 1, len(chain)):
+                inner = chain[j]
+                if not _nested(combo_i, inner[1]):
+                    continue
+                if not self._consistent(masks[i] & ~masks[j], inner[0].delta, q):
+                    ok = False
+                    break
+            if ok:
+                return _Cause(cand.cuboid, cand.group, combo_i, masks[i], delta=cand.delta)
+        cand, combo_i = chain[-1]
+        return _Cause(cand.cuboid, cand.group, combo_i, masks[-1], delta=cand.delta)
+
+    def _consistent(self, rest: np.ndarray, delta: float, q: np.ndarray) -> bool:
+        """Does ``rest`` fail like a cause with extra probability ``delta``?"""
+        if not rest.any() or self.n[rest].sum() <= 0:
+            return True
+        r = q[rest] + delta * (1.0 - q[rest])
+        mu = float((self.n[rest] * r).sum())
+        var = float((self.n[rest] * r * (1 - r) / self.w[rest]).sum())
+        shortfall = mu - float(self.f[rest].sum())
+        return bool(shortfall < self.z_single * np.sqrt(max(var, 1e-12)))
+
+    def _clean(self, mask: np.ndarray, combo: dict[str, str], delta: float,
+               q: np.ndarray) -> bool:
+        """No material healthy part along any other dimension (see :meth:`_occam`)."""
+        n_in = float(self.n[mask].sum())
+        if n_in <= 0:
+            return True
+        f, n, w = self.f[mask], self.n[mask], self.w[mask]
+        qm, p0 = q[mask], self.p0[mask]
+        r = qm + delta * (1.0 - qm)
+        var_leaf = n * r * (1 - r) / w
+        for d, dim in enumerate(self.cube.dims):
+            if dim in combo:
+                continue
+            codes = self.cube.codes[mask, d]
+            k = len(self.cube.labels[d])
+            fc = np.bincount(codes, weights=f, minlength=k)
+            nc = np.bincount(codes, weights=n, minlength=k)
+            ec = np.bincount(codes, weights=n * p0, minlength=k)
+            mu = np.bincount(codes, weights=n * r, minlength=k)
+            vc = np.bincount(codes, weights=var_leaf, minlength=k)
+            not_doubled = fc - ec < ATTRIBUTABLE * fc
+            healthier = (mu - fc) >= self.z_single * np.sqrt(np.maximum(vc, 1e-12))
+            healthy = not_doubled & healthier & (nc > 0)
+            if nc[healthy].sum() >= self.materiality * n_in:
+                return False
+        return True
+
+    def _prune(self, causes: list[_Cause]) -> list[_Cause]:
+        while causes:
+            full = self._loglik(self._rates(causes))
+            worst, worst_loss = -1, np.inf
+            for i, c in enumerate(causes):
+                rest = [_Cause(x.cuboid, x.group, x.combination, x.members, x.delta)
+                        for j, x in enumerate(causes) if j != i]
+                self._refit(rest)
+                loss = 2.0 * (full - self._loglik(self._rates(rest)))
+                c.surprise = loss
+                others = np.zeros_like(c.members)
+                for x in rest:
+                    others |= x.members
+                own = c.members & ~others
+                unique = float((self.f[own] - self.n[own] * self.p0[own]).sum())
+                if (loss < self.crit or unique < self.min_excess) and loss < worst_loss:
+                    worst, worst_loss = i, loss
+            if worst < 0:
+                break
+            causes = [c for j, c in enumerate(causes) if j != worst]
+            self._refit(causes)
+        return causes
+
+
+def _nested(general: dict[str, str], specific: dict[str, str]) -> bool:
+    """True if ``general`` contains ``specific`` (its conditions are a subset)."""
+    return all(specific.get(k) == v for k, v in general.items())
+
+
+def _fit_groups(g: np.ndarray, groups: int, f: np.ndarray, n: np.ndarray, b: np.ndarray,
+                w: np.ndarray, iters: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood ``delta`` per group and its log-likelihood gain.
+
+    Each leaf ``i`` of group ``g[i]`` fails at ``b + delta (1 - b)``; the
+    weighted binomial log-likelihood is concave in ``delta``, so a few
+    safeguarded Newton steps from the moment estimate converge.
+    """
+    fail_gap = w * (f - n * b)
+    room = w * n * (1 - b)
+    num = np.bincount(g, weights=fail_gap, minlength=groups)
+    den = np.bincount(g, weights=room, minlength=groups)
+    delta = np.clip(np.divide(num, den, out=np.zeros(groups), where=den > 0), 0.0, DELTA_MAX)
+    one_b = 1.0 - b
+    nf = n - f
+    for _ in range(iters):
+        d = delta[g]
+        rate = b + d * one_b
+        grad = np.bincount(g, weights=w * (f * one_b / rate - nf / (1 - d)), minlength=groups)
+        hess = np.bincount(g, weights=w * (f * one_b**2 / rate**2 + nf / (1 - d) ** 2),
+                           minlength=groups)
+        step = np.divide(grad, hess, out=np.zeros(groups), where=hess > 0)
+        delta = np.clip(delta + step, 0.0, DELTA_MAX)
+    d = delta[g]
+    gain_leaf = w * (f * np.log1p(d * one_b / b) + nf * np.log1p(-d))
+    gain = np.bincount(g, weights=gain_leaf, minlength=groups)
+    return delta, np.maximum(gain, 0.0)
