@@ -11,7 +11,7 @@ their scopes are *compatible* (some combination of one and some combination
 of the other never give a dimension two different values; ``[]`` = everything
 is compatible with all). An incident matching several faults (overlapping
 waves) is assigned to one: the best scope F1, then the right cause, then the
-largest time overlap. Several incidents may be assigned to one fault (a wave
+closest start. Several incidents may be assigned to one fault (a wave
 split in pieces; they are listed as duplicates).
 
 **Per fault.** *Detected* = at least one assigned incident *paged* (level 1-3;
@@ -75,11 +75,6 @@ def compatible(a: Scope, b: Scope) -> bool:
 
 def pages(incident: Incident) -> bool:
     return 1 <= int(incident.level) <= PAGING_LEVEL
-
-
-def _overlap(a0: datetime, a1: datetime | None, b0: datetime, b1: datetime) -> timedelta:
-    end = b1 if a1 is None else min(a1, b1)
-    return max(timedelta(0), end - max(a0, b0))
 
 
 def time_match(incident: Incident, fault: FaultTruth, slack: timedelta = DEFAULT_SLACK) -> bool:
@@ -191,7 +186,7 @@ def _rank(incident: Incident, fault: FaultTruth) -> tuple[float, int, float]:
     return (
         scope_f1(incident.scope, fault.scope),
         int(incident.cause == fault.cause),
-        _overlap(incident.start, incident.end, fault.start, fault.end).total_seconds(),
+        -abs((incident.start - fault.start).total_seconds()),
     )
 
 

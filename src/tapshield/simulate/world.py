@@ -349,7 +349,7 @@ class World:
         s = pl.Series("user_id", list(user_ids) if not isinstance(user_ids, pl.Series)
                       else user_ids, dtype=pl.String)
         num = s.str.strip_prefix("u").cast(pl.Int64, strict=False)
-        idx = num.fill_null(s.hash(seed=self.seed).cast(pl.Int64) & 0x3FFF_FFFF_FFFF_FFFF)
+        idx = num.fill_null((s.hash(seed=self.seed) % (1 << 62)).cast(pl.Int64))
         elig = self.pop.eligible_matrix(idx.to_numpy())
         rows, cols = np.nonzero(elig)
         return pl.DataFrame({
