@@ -96,6 +96,7 @@ def run(
         name="kitchen-sink",
         start="2026-11-24T06:00:00+08:00",
         duration="8h",
+        scale=1.5,
         faults=FAULTS,
     )
     result = simulate(sc, folder / "out")
@@ -348,7 +349,7 @@ def test_festival_spike_raises_traffic_not_failures(tmp_path: Path, small_traffi
         small_traffic,
         name="festival",
         duration="3h",
-        scale=1.0,
+        scale=0.25,
         start="2026-11-10T18:00:00+08:00",
         festival={"start": "2026-11-10T19:00:00+08:00", "duration": "2h"},
     )
