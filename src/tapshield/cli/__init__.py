@@ -11,7 +11,9 @@ from tapshield.cli._app import app, main
 # Importing a command module registers its command on ``app``.
 from tapshield.cli import validate as _validate  # noqa: E402, F401  isort: skip
 from tapshield.cli import analyze as _analyze  # noqa: E402, F401  isort: skip
+from tapshield.cli import demo as _demo  # noqa: E402, F401  isort: skip
 from tapshield.cli import simulate as _simulate  # noqa: E402, F401  isort: skip
 from tapshield.cli import drill as _drill  # noqa: E402, F401  isort: skip
+from tapshield.cli import impact as _impact  # noqa: E402, F401  isort: skip
 
 __all__ = ["app", "main"]

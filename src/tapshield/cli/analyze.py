@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from html import escape
 from pathlib import Path
 
+import polars as pl
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -16,6 +19,7 @@ from tapshield.events.read import EventReader
 from tapshield.incident import LEVEL_NAMES
 from tapshield.money import format_fen
 from tapshield.pipeline import Analysis, AnalysisResult, PipelineConfig, analyze_frames
+from tapshield.report import ReportSection, render_report
 from tapshield.storage import Store, default_url
 from tapshield.storage.sink import StoreSink
 
@@ -26,6 +30,10 @@ def analyze(
     events: Path = typer.Argument(..., help="Events file (.csv, .csv.gz, .jsonl[.gz], .parquet)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     changes: Path | None = typer.Option(None, "--changes", help="Changes file (CSV or JSONL)."),
+    portfolio: Path | None = typer.Option(
+        None, "--portfolio",
+        help="Loan portfolio (CSV or JSONL): adds the financing impact (impact.json, impact.html).",
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="Monitoring config (warning levels, detectors) [default: built-in]."
     ),
@@ -45,7 +53,7 @@ def analyze(
     out.mkdir(parents=True, exist_ok=True)
     result, read, rejected, change_rejects = run_analysis(
         events, out, changes=changes, config=config, db=db, lateness=lateness,
-        chunk_rows=chunk_rows,
+        chunk_rows=chunk_rows, portfolio=portfolio,
     )
     print_summary(result, out)
     if read.stats.errors:
@@ -68,6 +76,7 @@ def run_analysis(
     db: str | None = None,
     lateness: float = 60.0,
     chunk_rows: int = 500_000,
+    portfolio: Path | None = None,
 ) -> tuple[AnalysisResult, EventReader, int, int]:
     """The analyze command minus printing (shared with ``demo``)."""
     change_frame = None
@@ -106,6 +115,9 @@ def run_analysis(
             )
         rejects.close()
         result.summary["input"] = reader.stats.as_dict()
+        if portfolio is not None:
+            with console.status("valuing the financing impact"):
+                add_impact(result, events, portfolio, out, change_frame, cfg.tz)
         status = "ok"
     finally:
         store.finish_run(
@@ -114,6 +126,41 @@ def run_analysis(
         )
         store.close()
     return result, reader, reader.stats.rejected, change_rejects
+
+
+def add_impact(
+    result: AnalysisResult,
+    events: Path,
+    portfolio: Path,
+    out: Path,
+    changes: pl.DataFrame | None,
+    tz: str,
+) -> None:
+    """Value the incidents for merchants and borrowers; add it to the outputs and report."""
+    from tapshield.impact import assess, write_impact
+    from tapshield.impact.report import summary
+
+    impact = assess(events, result.incidents, portfolio)
+    paths = write_impact(impact, out)
+    figures = summary(impact)
+    result.summary["impact"] = figures
+    rows = "".join(
+        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(str(v))}</td></tr>"
+        for k, v in figures.items()
+    )
+    html_name = Path(paths.get("html", out / "impact.html")).name
+    section = ReportSection(
+        "Financing impact",
+        f"<table>{rows}</table><p>Per merchant, per borrower and by regulation: "
+        f'<a href="{html_name}">{html_name}</a> (data in impact.json).</p>',
+    )
+    (out / "report.html").write_text(
+        render_report(result, tz=tz, changes=changes, sections=[section]), encoding="utf-8"
+    )
+    (out / "summary.json").write_text(
+        json.dumps(result.summary, indent=2, ensure_ascii=False, default=str) + "\n",
+        encoding="utf-8",
+    )
 
 
 def print_summary(result: AnalysisResult, out: Path) -> None:
@@ -141,4 +188,10 @@ def print_summary(result: AnalysisResult, out: Path) -> None:
                 f"{i.cause} ({i.confidence:.0%})", f"{i.failed_payments:,}", d["lost_amount"],
             )
         console.print(it)
+    impact = s.get("impact")
+    if isinstance(impact, dict):
+        t = Table(title="financing impact", title_justify="left", show_header=False, box=None)
+        for k, v in impact.items():
+            t.add_row(k.replace("_", " "), str(v))
+        console.print(t)
     console.print(f"report: {out / 'report.html'}")
