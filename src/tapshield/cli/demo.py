@@ -25,9 +25,9 @@ def demo(
     """Simulate a realistic day with an outage, analyse it as production would, value
     what it did to merchants and borrowers, and grade the response against the truth."""
     from tapshield.drill import score
+    from tapshield.impact import write_portfolio
     from tapshield.simulate import read_truth, simulate
     from tapshield.simulate.portfolio import generate_portfolio
-    from tapshield.impact import write_portfolio
 
     inputs = out / "input"
     with console.status(f"simulating {scenario}"):
