@@ -1,0 +1,742 @@
+"""Compiled inner loops of the monitor: per-event sequential tests over all slices.
+
+Why a compiled loop rather than a Polars expression: a CUSUM is a recursion
+(``W = max(0, W + llr)``) evaluated at every event of every slice an event
+belongs to, and the exact event at which it crosses its threshold is the
+detection time. Doing it per event, not per time bucket, is what lets the
+detector come within a small factor of the optimal (oracle) detection delay;
+doing it in one compiled pass over columnar arrays keeps it at millions of
+events per second. Everything here is a pure function of the arrays passed
+in: the same events in the same order give the same state, however the
+stream was cut into batches, because state only changes at events and at
+bucket boundaries (which are defined in event time).
+
+Three tests run side by side (see :mod:`tapshield.monitor.detectors`):
+
+* **rates** (technical failures, business declines, risk declines, slow
+  payments) per slice: a bank of Bernoulli CUSUMs, one per design ratio
+  ``rho_k`` (``p1 = rho_k * p0``), updated lazily: a success only lowers the
+  statistic, so a run of ``m`` successes is applied in one step as
+  ``max(0, W + m * a0)`` (exactly what ``m`` single steps give);
+* **traffic share** per slice: a Bernoulli CUSUM over the *national* event
+  stream testing whether the share of events falling in the slice dropped to
+  ``rho * share`` (a dead channel shows as silence, not as errors). Events
+  outside the slice raise it, so it is scanned once per tick;
+* **national traffic**: a Poisson-process CUSUM in continuous time for the
+  national event rate dropping to ``rho * lambda``.
+
+While a test is firing, a reverse test (``V``) accumulates evidence that the
+slice is back to normal; it is what resolves an alert (a separate threshold
+from the one that fired it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# Event classes (int8): what an attempt's outcome means for reliability.
+APPROVED = 0
+FAILED = 1
+TIMEOUT = 2
+DECLINE = 3
+"""A business decline other than risk (credit, issuer, merchant)."""
+RISK = 4
+
+# Rate signals (axis 1 of the rate arrays).
+SIG_TECHNICAL = 0
+SIG_DECLINE = 1
+SIG_RISK = 2
+SIG_LATENCY = 3
+N_RATE = 4
+SIG_TRAFFIC = 4
+SIG_NATIONAL_TRAFFIC = 5
+
+# Per-bucket accumulators (axis 1 of ``acc``).
+F_ATTEMPTS = 0
+F_APPROVED = 1
+F_TECHNICAL = 2
+F_DECLINE = 3
+F_RISK = 4
+F_SLOW = 5
+F_TECH_FEN = 6
+F_FEN = 7
+F_DECLINE_COUNTED = 8
+F_RISK_COUNTED = 9
+F_TIMEOUT = 10
+N_FIELDS = 11
+
+# National state: float slots.
+NF_W = 0
+NF_RATE = 1  # lambda0 * (1 - rho) per microsecond: the drift while silent
+NF_LOG_RHO = 2
+NF_THR = 3
+NF_V = 4
+NF_V_RATE = 5  # (lambda0 - lambda_f) per microsecond: V's drift while silent
+NF_V_JUMP = 6  # ln(lambda0 / lambda_f): V's jump at each event
+NF_ARMED = 7
+N_NF = 8
+# National state: integer slots.
+NI_LAST_TS = 0
+NI_CP = 1
+NI_LAST_TICK = 2
+NI_N = 3
+NI_REC = 4
+NI_VRESET = 5
+NI_REC_DONE = 6
+NI_NX = 7
+NI_STARTED = 8
+N_NI = 9
+
+INF = np.inf
+
+# Crossing records: [slice, signal, bank, local event index, ts, change point].
+X_SLICE = 0
+X_SIGNAL = 1
+X_BANK = 2
+X_INDEX = 3
+X_TS = 4
+X_CP = 5
+N_X = 6
+
+
+@nb.njit(cache=True, nogil=True)
+def run_events(
+    ts: np.ndarray,
+    cls: np.ndarray,
+    dup: np.ndarray,
+    lat: np.ndarray,
+    lbin: np.ndarray,
+    amt: np.ndarray,
+    member: np.ndarray,
+    tick_us: int,
+    # rate tests [M, S, K] / [M, S]
+    rw: np.ndarray,
+    rcp: np.ndarray,
+    ra0: np.ndarray,
+    ra1: np.ndarray,
+    rthr: np.ndarray,
+    rlast: np.ndarray,
+    cnt: np.ndarray,
+    rrec: np.ndarray,
+    rv: np.ndarray,
+    rb0: np.ndarray,
+    rb1: np.ndarray,
+    rvreset: np.ndarray,
+    rdone: np.ndarray,
+    h_rec: float,
+    # traffic-share tests [M]
+    tw: np.ndarray,
+    ta0: np.ndarray,
+    ta1: np.ndarray,
+    tthr: np.ndarray,
+    tlast: np.ndarray,
+    tcp: np.ndarray,
+    trec: np.ndarray,
+    tv: np.ndarray,
+    tb0: np.ndarray,
+    tb1: np.ndarray,
+    tvreset: np.ndarray,
+    tdone: np.ndarray,
+    # national traffic
+    nf: np.ndarray,
+    ni: np.ndarray,
+    # latency
+    lat_thr: np.ndarray,
+    hist: np.ndarray,
+    bhist: np.ndarray,
+    # accumulators
+    acc: np.ndarray,
+    # outputs
+    xrec: np.ndarray,
+    xval: np.ndarray,
+    n_slices: int,
+) -> int:
+    """Feed events ``ts[i]`` (non-decreasing) through every test; return #crossings."""
+    n = ts.shape[0]
+    d = member.shape[1]
+    k_bank = rw.shape[2]
+    nx = 0
+    for i in range(n):
+        t = ts[i]
+        # -- national traffic: continuous-time Poisson CUSUM ---------------------
+        if ni[NI_STARTED] == 0:
+            ni[NI_STARTED] = 1
+            ni[NI_LAST_TS] = t
+            ni[NI_LAST_TICK] = t // tick_us
+        dt = t - ni[NI_LAST_TS]
+        if nf[NF_ARMED] > 0.0:
+            w = nf[NF_W] + nf[NF_RATE] * dt
+            if w >= nf[NF_THR]:
+                rate = nf[NF_RATE]
+                need = (nf[NF_THR] - nf[NF_W]) / rate if rate > 0.0 else 0.0
+                t_star = ni[NI_LAST_TS] + math.ceil(need)
+                disc = ((t_star + tick_us - 1) // tick_us) * tick_us
+                disc = min(disc, t)
+                if nx < xrec.shape[0]:
+                    xrec[nx, X_SLICE] = 0
+                    xrec[nx, X_SIGNAL] = SIG_NATIONAL_TRAFFIC
+                    xrec[nx, X_BANK] = 0
+                    xrec[nx, X_INDEX] = i
+                    xrec[nx, X_TS] = disc
+                    xrec[nx, X_CP] = ni[NI_CP]
+                    xval[nx] = w
+                    nx += 1
+                nf[NF_THR] = INF
+                ni[NI_REC] = 1
+                ni[NI_REC_DONE] = 0
+                nf[NF_V] = 0.0
+                ni[NI_VRESET] = t
+                # reverse test from the design alternative until re-estimated
+                nf[NF_V_RATE] = nf[NF_RATE]
+                nf[NF_V_JUMP] = -nf[NF_LOG_RHO]
+            w = w + nf[NF_LOG_RHO]
+            if w <= 0.0:
+                w = 0.0
+                ni[NI_CP] = t
+            nf[NF_W] = w
+            if ni[NI_REC] == 1 and ni[NI_REC_DONE] == 0:
+                v = nf[NF_V] - nf[NF_V_RATE] * dt
+                if v <= 0.0:
+                    v = 0.0
+                    ni[NI_VRESET] = t
+                v += nf[NF_V_JUMP]
+                nf[NF_V] = v
+                if v >= h_rec:
+                    ni[NI_REC_DONE] = 1
+        ni[NI_LAST_TS] = t
+        # -- traffic-share scan, once per tick ----------------------------------
+        tick = t // tick_us
+        big_n = ni[NI_N]
+        if tick > ni[NI_LAST_TICK]:
+            ni[NI_LAST_TICK] = tick
+            for s in range(1, n_slices):
+                thr = tthr[s]
+                if thr < INF:
+                    w = tw[s] + (big_n - tlast[s]) * ta0[s]
+                    if w >= thr:
+                        if nx < xrec.shape[0]:
+                            xrec[nx, X_SLICE] = s
+                            xrec[nx, X_SIGNAL] = SIG_TRAFFIC
+                            xrec[nx, X_BANK] = 0
+                            xrec[nx, X_INDEX] = i
+                            xrec[nx, X_TS] = t
+                            xrec[nx, X_CP] = tcp[s]
+                            xval[nx] = w
+                            nx += 1
+                        tw[s] = w
+                        tlast[s] = big_n
+                        tthr[s] = INF
+                        trec[s] = 1
+                        tv[s] = 0.0
+                        tvreset[s] = t
+                        _traffic_recovery_llr(s, ta0, ta1, tb0, tb1)
+        big_n += 1
+        ni[NI_N] = big_n
+        # -- per slice -------------------------------------------------------------
+        c = cls[i]
+        x_lat = lat[i]
+        b = lbin[i]
+        is_tech = c in (FAILED, TIMEOUT)
+        is_dec = c == DECLINE and not dup[i]
+        is_risk = c == RISK and not dup[i]
+        if b >= 0:
+            bhist[b] += 1
+        for j in range(d):
+            s = member[i, j]
+            if s < 0:
+                continue
+            # accumulators
+            acc[s, F_ATTEMPTS] += 1
+            acc[s, F_FEN] += amt[i]
+            if c == APPROVED:
+                acc[s, F_APPROVED] += 1
+            elif is_tech:
+                acc[s, F_TECHNICAL] += 1
+                acc[s, F_TECH_FEN] += amt[i]
+                if c == TIMEOUT:
+                    acc[s, F_TIMEOUT] += 1
+            elif c == DECLINE:
+                acc[s, F_DECLINE] += 1
+                if is_dec:
+                    acc[s, F_DECLINE_COUNTED] += 1
+            elif c == RISK:
+                acc[s, F_RISK] += 1
+                if is_risk:
+                    acc[s, F_RISK_COUNTED] += 1
+            slow = False
+            if b >= 0:
+                hist[s, b] += 1
+                slow = x_lat > lat_thr[s]
+            elif c == TIMEOUT:
+                slow = True
+            if slow:
+                acc[s, F_SLOW] += 1
+            # traffic share: this event is inside the slice
+            if s > 0:
+                m_out = big_n - 1 - tlast[s]
+                w = tw[s] + m_out * ta0[s]
+                if w >= tthr[s]:
+                    if nx < xrec.shape[0]:
+                        xrec[nx, X_SLICE] = s
+                        xrec[nx, X_SIGNAL] = SIG_TRAFFIC
+                        xrec[nx, X_BANK] = 0
+                        xrec[nx, X_INDEX] = i
+                        xrec[nx, X_TS] = t
+                        xrec[nx, X_CP] = tcp[s]
+                        xval[nx] = w
+                        nx += 1
+                    tthr[s] = INF
+                    trec[s] = 1
+                    tv[s] = 0.0
+                    tvreset[s] = t
+                    _traffic_recovery_llr(s, ta0, ta1, tb0, tb1)
+                w = w + ta1[s]
+                if w <= 0.0:
+                    w = 0.0
+                    tcp[s] = t
+                tw[s] = w
+                if trec[s] == 1 and tdone[s] == 0:
+                    v = tv[s] + m_out * tb0[s]
+                    if v <= 0.0:
+                        v = 0.0
+                        tvreset[s] = t
+                    v += tb1[s]
+                    tv[s] = v
+                    if v >= h_rec:
+                        tdone[s] = 1
+                tlast[s] = big_n
+            # rate tests: only an event that is a "failure" for a signal moves it up
+            for sig in range(N_RATE):
+                if sig == SIG_TECHNICAL:
+                    y = is_tech
+                elif sig == SIG_DECLINE:
+                    y = is_dec
+                elif sig == SIG_RISK:
+                    y = is_risk
+                else:
+                    y = slow
+                if not y:
+                    continue
+                m = cnt[s] - rlast[s, sig]
+                fired = False
+                kf = 0
+                for k in range(k_bank):
+                    w = rw[s, sig, k]
+                    if w > 0.0 and m > 0:
+                        w = w + m * ra0[s, sig, k]
+                        w = max(w, 0.0)
+                    if w <= 0.0:
+                        rcp[s, sig, k] = t
+                    w = w + ra1[s, sig, k]
+                    w = max(w, 0.0)
+                    rw[s, sig, k] = w
+                    if w >= rthr[s, sig] and not fired:
+                        fired = True
+                        kf = k
+                        if nx < xrec.shape[0]:
+                            xrec[nx, X_SLICE] = s
+                            xrec[nx, X_SIGNAL] = sig
+                            xrec[nx, X_BANK] = k
+                            xrec[nx, X_INDEX] = i
+                            xrec[nx, X_TS] = t
+                            xrec[nx, X_CP] = rcp[s, sig, k]
+                            xval[nx] = w
+                            nx += 1
+                if fired:
+                    rthr[s, sig] = INF
+                    rrec[s, sig] = 1
+                    rdone[s, sig] = 0
+                    rv[s, sig] = 0.0
+                    rvreset[s, sig] = t
+                    rb0[s, sig] = -ra0[s, sig, kf]
+                    rb1[s, sig] = -ra1[s, sig, kf]
+                elif rrec[s, sig] == 1 and rdone[s, sig] == 0:
+                    # reverse test: successes are evidence of recovery
+                    v = rv[s, sig] + m * rb0[s, sig]
+                    if v >= h_rec:
+                        rdone[s, sig] = 1
+                    else:
+                        v += rb1[s, sig]
+                        if v <= 0.0:
+                            v = 0.0
+                            rvreset[s, sig] = t
+                    rv[s, sig] = v
+                rlast[s, sig] = cnt[s] + 1
+            cnt[s] += 1
+    return nx
+
+
+@nb.njit(cache=True, nogil=True)
+def _traffic_recovery_llr(
+    s: int, ta0: np.ndarray, ta1: np.ndarray, tb0: np.ndarray, tb1: np.ndarray
+) -> None:
+    """Recovery increments for a traffic-share test that just fired.
+
+    Until the next bucket re-estimates the in-fault share, the fault is taken
+    to be the design alternative (the share fell to ``rho`` of normal), so the
+    reverse test's increments are the forward ones negated.
+    """
+    tb0[s] = -ta0[s]
+    tb1[s] = -ta1[s]
+
+
+@nb.njit(cache=True, nogil=True)
+def flush(
+    rw: np.ndarray,
+    ra0: np.ndarray,
+    rlast: np.ndarray,
+    cnt: np.ndarray,
+    rrec: np.ndarray,
+    rv: np.ndarray,
+    rb0: np.ndarray,
+    rvreset: np.ndarray,
+    rdone: np.ndarray,
+    h_rec: float,
+    tw: np.ndarray,
+    ta0: np.ndarray,
+    tlast: np.ndarray,
+    trec: np.ndarray,
+    tv: np.ndarray,
+    tb0: np.ndarray,
+    tvreset: np.ndarray,
+    tdone: np.ndarray,
+    big_n: int,
+    t_end: int,
+    n_slices: int,
+) -> None:
+    """Apply the pending (lazy) steps of every test up to ``t_end``.
+
+    Only a bucket boundary calls this, so the result does not depend on how
+    the stream was batched. Recovery statistics that reach their threshold
+    set the ``done`` flags the lifecycle reads.
+    """
+    s_n = rw.shape[1]
+    k_n = rw.shape[2]
+    for s in range(n_slices):
+        for sig in range(s_n):
+            m = cnt[s] - rlast[s, sig]
+            if m <= 0:
+                continue
+            for k in range(k_n):
+                w = rw[s, sig, k]
+                if w > 0.0:
+                    w = w + m * ra0[s, sig, k]
+                    rw[s, sig, k] = w if w > 0.0 else 0.0
+            if rrec[s, sig] == 1 and rdone[s, sig] == 0:
+                v = rv[s, sig] + m * rb0[s, sig]
+                rv[s, sig] = v
+                if v >= h_rec:
+                    rdone[s, sig] = 1
+            rlast[s, sig] = cnt[s]
+        if s > 0:
+            m_out = big_n - tlast[s]
+            if m_out > 0:
+                tw[s] = tw[s] + m_out * ta0[s]
+                if trec[s] == 1 and tdone[s] == 0:
+                    v = tv[s] + m_out * tb0[s]
+                    if v <= 0.0:
+                        v = 0.0
+                        tvreset[s] = t_end
+                    tv[s] = v
+                tlast[s] = big_n
+
+
+@nb.njit(cache=True, nogil=True)
+def national_silence(nf: np.ndarray, ni: np.ndarray, t_end: int, tick_us: int) -> int:
+    """Check the national traffic test for a crossing during silence up to ``t_end``.
+
+    Returns the discovery time (a tick boundary) or -1. Called at bucket
+    boundaries: in a replay the boundary is reached because a later event
+    arrived, so a long silence is found in the bucket it happened in.
+    """
+    if nf[NF_ARMED] <= 0.0 or nf[NF_THR] == INF or ni[NI_STARTED] == 0:
+        return -1
+    dt = t_end - ni[NI_LAST_TS]
+    w = nf[NF_W] + nf[NF_RATE] * dt
+    if w < nf[NF_THR]:
+        return -1
+    rate = nf[NF_RATE]
+    need = (nf[NF_THR] - nf[NF_W]) / rate if rate > 0.0 else 0.0
+    t_star = ni[NI_LAST_TS] + math.ceil(need)
+    disc = ((t_star + tick_us - 1) // tick_us) * tick_us
+    disc = min(disc, t_end)
+    return int(disc)
+
+
+@nb.njit(cache=True, nogil=True)
+def bucket_update(
+    acc: np.ndarray,
+    n_slices: int,
+    decay: float,
+    t_decay: float,
+    # rate expectations and tests
+    xe: np.ndarray,
+    ne: np.ndarray,
+    season: np.ndarray,
+    ext_frozen: np.ndarray,
+    rstate: np.ndarray,
+    rw: np.ndarray,
+    rthr: np.ndarray,
+    ra0: np.ndarray,
+    ra1: np.ndarray,
+    rb0: np.ndarray,
+    rb1: np.ndarray,
+    fx: np.ndarray,
+    fn: np.ndarray,
+    p_mean: np.ndarray,
+    p_hi: np.ndarray,
+    lat_thr: np.ndarray,
+    ratios: np.ndarray,
+    h_rate: float,
+    freeze: float,
+    prior: float,
+    z: float,
+    arm: float,
+    warm: bool,
+    # traffic-share expectations and tests
+    te_x: np.ndarray,
+    te_n: np.ndarray,
+    tstate: np.ndarray,
+    tw: np.ndarray,
+    tthr: np.ndarray,
+    ta0: np.ndarray,
+    ta1: np.ndarray,
+    tb0: np.ndarray,
+    tb1: np.ndarray,
+    tfx: np.ndarray,
+    tfn: np.ndarray,
+    share: np.ndarray,
+    rho_t: float,
+    h_traffic: float,
+) -> None:
+    """One bucket's step of every expectation and test parameter.
+
+    *Expectations* are exponentially weighted counts: ``xe`` failures,
+    ``ne`` attempts weighted by the seasonal index of their hour, so
+    ``xe / ne`` is the deseasonalised level and ``level x index(now)`` the
+    expected rate. A test that is building evidence (above ``freeze`` of its
+    threshold), firing or on hold does not learn, so a fault is not absorbed
+    into its own expectation. A slice's level is shrunk towards the national
+    one with the weight of ``prior`` attempts, and the tests use its upper
+    ``z``-sigma bound: an underestimated expectation is what makes a CUSUM
+    fire on noise.
+
+    *Tests* get their per-event log-likelihood ratios from it (a bank of
+    design ratios), firing tests their reverse (recovery) increments from the
+    rate observed since they fired.
+    """
+    fields = (F_TECHNICAL, F_DECLINE_COUNTED, F_RISK_COUNTED, F_SLOW)
+    s_n = xe.shape[1]
+    k_n = ratios.shape[0]
+    nat = acc[0, F_ATTEMPTS]
+    # -- learn ---------------------------------------------------------------------
+    for s in range(n_slices):
+        n = acc[s, F_ATTEMPTS]
+        for sig in range(s_n):
+            x = acc[s, fields[sig]]
+            if rstate[s, sig] != 0:
+                fx[s, sig] += x
+                fn[s, sig] += n
+                continue
+            busy = False
+            for k in range(k_n):
+                if rw[s, sig, k] > freeze * h_rate:
+                    busy = True
+            if busy or ext_frozen[s]:
+                continue
+            xe[s, sig] = xe[s, sig] * decay + x
+            ne[s, sig] = ne[s, sig] * decay + n * season[s, sig]
+        if s > 0:
+            if tstate[s] != 0:
+                tfx[s] += n
+                tfn[s] += nat
+            elif not ext_frozen[s] and tw[s] <= freeze * h_traffic:
+                te_x[s] = te_x[s] * t_decay + n
+                te_n[s] = te_n[s] * t_decay + nat
+    # -- national level first: the prior of every slice ------------------------------
+    nat_level = np.empty(s_n)
+    for sig in range(s_n):
+        if ne[0, sig] > 0.0:
+            nat_level[sig] = xe[0, sig] / ne[0, sig]
+        else:
+            nat_level[sig] = 0.01
+        nat_level[sig] = max(nat_level[sig], 1e-5)
+    # -- expectations and test increments --------------------------------------------
+    for s in range(n_slices):
+        for sig in range(s_n):
+            m = prior if s > 0 else 0.0
+            den = ne[s, sig] + m
+            level = (xe[s, sig] + m * nat_level[sig]) / den if den > 0.0 else nat_level[sig]
+            p = level * season[s, sig]
+            p = max(p, 1e-6)
+            p = min(p, 0.45)
+            p_mean[s, sig] = p
+            hi = p + z * math.sqrt(p * (1.0 - p) / (den + 1.0))
+            hi = min(hi, 0.49)
+            p_hi[s, sig] = hi
+            armed = warm and ne[s, sig] >= arm
+            if sig == SIG_LATENCY and lat_thr[s] == INF:
+                armed = False
+            if rstate[s, sig] == 0:
+                rthr[s, sig] = h_rate
+            if not armed or rstate[s, sig] == 1:
+                if not armed:
+                    for k in range(k_n):
+                        ra0[s, sig, k] = 0.0
+                        ra1[s, sig, k] = 0.0
+                        rw[s, sig, k] = 0.0
+                if rstate[s, sig] == 1:
+                    # recovery increments from the rate seen since firing
+                    pf = (fx[s, sig] + 1.0) / (fn[s, sig] + 2.0)
+                    floor = 2.0 * p
+                    pf = max(pf, floor)
+                    pf = min(pf, 0.99)
+                    rb1[s, sig] = math.log(p / pf)
+                    rb0[s, sig] = math.log((1.0 - p) / (1.0 - pf))
+                continue
+            for k in range(k_n):
+                p1 = ratios[k] * hi
+                cap = 0.5 * (1.0 + hi)
+                p1 = min(p1, cap)
+                ra1[s, sig, k] = math.log(p1 / hi)
+                ra0[s, sig, k] = math.log((1.0 - p1) / (1.0 - hi))
+        # traffic share (drop to rho_t of normal)
+        if s > 0:
+            ps = te_x[s] / te_n[s] if te_n[s] > 0.0 else 0.0
+            share[s] = ps
+            armed_t = warm and te_x[s] >= arm and 0.0 < ps < 0.95
+            if tstate[s] == 0:
+                tthr[s] = h_traffic
+            if not armed_t:
+                if tstate[s] == 0:
+                    ta0[s] = 0.0
+                    ta1[s] = 0.0
+                    tw[s] = 0.0
+                continue
+            if tstate[s] == 1:
+                pf = tfx[s] / tfn[s] if tfn[s] > 0.0 else rho_t * ps
+                ceil_ = 0.5 * ps
+                pf = min(pf, ceil_)
+                pf = max(pf, 1e-6)
+                tb1[s] = math.log(ps / pf)
+                tb0[s] = math.log((1.0 - ps) / (1.0 - pf))
+                continue
+            ta1[s] = math.log(rho_t)
+            ta0[s] = math.log((1.0 - rho_t * ps) / (1.0 - ps))
+
+
+@nb.njit(cache=True, nogil=True)
+def latency_thresholds(
+    hist: np.ndarray,
+    prev: np.ndarray,
+    n_slices: int,
+    q: float,
+    edges: np.ndarray,
+    min_count: int,
+    frozen: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """The ``q``-quantile of each slice's latency over the last two windows."""
+    b_n = hist.shape[1]
+    for s in range(n_slices):
+        if frozen[s]:
+            continue
+        total = 0
+        for b in range(b_n):
+            total += hist[s, b] + prev[s, b]
+        if total < min_count:
+            continue
+        target = q * total
+        run = 0
+        for b in range(b_n):
+            run += hist[s, b] + prev[s, b]
+            if run >= target:
+                out[s] = edges[b + 1]
+                break
+
+
+@nb.njit(cache=True, nogil=True)
+def cusum_max(
+    y: np.ndarray, a0: np.ndarray, a1: np.ndarray
+) -> tuple[float, int, int]:
+    """Largest CUSUM value over a sequence, for each design in a bank.
+
+    Returns ``(max W, index where it peaked, index where that run started)``:
+    the run start is the change-point estimate. Used on the recent-events
+    buffer to test a slice with another alert's events taken out.
+    """
+    best = 0.0
+    best_i = -1
+    best_start = -1
+    for k in range(a0.shape[0]):
+        w = 0.0
+        start = 0
+        for i in range(y.shape[0]):
+            if w <= 0.0:
+                start = i
+            w = w + (a1[k] if y[i] else a0[k])
+            w = max(w, 0.0)
+            if w > best:
+                best = w
+                best_i = i
+                best_start = start
+    return best, best_i, best_start
+
+
+@nb.njit(cache=True, nogil=True)
+def hash_codes(
+    table: np.ndarray, codes_of: np.ndarray, hashes: np.ndarray, valid: np.ndarray,
+    out: np.ndarray, new_rows: np.ndarray, n_codes: int,
+) -> int:
+    """Dense, stable codes for 64-bit value hashes (open addressing, linear probing).
+
+    ``table`` holds hashes (0 = empty; a real 0 hash is stored as 1), ``codes_of``
+    their codes. New values get the next code, and the row where each first
+    appeared goes to ``new_rows`` so the caller can read its text. Returns the
+    new number of codes. The caller keeps the table at most half full.
+    """
+    mask = table.shape[0] - 1
+    n_new = 0
+    for i in range(hashes.shape[0]):
+        if not valid[i]:
+            out[i] = -1
+            continue
+        h = hashes[i]
+        if h == 0:
+            h = np.uint64(1)
+        pos = np.int64(h & np.uint64(mask))
+        while True:
+            k = table[pos]
+            if k == h:
+                out[i] = codes_of[pos]
+                break
+            if k == 0:
+                table[pos] = h
+                codes_of[pos] = n_codes
+                out[i] = n_codes
+                new_rows[n_new] = i
+                n_new += 1
+                n_codes += 1
+                if 2 * n_codes > table.shape[0]:
+                    return -n_codes
+                break
+            pos = np.int64((pos + 1) & mask)
+    return n_codes
+
+
+@nb.njit(cache=True, nogil=True)
+def rehash(table: np.ndarray, codes_of: np.ndarray, new_table: np.ndarray,
+           new_codes: np.ndarray) -> None:
+    mask = new_table.shape[0] - 1
+    for pos in range(table.shape[0]):
+        h = table[pos]
+        if h == 0:
+            continue
+        p = np.int64(h & np.uint64(mask))
+        while new_table[p] != 0:
+            p = np.int64((p + 1) & mask)
+        new_table[p] = h
+        new_codes[p] = codes_of[pos]

@@ -1,0 +1,442 @@
+"""The detectors of every watched slice, as arrays, and their life at bucket boundaries.
+
+For each slice ``s`` and rate signal (technical failures, business declines,
+risk declines, slow payments) there is a bank of Bernoulli CUSUMs with design
+ratios ``cfg.ratios``; for each slice a traffic-share CUSUM; for the whole
+flow a Poisson-rate CUSUM. The compiled loops are in
+:mod:`tapshield.monitor._kernels`; this class owns the arrays, grows them as
+slices appear, sets thresholds from the false-alarm budget
+(:mod:`tapshield.monitor.thresholds`), and moves each test between its three
+states: *idle* (testing at the family-wise threshold), *firing* (the reverse
+test watches for recovery) and *hold* (recovered; re-fires at a lower
+threshold until the hold ends).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from tapshield.monitor import _kernels as kn
+from tapshield.monitor.config import MonitorConfig
+from tapshield.monitor.sketch import BINS, EDGES
+from tapshield.monitor.thresholds import (
+    SECONDS_PER_WEEK,
+    cusum_threshold,
+    hold_threshold,
+    poisson_ticks_threshold,
+    recovery_threshold,
+)
+
+IDLE, FIRING, HOLD = 0, 1, 2
+
+SIGNAL_NAMES: tuple[str, ...] = (
+    "technical", "decline", "risk_decline", "latency", "traffic_drop", "traffic_drop"
+)
+"""Signal index -> the AlertEvent signal name (4 = a slice's share, 5 = national rate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """A test crossed its threshold at one event."""
+
+    slice: int
+    signal: int
+    bank: int
+    index: int
+    """Row of the event in the segment it was found in."""
+    ts: int
+    cp: int
+    """Change-point estimate (microseconds): where the winning CUSUM run started."""
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    slice: int
+    signal: int
+    ended: int
+    """Estimated end of the wave in this test (microseconds)."""
+
+
+_RATE_2D = ("rthr", "rlast", "rrec", "rv", "rb0", "rb1", "rvreset", "rdone", "xe", "ne",
+            "season", "rstate", "fx", "fn", "p_mean", "p_hi")
+_RATE_3D = ("rw", "rcp", "ra0", "ra1")
+_ONE_D = ("cnt", "tw", "ta0", "ta1", "tthr", "tlast", "tcp", "trec", "tv", "tb0", "tb1",
+          "tvreset", "tdone", "lat_thr", "te_x", "te_n", "tstate", "tfx", "tfn", "share",
+          "ext_frozen")
+
+
+class DetectorBank:
+    # rate tests [slices, signals, designs] / [slices, signals]
+    rw: np.ndarray
+    rcp: np.ndarray
+    ra0: np.ndarray
+    ra1: np.ndarray
+    rthr: np.ndarray
+    rlast: np.ndarray
+    rrec: np.ndarray
+    rv: np.ndarray
+    rb0: np.ndarray
+    rb1: np.ndarray
+    rvreset: np.ndarray
+    rdone: np.ndarray
+    rstate: np.ndarray
+    xe: np.ndarray
+    ne: np.ndarray
+    season: np.ndarray
+    fx: np.ndarray
+    fn: np.ndarray
+    p_mean: np.ndarray
+    p_hi: np.ndarray
+    # traffic-share tests [slices]
+    cnt: np.ndarray
+    tw: np.ndarray
+    ta0: np.ndarray
+    ta1: np.ndarray
+    tthr: np.ndarray
+    tlast: np.ndarray
+    tcp: np.ndarray
+    trec: np.ndarray
+    tv: np.ndarray
+    tb0: np.ndarray
+    tb1: np.ndarray
+    tvreset: np.ndarray
+    tdone: np.ndarray
+    tstate: np.ndarray
+    te_x: np.ndarray
+    te_n: np.ndarray
+    tfx: np.ndarray
+    tfn: np.ndarray
+    share: np.ndarray
+    ext_frozen: np.ndarray
+    # latency and counters
+    lat_thr: np.ndarray
+    hist: np.ndarray
+    hist_prev: np.ndarray
+    acc: np.ndarray
+    cum: np.ndarray
+
+    def __init__(self, cfg: MonitorConfig, n_sets: int) -> None:
+        self.cfg = cfg
+        self.n_sets = n_sets
+        self.ratios = np.asarray(cfg.ratios, dtype=np.float64)
+        self.k = int(self.ratios.shape[0])
+        self.tick_us = int(cfg.tick.total_seconds() * 1_000_000)
+        self.bucket_us = int(cfg.bucket.total_seconds() * 1_000_000)
+        self.cap = 0
+        self.n = 1
+        self._alloc(256)
+        self.nf = np.zeros(kn.N_NF, dtype=np.float64)
+        self.ni = np.zeros(kn.N_NI, dtype=np.int64)
+        self.nf[kn.NF_LOG_RHO] = math.log(cfg.traffic_ratio)
+        self.nf[kn.NF_THR] = np.inf
+        self.nstate = IDLE
+        self.n_fault_events = 0.0
+        self.n_fault_us = 0.0
+        self.bhist = np.zeros(BINS, dtype=np.int64)
+        self.hist_prev = np.zeros((self.cap, BINS), dtype=np.int32)
+        self.lam_e = 0.0
+        self.lam_w = 0.0
+        self.h_rec = recovery_threshold(cfg.recovery_error)
+        self.h_rate = math.inf
+        self.h_traffic = math.inf
+        self.h_nat = math.inf
+        self.z = NormalDist().inv_cdf(cfg.confidence)
+        self.events = 0
+        self.first_us: int | None = None
+        self.warm = False
+        self.decay = 0.5 ** (cfg.bucket / cfg.rate_half_life)
+        self.t_decay = 0.5 ** (cfg.bucket / cfg.share_half_life)
+        self.n_decay = 0.5 ** (cfg.bucket / cfg.national_half_life)
+        self._xrec = np.zeros((64, kn.N_X), dtype=np.int64)
+        self._xval = np.zeros(64, dtype=np.float64)
+        self.last_lat_roll: int | None = None
+        self.lam_per_s = 0.0
+
+    # -- arrays -------------------------------------------------------------------
+
+    def _alloc(self, cap: int) -> None:
+        old = self.cap
+        s_n = kn.N_RATE
+        shapes_2d: dict[str, tuple[Any, Any]] = {
+            "rthr": (np.float64, np.inf), "rlast": (np.int64, 0), "rrec": (np.int8, 0),
+            "rv": (np.float64, 0.0), "rb0": (np.float64, 0.0), "rb1": (np.float64, 0.0),
+            "rvreset": (np.int64, 0), "rdone": (np.int8, 0), "xe": (np.float64, 0.0),
+            "ne": (np.float64, 0.0), "season": (np.float64, 1.0), "rstate": (np.int8, 0),
+            "fx": (np.float64, 0.0), "fn": (np.float64, 0.0), "p_mean": (np.float64, 0.0),
+            "p_hi": (np.float64, 0.0),
+        }
+        shapes_1d: dict[str, tuple[Any, Any]] = {
+            "cnt": (np.int64, 0), "tw": (np.float64, 0.0), "ta0": (np.float64, 0.0),
+            "ta1": (np.float64, 0.0), "tthr": (np.float64, np.inf), "tlast": (np.int64, 0),
+            "tcp": (np.int64, 0), "trec": (np.int8, 0), "tv": (np.float64, 0.0),
+            "tb0": (np.float64, 0.0), "tb1": (np.float64, 0.0), "tvreset": (np.int64, 0),
+            "tdone": (np.int8, 0), "lat_thr": (np.float64, np.inf), "te_x": (np.float64, 0.0),
+            "te_n": (np.float64, 0.0), "tstate": (np.int8, 0), "tfx": (np.float64, 0.0),
+            "tfn": (np.float64, 0.0), "share": (np.float64, 0.0),
+            "ext_frozen": (np.bool_, False),
+        }
+
+        def grow(name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> None:
+            arr: np.ndarray = np.full(shape, fill, dtype=dtype)
+            if old:
+                arr[:old] = getattr(self, name)
+            setattr(self, name, arr)
+
+        for name, (dt, fill) in shapes_2d.items():
+            grow(name, (cap, s_n), dt, fill)
+        for name in _RATE_3D:
+            dt3: Any = np.int64 if name == "rcp" else np.float64
+            grow(name, (cap, s_n, self.k), dt3, 0)
+        for name, (dt, fill) in shapes_1d.items():
+            grow(name, (cap,), dt, fill)
+        grow("acc", (cap, kn.N_FIELDS), np.int64, 0)
+        grow("cum", (cap, kn.N_FIELDS), np.int64, 0)
+        grow("hist", (cap, BINS), np.int32, 0)
+        if old:
+            grow("hist_prev", (cap, BINS), np.int32, 0)
+        self.cap = cap
+
+    def ensure(self, n: int) -> None:
+        """Make room for ``n`` slices; new slices start idle and unarmed."""
+        if n > self.cap:
+            cap = self.cap
+            while cap < n:
+                cap *= 2
+            self._alloc(cap)
+        if n > self.n:
+            new = slice(self.n, n)
+            self.tlast[new] = self.ni[kn.NI_N]
+            self.rthr[new] = self.h_rate
+            self.tthr[new] = self.h_traffic
+            self.n = n
+
+    # -- events ---------------------------------------------------------------------
+
+    def run(self, ts: np.ndarray, cls: np.ndarray, dup: np.ndarray, lat: np.ndarray,
+            lbin: np.ndarray, amt: np.ndarray, member: np.ndarray) -> list[Crossing]:
+        if ts.shape[0] == 0:
+            return []
+        if self.first_us is None:
+            self.first_us = int(ts[0])
+        need = self.n * 5 + 8
+        if self._xrec.shape[0] < need:
+            self._xrec = np.zeros((2 * need, kn.N_X), dtype=np.int64)
+            self._xval = np.zeros(2 * need, dtype=np.float64)
+        nx = kn.run_events(
+            ts, cls, dup, lat, lbin, amt, member, self.tick_us,
+            self.rw, self.rcp, self.ra0, self.ra1, self.rthr, self.rlast, self.cnt,
+            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.h_rec,
+            self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
+            self.tb0, self.tb1, self.tvreset, self.tdone,
+            self.nf, self.ni, self.lat_thr, self.hist, self.bhist, self.acc,
+            self._xrec, self._xval, self.n,
+        )
+        self.events += int(ts.shape[0])
+        return [
+            Crossing(int(r[kn.X_SLICE]), int(r[kn.X_SIGNAL]), int(r[kn.X_BANK]),
+                     int(r[kn.X_INDEX]), int(r[kn.X_TS]), int(r[kn.X_CP]), float(v))
+            for r, v in zip(self._xrec[:nx], self._xval[:nx], strict=True)
+        ]
+
+    # -- bucket boundaries ------------------------------------------------------------
+
+    def close_bucket(self, t_end: int, season: np.ndarray | None = None,
+                     lam_index: float = 1.0) -> tuple[list[Crossing], list[Recovery]]:
+        """Everything that happens at a bucket boundary, in a fixed order.
+
+        1. pending lazy steps are applied (``flush``); 2. a national silence
+        up to ``t_end`` is checked; 3. expectations learn the bucket and test
+        increments are recomputed; 4. thresholds follow the false-alarm budget.
+        Returns the national-silence crossing (if any) and the recoveries.
+        """
+        n = self.n
+        cfg = self.cfg
+        kn.flush(self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0,
+                self.rvreset, self.rdone, self.h_rec, self.tw, self.ta0, self.tlast, self.trec,
+                self.tv, self.tb0, self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end, n)
+        crossings: list[Crossing] = []
+        disc = kn.national_silence(self.nf, self.ni, t_end, self.tick_us)
+        if disc >= 0:
+            crossings.append(Crossing(0, kn.SIG_NATIONAL_TRAFFIC, 0, -1, int(disc),
+                                      int(self.ni[kn.NI_CP]), float(self.nf[kn.NF_THR])))
+            self.nf[kn.NF_THR] = np.inf
+            self.ni[kn.NI_REC] = 1
+            self.ni[kn.NI_REC_DONE] = 0
+            self.nf[kn.NF_V] = 0.0
+            self.ni[kn.NI_VRESET] = int(disc)
+            self.nf[kn.NF_V_RATE] = self.nf[kn.NF_RATE]
+            self.nf[kn.NF_V_JUMP] = -self.nf[kn.NF_LOG_RHO]
+        # thresholds from the false-alarm budget
+        elapsed = 0.0 if self.first_us is None else (t_end - self.first_us) / 1e6
+        self.warm = self.warm or elapsed >= cfg.warmup.total_seconds()
+        if self.warm and self.events > 0:
+            per_week = self.events / max(elapsed, 1.0) * SECONDS_PER_WEEK
+            budget = cfg.false_alerts_per_week / 3.0
+            self.h_rate = cusum_threshold(self.n_sets * kn.N_RATE * self.k, per_week, budget)
+            self.h_traffic = cusum_threshold(max(n - 1, 1), per_week, budget)
+            ticks = SECONDS_PER_WEEK / cfg.tick.total_seconds()
+            self.h_nat = poisson_ticks_threshold(ticks, budget)
+        if season is not None:
+            self.season[:n] = season[:n]
+        kn.bucket_update(
+            self.acc, n, self.decay, self.t_decay,
+            self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rw, self.rthr,
+            self.ra0, self.ra1, self.rb0, self.rb1, self.fx, self.fn, self.p_mean, self.p_hi,
+            self.lat_thr, self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength,
+            self.z, cfg.arm_events, self.warm,
+            self.te_x, self.te_n, self.tstate, self.tw, self.tthr, self.ta0, self.ta1,
+            self.tb0, self.tb1, self.tfx, self.tfn, self.share, cfg.traffic_ratio,
+            self.h_traffic,
+        )
+        self._national(lam_index)
+        recoveries = self._recoveries()
+        self._latency_roll(t_end)
+        self.cum[:n] += self.acc[:n]
+        return crossings, recoveries
+
+    def _national(self, lam_index: float) -> None:
+        """The national rate test: expectation, increments and threshold."""
+        count = float(self.acc[0, kn.F_ATTEMPTS])
+        bucket_s = self.bucket_us / 1e6
+        if self.nstate == FIRING:
+            self.n_fault_events += count
+            self.n_fault_us += self.bucket_us
+        elif self.nf[kn.NF_W] <= self.cfg.freeze_fraction * self.h_nat:
+            self.lam_e = self.lam_e * self.n_decay + count / max(lam_index, 1e-9)
+            self.lam_w = self.lam_w * self.n_decay + 1.0
+        lam_bucket = (self.lam_e / self.lam_w) * lam_index if self.lam_w > 0 else 0.0
+        lam_us = lam_bucket / self.bucket_us
+        rho = self.cfg.traffic_ratio
+        armed = self.warm and lam_bucket * (1.0 - rho) * 60.0 / bucket_s >= 1.0
+        self.nf[kn.NF_ARMED] = 1.0 if armed else 0.0
+        if not armed:
+            self.nf[kn.NF_W] = 0.0
+        self.nf[kn.NF_RATE] = lam_us * (1.0 - rho)
+        if self.nstate == IDLE:
+            self.nf[kn.NF_THR] = self.h_nat
+        elif self.nstate == FIRING and lam_us > 0:
+            lam_f = self.n_fault_events / self.n_fault_us if self.n_fault_us > 0 else rho * lam_us
+            lam_f = min(max(lam_f, 1e-12), 0.5 * lam_us)
+            self.nf[kn.NF_V_RATE] = lam_us - lam_f
+            self.nf[kn.NF_V_JUMP] = math.log(lam_us / lam_f)
+        self.lam_per_s = lam_bucket / bucket_s
+
+    def _recoveries(self) -> list[Recovery]:
+        n = self.n
+        out: list[Recovery] = []
+        for flat in np.flatnonzero(self.rdone[:n].reshape(-1)):
+            s, sig = divmod(int(flat), kn.N_RATE)
+            out.append(Recovery(s, sig, int(self.rvreset[s, sig])))
+        for t in np.flatnonzero(self.tdone[:n]).tolist():
+            out.append(Recovery(t, kn.SIG_TRAFFIC, int(self.tvreset[t])))
+        if self.ni[kn.NI_REC_DONE] == 1:
+            out.append(Recovery(0, kn.SIG_NATIONAL_TRAFFIC, int(self.ni[kn.NI_VRESET])))
+        return out
+
+    def _latency_roll(self, t_end: int) -> None:
+        window = int(self.cfg.latency_window.total_seconds() * 1e6)
+        if self.last_lat_roll is None:
+            self.last_lat_roll = t_end
+        first = bool(np.isinf(self.lat_thr[0]))
+        if t_end - self.last_lat_roll < window and not (first and self.warm):
+            return
+        n = self.n
+        frozen = (self.rstate[:n, kn.SIG_LATENCY] != IDLE) | self.ext_frozen[:n]
+        unknown = np.isinf(self.lat_thr[:n])
+        kn.latency_thresholds(self.hist, self.hist_prev, n, self.cfg.latency_quantile, EDGES,
+                             100, frozen, self.lat_thr)
+        # a slice's first threshold: its slow-payment expectation starts from here
+        fresh = unknown & ~np.isinf(self.lat_thr[:n])
+        self.xe[:n][fresh, kn.SIG_LATENCY] = 0.0
+        self.ne[:n][fresh, kn.SIG_LATENCY] = 0.0
+        self.hist_prev[:n] = self.hist[:n]
+        self.hist[:n] = 0
+        self.last_lat_roll = t_end
+
+    def reset_bucket(self) -> None:
+        self.acc[: self.n] = 0
+        self.bhist[:] = 0
+
+    # -- state changes asked by the lifecycle -------------------------------------------
+
+    def fire(self, s: int, sig: int) -> None:
+        if sig == kn.SIG_NATIONAL_TRAFFIC:
+            self.nstate = FIRING
+            self.n_fault_events = 0.0
+            self.n_fault_us = 0.0
+        elif sig == kn.SIG_TRAFFIC:
+            self.tstate[s] = FIRING
+            self.tfx[s] = 0.0
+            self.tfn[s] = 0.0
+        else:
+            self.rstate[s, sig] = FIRING
+            self.fx[s, sig] = 0.0
+            self.fn[s, sig] = 0.0
+
+    def hold(self, s: int, sig: int) -> None:
+        """Recovered: stop the reverse test, restart the forward one at the hold threshold."""
+        hold_s = self.cfg.resolve_hold.total_seconds()
+        rate = getattr(self, "lam_per_s", 0.0)
+        if sig == kn.SIG_NATIONAL_TRAFFIC:
+            self.nstate = HOLD
+            self.ni[kn.NI_REC] = 0
+            self.ni[kn.NI_REC_DONE] = 0
+            self.nf[kn.NF_W] = 0.0
+            self.nf[kn.NF_THR] = hold_threshold(1, hold_s / self.cfg.tick.total_seconds(),
+                                               self.cfg.hold_false_alarms)
+        elif sig == kn.SIG_TRAFFIC:
+            self.tstate[s] = HOLD
+            self.trec[s] = 0
+            self.tdone[s] = 0
+            self.tw[s] = 0.0
+            self.tthr[s] = hold_threshold(1, rate * hold_s, self.cfg.hold_false_alarms)
+        else:
+            self.rstate[s, sig] = HOLD
+            self.rrec[s, sig] = 0
+            self.rdone[s, sig] = 0
+            self.rw[s, sig, :] = 0.0
+            expected = rate * max(float(self.share[s]), 1e-3) * hold_s if s else rate * hold_s
+            self.rthr[s, sig] = hold_threshold(self.k, expected, self.cfg.hold_false_alarms)
+
+    def idle(self, s: int, sig: int) -> None:
+        if sig == kn.SIG_NATIONAL_TRAFFIC:
+            self.nstate = IDLE
+            self.nf[kn.NF_THR] = self.h_nat
+        elif sig == kn.SIG_TRAFFIC:
+            self.tstate[s] = IDLE
+            self.tthr[s] = self.h_traffic
+        else:
+            self.rstate[s, sig] = IDLE
+            self.rthr[s, sig] = self.h_rate
+
+    def state(self, s: int, sig: int) -> int:
+        if sig == kn.SIG_NATIONAL_TRAFFIC:
+            return self.nstate
+        if sig == kn.SIG_TRAFFIC:
+            return int(self.tstate[s])
+        return int(self.rstate[s, sig])
+
+    def threshold(self, sig: int) -> float:
+        if sig == kn.SIG_NATIONAL_TRAFFIC:
+            return self.h_nat
+        if sig == kn.SIG_TRAFFIC:
+            return self.h_traffic
+        return self.h_rate
+
+    def bank(self, s: int, sig: int) -> tuple[np.ndarray, np.ndarray]:
+        """The per-event increments ``(a0, a1)`` of a rate test's designs, as they are now.
+
+        For a firing test (whose own increments stop being refreshed) they are
+        recomputed from its current expectation.
+        """
+        hi = float(self.p_hi[s, sig])
+        if hi <= 0.0:
+            return np.zeros(self.k), np.zeros(self.k)
+        p1 = np.minimum(self.ratios * hi, 0.5 * (1.0 + hi))
+        return np.log((1.0 - p1) / (1.0 - hi)), np.log(p1 / hi)

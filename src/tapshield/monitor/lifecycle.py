@@ -1,0 +1,639 @@
+"""From detector crossings to alerts: one alert per wave, leveled, grouped, resolved once.
+
+The stages, in the order Prometheus Alertmanager runs its own (a pipeline of
+small steps):
+
+1. **Inhibition / grouping.** A test that crosses is first checked against
+   the waves already open (and announced maintenance windows): the slice is
+   tested again *with those waves' events taken out* (the same CUSUM, on the
+   recent-events buffer). If nothing anomalous is left, the slice is a child
+   or a side effect of an open wave (``{region: CN-GD}`` while
+   ``{channel: nfc}`` is down) and joins it silently. If something is left
+   and its change point lies within ``group_window`` of an open wave of the
+   same family, it is the same wave seen in another slice and widens that
+   alert's scope. Otherwise it is a new wave: a new alert.
+2. **Silences and maintenance.** A new alert inside an announced maintenance
+   window's scope, or matching a silence, is recorded as ``suppressed`` and
+   notifies no one; if it outlives the window (plus a grace period) it fires
+   for real.
+3. **Levels.** At every bucket boundary the excess impact of each wave is
+   measured and its level updated (:mod:`tapshield.monitor.levels`).
+4. **Resolution.** Each test resolves through its own reverse test, then a
+   hold period in which it re-fires at a lower threshold: a flapping link
+   fires once and resolves once. An alert resolves when all its tests have.
+5. **Notification.** Levels 1-3 page; the first page, an escalation (at most
+   one notification per ``renotify_interval``), reminders at growing
+   intervals, and the resolution of a paged alert notify; everything else
+   is recorded only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from tapshield.events.changes import scope_of
+from tapshield.monitor import _kernels as kn
+from tapshield.monitor.alerts import AlertEvent, Signal
+from tapshield.monitor.config import MonitorConfig
+from tapshield.monitor.detectors import FIRING, HOLD, SIGNAL_NAMES, Crossing, DetectorBank, Recovery
+from tapshield.monitor.levels import LEVEL_NAMES, NOTICE, Impact, LevelTracker
+from tapshield.monitor.recent import RecentEvents, View
+from tapshield.monitor.slices import NATIONAL, SliceRegistry, intersects, refines, slice_key
+from tapshield.timeutil import epoch_us, from_epoch_us
+
+FAMILY = {0: "technical", 3: "technical", 4: "technical", 5: "technical", 1: "business",
+          2: "business"}
+"""Signals that one fault produces together: an outage shows as technical
+failures, slowness and lost traffic; a risk or credit problem as declines."""
+
+RATE_SIGNALS = (kn.SIG_TECHNICAL, kn.SIG_DECLINE, kn.SIG_RISK, kn.SIG_LATENCY)
+Ref = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Member:
+    """One test (slice x signal) that is part of an alert."""
+
+    slice: int
+    signal: int
+    role: Literal["scope", "absorbed"]
+    cp_us: int
+    fired_us: int
+    ended_us: int | None = None
+    hold_until: int | None = None
+    flaps: int = 0
+    last_retest: int = 0
+
+
+@dataclass(slots=True)
+class Window:
+    """An announced maintenance window, from the changes file."""
+
+    key: str
+    scope: dict[str, str]
+    start_us: int
+    end_us: int
+    component: str
+    note: str
+
+
+@dataclass(slots=True)
+class Alert:
+    alert_id: str
+    family: str
+    signal: int
+    slice: int
+    started_us: int
+    fired_us: int
+    tracker: LevelTracker
+    members: dict[Ref, Member] = field(default_factory=dict)
+    state: Literal["firing", "suppressed", "resolved"] = "firing"
+    suppressed_by: str | None = None
+    suppressed_until: int | None = None
+    window: Window | None = None
+    paged: bool = False
+    last_notify_us: int | None = None
+    notified_level: int = NOTICE
+    pending_escalation: bool = False
+    reminders_sent: int = 0
+    next_reminder_us: int | None = None
+    ended_us: int | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def scope(self) -> list[Member]:
+        return [m for m in self.members.values() if m.role == "scope"]
+
+
+class Lifecycle:
+    def __init__(self, cfg: MonitorConfig, registry: SliceRegistry, bank: DetectorBank,
+                 recent: RecentEvents, changes: pl.DataFrame | None) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.bank = bank
+        self.recent = recent
+        self.alerts: dict[str, Alert] = {}
+        """Open (firing or suppressed) alerts, in the order they opened."""
+        self.owner: dict[Ref, str] = {}
+        self.windows = _maintenance_windows(changes)
+        self.us = {
+            "group": _us(cfg.group_window), "explain": _us(cfg.explain_window),
+            "hold": _us(cfg.resolve_hold), "level": _us(cfg.level_window),
+            "renotify": _us(cfg.renotify_interval), "grace": _us(cfg.maintenance_grace),
+        }
+        self.events_emitted = 0
+        self.primary = cfg.levels.primary_channel
+        self.late_events = 0
+        self.orphans: dict[Ref, int] = {}
+        """Tests left firing or on hold by a resolved alert: when their hold ends."""
+        self._retest_cursor = 0
+
+    # -- crossings ------------------------------------------------------------------
+
+    def on_crossings(self, crossings: list[Crossing], seq0: int) -> list[AlertEvent]:
+        if not crossings:
+            return []
+        infos = self.registry.infos
+        crossings = sorted(crossings, key=lambda c: (c.index, c.signal, infos[c.slice].key))
+        out: list[AlertEvent] = []
+        for c in crossings:
+            seq = seq0 + c.index if c.index >= 0 else seq0 - 1
+            out.extend(self._on_crossing(c, seq))
+        return out
+
+    def _on_crossing(self, c: Crossing, seq: int) -> list[AlertEvent]:
+        ref = (c.slice, c.signal)
+        self.bank.fire(c.slice, c.signal)
+        owner = self.owner.get(ref)
+        if owner is not None:
+            # re-fire during the hold: the same wave flapping
+            m = self.alerts[owner].members[ref]
+            m.flaps += 1
+            m.ended_us = None
+            m.hold_until = None
+            return []
+        explained, cp, owner_id = self._explain(c, seq)
+        if explained and owner_id is not None:
+            return self._absorb(owner_id, ref, c, cp, seq)
+        # a new wave in this slice, or the same wave seen in another slice
+        fam = FAMILY[c.signal]
+        for a in self.alerts.values():
+            if a.family == fam and abs(cp - a.started_us) <= self.us["group"] and a.window is None:
+                a.members[ref] = Member(c.slice, c.signal, "scope", cp, c.ts)
+                self.owner[ref] = a.alert_id
+                a.started_us = min(a.started_us, cp)
+                return []
+        return self._open(c, cp, seq)
+
+    def _explain(self, c: Crossing, seq: int) -> tuple[bool, int, str | None]:
+        """Is the crossing explained by open waves? ``(explained, change point, owner)``.
+
+        Only waves that show the *same signal* (and maintenance windows, which
+        explain everything in their scope) can explain a rate crossing: a
+        national latency wave says nothing about technical failures in one
+        region. The same fault seen in another signal (timeouts and slowness
+        of one network fault) is joined by the grouping rule instead.
+        """
+        t_info = self.registry.infos[c.slice].as_dict
+        now = c.ts
+        owners: list[tuple[str, list[int], list[dict[str, str]]]] = []
+        traffic = c.signal not in RATE_SIGNALS
+        for a in self.alerts.values():
+            slices = [m.slice for m in a.members.values()
+                      if (traffic or m.signal == c.signal) and (m.role == "scope" or traffic)]
+            if a.window is not None and not slices:
+                slices = [m.slice for m in a.members.values()]
+            if not slices:
+                continue
+            owners.append((a.alert_id, slices, [self.registry.infos[s].as_dict for s in slices]))
+        for w in self.windows:
+            if w.start_us <= now <= w.end_us + self.us["grace"]:
+                idx = self.registry.index_of(w.scope)
+                owners.append(("window:" + w.key, [idx] if idx is not None else [], [w.scope]))
+        related = [(o, sl, ds) for o, sl, ds in owners if any(intersects(t_info, d) for d in ds)]
+        if not related:
+            return False, c.cp, None
+        if traffic:
+            # a traffic drop next to an open wave is that wave's customers leaving
+            for o, _sl, ds in related:
+                if any(refines(t_info, d) or refines(d, t_info) for d in ds):
+                    return True, c.cp, o
+            return True, c.cp, related[0][0]
+        # windows whose scope the slice lies in explain it outright
+        for o, _sl, ds in related:
+            if o.startswith("window:") and any(refines(t_info, d) for d in ds):
+                return True, c.cp, o
+        view = self.recent.view(max(now - self.us["explain"], c.cp - self.us["explain"]), seq)
+        if view.size == 0:
+            return False, c.cp, None
+        in_t = self._mask(view, c.slice)
+        overlap: list[tuple[int, str]] = []
+        in_u = np.zeros(view.size, dtype=bool)
+        for o, sl, ds in related:
+            m = np.zeros(view.size, dtype=bool)
+            for s in sl:
+                m |= self._mask(view, s)
+            if not sl and any(refines(t_info, d) for d in ds):
+                m |= in_t
+            in_u |= m
+            overlap.append((int((m & in_t).sum()), o))
+        rest = in_t & ~in_u
+        y = self._indicator(view, c.slice, c.signal)[rest]
+        a0, a1 = self.bank.bank(c.slice, c.signal)
+        best, _i, start = kn.cusum_max(y, a0, a1) if y.size else (0.0, -1, -1)
+        if best >= self.bank.threshold(c.signal):
+            cp = int(view.ts[np.flatnonzero(rest)[start]]) if start >= 0 else c.cp
+            return False, cp, None
+        overlap.sort(key=lambda t: -t[0])
+        if overlap[0][0] == 0:
+            return False, c.cp, None
+        return True, c.cp, overlap[0][1]
+
+    def _absorb(self, owner_id: str, ref: Ref, c: Crossing, cp: int,
+                seq: int) -> list[AlertEvent]:
+        if owner_id.startswith("window:"):
+            key = owner_id.split(":", 1)[1]
+            w = next(w for w in self.windows if w.key == key)
+            alert = next((a for a in self.alerts.values() if a.window is w), None)
+            if alert is None:
+                return self._open(c, cp, seq, window=w)
+            owner_id = alert.alert_id
+        a = self.alerts[owner_id]
+        a.members[ref] = Member(c.slice, c.signal, "absorbed", cp, c.ts)
+        self.owner[ref] = owner_id
+        return []
+
+    def _open(self, c: Crossing, cp: int, seq: int, window: Window | None = None
+              ) -> list[AlertEvent]:
+        info = self.registry.infos[c.slice]
+        raw = f"{c.signal}|{info.key}|{cp}|{window.key if window else ''}"
+        alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+        a = Alert(alert_id, FAMILY[c.signal], c.signal, c.slice, cp, c.ts,
+                  LevelTracker(self.cfg.levels))
+        a.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
+        self.alerts[alert_id] = a
+        self.owner[(c.slice, c.signal)] = alert_id
+        now = c.ts
+        if window is None:
+            for w in self.windows:
+                if w.start_us <= now <= w.end_us + self.us["grace"] and refines(info.as_dict,
+                                                                                 w.scope):
+                    window = w
+                    break
+        if window is not None:
+            a.window = window
+            a.state = "suppressed"
+            a.suppressed_by = f"maintenance {window.component} " + (window.note or "")
+            a.suppressed_until = window.end_us + self.us["grace"]
+        else:
+            sl = self._silence(info.as_dict, SIGNAL_NAMES[c.signal], now)
+            if sl is not None:
+                a.state = "suppressed"
+                a.suppressed_by = sl[0]
+                a.suppressed_until = sl[1]
+        impact, figures = self._impact(a, now, seq)
+        a.tracker.update(impact, from_epoch_us(now))
+        a.figures = figures
+        if a.state == "suppressed":
+            return [self._event(a, now, "suppressed", notify=False)]
+        return [self._fire(a, now)]
+
+    def _fire(self, a: Alert, now: int) -> AlertEvent:
+        notify = a.tracker.level <= 3
+        if notify:
+            self._notified(a, now)
+        return self._event(a, now, "firing", notify=notify)
+
+    def _notified(self, a: Alert, now: int) -> None:
+        if not a.paged:
+            a.next_reminder_us = now + _us(self.cfg.reminders[0])
+        a.paged = True
+        a.last_notify_us = now
+        a.notified_level = a.tracker.level
+        a.pending_escalation = False
+
+    # -- bucket boundaries ------------------------------------------------------------
+
+    def on_bucket(self, t_end: int, recoveries: list[Recovery], crossings: list[Crossing],
+                  seq: int) -> list[AlertEvent]:
+        out: list[AlertEvent] = []
+        out.extend(self.on_crossings(crossings, seq + 1))
+        for r in recoveries:
+            ref = (r.slice, r.signal)
+            aid = self.owner.get(ref)
+            self.bank.hold(r.slice, r.signal)
+            if aid is None:
+                self.orphans[ref] = r.ended + self.us["hold"]
+                continue
+            m = self.alerts[aid].members[ref]
+            m.ended_us = r.ended
+            m.hold_until = r.ended + self.us["hold"]
+        for ref, until in list(self.orphans.items()):
+            if until <= t_end:
+                if self.bank.state(*ref) == HOLD:
+                    self.bank.idle(*ref)
+                del self.orphans[ref]
+        for a in list(self.alerts.values()):
+            for ref, m in list(a.members.items()):
+                if m.hold_until is not None and m.hold_until <= t_end and \
+                        self.bank.state(*ref) == HOLD:
+                    self.bank.idle(*ref)
+                    a.ended_us = max(a.ended_us or 0, m.ended_us or t_end)
+                    del a.members[ref]
+                    self.owner.pop(ref, None)
+            if not a.scope():
+                # the wave's own slices are back to normal: what they explained goes too
+                out.append(self._resolve(a, t_end))
+                continue
+            out.extend(self._review(a, t_end, seq))
+        self._retest(t_end, seq, out)
+        self._freeze_maintenance(t_end)
+        return out
+
+    def _review(self, a: Alert, now: int, seq: int) -> list[AlertEvent]:
+        out: list[AlertEvent] = []
+        impact, figures = self._impact(a, now, seq)
+        a.figures = figures
+        if a.state == "suppressed":
+            if a.suppressed_until is not None and now >= a.suppressed_until and any(
+                self.bank.state(*ref) == FIRING for ref in a.members
+            ):
+                # the wave outlived its maintenance window or silence: it is real
+                a.state = "firing"
+                a.started_us = max(a.started_us, a.suppressed_until - self.us["grace"])
+                a.window = None
+                a.tracker.update(impact, from_epoch_us(now))
+                out.append(self._fire(a, now))
+            return out
+        if all(self.bank.state(m.slice, m.signal) == HOLD for m in a.scope()):
+            return out  # recovering: the level stands until it resolves or re-fires
+        before = a.tracker.level
+        level = a.tracker.update(impact, from_epoch_us(now))
+        if level < before:
+            notify = False
+            if level <= 3:
+                if not a.paged or now - (a.last_notify_us or 0) >= self.us["renotify"]:
+                    notify = True
+                else:
+                    a.pending_escalation = True
+            if notify:
+                self._notified(a, now)
+            out.append(self._event(a, now, "escalated", notify=notify))
+        elif level > before:
+            out.append(self._event(a, now, "deescalated", notify=False))
+        elif (a.pending_escalation and a.tracker.level < a.notified_level
+              and now - (a.last_notify_us or 0) >= self.us["renotify"]):
+            self._notified(a, now)
+            out.append(self._event(a, now, "escalated", notify=True))
+        elif a.paged and a.next_reminder_us is not None and now >= a.next_reminder_us:
+            a.reminders_sent += 1
+            i = min(a.reminders_sent, len(self.cfg.reminders) - 1)
+            a.last_notify_us = now
+            a.notified_level = a.tracker.level
+            a.next_reminder_us = now + _us(self.cfg.reminders[i])
+            out.append(self._event(a, now, "reminder", notify=True))
+        return out
+
+    def _resolve(self, a: Alert, now: int) -> AlertEvent:
+        a.state = "resolved"
+        del self.alerts[a.alert_id]
+        for ref, m in a.members.items():
+            # absorbed tests still firing: watch them again after a hold
+            self.owner.pop(ref, None)
+            if self.bank.state(*ref) != HOLD:
+                self.bank.hold(*ref)
+            self.orphans[ref] = max(now, m.hold_until or now) + (
+                0 if m.hold_until else self.us["hold"])
+        ev = self._event(a, now, "resolved", notify=a.paged)
+        ev.figures["ended_at"] = from_epoch_us(a.ended_us or now)
+        return ev
+
+    def _retest(self, now: int, seq: int, out: list[AlertEvent]) -> None:
+        """Re-test one absorbed slice per bucket (round robin, each at most once per
+        ``group_window``): a second wave may hide under the first."""
+        cands: list[tuple[Alert, Ref, Member]] = [
+            (a, ref, m) for a in self.alerts.values() for ref, m in a.members.items()
+            if m.role == "absorbed" and m.signal in RATE_SIGNALS
+            and self.bank.state(*ref) == FIRING and now - m.last_retest >= self.us["group"]
+        ]
+        if not cands:
+            return
+        a, ref, m = cands[self._retest_cursor % len(cands)]
+        self._retest_cursor += 1
+        m.last_retest = now
+        c = Crossing(m.slice, m.signal, 0, -1, now, now - self.us["explain"], 0.0)
+        explained, cp, _owner = self._explain(c, seq)
+        if explained:
+            return
+        del a.members[ref]
+        self.owner.pop(ref, None)
+        for b in self.alerts.values():
+            if b is not a and b.family == FAMILY[m.signal] and b.window is None and \
+                    abs(cp - b.started_us) <= self.us["group"]:
+                b.members[ref] = Member(m.slice, m.signal, "scope", cp, now)
+                self.owner[ref] = b.alert_id
+                return
+        out.extend(self._open(Crossing(m.slice, m.signal, 0, -1, now, cp, 0.0), cp, seq))
+
+    def _freeze_maintenance(self, now: int) -> None:
+        bank, infos = self.bank, self.registry.infos
+        active = [w for w in self.windows if w.start_us <= now <= w.end_us + self.us["grace"]]
+        if not active:
+            if bank.ext_frozen[: bank.n].any():
+                bank.ext_frozen[: bank.n] = False
+            return
+        for s in range(bank.n):
+            bank.ext_frozen[s] = any(refines(infos[s].as_dict, w.scope) for w in active)
+
+    def _silence(self, slice_: dict[str, str], signal: str, at: int) -> tuple[str, int] | None:
+        when = from_epoch_us(at)
+        for s in self.cfg.silences:
+            if s.matches(slice_, signal, when):
+                return f"silence {s.comment}".strip(), epoch_us(s.ends_at)
+        return None
+
+    # -- figures ----------------------------------------------------------------------
+
+    def _mask(self, view: View, s: int | None) -> np.ndarray:
+        if s is None:
+            return np.zeros(view.size, dtype=bool)
+        j = self.registry.infos[s].set_index
+        return np.asarray(view.member[:, j] == s)
+
+    def _indicator(self, view: View, s: int, sig: int) -> np.ndarray:
+        cls = view.cls
+        if sig == kn.SIG_TECHNICAL:
+            return np.asarray((cls == kn.FAILED) | (cls == kn.TIMEOUT))
+        if sig == kn.SIG_DECLINE:
+            return np.asarray((cls == kn.DECLINE) & ~view.dup)
+        if sig == kn.SIG_RISK:
+            return np.asarray((cls == kn.RISK) & ~view.dup)
+        thr = float(self.bank.lat_thr[s])
+        with np.errstate(invalid="ignore"):
+            slow = view.lat > thr
+        return np.asarray(slow | (np.isnan(view.lat) & (cls == kn.TIMEOUT)))
+
+    def _impact(self, a: Alert, now: int, seq: int) -> tuple[Impact, dict[str, Any]]:
+        """Excess failed attempts, taps and amount of the wave over the last minute."""
+        start = max(a.started_us, now - self.us["level"])
+        view = self.recent.view(start, seq)
+        span_s = max((now - start) / 1e6, 10.0)
+        n_all = view.size
+        used = np.zeros(n_all, dtype=bool)
+        excess = 0.0
+        missing_total = 0.0
+        failed_payments = 0.0
+        lost_fen = Decimal(0)
+        primary_excess = 0.0
+        primary_idx = self._primary_index()
+        ch_set = self.registry.set_of_dim.get("channel")
+        on_primary = (view.member[:, ch_set] == primary_idx) if (
+            ch_set is not None and primary_idx is not None) else np.zeros(n_all, dtype=bool)
+        members_out: list[dict[str, Any]] = []
+        per_payment = (np.unique(view.pay).size / n_all) if n_all else 1.0
+        mean_fen = Decimal(int(view.amt.sum())) / n_all if n_all else Decimal(0)
+        bank = self.bank
+        scope = a.scope() or list(a.members.values())
+        for m in scope:
+            info = self.registry.infos[m.slice]
+            entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
+            if m.signal in RATE_SIGNALS:
+                in_s = self._mask(view, m.slice) & ~used
+                y = self._indicator(view, m.slice, m.signal) & in_s
+                n = int(in_s.sum())
+                x = int(y.sum())
+                p0 = float(bank.p_mean[m.slice, m.signal])
+                exp = n * p0
+                ex = max(0.0, x - exp)
+                frac = ex / x if x else 0.0
+                if x:
+                    pays, first = np.unique(view.pay[y], return_index=True)
+                    fen = int(view.amt[y][first].sum())
+                    failed_payments += pays.size * frac
+                    lost_fen += Decimal(fen) * Decimal(repr(frac))
+                    primary_excess += float((on_primary & y).sum()) * frac
+                excess += ex
+                used |= in_s
+                entry.update({"attempts": n, "observed": x, "expected": round(exp, 3),
+                              "rate": round(x / n, 6) if n else None,
+                              "expected_rate": round(p0, 6),
+                              "ratio": round((x / n) / p0, 2) if n and p0 > 0 else None})
+            elif m.signal == kn.SIG_TRAFFIC:
+                in_s = self._mask(view, m.slice)
+                n_s = int(in_s.sum())
+                share = float(bank.share[m.slice])
+                expected = share * (n_all - n_s) / (1.0 - share) if share < 1 else 0.0
+                missing = max(0.0, expected - n_s)
+                missing_total += missing
+                excess += missing
+                failed_payments += missing * per_payment
+                lost_fen += mean_fen * Decimal(repr(missing))
+                if info.as_dict.get("channel") == self.primary:
+                    primary_excess += missing
+                entry.update({"attempts": n_s, "expected": round(expected, 2),
+                              "expected_share": round(share, 6)})
+            else:
+                expected = bank.lam_per_s * span_s
+                missing = max(0.0, expected - n_all)
+                missing_total += missing
+                excess += missing
+                failed_payments += missing * per_payment
+                lost_fen += mean_fen * Decimal(repr(missing))
+                entry.update({"attempts": n_all, "expected": round(expected, 2)})
+            members_out.append(entry)
+        scale = 60.0 / span_s
+        share_aff = excess / max(n_all + missing_total, 1.0)
+        involved = any(self.registry.infos[m.slice].as_dict.get("channel") == self.primary
+                       for m in scope) or (excess > 0 and primary_excess / excess > 0.5)
+        lost_per_min = int((lost_fen * Decimal(repr(scale))).to_integral_value(
+            rounding=ROUND_HALF_EVEN))
+        impact = Impact(
+            share_affected=min(share_aff, 1.0),
+            failed_payments_per_min=failed_payments * scale,
+            lost_fen_per_min=lost_per_min,
+            primary_involved=involved,
+            duration=from_epoch_us(now) - from_epoch_us(a.started_us),
+        )
+        figures: dict[str, Any] = impact.as_figures()
+        figures["scope"] = [self.registry.infos[m.slice].as_dict for m in a.scope()]
+        figures["signals"] = sorted({SIGNAL_NAMES[m.signal] for m in a.members.values()})
+        figures["members"] = members_out
+        figures["also_affected"] = [
+            {"slice": self.registry.infos[m.slice].as_dict, "signal": SIGNAL_NAMES[m.signal]}
+            for m in a.members.values() if m.role == "absorbed"
+        ][:20]
+        figures["window_s"] = round(span_s, 1)
+        figures["national_attempts"] = n_all
+        figures["late_events"] = self.late_events
+        return impact, figures
+
+    def _primary_index(self) -> int | None:
+        return self.registry.index_of({"channel": self.primary})
+
+    # -- output -------------------------------------------------------------------------
+
+    def _event(self, a: Alert, now: int, state: str, notify: bool) -> AlertEvent:
+        info = self.registry.infos[a.slice]
+        level = a.tracker.level
+        sig_name: Signal = SIGNAL_NAMES[a.signal]  # type: ignore[assignment]
+        figures = dict(a.figures)
+        figures["level_name"] = LEVEL_NAMES[level]
+        if a.tracker.reasons:
+            figures["level_reasons"] = list(a.tracker.reasons)
+        if a.suppressed_by:
+            figures["suppressed_by"] = a.suppressed_by
+        flaps = sum(m.flaps for m in a.members.values())
+        if flaps:
+            figures["flaps"] = flaps
+        labels = {
+            "alertname": "TapshieldFailureWave",
+            "alert_id": a.alert_id,
+            "signal": sig_name,
+            "severity": LEVEL_NAMES[level],
+            **info.as_dict,
+        }
+        where = ", ".join(f"{k}={v}" for k, v in info.as_dict.items()) or "the whole flow"
+        annotations = {
+            "summary": f"level {level} ({LEVEL_NAMES[level]}): {sig_name.replace('_', ' ')} "
+                       f"in {where}",
+            "description": _describe(figures),
+        }
+        self.events_emitted += 1
+        return AlertEvent(
+            alert_id=a.alert_id,
+            ts=from_epoch_us(now),
+            state=state,  # type: ignore[arg-type]
+            level=level,
+            started_at=from_epoch_us(a.started_us),
+            slice=info.as_dict,
+            signal=sig_name,
+            notify=notify,
+            figures=figures,
+            labels=labels,
+            annotations=annotations,
+        )
+
+    def open_alerts(self) -> list[Alert]:
+        return list(self.alerts.values())
+
+
+def _describe(f: dict[str, Any]) -> str:
+    parts = [f"{f.get('share_affected', 0) * 100:.2f}% of national attempts failing in excess",
+             f"{f.get('failed_payments_per_min', 0):.1f} failed taps/min",
+             f"{f.get('lost_amount_per_min', '0.00')} yuan/min"]
+    for m in f.get("members", [])[:3]:
+        if m.get("rate") is not None:
+            parts.append(f"{m['signal']} {m['rate'] * 100:.2f}% vs expected "
+                         f"{m['expected_rate'] * 100:.2f}% in "
+                         + (slice_key(m["slice"]) if m["slice"] else "all"))
+    return "; ".join(parts)
+
+
+def _us(td: Any) -> int:
+    return int(td.total_seconds() * 1_000_000)
+
+
+def _maintenance_windows(changes: pl.DataFrame | None) -> list[Window]:
+    if changes is None or changes.height == 0 or "kind" not in changes.columns:
+        return []
+    rows = changes.filter(pl.col("kind").cast(pl.String) == "maintenance")
+    out: list[Window] = []
+    for r in rows.iter_rows(named=True):
+        start: datetime | None = r.get("ts")
+        end: datetime | None = r.get("end_ts")
+        if start is None or end is None:
+            continue
+        comp = str(r.get("component") or "")
+        key = hashlib.sha1(f"{comp}|{start.isoformat()}".encode()).hexdigest()[:10]
+        out.append(Window(key, scope_of(comp), epoch_us(start), epoch_us(end), comp,
+                          str(r.get("note") or "")))
+    return out
+
+
+__all__ = ["NATIONAL", "Alert", "Lifecycle", "Member"]

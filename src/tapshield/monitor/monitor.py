@@ -1,0 +1,338 @@
+"""The Monitor: canonical event batches in, alert state changes out.
+
+One code path for a replay and a live stream. Per batch it
+
+1. turns the columns it needs into arrays (outcome class, latency bin,
+   amount, payment hash, one slice index per slice set), vectorised;
+2. cuts the batch at time-bucket boundaries (event time) and, for each
+   piece, closes the buckets that ended before it (expectations, levels,
+   resolution, the timeline), then runs every detector over the piece's
+   events in one compiled pass;
+3. hands each detector crossing to the alert lifecycle, which opens, groups
+   or absorbs it.
+
+Nothing depends on how the stream was cut into batches: detectors change
+state only at events and at bucket boundaries, and bucket boundaries are
+event time. Events that arrive *late* (their bucket already closed: the
+pipeline passes on events beyond its allowed lateness rather than drop them)
+are counted into the open bucket at the time already reached, and in
+``late_events``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tapshield.errors import ContractError
+from tapshield.events.codes import risk_decline_expr, technical_expr
+from tapshield.monitor import _kernels as kn
+from tapshield.monitor.alerts import AlertEvent
+from tapshield.monitor.config import MonitorConfig
+from tapshield.monitor.detectors import IDLE, DetectorBank
+from tapshield.monitor.lifecycle import Alert, Lifecycle
+from tapshield.monitor.recent import Chunk, RecentEvents
+from tapshield.monitor.seasonal import SeasonalProfile
+from tapshield.monitor.sketch import bin_of, quantiles
+from tapshield.monitor.slices import SliceRegistry
+from tapshield.timeutil import TS_DTYPE, epoch_us
+
+TAP_WINDOW_US = 120 * 1_000_000
+"""A payment_id seen again within 2 minutes is a retry of the same tap, not a
+new tap (customers retry within seconds; the simulator's and real apps' retry
+chains end well inside two minutes)."""
+MAX_GAP_BUCKETS = 8640
+"""A gap in the stream longer than a day of buckets is jumped over rather than
+walked bucket by bucket (expectations do not decay across it)."""
+
+_NEEDED = ("ts", "payment_id", "device_id", "outcome", "response_code", "latency_ms",
+           "amount_fen", "risk_decision")
+
+
+class Monitor:
+    """Streaming metrics, detectors, warning levels and the alert lifecycle."""
+
+    def __init__(self, config: MonitorConfig | None = None, *,
+                 changes: pl.DataFrame | None = None) -> None:
+        self.config = cfg = config or MonitorConfig()
+        self.registry = SliceRegistry(cfg.slices, cfg.min_slice_events, cfg.max_slices)
+        self.bank = DetectorBank(cfg, len(cfg.slices))
+        self.recent = RecentEvents(int(cfg.retention.total_seconds() * 1e6),
+                                   cfg.max_buffer_events)
+        self.lifecycle = Lifecycle(cfg, self.registry, self.bank, self.recent, changes)
+        self.profile = SeasonalProfile(cfg.tz, cfg.festivals)
+        if cfg.profile is not None:
+            self.profile.load(cfg.profile)
+            self.bank.warm = True
+        self.bucket_us = self.bank.bucket_us
+        self.open_bucket: int | None = None
+        self.max_ts: int | None = None
+        self.seq = 0
+        self._last_seq = -1
+        self.events = 0
+        self.late_events = 0
+        self.skipped_buckets = 0
+        self._bucket_late = 0
+        self._bucket_taps = 0
+        self._rows: list[tuple[Any, ...]] = []
+        self._dedup = pl.DataFrame(schema={"k": pl.UInt64, "t": pl.Int64})
+        self._pays = pl.DataFrame(schema={"pay": pl.UInt64, "t": pl.Int64})
+        self._dedup_us = int(cfg.dedup_window.total_seconds() * 1e6)
+        self._closed = False
+
+    # -- the stream -----------------------------------------------------------------
+
+    def process(self, batch: pl.DataFrame) -> list[AlertEvent]:
+        """Feed canonical events in event-time order; returns the alert state changes."""
+        if self._closed:
+            raise RuntimeError("the monitor was closed: the stream has ended")
+        if batch.height == 0:
+            return []
+        p = self._prepare(batch)
+        ts, bucket = p["ts"], p["bucket"]
+        out: list[AlertEvent] = []
+        n = ts.shape[0]
+        cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
+        bounds = np.r_[0, cuts, n]
+        for lo_, hi_ in itertools.pairwise(bounds.tolist()):
+            lo, hi = int(lo_), int(hi_)
+            b = int(bucket[lo])
+            if self.open_bucket is None:
+                self.open_bucket = b
+            out.extend(self._advance_to(b))
+            seg = slice(lo, hi)
+            self.recent.add(Chunk(self.seq + lo, ts[seg], p["cls"][seg], p["dup"][seg],
+                                  p["lat"][seg], p["amt"][seg], p["pay"][seg],
+                                  p["member"][seg]))
+            crossings = self.bank.run(ts[seg], p["cls"][seg], p["dup"][seg], p["lat"][seg],
+                                      p["lbin"][seg], p["amt"][seg], p["member"][seg])
+            self._bucket_taps += int(p["taps"][seg].sum())
+            late = int(p["late"][seg].sum())
+            self._bucket_late += late
+            self.late_events += late
+            self._last_seq = self.seq + hi - 1
+            self.lifecycle.late_events = self.late_events
+            out.extend(self.lifecycle.on_crossings(crossings, self.seq + lo))
+        self.seq += n
+        self.events += n
+        return out
+
+    def advance(self, now: datetime) -> list[AlertEvent]:
+        """Live mode: time has reached ``now`` with no more events (close due buckets).
+
+        In a replay the next event does this; a live stream that falls silent
+        needs the clock to find the silence.
+        """
+        if self._closed or self.open_bucket is None:
+            return []
+        t = epoch_us(now)
+        if self.max_ts is not None and t <= self.max_ts:
+            return []
+        return self._advance_to(t // self.bucket_us)
+
+    def close(self) -> list[AlertEvent]:
+        """End of stream: close the open bucket; alerts still firing stay open."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self.open_bucket is None or self.max_ts is None:
+            return []
+        return self._close_bucket(max(self.max_ts, self.open_bucket * self.bucket_us))
+
+    # -- buckets ----------------------------------------------------------------------
+
+    def _advance_to(self, b: int) -> list[AlertEvent]:
+        out: list[AlertEvent] = []
+        assert self.open_bucket is not None
+        walked = 0
+        while self.open_bucket < b:
+            if walked >= MAX_GAP_BUCKETS:
+                self.skipped_buckets += b - self.open_bucket
+                self.open_bucket = b
+                break
+            out.extend(self._close_bucket((self.open_bucket + 1) * self.bucket_us))
+            self.open_bucket += 1
+            walked += 1
+        return out
+
+    def _close_bucket(self, t_end: int) -> list[AlertEvent]:
+        assert self.open_bucket is not None
+        bank = self.bank
+        n = bank.n
+        season = self.profile.index(t_end, n)
+        crossings, recoveries = bank.close_bucket(t_end, season,
+                                                  self.profile.traffic_index(t_end))
+        out = self.lifecycle.on_bucket(t_end, recoveries, crossings, self._last_seq)
+        self._timeline_row()
+        idle = np.all(bank.rstate[:n] == IDLE, axis=1) & ~bank.ext_frozen[:n]
+        self.profile.learn(bank.acc, n, self.open_bucket * self.bucket_us, idle)
+        bank.reset_bucket()
+        self._bucket_taps = 0
+        self._bucket_late = 0
+        return out
+
+    def _timeline_row(self) -> None:
+        a = self.bank.acc[0]
+        attempts = int(a[kn.F_ATTEMPTS])
+        p50, p95, p99 = quantiles(self.bank.bhist, (0.5, 0.95, 0.99))
+
+        def rate(x: int) -> float | None:
+            return x / attempts if attempts else None
+
+        declines = int(a[kn.F_DECLINE] + a[kn.F_RISK])
+        assert self.open_bucket is not None
+        self._rows.append((
+            self.open_bucket * self.bucket_us, attempts, self._bucket_taps,
+            int(a[kn.F_APPROVED]), int(a[kn.F_TECHNICAL]), declines, int(a[kn.F_RISK]),
+            rate(int(a[kn.F_APPROVED])), rate(int(a[kn.F_TECHNICAL])), rate(declines),
+            rate(int(a[kn.F_RISK])), p50, p95, p99,
+            float(self.bank.p_mean[0, kn.SIG_TECHNICAL]) if self.bank.warm else None,
+            int(a[kn.F_TECH_FEN]), self._bucket_late, len(self.lifecycle.alerts),
+        ))
+
+    # -- preparing a batch --------------------------------------------------------------
+
+    def _prepare(self, batch: pl.DataFrame) -> dict[str, np.ndarray]:
+        missing = [c for c in (*_NEEDED, *self.registry.dims) if c not in batch.columns]
+        if missing:
+            raise ContractError(f"monitor input lacks column(s) {', '.join(missing)}: "
+                                "feed canonical events (tapshield.events.read)")
+        o = pl.col("outcome").cast(pl.String)
+        tech = technical_expr()
+        cls = (pl.when(o == "approved").then(kn.APPROVED)
+               .when(tech & (o == "timeout")).then(kn.TIMEOUT)
+               .when(tech).then(kn.FAILED)
+               .when(risk_decline_expr()).then(kn.RISK)
+               .otherwise(kn.DECLINE)).cast(pl.Int8)
+        cols = batch.select(
+            pl.col("ts").cast(TS_DTYPE).cast(pl.Int64).alias("ts"),
+            cls.alias("cls"),
+            pl.col("latency_ms").cast(pl.Float64).fill_null(float("nan")).alias("lat"),
+            pl.col("amount_fen").cast(pl.Int64).fill_null(0).alias("amt"),
+            pl.col("payment_id").hash(7).alias("pay"),
+            pl.col("device_id").hash(11).alias("dev"),
+        )
+        raw_ts = cols.get_column("ts").to_numpy()
+        carry = raw_ts[0] if self.max_ts is None else self.max_ts
+        ts = np.maximum.accumulate(np.maximum(raw_ts, carry)).astype(np.int64)
+        self.max_ts = int(ts[-1])
+        bucket = ts // self.bucket_us
+        late = (raw_ts // self.bucket_us) < bucket
+        if self.open_bucket is not None:
+            late |= (raw_ts // self.bucket_us) < self.open_bucket
+        cls_a = cols.get_column("cls").to_numpy().astype(np.int8)
+        lat = np.ascontiguousarray(cols.get_column("lat").to_numpy(), dtype=np.float64)
+        pay = cols.get_column("pay").to_numpy()
+        codes = self.registry.codes(batch)
+        before = len(self.registry)
+        member = np.ascontiguousarray(self.registry.membership(batch, codes))
+        if len(self.registry) != before:
+            self._new_slices(before)
+        return {
+            "ts": ts, "bucket": bucket, "late": late, "cls": cls_a,
+            "dup": self._dedup_declines(ts, cls_a, cols.get_column("dev").to_numpy()),
+            "lat": lat, "lbin": bin_of(lat),
+            "amt": np.ascontiguousarray(cols.get_column("amt").to_numpy(), dtype=np.int64),
+            "pay": pay, "taps": self._first_taps(ts, pay), "member": member,
+        }
+
+    def _new_slices(self, before: int) -> None:
+        self.bank.ensure(len(self.registry))
+        self.profile.attach(self.registry)
+        if not self.profile.loaded:
+            return
+        arm = self.config.arm_events
+        for info in self.registry.infos[before:]:
+            rows = self.profile.loaded.get(info.key)
+            if rows is None:
+                continue
+            tot = rows.sum(axis=0).astype(np.float64)
+            if tot[0] <= 0:
+                continue
+            weight = min(float(tot[0]), 5.0 * arm)
+            for j in range(3):
+                self.bank.xe[info.index, j] = weight * tot[j + 1] / tot[0]
+                self.bank.ne[info.index, j] = weight
+
+    def _dedup_declines(self, ts: np.ndarray, cls: np.ndarray, dev: np.ndarray) -> np.ndarray:
+        """Declines by a device within ``dedup_window`` of its previous one are repeats."""
+        dup = np.zeros(ts.shape[0], dtype=np.bool_)
+        rows = np.flatnonzero((cls == kn.DECLINE) | (cls == kn.RISK))
+        if rows.size == 0:
+            return dup
+        key = dev[rows] * np.uint64(2) + (cls[rows] == kn.RISK).astype(np.uint64)
+        f = pl.DataFrame({"k": key, "t": ts[rows], "i": np.arange(rows.size)})
+        f = f.with_columns(pl.col("t").shift(1).over("k").alias("prev"))
+        f = f.join(self._dedup.rename({"t": "last"}), on="k", how="left",
+                   maintain_order="left")
+        prev = f.select(pl.coalesce("prev", "last")).to_series().to_numpy()
+        with np.errstate(invalid="ignore"):
+            d = (ts[rows] - prev) <= self._dedup_us
+        dup[rows] = np.nan_to_num(d, nan=0).astype(bool) if d.dtype != bool else d
+        newest = int(ts[-1])
+        self._dedup = (
+            pl.concat([self._dedup, f.select("k", "t")])
+            .group_by("k").agg(pl.col("t").max())
+            .filter(pl.col("t") >= newest - self._dedup_us)
+        )
+        return dup
+
+    def _first_taps(self, ts: np.ndarray, pay: np.ndarray) -> np.ndarray:
+        """True for the first attempt of each tap (payment_id) seen recently."""
+        s = pl.Series("pay", pay)
+        first = s.is_first_distinct()
+        if self._pays.height:
+            first = first & ~s.is_in(self._pays.get_column("pay").implode())
+        newest = int(ts[-1])
+        self._pays = pl.concat([self._pays, pl.DataFrame({"pay": pay, "t": ts})]).filter(
+            pl.col("t") >= newest - TAP_WINDOW_US)
+        return first.to_numpy()
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def timeline(self) -> pl.DataFrame:
+        """Per-bucket national series for the report's plots."""
+        names = ["bucket_start", "attempts", "taps", "approved", "technical_failures",
+                 "declines", "risk_declines", "success_rate", "technical_rate", "decline_rate",
+                 "risk_decline_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+                 "expected_technical_rate", "technical_failed_fen", "late_events",
+                 "open_alerts"]
+        schema: dict[str, Any] = {
+            "bucket_start": pl.Int64, "attempts": pl.Int64, "taps": pl.Int64,
+            "approved": pl.Int64, "technical_failures": pl.Int64, "declines": pl.Int64,
+            "risk_declines": pl.Int64, "success_rate": pl.Float64,
+            "technical_rate": pl.Float64, "decline_rate": pl.Float64,
+            "risk_decline_rate": pl.Float64, "latency_p50_ms": pl.Float64,
+            "latency_p95_ms": pl.Float64, "latency_p99_ms": pl.Float64,
+            "expected_technical_rate": pl.Float64, "technical_failed_fen": pl.Int64,
+            "late_events": pl.Int64, "open_alerts": pl.Int64,
+        }
+        frame = pl.DataFrame(self._rows, schema=schema, orient="row")
+        return frame.with_columns(pl.col("bucket_start").cast(TS_DTYPE)).select(names)
+
+    def open_alerts(self) -> list[Alert]:
+        return self.lifecycle.open_alerts()
+
+    def save_profile(self, path: Path | str) -> Path:
+        """Save the hour-of-week profile learnt so far (``profile:`` in the config reads it)."""
+        return self.profile.save(path, self.registry)
+
+    def stats(self) -> dict[str, Any]:
+        b = self.bank
+        return {
+            "events": self.events,
+            "late_events": self.late_events,
+            "watched_slices": len(self.registry),
+            "unwatched_slices": self.registry.unwatched,
+            "skipped_buckets": self.skipped_buckets,
+            "threshold_rate": b.h_rate,
+            "threshold_traffic_share": b.h_traffic,
+            "threshold_national_rate": b.h_nat,
+            "threshold_recovery": b.h_rec,
+            "open_alerts": len(self.lifecycle.alerts),
+        }

@@ -1,0 +1,218 @@
+"""Which slices an event belongs to, as integer indices, computed per batch.
+
+A *slice set* is a tuple of dimensions (``()`` = the whole flow,
+``("channel",)``, ``("channel", "region")``); a *slice* is one combination
+of values (``{channel: nfc, region: CN-GD}``). Every event belongs to at most
+one slice of each set, so a batch's membership is an ``int32`` matrix
+``[events, sets]`` (-1 where a value is missing or the slice is not watched).
+
+Values become dense integer codes through Polars' 64-bit string hash and a
+small compiled hash table per dimension (append-only, so codes are stable
+for the life of the monitor); codes become slice indices through dense
+lookup arrays: a few vectorised passes per batch, no Python per event.
+A slice is watched from its ``min_slice_events``-th event on, decided per
+event from cumulative counts, so the result does not depend on batching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from tapshield.monitor import _kernels as kn
+
+NATIONAL = 0
+"""Index of the whole-flow slice (always allocated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SliceInfo:
+    index: int
+    set_index: int
+    dims: tuple[str, ...]
+    values: tuple[str, ...]
+
+    @property
+    def as_dict(self) -> dict[str, str]:
+        return dict(zip(self.dims, self.values, strict=True))
+
+    @property
+    def key(self) -> str:
+        return slice_key(self.as_dict)
+
+
+def slice_key(slice_: dict[str, str]) -> str:
+    """Stable text key of a slice: ``channel=nfc|region=CN-GD``; ``*`` = everything."""
+    if not slice_:
+        return "*"
+    return "|".join(f"{k}={slice_[k]}" for k in sorted(slice_))
+
+
+def intersects(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Can an event be in both slices (no dimension with two different values)?"""
+    return all(b.get(k, v) == v for k, v in a.items())
+
+
+def refines(child: dict[str, str], parent: dict[str, str]) -> bool:
+    """Is every event of ``child`` also in ``parent``?"""
+    return all(child.get(k) == v for k, v in parent.items())
+
+
+class SliceRegistry:
+    """Dimension codes, slice indices, and the membership matrix of each batch."""
+
+    def __init__(self, sets: tuple[tuple[str, ...], ...], min_events: int,
+                 max_slices: int) -> None:
+        self.sets = sets
+        self.min_events = max(1, int(min_events))
+        self.max_slices = int(max_slices)
+        self.dims: tuple[str, ...] = tuple(sorted({d for s in sets for d in s}))
+        self._codes = {d: _Codes() for d in self.dims}
+        self._maps: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+        for dims in sets:
+            shape = (1,) * max(len(dims), 1)
+            self._maps.append(np.full(shape, -1, dtype=np.int32))
+            self._counts.append(np.zeros(shape, dtype=np.int64))
+        self.infos: list[SliceInfo] = []
+        self._by_key: dict[str, int] = {}
+        self.unwatched = 0
+        """Slices that reached ``min_events`` after ``max_slices`` was reached."""
+        if () not in sets:
+            raise ValueError("the slice sets must include () (the whole flow)")
+        national_set = sets.index(())
+        self.national_set = national_set
+        self._add(national_set, (), ())
+        self.set_of_dim: dict[str, int] = {s[0]: i for i, s in enumerate(sets) if len(s) == 1}
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def index_of(self, slice_: dict[str, str]) -> int | None:
+        return self._by_key.get(slice_key(slice_))
+
+    def _add(self, set_index: int, dims: tuple[str, ...], values: tuple[str, ...]) -> int:
+        idx = len(self.infos)
+        info = SliceInfo(idx, set_index, dims, values)
+        self.infos.append(info)
+        self._by_key[info.key] = idx
+        return idx
+
+    def codes(self, batch: pl.DataFrame) -> dict[str, np.ndarray]:
+        """Integer code of each dimension value (-1 = missing)."""
+        return {d: self._codes[d].encode(batch.get_column(d)) for d in self.dims}
+
+    def value(self, dim: str, code: int) -> str:
+        return self._codes[dim].values[code]
+
+    def membership(self, batch: pl.DataFrame, codes: dict[str, np.ndarray]) -> np.ndarray:
+        """``int32 [events, sets]``: the slice of each set each event belongs to."""
+        n = batch.height
+        member = np.full((n, len(self.sets)), -1, dtype=np.int32)
+        for j, dims in enumerate(self.sets):
+            if not dims:
+                member[:, j] = 0
+                continue
+            cols = [codes[d] for d in dims]
+            valid = np.ones(n, dtype=bool)
+            for c in cols:
+                valid &= c >= 0
+            if not valid.any():
+                continue
+            self._grow(j, [int(c[valid].max()) for c in cols])
+            idx = tuple(np.where(valid, c, 0) for c in cols)
+            got = self._maps[j][idx]
+            got = np.where(valid, got, -1).astype(np.int32)
+            todo = valid & (got == -1)
+            if todo.any():
+                self._allocate(j, dims, idx, todo, got, batch)
+            got[got < 0] = -1
+            member[:, j] = got
+        return member
+
+    def _grow(self, j: int, maxes: list[int]) -> None:
+        cur = self._maps[j]
+        need = tuple(max(s, m + 1) for s, m in zip(cur.shape, maxes, strict=True))
+        if need == cur.shape:
+            return
+        shape = tuple(max(n, 2 * s) if n > s else s for n, s in zip(need, cur.shape,
+                                                                       strict=True))
+        new_map = np.full(shape, -1, dtype=np.int32)
+        new_cnt = np.zeros(shape, dtype=np.int64)
+        region = tuple(slice(0, s) for s in cur.shape)
+        new_map[region] = cur
+        new_cnt[region] = self._counts[j]
+        self._maps[j], self._counts[j] = new_map, new_cnt
+
+    def _allocate(self, j: int, dims: tuple[str, ...], idx: tuple[np.ndarray, ...],
+                  todo: np.ndarray, got: np.ndarray, batch: pl.DataFrame) -> None:
+        """Count events of unwatched slices; watch those reaching ``min_events``."""
+        rows = np.flatnonzero(todo)
+        shape = self._maps[j].shape
+        flat = np.ravel_multi_index(tuple(i[rows] for i in idx), shape)
+        counts = self._counts[j].reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        sorted_keys = flat[order]
+        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+        lengths = np.diff(np.r_[starts, sorted_keys.size])
+        group = np.repeat(np.arange(starts.size), lengths)
+        rank_sorted = np.arange(sorted_keys.size) - starts[group]
+        rank = np.empty_like(rank_sorted)
+        rank[order] = rank_sorted
+        cum = counts[flat] + rank + 1
+        counts[sorted_keys[starts]] += lengths
+        eligible = cum >= self.min_events
+        if not eligible.any():
+            return
+        # allocate in stream order of the first eligible event of each new slice
+        el_rows = rows[eligible]
+        el_keys = flat[eligible]
+        uniq, first = np.unique(el_keys, return_index=True)
+        order_first = np.argsort(first, kind="stable")
+        flat_map = self._maps[j].reshape(-1)
+        for u, f in zip(uniq[order_first], first[order_first], strict=True):
+            if len(self.infos) >= self.max_slices:
+                self.unwatched += 1
+                flat_map[u] = -2  # never watched: skip it from now on
+                continue
+            row = int(el_rows[f])
+            values = tuple(self.value(d, int(i[row])) for d, i in zip(dims, idx, strict=True))
+            flat_map[u] = self._add(j, dims, values)
+        got[el_rows] = flat_map[el_keys]
+
+
+class _Codes:
+    """Stable dense codes of one dimension's values."""
+
+    def __init__(self) -> None:
+        self.table = np.zeros(64, dtype=np.uint64)
+        self.codes_of = np.zeros(64, dtype=np.int64)
+        self.values: list[str] = []
+
+    def encode(self, column: pl.Series) -> np.ndarray:
+        n = column.len()
+        hashes = column.hash(0x7A95).to_numpy()
+        valid = column.is_not_null().to_numpy()
+        out = np.empty(n, dtype=np.int64)
+        new_rows = np.empty(n, dtype=np.int64)
+        start = 0
+        while True:
+            before = len(self.values)
+            got = kn.hash_codes(self.table, self.codes_of, hashes[start:], valid[start:],
+                               out[start:], new_rows, before)
+            count = abs(got)
+            rows = new_rows[: count - before] + start
+            if rows.size:
+                self.values.extend(column.gather(rows).cast(pl.String).to_list())
+            if got >= 0:
+                return out
+            # table half full: double it and continue after the row that filled it
+            start = int(rows[-1]) + 1
+            big = np.zeros(self.table.shape[0] * 2, dtype=np.uint64)
+            big_codes = np.zeros(big.shape[0], dtype=np.int64)
+            kn.rehash(self.table, self.codes_of, big, big_codes)
+            self.table, self.codes_of = big, big_codes
+            if start >= n:
+                return out
