@@ -62,12 +62,18 @@ def label_borrowers(b: pl.DataFrame, day0: date) -> pl.DataFrame:
     )
     rbf = pl.col("rbf_shortfall_fen") > 0
     over = pl.col("over_advance_after_fen") > pl.col("over_advance_before_fen")
+    new_over = (pl.col("over_advance_before_fen") == 0) & (pl.col("over_advance_after_fen") > 0)
     gap = pl.col("operational_gap_fen").fill_null(0) > 0
-    operational = affected & (miss_op.fill_null(False) | cov_op | rbf | over | gap)
+    reage = pl.col("_next_below_reage") & ~pl.col("_next_base_below_reage")
+    # Stress: the outage makes the borrower miss, breach, run out of cash or exceed
+    # its borrowing base. A holdback shortfall alone only lengthens a revenue-based
+    # advance: operational, but not stress.
+    stress = affected & (miss_op.fill_null(False) | cov_op | gap | new_over | reage)
+    operational = affected & (stress | rbf | over)
     b = b.with_columns(
         pl.when(~affected).then(pl.lit("not_affected"))
         .when(base_problem).then(pl.lit("pre_existing_credit"))
-        .when(operational).then(pl.lit("operational_stress"))
+        .when(stress).then(pl.lit("operational_stress"))
         .otherwise(pl.lit("affected")).cast(pl.Enum(list(STATUSES))).alias("status"),
         pl.when(operational & ~base_problem).then(pl.lit("operational"))
         .when(affected & base_problem).then(pl.lit("credit"))

@@ -52,7 +52,11 @@ ASSUMPTIONS: tuple[str, ...] = (
 
 
 def _json_frame(frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """Frame rows with money, ratio and share columns as exact strings."""
+    return format_frame(frame).to_dicts()
+
+
+def format_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """Money, ratio and share columns as exact strings, without their unit suffix."""
     cols = []
     for name, dtype in frame.schema.items():
         if name.startswith("_"):
@@ -86,7 +90,7 @@ def _json_frame(frame: pl.DataFrame) -> list[dict[str, Any]]:
             cols.append(pl.col(name).cast(pl.String))
         else:
             cols.append(pl.col(name))
-    return frame.select(cols).to_dicts()
+    return frame.select(cols)
 
 
 def fen_to_text_expr(fen: pl.Expr) -> pl.Expr:
@@ -297,19 +301,14 @@ def write_impact(result: ImpactResult, out_dir: Path | str) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_default)
                              + "\n", encoding="utf-8")
     paths["html"].write_text(render_html(result, data), encoding="utf-8")
-    pl.DataFrame(data["merchants"]).write_csv(paths["merchants"]) if data["merchants"] else \
-        paths["merchants"].write_text("", encoding="utf-8")
+    format_frame(result.merchants).write_csv(paths["merchants"])
     if result.borrowers is not None:
         paths["borrowers"] = out / "impact_borrowers.csv"
         flat = result.borrowers.filter(pl.col("lost_net_fen") > 0).with_columns(
             pl.col("incidents").list.join(";"),
             pl.col("actions").list.eval(pl.element().struct.field("action")).list.join(";"),
         ).drop("merchant_ids")
-        rows = _json_frame(flat)
-        if rows:
-            pl.DataFrame(rows).write_csv(paths["borrowers"])
-        else:
-            paths["borrowers"].write_text("", encoding="utf-8")
+        format_frame(flat).write_csv(paths["borrowers"])
     return paths
 
 
