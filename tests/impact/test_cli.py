@@ -53,7 +53,8 @@ def test_impact_on_simulator_output(simulated: Path, tmp_path: Path) -> None:
     assert inc["taps"]["failed"] == truth["window"]["lost_amount"]
     net = float(inc["lost_sales"]["net"])
     assert 0 < net <= float(inc["lost_sales"]["gross"])
-    assert float(inc["lost_sales"]["band"]["low"]) <= net <= float(inc["lost_sales"]["band"]["high"])
+    band = inc["lost_sales"]["band"]
+    assert float(band["low"]) <= net <= float(band["high"])
     assert inc["regulatory"]["dora"]["classification"] in ("major", "not major")
     assert inc["regulatory"]["prc"]["grade"]
     # money is exact decimal text everywhere
