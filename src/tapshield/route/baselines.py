@@ -28,9 +28,11 @@ Policies:
   seen, stays open 60 s, then half-open with 10 permitted calls that close
   it (failure rate below 50 %) or open it again.
 * :class:`Oracle`: knows each channel's true technical failure probability
-  for the tap (from the simulator) and tries channels from the most to the
-  least likely to work, resolving timeouts like tapshield: the floor no
-  router can beat.
+  for the tap (from the simulator) and at every step takes the channel with
+  the highest true success probability per millisecond of attempt deadline
+  (retries included), resolving timeouts like tapshield (by inquiry, or by
+  an immediate reversal when the channel truly fails at the outage rate):
+  the floor no router can realistically beat.
 """
 
 from __future__ import annotations
@@ -323,17 +325,34 @@ class Oracle(_Base):
         context: Any = None,
     ) -> Decision:
         truth: Mapping[str, float] = context or {}
+        budget = self.config.budget_ms if budget_left_ms is None else budget_left_ms
         best: str | None = None
-        best_p = 2.0
+        best_rate = -1.0
         for ch in self.order:
-            if ch in eligible and ch not in tried:
-                p = truth.get(ch, 0.0)
-                if p < best_p:
-                    best, best_p = ch, p
+            if ch in eligible:
+                deadline = min(self.config.profile(ch).slow_ms, budget)
+                rate = (1.0 - truth.get(ch, 0.0)) / deadline
+                if rate > best_rate:
+                    best, best_rate = ch, rate
         if best is None:
             return self._none(eligible, tried, "tried")
-        budget = self.config.budget_ms if budget_left_ms is None else budget_left_ms
         return Decision(best, "truth", min(self.config.profile(best).slow_ms, budget))
+
+    def inquiry_worthwhile(self, channel: str, region: str, now: float, context: Any = None
+                           ) -> bool:
+        truth: Mapping[str, float] = context or {}
+        return truth.get(channel, 0.0) < self.config.outage_failure_rate
+
+    def observe(
+        self,
+        channel: str,
+        region: str,
+        now: float,
+        outcome: str,
+        response_code: str | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        return None
 
 
 class BlindTap(TapSession):

@@ -68,9 +68,12 @@ class RouterConfig:
     """Accepted mean number of attempts on a healthy channel between false
     eliminations (ARL0). A false elimination costs little: traffic moves to
     the fallback until probes readmit the channel, seconds later."""
-    false_readmission: float = 0.01
-    """Accepted probability of readmitting a channel still failing at ``p1``;
-    the fast-initial-response restart re-eliminates it after ~2 failures."""
+    false_readmission: float = 0.001
+    """Accepted rate, per probe, of readmitting a channel still failing at
+    ``p1`` (with one probe a second: at most one such readmission every ~17
+    minutes of a half-broken channel; each costs ~2 failovers, since the
+    fast-initial-response restart re-eliminates it quickly). A recovered
+    channel comes back after ~10 good probes."""
     half_life_s: float = 300.0
     """Evidence half-life. Long against the seconds in which an outage piles
     up failures (even a region with one tap every ten seconds reaches three

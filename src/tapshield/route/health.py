@@ -28,6 +28,13 @@ class KeyRules:
     probe_interval_s: float
 
 
+def next_slot(now: float, interval: float) -> float:
+    """The first multiple of ``interval`` after ``now``: probes of every key
+    share one clock, so a gateway sends them (and a replay evaluates them) in
+    one batch per interval."""
+    return (math.floor(now / interval) + 1.0) * interval
+
+
 class KeyHealth:
     """Mutable health state of one key. Not thread-safe on its own."""
 
@@ -125,7 +132,7 @@ class KeyHealth:
         self.eliminations += 1
         self.readmit = 0.0
         self.trial = False
-        self.next_probe = now + self.rules.probe_interval_s
+        self.next_probe = next_slot(now, self.rules.probe_interval_s)
 
     def _readmission(self, ok: bool, now: float) -> bool:
         r = self.rules.readmission

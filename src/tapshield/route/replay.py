@@ -168,14 +168,43 @@ class _Draw:
     u: float
 
 
-class _Window:
-    """Potential outcomes of every (tap, eligible channel) of one time window."""
+RETRY_DRAWS = 3
+"""Draws prepared per (tap, channel): the first attempt and two retries on the
+same channel inside the tap; rarer deeper retries are drawn one by one."""
 
-    __slots__ = ("draws", "truth")
+
+class _Window:
+    """Potential outcomes of every (tap, eligible channel) of one time window,
+    ``RETRY_DRAWS`` independent draws each, kept columnar."""
+
+    __slots__ = ("auth", "code", "fault", "lat", "n", "outcome", "p", "pos", "u")
 
     def __init__(self) -> None:
-        self.draws: dict[tuple[int, str], _Draw] = {}
-        self.truth: dict[int, dict[str, float]] = {}
+        self.pos: dict[tuple[int, str], int] = {}
+        self.n = 0
+        self.outcome: list[str] = []
+        self.code: list[str | None] = []
+        self.lat: list[float] = []
+        self.auth: list[bool] = []
+        self.fault: list[bool] = []
+        self.p: list[float] = []
+        self.u: list[float] = []
+
+    def draw(self, i: int, channel: str, k: int) -> _Draw | None:
+        j = self.pos.get((i, channel))
+        if j is None or k >= RETRY_DRAWS:
+            return None
+        r = k * self.n + j
+        return _Draw(self.outcome[r], self.code[r], self.lat[r], self.auth[r], self.fault[r],
+                     self.p[j], self.u[r])
+
+    def truth(self, i: int, channels: tuple[str, ...]) -> dict[str, float]:
+        out = {}
+        for ch in channels:
+            j = self.pos.get((i, ch))
+            if j is not None:
+                out[ch] = self.p[j]
+        return out
 
 
 def _prepare(taps: pl.DataFrame) -> pl.DataFrame:
@@ -211,31 +240,21 @@ def _draw_window(
         return win
     frame = frame.sort("_i", "channel")
     attempts = frame.drop("_i", "_t")
-    rng = np.random.default_rng([seed, w, 0])
-    got = world.attempt(attempts, rng)
-    if got.height != frame.height:
-        raise ValueError(f"world.attempt returned {got.height} rows for {frame.height} attempts")
-    p = np.asarray(world.technical_failure_probability(attempts), dtype=np.float64)
-    u = np.random.default_rng([seed, w, 1]).random(frame.height)
-    idx = frame["_i"].to_list()
-    chans = frame["channel"].to_list()
-    outcome = got["outcome"].cast(pl.String).to_list()
-    code = got["response_code"].cast(pl.String).to_list()
-    lat = got["latency_ms"].cast(pl.Float64).fill_null(0.0).to_list()
-    auth = got["authorised"].cast(pl.Boolean).fill_null(False).to_list()
-    fault = (
-        got["fault_id"].is_not_null().to_list()
-        if "fault_id" in got.columns
-        else [False] * got.height
-    )
-    plist = p.tolist()
-    ulist = u.tolist()
-    for j in range(frame.height):
-        i = idx[j]
-        ch = chans[j]
-        win.draws[(i, ch)] = _Draw(outcome[j], code[j], lat[j], auth[j], fault[j], plist[j],
-                                   ulist[j])
-        win.truth.setdefault(i, {})[ch] = plist[j]
+    n = frame.height
+    got = world.attempt(pl.concat([attempts] * RETRY_DRAWS), np.random.default_rng([seed, w, 0]))
+    if got.height != n * RETRY_DRAWS:
+        raise ValueError(f"world.attempt returned {got.height} rows for {n * RETRY_DRAWS}")
+    win.n = n
+    win.p = np.asarray(world.technical_failure_probability(attempts), dtype=np.float64).tolist()
+    win.u = np.random.default_rng([seed, w, 1]).random(n * RETRY_DRAWS).tolist()
+    win.outcome = got["outcome"].cast(pl.String).to_list()
+    win.code = got["response_code"].cast(pl.String).to_list()
+    win.lat = got["latency_ms"].cast(pl.Float64).fill_null(0.0).to_list()
+    win.auth = got["authorised"].cast(pl.Boolean).fill_null(False).to_list()
+    win.fault = (got["fault_id"].is_not_null().to_list() if "fault_id" in got.columns
+                 else [False] * got.height)
+    win.pos = dict(zip(zip(frame["_i"].to_list(), frame["channel"].to_list(), strict=True),
+                       range(n), strict=True))
     return win
 
 
@@ -266,10 +285,12 @@ class _Engine:
         self.heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self.seq = 0
         self.windows: dict[int, _Window] = {}
+        self.retries: dict[tuple[int, str, int], _Draw] = {}
         self.session_cls: type[TapSession] = (
             TapSession if chooser.resolves_timeouts else BlindTap
         )
         self.probing = hasattr(chooser, "due_probes")
+        self.needs_truth = isinstance(chooser, Oracle)
         self.next_probe = math.inf
         self.probe_rng = np.random.default_rng([seed, 7, 7])
         self.open = 0
@@ -325,7 +346,7 @@ class _Engine:
             win = self.windows[w]
             sess = self.session_cls(
                 self.chooser, pids[i], regions[i], elig_map.get(users[i], none), t,
-                self.cfg.budget_ms, win.truth.get(i),
+                self.cfg.budget_ms, win.truth(i, self.cfg.order) if self.needs_truth else None,
             )
             self.open += 1
             self.result.taps += 1
@@ -360,9 +381,8 @@ class _Engine:
 
     def start(self, sess: TapSession, where: tuple[int, int], att: Attempt, now: float) -> None:
         i, w = where
-        d = self.windows[w].draws.get((i, att.channel))
-        if d is None:  # eligible by the policy's view but the world drew nothing: impossible
-            raise RuntimeError(f"no draw for tap {sess.payment_id} on {att.channel}")
+        k = sum(1 for a in sess.attempts if a.channel == att.channel) - 1
+        d = self.draw(i, w, att.channel, k)
         self.result.attempts += 1
         limit = sess.budget_left_ms(now)
         if att.deadline_ms is not None and att.deadline_ms < limit:
@@ -377,12 +397,39 @@ class _Engine:
                                       code, lat, authorised, att.idempotency_key, d.fault))
         self.push(now + lat / 1000.0, (self.complete, sess, where, att, outcome, code, lat, d))
 
+    def draw(self, i: int, w: int, channel: str, k: int) -> _Draw:
+        """The world's answer to the ``k``-th attempt (0 = first) on ``channel``
+        inside tap ``i``; the same for every policy that makes that attempt."""
+        key = (i, channel, k)
+        d = self.retries.get(key)
+        if d is not None:
+            return d
+        d = self.windows[w].draw(i, channel, k)
+        if d is None:
+            first = self.windows[w].draw(i, channel, 0)
+            if first is None:  # the policy routed outside the world's eligibility
+                raise RuntimeError(f"no draw for tap {i} on {channel}")
+            row = self.taps.slice(i, 1).drop("channel", "_i", "_t", strict=False).with_columns(
+                pl.lit(channel).alias("channel"))
+            got = self.world.attempt(row, np.random.default_rng([self.seed, w, 2, i, k]))
+            d = _Draw(
+                str(got["outcome"][0]), got["response_code"].cast(pl.String)[0],
+                float(got["latency_ms"].fill_null(0.0)[0]), bool(got["authorised"][0]),
+                "fault_id" in got.columns and got["fault_id"][0] is not None,
+                first.p_fail, float(np.random.default_rng([self.seed, w, 3, i, k]).random()),
+            )
+        self.retries[key] = d
+        return d
+
     def complete(self, now: float, sess: TapSession, where: tuple[int, int], att: Attempt,
                  outcome: str, code: str | None, lat: float, d: _Draw) -> None:
         action = sess.record(att.idempotency_key, now, outcome, code, lat)
         self.after_observation()
         if action is Action.DONE:
             self.done(sess, where, now)
+        elif action is Action.REVERSE:
+            self.result.reversals += 1
+            self.step(sess, where, now)
         elif action is Action.INQUIRE:
             if sess.budget_left_ms(now) <= 0.0:
                 self.result.reversals += len(sess.abandon(now))
@@ -414,18 +461,21 @@ class _Engine:
         i, w = where
         self.open -= 1
         r = self.result
-        draws = self.windows[w].draws
         charged = 0
         fault = False
+        seen: dict[str, int] = {}
         for a in sess.attempts:
-            d = draws[(i, a.channel)]
+            k = seen.get(a.channel, 0)
+            seen[a.channel] = k + 1
+            d = self.retries.pop((i, a.channel, k))
             fault = fault or d.fault
             if (d.authorised or d.outcome == "approved") and not a.reversal_sent:
                 # The attempt was authorised at the issuer (whatever we saw).
                 charged += 1
+        win = self.windows[w]
         for ch in sess.eligible:
-            dd = draws.get((i, ch))
-            if dd is not None and dd.fault:
+            j = win.pos.get((i, ch))
+            if j is not None and win.fault[j]:
                 fault = True
         dur = (now - sess.started_at) * 1000.0
         self.durations.append(dur)

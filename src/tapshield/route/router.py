@@ -12,9 +12,14 @@ channel only where it is broken), in the configured priority order:
    channel behind it). That is tapshield's cautious exploration: customers
    are never the probe of a channel's recovery, and the few who ride a trial
    channel have a safety net;
-3. when every eligible channel is eliminated, the one with the best
-   estimated success probability is tried as a last resort, if that
-   probability is worth the customer's wait (``give_up_below``);
+3. when every eligible channel is eliminated or already tried in this tap,
+   the one with the best estimated success probability *per millisecond of
+   the customer's remaining budget* (score / attempt deadline: with the
+   budget as the constraint, that is the greedy way to maximise the chance
+   the tap succeeds before the customer gives up) is tried (again) as a last
+   resort, if its success probability is worth the wait (``give_up_below``);
+   a retry on a channel is safe because the earlier attempt there is known
+   not to stand (failed, or resolved / reversed);
 4. otherwise the decision is the quick answer: no channel, and the reason
    ("use another method"), at once instead of after a timeout.
 
@@ -37,7 +42,7 @@ from typing import Any, Protocol
 
 from tapshield.events.codes import TECHNICAL_CODES
 from tapshield.route.config import RouterConfig
-from tapshield.route.health import KeyHealth, KeyRules
+from tapshield.route.health import KeyHealth, KeyRules, next_slot
 from tapshield.route.stats import elimination_cusum, readmission_test
 
 NATIONAL = ""
@@ -175,6 +180,7 @@ class Router:
         trial_ch: str | None = None
         best_down: str | None = None
         best_score = -1.0
+        best_rate = -1.0
         short_of_time = False
         for ch in self._order:
             if ch not in eligible or ch in tried:
@@ -189,8 +195,9 @@ class Router:
                     nat.score_at(now) if nat is not None else 1.0,
                     reg.score_at(now) if reg is not None else 1.0,
                 )
-                if score > best_score:
-                    best_down, best_score = ch, score
+                rate = score / self._deadline(ch, budget)
+                if rate > best_rate:
+                    best_down, best_score, best_rate = ch, score, rate
                 continue
             if (nat is not None and nat.trial) or (reg is not None and reg.trial):
                 if trial_ch is None:
@@ -201,10 +208,49 @@ class Router:
             return Decision(ch, "healthy", self._deadline(ch, budget))
         if trial_ch is not None:
             return Decision(trial_ch, "trial after recovery", self._deadline(trial_ch, budget))
+        # Nothing healthy and untried: the channels already tried in this tap
+        # (a failed attempt was definitely not authorised, a timed-out one was
+        # resolved or reversed, so a retry is safe) compete with the
+        # eliminated ones on estimated success.
+        if tried:
+            for ch in self._order:
+                if ch not in tried or ch not in eligible or budget < self._typical[ch]:
+                    continue
+                nat = keys.get((ch, NATIONAL))
+                reg = keys.get((ch, region)) if regional else None
+                score = min(
+                    nat.score_at(now) if nat is not None else 1.0,
+                    reg.score_at(now) if reg is not None else 1.0,
+                )
+                rate = score / self._deadline(ch, budget)
+                if rate > best_rate:
+                    best_down, best_score, best_rate = ch, score, rate
         if best_down is not None and best_score >= self.config.give_up_below:
-            return Decision(best_down, "last resort: every eligible channel is down",
-                            self._deadline(best_down, budget), last_resort=True)
+            why = "retry" if best_down in tried else "last resort: every eligible channel is down"
+            return Decision(best_down, why, self._deadline(best_down, budget), last_resort=True)
         return Decision(None, self._why_not(region, eligible, tried, best_score, short_of_time))
+
+    def inquiry_worthwhile(self, channel: str, region: str, now: float, context: Any = None
+                           ) -> bool:
+        """Whether to resolve a timeout on ``channel`` by status inquiry.
+
+        An inquiry travels the same path as the attempt. Through a channel
+        the router holds to be down (failing at ``p1`` or worse) it is at
+        best a coin flip for an answer, and a fresh attempt (elsewhere, or a
+        retry) is the better use of the customer's remaining seconds; the
+        same holds when the channel's estimated success is below
+        ``give_up_below``. Then the attempt is reversed (0400) at once.
+        Otherwise the inquiry is worth its round trip: it turns the timeouts
+        the issuer did authorise, and slow approvals cut by the deadline,
+        into finished taps.
+        """
+        if self.is_down(channel, region):
+            return False
+        nat = self._keys.get((channel, NATIONAL))
+        reg = self._keys.get((channel, region)) if self.config.regional else None
+        score = min(nat.score_at(now) if nat is not None else 1.0,
+                    reg.score_at(now) if reg is not None else 1.0)
+        return score >= self.config.give_up_below
 
     def _deadline(self, channel: str, budget: float) -> float:
         slow = self._slow[channel]
@@ -221,11 +267,11 @@ class Router:
         usable = [c for c in self._order if c in eligible]
         if not usable:
             return "use another method: no eligible channel for this customer"
-        left = [c for c in usable if c not in tried]
-        if not left:
-            return "use another method: every eligible channel was tried"
         if short_of_time and best_score < 0.0:
             return "use another method: latency budget exhausted"
+        left = [c for c in usable if c not in tried]
+        if not left:
+            return "use another method: every eligible channel failed in this tap"
         down = ", ".join(left)
         return (
             f"use another method: {down} down in {region or 'all regions'} "
@@ -306,17 +352,19 @@ class Router:
                 h = self._keys[(ch, scope)]
                 if h.next_probe <= now:
                     out.append(Probe(ch, scope or None))
-                    h.next_probe = now + self.config.probe_interval_s
+                    h.next_probe = next_slot(now, self.config.probe_interval_s)
             every = self.config.heartbeat_after_s
             for ch in self._order:
                 if (ch, NATIONAL) in self._eliminated:
                     continue
                 nat = self._keys.get((ch, NATIONAL))
                 last = nat.last_outcome if nat is not None else self._t0
-                due = max(last + every, self._next_heartbeat.get(ch, -math.inf))
+                due = max(next_slot(last + every, self.config.probe_interval_s),
+                          self._next_heartbeat.get(ch, -math.inf))
                 if due <= now:
                     out.append(Probe(ch, None))
-                    self._next_heartbeat[ch] = now + every
+                    self._next_heartbeat[ch] = next_slot(now + every,
+                                                         self.config.probe_interval_s)
         self.probes_sent += len(out)
         return out
 
@@ -333,7 +381,8 @@ class Router:
                 continue
             nat = self._keys.get((ch, NATIONAL))
             last = nat.last_outcome if nat is not None else self._t0
-            t = min(t, max(last + every, self._next_heartbeat.get(ch, -math.inf)))
+            t = min(t, max(next_slot(last + every, self.config.probe_interval_s),
+                           self._next_heartbeat.get(ch, -math.inf)))
         return t
 
     def observe_probe(self, probe: Probe, ok: bool, now: float) -> None:

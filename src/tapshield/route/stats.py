@@ -18,10 +18,12 @@ Every routing threshold in tapshield comes from here, from a stated error rate:
   eliminate, two do not. A channel that normally fails 2 % of the time needs
   five. The "about three" of the issue falls out of the arithmetic.
 
-* **Readmission** is the mirrored test on probe results: a success adds
-  ``ln((1-p0)/(1-p1))``, a failure ``ln(p0/p1)``; the channel comes back when
-  the sum reaches ``ln(1/alpha)``, so a channel that is still down (failing at
-  ``p1``) is readmitted with probability at most ``alpha`` (Wald's bound).
+* **Readmission** is the mirrored CUSUM on probe results: a success adds
+  ``ln((1-p0)/(1-p1))``, a failure ``ln(p0/p1)`` (floored at zero); the
+  channel comes back when the sum reaches ``ln(1/alpha)``. By the same bound,
+  a channel that is still down (failing at ``p1``) is falsely readmitted on
+  average no more often than once every ``1/alpha`` probes; a channel that
+  is fully dead never is.
 
 * After readmission the CUSUM restarts at ``h/2``, the "fast initial
   response" of Lucas and Crosier (1982): a channel that is in fact still
@@ -106,10 +108,11 @@ class Readmission:
 
 
 def readmission_test(p0: float, p1: float, false_readmission: float) -> Readmission:
-    """SPRT bringing a channel back once probes say it is healthy again.
+    """CUSUM bringing a channel back once probes say it is healthy again.
 
-    ``false_readmission`` bounds the probability of readmitting a channel that
-    still fails at the outage rate ``p1``.
+    ``false_readmission`` is the accepted rate, per probe, of readmitting a
+    channel that still fails at the outage rate ``p1`` (mean number of probes
+    between false readmissions >= ``1/false_readmission``).
     """
     _check_rates(p0, p1)
     if not 0.0 < false_readmission < 1.0:

@@ -12,8 +12,10 @@ A :class:`TapSession` drives the attempts of one customer tap (one
   lost), so it is first **resolved** by a status inquiry. "Authorised" ends
   the tap successfully (no second charge), "not authorised" lets the tap fail
   over, and no answer triggers an ISO 8583 0400 reversal (store-and-forward,
-  repeated until acknowledged) before failing over. Starting an attempt with
-  an unresolved one raises :class:`TapStateError`;
+  repeated until acknowledged) before failing over. When the router expects
+  the channel not to answer (the inquiry would travel the same broken path),
+  the inquiry is skipped and the attempt reversed at once. Starting an attempt
+  with an unresolved one raises :class:`TapStateError`;
 * a business decline ends the tap: routing around a credit decision is not
   the router's call;
 * when no channel can work the session ends at once with the router's
@@ -75,6 +77,11 @@ class Action(StrEnum):
     """Call :meth:`TapSession.next` for the next attempt."""
     INQUIRE = "inquire"
     """Send a status inquiry for the attempt, then call :meth:`TapSession.resolve`."""
+    REVERSE = "reverse"
+    """Send a 0400 reversal for the timed-out attempt (store-and-forward: the
+    acquirer repeats it until acknowledged), then call :meth:`TapSession.next`.
+    Chosen instead of an inquiry when the channel is down, so the inquiry
+    would most likely time out as well."""
     DONE = "done"
 
 
@@ -181,9 +188,14 @@ class TapSession:
             att.state = AttemptState.APPROVED
             self._end(TapStatus.APPROVED, now, "approved")
         elif outcome == "timeout":
-            att.state = AttemptState.AMBIGUOUS
             if not self.chooser.resolves_timeouts:
                 raise TapStateError("TapSession always resolves timeouts")
+            worth = getattr(self.chooser, "inquiry_worthwhile", None)
+            if worth is not None and not worth(att.channel, self.region, now, self.context):
+                att.state = AttemptState.REVERSED
+                att.reversal_sent = True
+                return Action.REVERSE
+            att.state = AttemptState.AMBIGUOUS
         elif outcome == "declined" and response_code not in TECHNICAL_CODES:
             att.state = AttemptState.DECLINED
             self._end(TapStatus.DECLINED, now, f"declined ({response_code or 'no code'})")
