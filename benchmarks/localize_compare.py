@@ -23,7 +23,7 @@ import numpy as np
 
 from tapshield.diagnose.baselines import BASELINES
 from tapshield.diagnose.cube import Cube, cube_from_table, read_table
-from tapshield.diagnose.localize import localize_cube
+from tapshield.diagnose.localizer import localize_cube
 from tapshield.diagnose.score import Tally
 from tapshield.diagnose.synth import SPECS, family
 

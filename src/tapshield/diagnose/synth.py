@@ -91,9 +91,9 @@ def generate(spec: CubeSpec, seed: int) -> SynthCase:
     dims = tuple(f"d{i}" for i in range(len(spec.cards)))
     codes = _leaves(rng, spec)
     n_leaves = codes.shape[0]
-    traffic: np.ndarray = spec.mean_attempts * rng.lognormal(
+    traffic = np.asarray(spec.mean_attempts * rng.lognormal(
         -0.5 * spec.traffic_sigma**2, spec.traffic_sigma, n_leaves
-    )
+    ))
     logit = np.log(spec.base_ratio / (1 - spec.base_ratio)) + rng.normal(0, 0.15, n_leaves)
     for d, card in enumerate(spec.cards):
         logit += rng.normal(0, spec.value_sigma, card)[codes[:, d]]

@@ -232,6 +232,7 @@ class _Cause:
     members: np.ndarray
     delta: float = 0.0
     surprise: float = 0.0
+    gain: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +355,13 @@ class _Search:
         if not found:
             return None
         found.sort(key=lambda t: (-t.gain, len(t.cuboid.dims)))
-        return self._occam(found, q)
+        pick = self._occam(found, q)
+        for _ in range(len(self.cube.dims)):
+            finer = self._split(pick, q)
+            if finer is None:
+                break
+            pick = finer
+        return pick
 
     def _occam(self, found: list[_Found], q: np.ndarray) -> _Cause:
         """The best combination, or a nested one the data cannot tell apart from it.
@@ -365,16 +372,10 @@ class _Search:
         significantly healthier than the more specific cause (one-sided test at
         ``alpha``): generalise only where the data says the rest fails alike.
 
-        "Everything" is a strong claim: it is kept only if it is *clean* (see
-        :meth:`_clean`); otherwise the best clean combination inside it is
-        taken instead, so two failing bitrates are named rather than the whole flow.
+        The result is then offered to :meth:`_split`.
         """
         top = found[0]
         combo = self.lattice.combination(top.cuboid, top.group)
-        if not combo and len(found) > 1:
-            mask = np.ones(self.cube.leaves, dtype=bool)
-            if not self._clean(mask, combo, top.delta, q):
-                return self._occam(found[1:], q)
         chain = [(top, combo)]
         for c in found[1:]:
             if 2.0 * (top.gain - c.gain) >= self.near:
@@ -394,9 +395,70 @@ class _Search:
                     ok = False
                     break
             if ok:
-                return _Cause(cand.cuboid, cand.group, combo_i, masks[i], delta=cand.delta)
+                return _Cause(cand.cuboid, cand.group, combo_i, masks[i], delta=cand.delta,
+                              gain=cand.gain)
         cand, combo_i = chain[-1]
-        return _Cause(cand.cuboid, cand.group, combo_i, masks[-1], delta=cand.delta)
+        return _Cause(cand.cuboid, cand.group, combo_i, masks[-1], delta=cand.delta,
+                      gain=cand.gain)
+
+    def _split(self, cause: _Cause, q: np.ndarray) -> _Cause | None:
+        """A broken part of ``cause`` if the cause is really several (or one) of its parts.
+
+        Along each further dimension, the cause's values are fitted separately.
+        The cause is split when (a) most of its attempts (for "everything": a
+        material share) sit in values that are not broken (ratio not doubled,
+        or not significant), and
+        (b) the broken values, each with its own extra probability, fit better
+        than the single cause by more than the Bonferroni penalty per extra
+        parameter. Then the best broken value becomes the cause; its broken
+        siblings are found by the next rounds of the forward selection. This is
+        how ``{channel: nfc}`` becomes nfc in three regions, and "everything"
+        becomes two bitrates, while a cause broken everywhere inside, however
+        unevenly, stays whole.
+        """
+        m = cause.members
+        n_in = float(self.n[m].sum())
+        if n_in <= 0:
+            return None
+        f, n, w, qm = self.f[m], self.n[m], self.w[m], q[m]
+        best: tuple[float, Cuboid, int, float, float] | None = None
+        for d in range(len(self.cube.dims)):
+            if d in cause.cuboid.dims:
+                continue
+            dims = tuple(sorted((*cause.cuboid.dims, d)))
+            cub = self.lattice.by_dims.get(dims)
+            if cub is None:
+                continue
+            groups, local = np.unique(cub.gid[m], return_inverse=True)
+            k = groups.size
+            if k < 2:
+                continue
+            delta, gain = _fit_groups(local, k, f, n, qm, w)
+            fails = np.bincount(local, weights=f, minlength=k)
+            exc = fails - np.bincount(local, weights=n * qm, minlength=k)
+            attempts = np.bincount(local, weights=n, minlength=k)
+            broken = ((exc >= ATTRIBUTABLE * fails) & (2.0 * gain >= self.crit)
+                      & (exc >= self.min_excess))
+            if not broken.any():
+                continue
+            # "Everything" must be broken nearly everywhere (a material healthy part
+            # refutes it); a named combination only needs most of its attempts in
+            # broken parts (more likely than not, an attempt in it is affected).
+            healthy_max = self.materiality if not cause.combination else 1.0 - ATTRIBUTABLE
+            if attempts[~broken].sum() < healthy_max * n_in:
+                continue  # broken (almost) everywhere inside along d
+            parts = int(broken.sum())
+            score = float(gain[broken].sum()) - (parts - 1) * self.crit / 2.0 - cause.gain
+            if score <= 0:
+                continue
+            j = int(np.flatnonzero(broken)[np.argmax(gain[broken])])
+            if best is None or score > best[0]:
+                best = (score, cub, int(groups[j]), float(delta[j]), float(gain[j]))
+        if best is None:
+            return None
+        _, cub, group, delta_j, gain_j = best
+        combo = self.lattice.combination(cub, group)
+        return _Cause(cub, group, combo, cub.gid == group, delta=delta_j, gain=gain_j)
 
     def _consistent(self, rest: np.ndarray, delta: float, q: np.ndarray) -> bool:
         """Does ``rest`` fail like a cause with extra probability ``delta``?"""
@@ -407,33 +469,6 @@ class _Search:
         var = float((self.n[rest] * r * (1 - r) / self.w[rest]).sum())
         shortfall = mu - float(self.f[rest].sum())
         return bool(shortfall < self.z_single * np.sqrt(max(var, 1e-12)))
-
-    def _clean(self, mask: np.ndarray, combo: dict[str, str], delta: float,
-               q: np.ndarray) -> bool:
-        """No material healthy part along any other dimension (see :meth:`_occam`)."""
-        n_in = float(self.n[mask].sum())
-        if n_in <= 0:
-            return True
-        f, n, w = self.f[mask], self.n[mask], self.w[mask]
-        qm, p0 = q[mask], self.p0[mask]
-        r = qm + delta * (1.0 - qm)
-        var_leaf = n * r * (1 - r) / w
-        for d, dim in enumerate(self.cube.dims):
-            if dim in combo:
-                continue
-            codes = self.cube.codes[mask, d]
-            k = len(self.cube.labels[d])
-            fc = np.bincount(codes, weights=f, minlength=k)
-            nc = np.bincount(codes, weights=n, minlength=k)
-            ec = np.bincount(codes, weights=n * p0, minlength=k)
-            mu = np.bincount(codes, weights=n * r, minlength=k)
-            vc = np.bincount(codes, weights=var_leaf, minlength=k)
-            not_doubled = fc - ec < ATTRIBUTABLE * fc
-            healthier = (mu - fc) >= self.z_single * np.sqrt(np.maximum(vc, 1e-12))
-            healthy = not_doubled & healthier & (nc > 0)
-            if nc[healthy].sum() >= self.materiality * n_in:
-                return False
-        return True
 
     def _prune(self, causes: list[_Cause]) -> list[_Cause]:
         while causes:
