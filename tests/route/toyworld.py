@@ -57,7 +57,8 @@ class ToyWorld:
         ch = attempts["channel"].to_numpy()
         reg = attempts["region"].to_numpy()
         t = (attempts["ts"].dt.epoch("us").to_numpy() - int(T0.timestamp() * 1e6)) / 1e6
-        p = np.array([self.base_failure.get(c, 0.01) for c in ch], dtype=np.float64)
+        p = attempts["channel"].replace_strict(self.base_failure, default=0.01,
+                                               return_dtype=pl.Float64).to_numpy().copy()
         tshare = np.full(len(ch), self.base_timeout_share)
         ashare = np.full(len(ch), self.base_authorised_share)
         fid = np.full(len(ch), None, dtype=object)
@@ -83,7 +84,8 @@ class ToyWorld:
         authorised = timeout & (u[2] < ashare)
         declined = ~tech & (u[3] < self.decline_rate)
         approved = ~tech & ~declined
-        med = np.array([self.latency_ms.get(c, 300.0) for c in attempts["channel"].to_list()])
+        med = attempts["channel"].replace_strict(self.latency_ms, default=300.0,
+                                                 return_dtype=pl.Float64).to_numpy()
         lat = med * np.exp(0.5 * rng.standard_normal(n))
         lat = np.where(timeout, self.timeout_ms, lat)
         outcome = np.where(approved, "approved", np.where(declined, "declined",
@@ -99,18 +101,19 @@ class ToyWorld:
         })
 
     def eligible(self, user_ids: pl.Series) -> pl.DataFrame:
-        rows = []
-        for u in user_ids.to_list():
-            h = int(hashlib.blake2b(str(u).encode(), digest_size=4).hexdigest(), 16) / 2**32
-            if h < self.nfc_only_share:
-                chans: tuple[str, ...] = ("nfc",)
-            elif h < self.nfc_only_share + self.no_debit_share:
-                chans = ("nfc", "qr", "wallet")
-            else:
-                chans = CHANNELS
-            rows.extend((u, c) for c in chans)
-        return pl.DataFrame(rows, schema={"user_id": pl.String, "channel": pl.String},
-                            orient="row")
+        users = pl.Series("user_id", user_ids, dtype=pl.String).unique()
+        h = np.array([int(hashlib.blake2b(u.encode(), digest_size=4).hexdigest(), 16) / 2**32
+                      for u in users.to_list()])
+        nfc_only = h < self.nfc_only_share
+        no_debit = ~nfc_only & (h < self.nfc_only_share + self.no_debit_share)
+        frames = []
+        for ch in CHANNELS:
+            has = ~nfc_only if ch != "nfc" else np.ones(len(h), dtype=bool)
+            if ch == "debit_card":
+                has &= ~no_debit
+            frames.append(pl.DataFrame({"user_id": users.filter(pl.Series(has)),
+                                        "channel": ch}))
+        return pl.concat(frames)
 
 
 def make_taps(n: int, duration_s: float, *, seed: int = 1, users: int = 2_000,

@@ -293,6 +293,7 @@ class _Engine:
         self.needs_truth = isinstance(chooser, Oracle)
         self.next_probe = math.inf
         self.probe_rng = np.random.default_rng([seed, 7, 7])
+        self.probe_p: dict[tuple[int, str, str | None], float] = {}
         self.open = 0
         self.durations: list[float] = []
         self.failed_waits: list[float] = []
@@ -512,19 +513,39 @@ class _Engine:
         probes: list[Probe] = chooser.due_probes(now)
         if probes:
             self.result.probes += len(probes)
-            rows = []
-            for p in probes:
-                tpl = self.templates.get(p.region or "", self.templates[""])
-                rows.append({**tpl, "channel": p.channel})
-            frame = pl.DataFrame(rows, schema=self.template_schema).with_columns(
-                pl.lit(_us(now)).cast(self.template_schema["ts"]).alias("ts"))
-            pf = np.asarray(self.world.technical_failure_probability(frame), dtype=np.float64)
-            ok = self.probe_rng.random(len(probes)) >= pf
-            for p, good in zip(probes, ok.tolist(), strict=True):
-                chooser.observe_probe(p, bool(good), now)
+            slot = round(now / self.cfg.probe_interval_s)
+            missing = [p for p in probes if (slot, p.channel, p.region) not in self.probe_p]
+            if missing:
+                self.fill_probe_p(now, missing)
+            ok = self.probe_rng.random(len(probes)).tolist()
+            for p, u in zip(probes, ok, strict=True):
+                chooser.observe_probe(p, u >= self.probe_p.pop((slot, p.channel, p.region)), now)
         self.next_probe = chooser.next_probe_at()
         if self.next_probe <= now:  # never loop on the same instant
             self.next_probe = now + self.cfg.probe_interval_s
+
+    PROBE_BLOCK = 120
+    """Probe slots evaluated per world call: a key that is probed now will
+    most likely be probed at the next slots too (exact times, one call)."""
+
+    def fill_probe_p(self, now: float, probes: list[Probe]) -> None:
+        step = self.cfg.probe_interval_s
+        slot0 = round(now / step)
+        rows = []
+        keys = []
+        for p in probes:
+            tpl = self.templates.get(p.region or "", self.templates[""])
+            for k in range(self.PROBE_BLOCK):
+                rows.append({**tpl, "channel": p.channel, "ts": _us(now + k * step)})
+                keys.append((slot0 + k, p.channel, p.region))
+        schema = dict(self.template_schema)
+        ts_type = schema.pop("ts")
+        frame = pl.DataFrame(rows, schema={**schema, "ts": pl.Int64}).with_columns(
+            pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(ts_type))
+        pf = np.asarray(self.world.technical_failure_probability(frame), dtype=np.float64)
+        if len(self.probe_p) > 200_000:
+            self.probe_p = {k: v for k, v in self.probe_p.items() if k[0] >= slot0}
+        self.probe_p.update(zip(keys, pf.tolist(), strict=True))
 
     def _templates(self, taps: pl.DataFrame) -> dict[str, dict[str, Any]]:
         cols = [c for c in taps.columns if c not in ("_i", "_t")]
