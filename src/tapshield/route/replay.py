@@ -52,7 +52,7 @@ from tapshield.route.baselines import (
     Oracle,
     Resilience4jBreaker,
 )
-from tapshield.route.config import RouterConfig
+from tapshield.route.config import RouterConfig, estimate_profiles
 from tapshield.route.router import Chooser, Probe, Router
 from tapshield.route.tap import Action, Attempt, TapSession, TapStatus
 
@@ -101,6 +101,20 @@ def make_policy(name: str, config: RouterConfig | None = None, *, seed: int = 0)
     if name == "resilience4j":
         return Resilience4jBreaker(order)
     raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")
+
+
+def config_from_history(
+    events: pl.DataFrame, *, budget_ms: float | None = None, order: tuple[str, ...] | None = None
+) -> RouterConfig:
+    """A router configuration from a history of canonical events: each
+    channel's normal profile estimated (robustly, see
+    :func:`~tapshield.route.config.estimate_profiles`), the priority order
+    kept (only channels in it), and the tap budget if given (e.g. the app's
+    client timeout, after which the customer is gone anyway)."""
+    base = RouterConfig() if order is None else RouterConfig(order=order)
+    profiles = {k: v for k, v in estimate_profiles(events).items() if k in base.order}
+    return RouterConfig(order=base.order, profiles=profiles,
+                        budget_ms=base.budget_ms if budget_ms is None else budget_ms)
 
 
 def taps_from_events(events: pl.DataFrame) -> pl.DataFrame:
