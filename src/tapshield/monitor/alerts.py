@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import numpy as np
+
 from tapshield.timeutil import to_rfc3339
 
 AlertState = Literal["firing", "escalated", "deescalated", "reminder", "resolved", "suppressed"]
@@ -54,8 +56,21 @@ class AlertEvent:
             "slice": dict(self.slice),
             "signal": self.signal,
             "notify": self.notify,
-            "figures": dict(self.figures),
+            "figures": _json_safe(self.figures, tz),
             "labels": dict(self.labels),
             "annotations": dict(self.annotations),
             "incident_id": self.incident_id,
         }
+
+
+def _json_safe(value: Any, tz: str | None) -> Any:
+    """Figures as JSON: instants as RFC 3339, containers recursively, the rest as is."""
+    if isinstance(value, datetime):
+        return to_rfc3339(value, tz)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, tz) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, tz) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
