@@ -12,6 +12,7 @@ from tapshield.route import (
     RouterConfig,
     compare,
     replay,
+    routed_events,
     saved,
     taps_from_events,
 )
@@ -142,3 +143,18 @@ def test_resilience4j_opens_at_half_failures_over_100_calls_and_half_opens_after
     for _ in range(10):
         cb.observe("nfc", "CN-GD", 161.0, "approved", "00")
     assert cb.choose("CN-GD", elig, 162.0).channel == "nfc"
+
+
+def test_routed_events_are_canonical_and_show_the_failovers() -> None:
+    from tapshield.events.schema import CANONICAL_SCHEMA
+
+    world = ToyWorld(faults=[Fault("nfc", 0.0, 300.0)])
+    taps = make_taps(400, 300.0, seed=8)
+    r = replay(taps, world, "tapshield", seed=2, config=CFG, record=True)
+    ev = routed_events(r, taps)
+    assert ev.schema == pl.Schema(CANONICAL_SCHEMA)
+    assert ev.height == r.attempts
+    assert ev["event_id"].is_unique().all()
+    per_tap = ev.group_by("payment_id").agg(
+        pl.col("outcome").cast(pl.String).eq("approved").any().alias("ok"))
+    assert per_tap["ok"].sum() == r.approved

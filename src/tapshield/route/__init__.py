@@ -22,6 +22,7 @@ from tapshield.route.replay import (
     config_from_history,
     make_policy,
     replay,
+    routed_events,
     saved,
     taps_from_events,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "idempotency_key",
     "make_policy",
     "replay",
+    "routed_events",
     "saved",
     "taps_from_events",
 ]

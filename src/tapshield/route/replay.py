@@ -312,7 +312,8 @@ class _Engine:
         self.durations: list[float] = []
         self.failed_waits: list[float] = []
         self.tap_rows: list[tuple[Any, ...]] = []
-        self.attempt_rows: list[tuple[Any, ...]] = []
+        self.attempt_rows: list[list[Any]] = []
+        self.row_of: dict[tuple[str, int], list[Any]] = {}
 
     # -- scheduling ------------------------------------------------------------
 
@@ -408,8 +409,10 @@ class _Engine:
             outcome, code, lat = d.outcome, d.code, d.latency_ms
         authorised = d.authorised or d.outcome == "approved"
         if self.record:
-            self.attempt_rows.append((sess.payment_id, att.number, att.channel, now, outcome,
-                                      code, lat, authorised, att.idempotency_key, d.fault))
+            att_row = [sess.payment_id, att.number, att.channel, now, outcome, code, lat,
+                       authorised, att.idempotency_key, d.fault, "", False]
+            self.attempt_rows.append(att_row)
+            self.row_of[(sess.payment_id, att.number)] = att_row
         self.push(now + lat / 1000.0, (self.complete, sess, where, att, outcome, code, lat, d))
 
     def draw(self, i: int, w: int, channel: str, k: int) -> _Draw:
@@ -512,6 +515,10 @@ class _Engine:
         if charged >= 2:
             r.double_authorisations += 1
         if self.record:
+            for a in sess.attempts:
+                att_row = self.row_of.pop((sess.payment_id, a.number))
+                att_row[10] = a.state.value
+                att_row[11] = a.reversal_sent
             self.tap_rows.append((sess.payment_id, str(st), len(sess.attempts),
                                   ",".join(a.channel for a in sess.attempts), dur, sess.reason,
                                   charged))
@@ -592,7 +599,8 @@ class _Engine:
                 schema={"payment_id": pl.String, "attempt": pl.Int32, "channel": pl.String,
                         "t": pl.Float64, "outcome": pl.String, "response_code": pl.String,
                         "latency_ms": pl.Float64, "authorised": pl.Boolean,
-                        "idempotency_key": pl.String, "fault": pl.Boolean},
+                        "idempotency_key": pl.String, "fault": pl.Boolean,
+                        "state": pl.String, "reversed": pl.Boolean},
                 orient="row",
             )
         return r
@@ -641,6 +649,43 @@ def compare(
             progress(name)
         out[name] = replay(taps, world, name, seed=seed, config=config)
     return out
+
+
+def routed_events(result: ReplayResult, taps: pl.DataFrame) -> pl.DataFrame:
+    """The scenario "as routed by" the policy: one canonical event per
+    attempt the policy made (``replay(..., record=True)``), carrying the tap's
+    customer, device, merchant and amount, the routed channel and the answer
+    the router saw (a deadline cut shows as ``timeout`` with code 68; one the
+    status inquiry confirmed as authorised shows as ``approved``, 00). Feed
+    it to the analysis pipeline to see what monitoring would have seen with
+    failover."""
+    from tapshield.events.schema import CANONICAL_SCHEMA, OUTCOME_DTYPE
+
+    if result.attempt_table is None:
+        raise ValueError("replay(..., record=True) keeps the attempts routed_events needs")
+    a = result.attempt_table
+    base = taps.drop([c for c in ("channel", "outcome", "response_code", "latency_ms",
+                                  "risk_decision", "event_id", "ts") if c in taps.columns])
+    confirmed = pl.col("state") == "authorised"
+    cut = (pl.col("outcome") == "timeout") & pl.col("response_code").is_null()
+    a = a.with_columns(
+        pl.when(confirmed).then(pl.lit("approved")).otherwise(pl.col("outcome"))
+        .alias("outcome"),
+        pl.when(confirmed).then(pl.lit("00")).when(cut).then(pl.lit("68"))
+        .otherwise(pl.col("response_code")).alias("response_code"),
+    )
+    ev = a.join(base, on="payment_id", how="left").with_columns(
+        (pl.col("payment_id") + "-a" + pl.col("attempt").cast(pl.String)).alias("event_id"),
+        (pl.col("t") * 1e6).round().cast(pl.Int64).cast(pl.Datetime("us"))
+        .dt.replace_time_zone("UTC").alias("ts"),
+        pl.col("outcome").cast(OUTCOME_DTYPE),
+        pl.lit(None, dtype=CANONICAL_SCHEMA["risk_decision"]).alias("risk_decision"),
+    )
+    cols = []
+    for name, dtype in CANONICAL_SCHEMA.items():
+        cols.append(pl.col(name).cast(dtype) if name in ev.columns
+                    else pl.lit(None, dtype=dtype).alias(name))
+    return ev.select(cols).sort("ts", "event_id")
 
 
 def saved(results: Mapping[str, ReplayResult], policy: str = "tapshield") -> int:
