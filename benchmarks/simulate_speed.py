@@ -8,7 +8,9 @@ Three timings on the same scenario (quiet-week scaled to ``--events``):
 * ``simulate``: the end-to-end command path (generate + truth + write, streaming,
   memory bounded), without ``labels.parquet`` and then with it.
 
-The ratio ``simulate / write floor`` is the simulator's own overhead. Run:
+The ratio ``simulate / write floor`` is the simulator's own overhead. Wall
+time depends on what else runs on the machine, so process CPU time (all
+threads) is reported too: on an idle machine wall time is at most that. Run:
 
     .venv/bin/python benchmarks/simulate_speed.py --events 10000000 --repeat 3
 """
@@ -16,6 +18,7 @@ The ratio ``simulate / write floor`` is the simulator's own overhead. Run:
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import statistics
@@ -38,34 +41,43 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="simspeed-"))
     rows: dict[str, list[float]] = {"generate": [], "write floor": [], "simulate": [],
                                     "simulate + labels": []}
+    cpu: dict[str, list[float]] = {k: [] for k in rows}
+
+    def timed(name: str, t0: float, c0: float) -> None:
+        rows[name].append(time.perf_counter() - t0)
+        cpu[name].append(time.process_time() - c0)
+
     n = 0
     try:
         for _ in range(args.repeat):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             frames = list(generate(sc))
-            rows["generate"].append(time.perf_counter() - t0)
+            timed("generate", t0, c0)
             n = sum(f.height for f in frames)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with EventWriter(work / "floor.parquet") as w:
                 for f in frames:
                     w.write(f)
-            rows["write floor"].append(time.perf_counter() - t0)
+            timed("write floor", t0, c0)
             del frames
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = simulate(sc, work / "sim", labels=False)
-            rows["simulate"].append(time.perf_counter() - t0)
+            timed("simulate", t0, c0)
             assert res.events == n
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             simulate(sc, work / "sim-labels", labels=True)
-            rows["simulate + labels"].append(time.perf_counter() - t0)
+            timed("simulate + labels", t0, c0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rows.items()}
-    print(f"scenario {sc.name} x{sc.scale:.2f}: {n:,} events, {args.repeat} run(s), median")
-    print("| step | seconds | events/s | vs write floor |")
-    print("|---|---|---|---|")
+    mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+    load = os.getloadavg()[0]
+    print(f"scenario {sc.name} x{sc.scale:.2f}: {n:,} events, {args.repeat} run(s), median; "
+          f"load average {load:.1f} on {os.cpu_count()} cores")
+    print("| step | wall s | CPU s | events/s (wall) | wall vs write floor |")
+    print("|---|---|---|---|---|")
     for k, v in med.items():
-        print(f"| {k} | {v:.1f} | {n / v:,.0f} | {v / med['write floor']:.2f}x |")
+        print(f"| {k} | {v:.1f} | {mcpu[k]:.1f} | {n / v:,.0f} | {v / med['write floor']:.2f}x |")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {rss:,.0f} MB (includes the in-memory batches of the floor measurement)")
 

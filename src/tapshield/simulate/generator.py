@@ -29,7 +29,7 @@ import polars as pl
 from tapshield.events.schema import CANONICAL_SCHEMA, OUTCOMES, RISK_DECISIONS
 from tapshield.simulate.clock import MINUTE_US, Block, blocks
 from tapshield.simulate.faults import Arrays, CompiledFault
-from tapshield.simulate.population import id_strings, pick_merchants
+from tapshield.simulate.population import id_strings, pick_merchants, search
 from tapshield.simulate.world import APPROVED, DECLINED, FRAUD_CODES, R_DECLINE, World
 
 TAPS_PER_BLOCK = 200_000
@@ -105,7 +105,7 @@ class Generator:
         span = np.minimum(MINUTE_US, blk.end_us - minute0)
         ts = np.repeat(minute0, counts) + (rng.random(n) * np.repeat(span, counts)).astype(np.int64)
         ts.sort()
-        user = np.searchsorted(pop.user_cum, rng.random(n) * pop.user_cum[-1], side="right")
+        user = search(pop.user_cum, rng.random(n) * pop.user_cum[-1])
         user = np.minimum(user, pop.n_users - 1).astype(np.int64)
         merchant = pick_merchants(pop, pop.user_region[user], rng.random(n), rng.random(n),
                                   w.traffic.population.merchant_in_home_region)
