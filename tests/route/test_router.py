@@ -233,3 +233,18 @@ def test_never_routes_to_an_ineligible_channel_and_retries_only_as_a_last_resort
         assert d.deadline_ms is not None and d.deadline_ms <= max(budget, 0.0)
     else:
         assert d.reason.startswith("use another method")
+
+
+def test_prometheus_shows_which_key_is_out_and_how_close_others_are() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tapshield.route.metrics import RouterCollector
+
+    r = router()
+    t = fail(r, 3)
+    reg = CollectorRegistry()
+    reg.register(RouterCollector(r, clock=lambda: t))
+    text = generate_latest(reg).decode()
+    assert 'tapshield_route_key_eliminated{channel="nfc",region=""} 1.0' in text
+    assert 'tapshield_route_key_eliminated{channel="nfc",region="CN-GD"} 1.0' in text
+    assert "tapshield_route_eliminations_total 2.0" in text

@@ -28,6 +28,11 @@ class KeyRules:
     probe_interval_s: float
 
 
+_EPS = 1e-9
+"""Float tolerance: k failures worth exactly ``h`` between them do cross it,
+as :attr:`~tapshield.route.stats.Cusum.failures_in_a_row` says."""
+
+
 def next_slot(now: float, interval: float) -> float:
     """The first multiple of ``interval`` after ``now``: probes of every key
     share one clock, so a gateway sends them (and a replay evaluates them) in
@@ -105,7 +110,7 @@ class KeyHealth:
         self.stat = stat if stat > 0.0 else 0.0
         if self.trial and self.stat == 0.0:
             self.trial = False
-        if self.stat >= c.threshold:
+        if self.stat >= c.threshold - _EPS:
             self._eliminate(now)
             return True
         return False
@@ -122,7 +127,7 @@ class KeyHealth:
         c = self.rules.cusum
         stat = self.stat + (c.on_success if ok else c.on_failure)
         self.stat = stat if stat > 0.0 else 0.0
-        if self.stat >= c.threshold:
+        if self.stat >= c.threshold - _EPS:
             self._eliminate(now)
         return False
 
@@ -138,7 +143,7 @@ class KeyHealth:
         r = self.rules.readmission
         x = self.readmit + (r.on_success if ok else r.on_failure)
         self.readmit = x if x > 0.0 else 0.0
-        if self.readmit >= r.threshold:
+        if self.readmit >= r.threshold - _EPS:
             self.eliminated = False
             self.readmit = 0.0
             self.trial = True
