@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tapshield.route import (
     POLICIES,
@@ -158,3 +160,31 @@ def test_routed_events_are_canonical_and_show_the_failovers() -> None:
     per_tap = ev.group_by("payment_id").agg(
         pl.col("outcome").cast(pl.String).eq("approved").any().alias("ok"))
     assert per_tap["ok"].sum() == r.approved
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    timeout_share=st.floats(0.0, 1.0),
+    authorised_share=st.floats(0.0, 1.0),
+    failure=st.floats(0.2, 1.0),
+    timeout_ms=st.sampled_from([3_000.0, 8_000.0, 20_000.0]),
+    regional=st.booleans(),
+    seed=st.integers(0, 1_000),
+)
+def test_replayed_tapshield_never_double_authorises(
+    timeout_share: float, authorised_share: float, failure: float, timeout_ms: float,
+    regional: bool, seed: int,
+) -> None:
+    world = ToyWorld(
+        faults=[Fault("nfc", 60.0, 400.0, failure=failure, timeout_share=timeout_share,
+                      authorised_share=authorised_share,
+                      regions=("CN-GD", "CN-ZJ") if regional else None),
+                Fault("qr", 200.0, 500.0, failure=failure / 2, timeout_share=timeout_share,
+                      authorised_share=authorised_share)],
+        timeout_ms=timeout_ms, base_authorised_share=authorised_share,
+    )
+    taps = make_taps(800, 600.0, seed=seed)
+    r = replay(taps, world, "tapshield", seed=seed, config=CFG)
+    assert r.double_authorisations == 0
+    assert r.unconfirmed_charges == 0
+    assert r.approved + r.declined + r.failed == r.taps
