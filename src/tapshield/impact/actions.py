@@ -88,68 +88,90 @@ def label_borrowers(b: pl.DataFrame, day0: date) -> pl.DataFrame:
         .then(pl.lit("normal: the borrower misses or breaches without the outage too"))
         .alias("delinquency"),
     )
-    return b.with_columns(_actions(b, day0, operational & ~base_problem))
+    return _with_actions(b, day0, operational & ~base_problem)
 
 
 def _day(col: str, day0: date) -> pl.Expr:
     return pl.lit(day0) + pl.duration(days=pl.col(col))
 
 
-def _actions(b: pl.DataFrame, day0: date, operational: pl.Expr) -> pl.Expr:
+ACTION_SCHEMA: dict[str, pl.DataType] = {
+    "action": pl.String(), "amount_fen": pl.Int64(), "days": pl.Int64(), "until": pl.Date(),
+    "reason": pl.String(),
+}
+
+
+def _with_actions(b: pl.DataFrame, day0: date, operational: pl.Expr) -> pl.DataFrame:
+    """Attach ``actions`` (a list of structs, in the order of the module doc).
+
+    Built as a long table (one row per borrower and action) and grouped back:
+    far faster than a list of conditional structs per row.
+    """
+    b = b.with_columns(operational.alias("_operational"))
+    parts = []
+    for rank, (name, cond, fields) in enumerate(_action_specs(day0)):
+        part = b.filter(cond).select(
+            "borrower_id", pl.lit(rank).alias("_rank"),
+            pl.struct(
+                pl.lit(name).alias("action"),
+                *[(fields.get(k, pl.lit(None)).cast(t)).alias(k)
+                  for k, t in ACTION_SCHEMA.items() if k != "action"],
+            ).alias("_a"),
+        )
+        parts.append(part)
+    long = pl.concat(parts)
+    grouped = long.sort("borrower_id", "_rank").group_by("borrower_id").agg(
+        pl.col("_a").alias("actions"))
+    out = b.join(grouped, on="borrower_id", how="left").drop("_operational")
+    empty = pl.lit([], dtype=pl.List(pl.Struct(ACTION_SCHEMA)))
+    return out.with_columns(pl.col("actions").fill_null(empty))
+
+
+def _action_specs(day0: date) -> list[tuple[str, pl.Expr, dict[str, pl.Expr]]]:
+    operational = pl.col("_operational")
     money = fen_to_text
     first_miss_date = _day("first_operational_miss_day", day0)
     grace_days = (pl.col("recovery_date") - first_miss_date).dt.total_days().clip(lower_bound=1)
-
-    def act(cond: pl.Expr, name: str, reason: pl.Expr, amount: pl.Expr | None = None,
-            days: pl.Expr | None = None, until: pl.Expr | None = None) -> pl.Expr:
-        return pl.when(cond).then(pl.struct(
-            pl.lit(name).alias("action"),
-            (amount if amount is not None else pl.lit(None, dtype=pl.Int64)).alias("amount_fen"),
-            (days if days is not None else pl.lit(None, dtype=pl.Int64)).alias("days"),
-            (until if until is not None else pl.lit(None, dtype=pl.Date)).alias("until"),
-            reason.alias("reason"),
-        ))
-
     dscr_reason = pl.concat_str([
         pl.lit("stressed DSCR "), e4_expr("dscr_after_e4"), pl.lit(" below the covenant "),
         e4_expr("covenant_e4"), pl.lit(" (it was "), e4_expr("dscr_before_e4"),
         pl.lit(" without the outage)"),
     ], ignore_nulls=True)
-    items = [
-        act(operational & pl.col("grace_needed").fill_null(False), "grace_period",
-            pl.concat_str([
+    return [
+        ("grace_period", operational & pl.col("grace_needed").fill_null(False), {
+            "days": grace_days, "until": pl.col("recovery_date"),
+            "reason": pl.concat_str([
                 pl.lit("payment due "), first_miss_date.cast(pl.String),
                 pl.lit(" cannot be met from cash flow during the outage; balance recovers by "),
                 pl.col("recovery_date").cast(pl.String),
                 pl.lit(" (outage + recovery tail + settlement lag)"),
-            ]),
-            days=grace_days.cast(pl.Int64), until=pl.col("recovery_date")),
-        act(operational & (pl.col("bridge_fen").fill_null(0) > 0), "bridge_line",
-            pl.concat_str([
+            ])}),
+        ("bridge_line", operational & (pl.col("bridge_fen").fill_null(0) > 0), {
+            "amount_fen": pl.col("bridge_fen"),
+            "reason": pl.concat_str([
                 pl.lit("operational cash gap open at recovery; sized at the upper band of lost "
                        "cash flow ("), money("lost_cf_high_fen"), pl.lit(" yuan) plus buffer"),
-            ]),
-            amount=pl.col("bridge_fen")),
-        act(operational & pl.col("_next_below_reage") & ~pl.col("_next_base_below_reage"),
-            "re_age",
-            pl.concat_str([pl.lit("stressed DSCR of the period after recovery "),
-                           e4_expr("dscr_next_after_e4"),
-                           pl.lit(" stays below 1.0; deferral alone does not cure it")])),
-        act(pl.col("covenant_breach_caused") & operational, "covenant_waiver", dscr_reason),
-        act((pl.col("rbf_shortfall_fen") > 0) & (pl.col("lost_net_fen") > 0),
-            "holdback_extension",
-            pl.concat_str([pl.lit("holdback not collected on lost sales: "),
-                           money("rbf_shortfall_fen"),
-                           pl.lit(" yuan; extend collection, not delinquent")]),
-            amount=pl.col("rbf_shortfall_fen")),
-        act(pl.col("over_advance_after_fen") > pl.col("over_advance_before_fen"),
-            "over_advance_allowance",
-            pl.concat_str([pl.lit("borrowing base fell by "), money("borrowing_base_drop_fen"),
-                           pl.lit(" yuan; tolerate the over-advance until receivables rebuild")]),
-            amount=pl.col("over_advance_after_fen") - pl.col("over_advance_before_fen")),
-        act(pl.col("status") == "pre_existing_credit", "credit_review",
-            pl.lit("misses a payment or breaches a covenant even without the outage: "
-                   "a credit matter, not operational")),
+            ])}),
+        ("re_age",
+         operational & pl.col("_next_below_reage") & ~pl.col("_next_base_below_reage"), {
+             "reason": pl.concat_str([
+                 pl.lit("stressed DSCR of the period after recovery "),
+                 e4_expr("dscr_next_after_e4"),
+                 pl.lit(" stays below 1.0; deferral alone does not cure it")])}),
+        ("covenant_waiver", pl.col("covenant_breach_caused") & operational,
+         {"reason": dscr_reason}),
+        ("holdback_extension", (pl.col("rbf_shortfall_fen") > 0) & (pl.col("lost_net_fen") > 0), {
+            "amount_fen": pl.col("rbf_shortfall_fen"),
+            "reason": pl.concat_str([pl.lit("holdback not collected on lost sales: "),
+                                     money("rbf_shortfall_fen"),
+                                     pl.lit(" yuan; extend collection, not delinquent")])}),
+        ("over_advance_allowance",
+         pl.col("over_advance_after_fen") > pl.col("over_advance_before_fen"), {
+             "amount_fen": pl.col("over_advance_after_fen") - pl.col("over_advance_before_fen"),
+             "reason": pl.concat_str([
+                 pl.lit("borrowing base fell by "), money("borrowing_base_drop_fen"),
+                 pl.lit(" yuan; tolerate the over-advance until receivables rebuild")])}),
+        ("credit_review", pl.col("status") == "pre_existing_credit", {
+            "reason": pl.lit("misses a payment or breaches a covenant even without the outage: "
+                             "a credit matter, not operational")}),
     ]
-    return pl.concat_list(items).list.drop_nulls().alias("actions")
-

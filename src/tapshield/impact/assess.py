@@ -45,7 +45,7 @@ from tapshield.impact.regulatory import (
     peak_spans,
     province_minutes,
 )
-from tapshield.impact.sales import IncidentSales, measure_lost_sales
+from tapshield.impact.sales import IncidentSales, history_hours, measure_lost_sales
 from tapshield.impact.stress import Periods, periods_for, stress_borrowers, z_value
 from tapshield.impact.windows import (
     ImpactWindow,
@@ -142,8 +142,8 @@ def assess(
     z = z_value(float(cfg.confidence))
     results = []
     for w in windows:
-        sales = measure_lost_sales(w, got.events, got.hourly[w.id], got.first_seen,
-                                   got.coverage_start, contaminated, cfg)
+        sales = measure_lost_sales(w, got.events, got.hourly[w.id], got.coverage_start,
+                                   contaminated, cfg)
         results.append(_incident_impact(w, sales, got, cfg, reg, z))
     cells = pl.concat([r.sales.cells for r in results]) if results else pl.DataFrame()
     merchants = _merchant_table(results, z)
@@ -188,47 +188,49 @@ def _with_history(
     got: Collected, history: pl.DataFrame | pl.LazyFrame, windows: list[ImpactWindow],
     cfg: ImpactConfig,
 ) -> Collected:
-    """Add precomputed hourly sales for the hours before the events begin."""
+    """Add precomputed hourly sales for the hours before the events begin.
+
+    Only the hours the counterfactuals read, in the incidents' slices, are
+    loaded (a lazy Parquet scan prunes the rest); the daily totals and the
+    first hour of the table are aggregates the scan answers cheaply.
+    """
     lf = history.lazy()
-    missing = {"merchant_id", "channel", "region", "hour", "sales_fen"} - set(
-        lf.collect_schema().names())
+    names = lf.collect_schema().names()
+    missing = {"merchant_id", "channel", "region", "hour", "sales_fen"} - set(names)
     if missing:
         raise ContractError(f"history: missing column(s) {', '.join(sorted(missing))}")
     cut = got.coverage_start
-    hourly = dict(got.hourly)
-    for w in windows:
-        if not (w.stable and w.history_servable):
-            continue
-        q = lf.filter((pl.col("hour") >= w.lookback_hour) & (pl.col("hour") < w.plot_last)
+    sq = pl.col("sales_sq") if "sales_sq" in names else pl.col("sales_fen").cast(pl.Float64) ** 2
+    taps = pl.col("taps") if "taps" in names else pl.lit(1)
+    queries: list[pl.LazyFrame] = []
+    served = [w for w in windows if w.stable and w.history_servable]
+    for w in served:
+        needed = [h for h in history_hours(w, cfg) if cut is None or h < cut]
+        queries.append(
+            lf.filter(pl.col("hour").is_in(pl.Series(needed, dtype=pl.Datetime("us")).implode())
                       & w.in_slice())
-        if cut is not None:
-            q = q.filter(pl.col("hour") < cut)
-        part = q.select(
-            "merchant_id", "channel", "region", pl.col("hour").cast(pl.Datetime("us")),
-            pl.col("sales_fen").cast(pl.Int64),
-            (pl.col("sales_sq") if "sales_sq" in lf.collect_schema().names()
-             else pl.col("sales_fen").cast(pl.Float64) ** 2).cast(pl.Float64).alias("sales_sq"),
-            (pl.col("taps") if "taps" in lf.collect_schema().names() else pl.lit(1))
-            .cast(pl.UInt32).alias("taps"),
-        ).collect()
-        hourly[w.id] = _merge_hourly([hourly[w.id], part]) if part.height else hourly[w.id]
-    firsts = lf.group_by("merchant_id").agg(pl.col("hour").min().cast(pl.Datetime("us"))
-                                            .alias("first_hour"))
+            .select("merchant_id", "channel", "region", pl.col("hour").cast(pl.Datetime("us")),
+                    pl.col("sales_fen").cast(pl.Int64), sq.cast(pl.Float64).alias("sales_sq"),
+                    taps.cast(pl.UInt32).alias("taps"))
+        )
     daily = lf.group_by(pl.col("hour").dt.date().alias("day")).agg(
-        pl.col("taps").sum().cast(pl.Int64).alias("approved_n") if "taps" in
-        lf.collect_schema().names() else pl.len().cast(pl.Int64).alias("approved_n"),
+        taps.sum().cast(pl.Int64).alias("approved_n"),
         pl.col("sales_fen").sum().cast(pl.Int64).alias("approved_fen"),
     )
     if cut is not None:
         daily = daily.filter(pl.col("day") < cut.date())
-    first = pl.concat([got.first_seen, firsts.collect()]).group_by("merchant_id").agg(
-        pl.col("first_hour").min())
-    cov = first["first_hour"].min() if first.height else None
+    first = lf.select(pl.col("hour").min().cast(pl.Datetime("us")))
+    *parts, daily_df, first_df = pl.collect_all([*queries, daily, first])
+    hourly = dict(got.hourly)
+    for w, part in zip(served, parts, strict=True):
+        if part.height:
+            hourly[w.id] = _merge_hourly([hourly[w.id], part])
+    starts = [h for h in (got.coverage_start, first_df.item()) if h is not None]
     return Collected(
-        hourly=hourly, events=got.events, first_seen=first,
-        coverage_start=cov,  # type: ignore[arg-type]
+        hourly=hourly, events=got.events,
+        coverage_start=min(starts) if starts else None,
         data_start=got.data_start, data_end=got.data_end,
-        daily=_merge_daily([got.daily, daily.collect()]), clients=got.clients, rows=got.rows,
+        daily=_merge_daily([got.daily, daily_df]), clients=got.clients, rows=got.rows,
     )
 
 

@@ -8,7 +8,7 @@ statistic is a sum, a minimum, a maximum or a set union, all associative):
   local hour): the merchant's seasonal history and the actuals;
 * the raw events of the impact windows (failed taps and rescues need the
   individual taps);
-* each merchant's first hour seen (history before it is not "zero sales");
+* the first hour of data (history before it is unknown, not zero);
 * approved transactions per local day and the distinct customers (the
   denominators of the regulatory criteria).
 """
@@ -21,7 +21,7 @@ from datetime import datetime
 
 import polars as pl
 
-from tapshield.impact.windows import HOUR, ImpactWindow, local_hour_expr
+from tapshield.impact.windows import HOUR, ImpactWindow, with_local_hour
 from tapshield.timeutil import TS_DTYPE
 
 HOURLY_SCHEMA: dict[str, pl.DataType] = {
@@ -48,14 +48,15 @@ _COMPACT_EVERY = 32
 
 def hourly_sales(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
     """Approved sales per (merchant, channel, region, local hour) of a canonical frame."""
-    return _hourly(frame.lazy(), tz).collect()
+    return _hourly(with_local_hour(frame, tz))
 
 
-def _hourly(lf: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+def _hourly(frame: pl.DataFrame) -> pl.DataFrame:
+    """The hourly aggregate of a frame that already carries its local ``hour``."""
     amount = pl.col("amount_fen")
     return (
-        lf.filter(pl.col("outcome").cast(pl.String) == "approved")
-        .group_by("merchant_id", "channel", "region", local_hour_expr(tz).alias("hour"))
+        frame.filter(pl.col("outcome").cast(pl.String) == "approved")
+        .group_by("merchant_id", "channel", "region", "hour")
         .agg(
             amount.sum().alias("sales_fen"),
             (amount.cast(pl.Float64) ** 2).sum().alias("sales_sq"),
@@ -81,8 +82,6 @@ class Collected:
 
     hourly: dict[str, pl.DataFrame]
     events: pl.DataFrame
-    first_seen: pl.DataFrame
-    """(merchant_id, first_hour) naive local."""
     coverage_start: datetime | None
     """First local hour of data (naive)."""
     data_start: datetime | None
@@ -104,7 +103,7 @@ class Collector:
     """UTC instant from which raw events are kept (``None``: from the windows)."""
     _hourly: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
     _events: list[pl.DataFrame] = field(default_factory=list)
-    _first: list[pl.DataFrame] = field(default_factory=list)
+    _coverage: datetime | None = None
     _daily: list[pl.DataFrame] = field(default_factory=list)
     _users: list[pl.Series] = field(default_factory=list)
     _start: datetime | None = None
@@ -124,60 +123,55 @@ class Collector:
         if batch.height == 0:
             return
         self._rows += batch.height
-        lf = batch.lazy().with_columns(local_hour_expr(self.tz).alias("hour"))
-        lo_ts, hi_ts = batch["ts"].min(), batch["ts"].max()
-        self._start = lo_ts if self._start is None else min(self._start, lo_ts)  # type: ignore[type-var, assignment]
-        self._end = hi_ts if self._end is None else max(self._end, hi_ts)  # type: ignore[type-var, assignment]
+        frame = with_local_hour(batch, self.tz)
+        span = frame.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"),
+                            pl.col("hour").min().alias("h")).row(0)
+        lo_ts, hi_ts, first_hour = span
+        self._start = lo_ts if self._start is None else min(self._start, lo_ts)
+        self._end = hi_ts if self._end is None else max(self._end, hi_ts)
+        self._coverage = first_hour if self._coverage is None else min(self._coverage,
+                                                                        first_hour)
         approved = pl.col("outcome").cast(pl.String) == "approved"
-        self._first.append(
-            lf.group_by("merchant_id").agg(pl.col("hour").min().alias("first_hour")).collect()
-        )
         self._daily.append(
-            lf.filter(approved).group_by(pl.col("hour").dt.date().alias("day"))
+            frame.filter(approved).group_by(pl.col("hour").dt.date().alias("day"))
             .agg(pl.len().cast(pl.Int64).alias("approved_n"),
-                 pl.col("amount_fen").sum().alias("approved_fen")).collect()
+                 pl.col("amount_fen").sum().alias("approved_fen"))
         )
-        self._users.append(batch["user_id"].unique())
+        # distinct customers, counted by a 64-bit hash of the id: exact up to a
+        # collision chance of ~n^2/2^65 (3e-6 for ten million customers), and a
+        # fraction of the cost of hashing strings into a set
+        self._users.append(batch.select(pl.col("user_id").hash(7).unique())["user_id"])
         for w in self.windows:
             lo = w.lookback_hour if w.stable else w.plot_first
-            part = lf.filter(
+            part = frame.filter(
                 (pl.col("hour") >= lo) & (pl.col("hour") < w.plot_last) & w.in_slice()
             )
-            self._hourly.setdefault(w.id, []).append(_hourly(part.drop("hour"), self.tz).collect())
+            self._hourly.setdefault(w.id, []).append(_hourly(part))
         keep = self._keep_range()
         if keep is not None:
             cols = [c for c in WINDOW_COLUMNS if c in batch.columns]
             ev = batch.filter(pl.col("ts").is_between(keep[0], keep[1])).select(cols)
             if ev.height:
                 self._events.append(ev)
-        if len(self._first) >= _COMPACT_EVERY:
+        if len(self._daily) >= _COMPACT_EVERY:
             self._compact()
 
     def _compact(self) -> None:
-        firsts = pl.concat(self._first)
-        self._first = [firsts.group_by("merchant_id").agg(pl.col("first_hour").min())]
         self._daily = [_merge_daily(self._daily)]
         self._users = [pl.concat(self._users).unique()]
         for k, parts in self._hourly.items():
             self._hourly[k] = [_merge_hourly(parts)]
 
     def finish(self) -> Collected:
-        first = (
-            pl.concat(self._first).group_by("merchant_id").agg(pl.col("first_hour").min())
-            if self._first else pl.DataFrame(schema={"merchant_id": pl.String(),
-                                                     "first_hour": pl.Datetime("us")})
-        )
         events = (
-            pl.concat(self._events).sort("ts", "payment_id") if self._events
+            pl.concat(self._events) if self._events
             else pl.DataFrame(schema={c: _WINDOW_DTYPES[c] for c in WINDOW_COLUMNS})
         )
-        coverage = first["first_hour"].min() if first.height else None
         clients = pl.concat(self._users).n_unique() if self._users else 0
         return Collected(
             hourly={w.id: _merge_hourly(self._hourly.get(w.id, [])) for w in self.windows},
             events=events,
-            first_seen=first,
-            coverage_start=coverage,  # type: ignore[arg-type]
+            coverage_start=self._coverage,
             data_start=self._start,
             data_end=self._end,
             daily=_merge_daily(self._daily),

@@ -260,7 +260,7 @@ def read_portfolio(
 
 def _read_table(contract: TableContract, source: Path | str | pl.DataFrame) -> TableResult:
     if isinstance(source, pl.DataFrame):
-        wire = to_wire(source) if _is_canonical(source, contract) else source
+        wire = _money_text(source) if _is_canonical(source, contract) else source
         return contract.validate(wire.drop(ROW, strict=False), source=contract.name)
     return contract.read(source)
 
@@ -270,16 +270,27 @@ def _is_canonical(frame: pl.DataFrame, contract: TableContract) -> bool:
     return any(frame.schema[c].is_integer() for c in money)
 
 
+def _fen_text(col: pl.Expr) -> pl.Expr:
+    return pl.concat_str([
+        (col // 100).cast(pl.String), pl.lit("."), (col % 100).cast(pl.String).str.zfill(2)
+    ])
+
+
+def _money_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Money columns of a canonical frame as contract text; the rest cast as they are."""
+    return frame.with_columns(
+        _fen_text(pl.col(c)).alias(c) for c in frame.columns
+        if (c in MONEY_FIELDS or c == "amount") and frame.schema[c].is_integer()
+    )
+
+
 def to_wire(frame: pl.DataFrame) -> pl.DataFrame:
     """A canonical portfolio or schedule frame (money in fen) as contract text."""
     out = []
     for name, dtype in frame.schema.items():
         col = pl.col(name)
         if name in MONEY_FIELDS or name == "amount":
-            text = pl.concat_str([
-                (col // 100).cast(pl.String), pl.lit("."), (col % 100).cast(pl.String).str.zfill(2)
-            ])
-            out.append(text.alias(name))
+            out.append(_fen_text(col).alias(name))
         elif isinstance(dtype, pl.Decimal):
             out.append(col.cast(pl.String).str.replace(r"(\.\d*?)0+$", "$1").str.replace(r"\.$", "")
                        .alias(name))
@@ -405,12 +416,16 @@ def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
             (start.year - pl.col("next_due_date").dt.year()) * 12
             + (start.month - pl.col("next_due_date").dt.month()) - 1
         ).clip(lower_bound=0)
+        # k months after the next due date, on the same day of the month (or the
+        # month's last day): integer month arithmetic, no per-row date parsing
+        nd = pl.col("next_due_date")
+        total = nd.dt.year() * 12 + nd.dt.month() - 1 + pl.col("_k")
+        month_start = pl.date(total // 12, total % 12 + 1, 1)
         sub = sub.with_columns(
             pl.int_ranges(first_k, first_k + months + 1).alias("_k")
         ).explode("_k").with_columns(
-            pl.col("next_due_date").dt.offset_by(
-                pl.concat_str(pl.col("_k").cast(pl.String), pl.lit("mo"))
-            ).alias("due_date")
+            (month_start + pl.duration(days=pl.min_horizontal(
+                nd.dt.day(), month_start.dt.month_end().dt.day()) - 1)).alias("due_date")
         )
         parts.append(sub)
     cols = ["facility_id", "borrower_id", "due_date", "amount_fen"]

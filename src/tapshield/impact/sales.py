@@ -39,7 +39,7 @@ give a normal band at the configured confidence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -82,7 +82,6 @@ def measure_lost_sales(
     w: ImpactWindow,
     events: pl.DataFrame,
     hourly: pl.DataFrame,
-    first_seen: pl.DataFrame,
     coverage_start: datetime | None,
     contaminated: pl.Series,
     config: ImpactConfig,
@@ -118,15 +117,19 @@ def measure_lost_sales(
         pl.col("failed_fen").fill_null(0), pl.col("failed_sq").fill_null(0.0)
     )
     # -- counterfactual: hour-of-week, then hour-of-day, then attempts
-    fs = first_seen.join(gated, on="merchant_id", how="semi")
+    # A merchant trades in the slice from the day of its first sale there: a
+    # quiet hour that morning is a real zero, the weeks before are not.
+    fs = hist.group_by("merchant_id").agg(pl.col("hour").min().alias("first_hour"))
     use_history = w.stable
     week = _seasonal(grid, hist, fs, coverage_start, contaminated, w,
-                     [7 * k for k in range(1, config.history_weeks + 1)], use_history)
-    day = _seasonal(grid, hist, fs, coverage_start, contaminated, w,
-                    list(range(1, config.history_days + 1)), use_history)
-    grid = grid.join(week, on=[*CELL, "hour"], how="left").join(
-        day, on=[*CELL, "hour"], how="left", suffix="_d"
-    )
+                     week_offsets(config), use_history)
+    grid = grid.join(week, on=[*CELL, "hour"], how="left")
+    # the daily fallback only where the weekly samples are too few
+    short = grid.filter(pl.col("n").fill_null(0) < config.min_weeks)
+    day = _seasonal(short, hist, fs.join(short.select("merchant_id").unique(), on="merchant_id",
+                                         how="semi"),
+                    coverage_start, contaminated, w, day_offsets(config), use_history)
+    grid = grid.join(day, on=[*CELL, "hour"], how="left", suffix="_d")
     by_week = pl.col("n").fill_null(0) >= config.min_weeks
     by_day = ~by_week & (pl.col("n_d").fill_null(0) >= config.min_days)
     grid = grid.with_columns(
@@ -181,6 +184,23 @@ def measure_lost_sales(
     return IncidentSales(cells_out, recaptured_to, timeline, counts, taps)
 
 
+def week_offsets(config: ImpactConfig) -> list[int]:
+    return [7 * k for k in range(1, config.history_weeks + 1)]
+
+
+def day_offsets(config: ImpactConfig) -> list[int]:
+    return list(range(1, config.history_days + 1))
+
+
+def history_hours(w: ImpactWindow, config: ImpactConfig) -> list[datetime]:
+    """Every local hour the counterfactual of ``w`` may read."""
+    out = set()
+    for h in w.hours(plot=True):
+        for k in week_offsets(config) + day_offsets(config):
+            out.add(h - timedelta(days=k))
+    return sorted(out)
+
+
 def _failed_taps(
     w: ImpactWindow, ev: pl.DataFrame, sig: pl.Expr | None, tz: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -202,14 +222,18 @@ def _failed_taps(
     approved = pl.col("outcome").cast(pl.String) == "approved"
     hit = w.in_slice() & sig.fill_null(False) & pl.col("ts").is_between(w.start, w.end)
     marked = ev.with_columns(hit.alias("_hit"), w.in_slice().alias("_in"))
-    pay = marked.group_by("payment_id").agg(
+    hit_ids = marked.filter(pl.col("_hit")).select("payment_id").unique()
+    pay = marked.join(hit_ids, on="payment_id", how="semi").group_by("payment_id").agg(
         approved.any().alias("ok"),
         pl.col("_hit").any().alias("hit"),
         pl.col("user_id").first(),
         pl.col("merchant_id").first(),
         pl.col("amount_fen").first(),
-        pl.col("channel").filter(pl.col("_hit")).first(),
-        pl.col("region").filter(pl.col("_hit")).first(),
+        # the slice of its first failing attempt (by time, whatever the file order)
+        pl.col("channel").filter(pl.col("_hit")).sort_by(pl.col("ts").filter(pl.col("_hit")))
+        .first(),
+        pl.col("region").filter(pl.col("_hit")).sort_by(pl.col("ts").filter(pl.col("_hit")))
+        .first(),
         pl.col("ts").max(),
         pl.col("ts").filter(pl.col("_hit")).max().alias("ts_hit"),
     ).filter(pl.col("hit"))
@@ -219,9 +243,9 @@ def _failed_taps(
     failed = pay.filter(~pl.col("ok")).sort("ts")
     # Rescues: approved payments of the same customer at the same merchant.
     resc = (
-        marked.filter(approved)
-        .join(failed.select("user_id", "merchant_id").unique(), on=["user_id", "merchant_id"],
-              how="semi")
+        marked.join(failed.select("user_id", "merchant_id").unique(),
+                    on=["user_id", "merchant_id"], how="semi")
+        .filter(approved)
         .group_by("payment_id").agg(
             pl.col("ts").min(), pl.col("user_id").first(), pl.col("merchant_id").first(),
             pl.col("amount_fen").first().alias("rescue_fen"),
@@ -302,13 +326,14 @@ def _seasonal(
 ) -> pl.DataFrame:
     """Mean and prediction variance of the same hour ``offsets_days`` back, per cell-hour.
 
-    A sample counts when its hour is covered by the data, after the merchant
-    was first seen, and outside every incident window; a covered hour with no
-    row is a real zero. Returns ``(cell, hour, n, cf, pvar)``.
+    A sample counts when its hour is covered by the data, on or after the day
+    of the merchant's first sale in the slice, and outside every incident
+    window; a covered hour with no row is a real zero. Returns
+    ``(cell, hour, n, cf, pvar)``.
     """
     out_schema = {**{c: pl.String() for c in CELL}, "hour": pl.Datetime("us"),
                   "n": pl.Int64(), "cf": pl.Int64(), "pvar": pl.Float64()}
-    if not use_history or coverage_start is None:
+    if not use_history or coverage_start is None or grid.height == 0:
         return pl.DataFrame(schema=out_schema)
     hours = w.hours(plot=True)
     slots = (
@@ -321,7 +346,7 @@ def _seasonal(
     if slots.height == 0:
         return pl.DataFrame(schema=out_schema)
     # n per (merchant, hour): valid slots at or after the merchant's first hour
-    fs = first_seen["first_hour"].to_numpy()
+    fs = first_seen["first_hour"].dt.truncate("1d").to_numpy()
     n_parts = []
     for (h,), grp in slots.group_by("hour"):
         sorted_slots = np.sort(grp["slot"].to_numpy())

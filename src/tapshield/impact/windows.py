@@ -70,6 +70,22 @@ def local_hour_expr(tz: str, col: str = "ts") -> pl.Expr:
     return pl.col(col).dt.convert_time_zone(tz).dt.replace_time_zone(None).dt.truncate("1h")
 
 
+def with_local_hour(frame: pl.DataFrame, tz: str, col: str = "ts",
+                    name: str = "hour") -> pl.DataFrame:
+    """``frame`` plus the naive local hour of ``col``, converting each distinct
+    quarter-hour once instead of every row (every UTC offset in use is a
+    multiple of 15 minutes, so the local hour is constant within one)."""
+    q = pl.col(col).dt.truncate("15m")
+    quarters = frame.select(q.unique().alias("_q")).with_columns(
+        pl.col("_q").dt.convert_time_zone(tz).dt.replace_time_zone(None).dt.truncate("1h")
+        .alias("_h")
+    )
+    return frame.with_columns(
+        q.replace_strict(quarters["_q"], quarters["_h"], return_dtype=pl.Datetime("us"))
+        .alias(name)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ImpactWindow:
     """One incident, resolved to the hours and slice its losses are measured on."""
