@@ -172,10 +172,24 @@ def _amount(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
 
 
 def _latency(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
-    text = _as_text(_raw("latency_ms"), dtype)
-    value = text.cast(pl.Float64, strict=False)
+    raw = pl.col(_raw("latency_ms"))
+    if dtype.is_numeric():
+        value = raw.cast(pl.Float64)
+        present = raw.is_not_null()
+    else:
+        text = _as_text(_raw("latency_ms"), dtype)
+        value = text.cast(pl.Float64, strict=False)
+        present = ~_missing(text)
     good = value.is_finite() & (value >= 0)
-    return pl.when(good).then(value), ~_missing(text) & ~good.fill_null(False)
+    return pl.when(good).then(value), present & ~good.fill_null(False)
+
+
+def _absent(col: str, dtype: pl.DataType) -> pl.Expr:
+    """No value: null, or empty text (only text can be empty; casting a typed
+    Parquet column to text just to ask would cost more than reading it)."""
+    if dtype == pl.String:
+        return _missing(pl.col(col))
+    return pl.col(col).is_null()
 
 
 def _code(dtype: pl.DataType) -> pl.Expr:
@@ -239,15 +253,9 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
         .otherwise(text["payment_id"])
         .alias("payment_id"),
     ]
-    present = {
-        **text,
-        "ts": _as_text(_raw("ts"), dt["ts"]),
-        "amount": _as_text(_raw("amount"), dt["amount"]),
-        "outcome": outcome_text,
-    }
     flags: dict[str, pl.Expr] = {}
     for c in REQUIRED:
-        flags[_flag("required", c)] = _missing(present[c])
+        flags[_flag("required", c)] = _absent(_raw(c), dt[c])
     for c in ID_COLUMNS:
         flags[_flag("id_format", c)] = (text[c].str.len_bytes() > MAX_ID_BYTES).fill_null(False)
     if ts_plan is not None:
@@ -258,7 +266,7 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
         # One compiled pass, run by the engine on each morsel (the kernel
         # releases the GIL, so morsels parse in parallel).
         kernels.append(
-            present["ts"]
+            _as_text(_raw("ts"), dt["ts"])
             .map_batches(_ts_struct, return_dtype=_KERNEL_STRUCT, is_elementwise=True)
             .alias(_K_TS)
         )
@@ -271,7 +279,7 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
         flags[_flag("amount_format", "amount")] = amount_plan[1].fill_null(False)
     else:
         kernels.append(
-            present["amount"]
+            _as_text(_raw("amount"), dt["amount"])
             .map_batches(_amount_struct, return_dtype=_KERNEL_STRUCT, is_elementwise=True)
             .alias(_K_AMOUNT)
         )
