@@ -7,6 +7,7 @@ into a stream of such frames, with every rejected row accounted for.
 
 from tapshield.errors import ContractError, RowError
 from tapshield.events.changes import CHANGES, read_changes
+from tapshield.events.idindex import EventIdIndex
 from tapshield.events.read import EventReader, ReadStats, read_events
 from tapshield.events.schema import (
     CANONICAL_SCHEMA,
@@ -15,7 +16,7 @@ from tapshield.events.schema import (
     OUTCOMES,
     empty_events,
 )
-from tapshield.events.validate import EventIdIndex, ValidationResult, validate_frame
+from tapshield.events.validate import ValidationResult, validate_frame
 from tapshield.events.write import EventWriter, write_events
 
 __all__ = [

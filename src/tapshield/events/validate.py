@@ -31,6 +31,7 @@ import polars as pl
 
 from tapshield.errors import ContractError, RowError, clip
 from tapshield.events.codes import APPROVAL_CODES
+from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import (
     CANONICAL_SCHEMA,
     ID_COLUMNS,
@@ -325,46 +326,6 @@ def _ts_struct(s: pl.Series) -> pl.Series:
 
 def _amount_struct(s: pl.Series) -> pl.Series:
     return _kernel_struct(*parse_amounts(s))
-
-
-class EventIdIndex:
-    """Which ``event_id`` s have been accepted already, across batches.
-
-    Keeps 64-bit hashes in sorted runs merged like a binary counter
-    (log-structured), so memory is 8 bytes per event and a batch of ``k``
-    costs ``O(k log n)`` with cache-friendly sorted look-ups. Two different ids
-    collide with probability about ``n^2 / 2^65`` (3e-6 for a 10-million-event
-    file); a collision would reject a row as a duplicate *visibly*, never drop
-    it silently.
-    """
-
-    SEED = 0x7A95_11E1
-
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
-        self.size = 0
-
-    @classmethod
-    def hashes(cls, ids: pl.Series) -> pl.Series:
-        return ids.hash(seed=cls.SEED)
-
-    def seen_sorted(self, queries: np.ndarray) -> np.ndarray:
-        """For sorted hashes: which were added before (mask in the same sorted order)."""
-        hit = np.zeros(len(queries), dtype=bool)
-        for run in self._runs:
-            pos = np.searchsorted(run, queries)
-            pos[pos == len(run)] = 0
-            hit |= run[pos] == queries
-        return hit
-
-    def add_sorted(self, run: np.ndarray) -> None:
-        """Add sorted hashes that are new (callers pass only rows they accepted)."""
-        if not len(run):
-            return
-        self.size += len(run)
-        while self._runs and len(self._runs[-1]) <= 2 * len(run):
-            run = pl.Series(np.concatenate([self._runs.pop(), run])).sort().to_numpy()
-        self._runs.append(run)
 
 
 def _duplicates(ids: pl.Series, index: EventIdIndex | None) -> tuple[np.ndarray, np.ndarray]:
