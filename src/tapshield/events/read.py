@@ -27,10 +27,10 @@ from typing import IO, BinaryIO, cast
 import polars as pl
 
 from tapshield.errors import ContractError, RowError
+from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (
     ROW,
-    EventIdIndex,
     ValidationResult,
     finish,
     parse,
