@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, RULE_NAMES
-from tapshield.events.validate import EventIdIndex, validate_frame
+from tapshield.events.validate import validate_frame
 from tests.events.helpers import GOOD, rows
 
 BROKEN: list[tuple[str, str, dict[str, str | None]]] = [
