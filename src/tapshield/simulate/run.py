@@ -138,7 +138,7 @@ def simulate(
     labels: bool = True,
     tz: str = DEFAULT_TZ,
     progress: Callable[[int], None] | None = None,
-    background: bool = True,
+    background: bool = False,
 ) -> SimulationResult:
     """Write ``events.<fmt>``, ``changes.csv``, ``truth.json`` (and ``labels.parquet``).
 
@@ -146,7 +146,9 @@ def simulate(
     scenario's size. ``labels.parquet`` gives, per ``event_id``, the fault that
     changed it, the fraud pattern behind it and whether the lender really
     authorised it: per-event truth for risk models and routers.
-    ``background`` generates the next batches in a thread while one is written.
+    ``background=True`` generates the next batches in a thread while one is
+    written; off by default because on this shared 2-core machine it measured
+    slower (BENCHMARKS.md, simulator section), kept for idle multi-core hosts.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
