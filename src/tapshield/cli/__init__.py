@@ -15,6 +15,7 @@ from tapshield.cli import demo as _demo  # noqa: E402, F401  isort: skip
 from tapshield.cli import simulate as _simulate  # noqa: E402, F401  isort: skip
 from tapshield.cli import drill as _drill  # noqa: E402, F401  isort: skip
 from tapshield.cli import impact as _impact  # noqa: E402, F401  isort: skip
+from tapshield.cli import localize as _localize  # noqa: E402, F401  isort: skip
 from tapshield.cli import route as _route  # noqa: E402, F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -109,7 +109,7 @@ class Facts:
     """Share of the expected attempts that did not arrive (traffic drops)."""
 
     def main(self) -> Rates:
-        return self.rates[self.signature]
+        return self.rates.get(self.signature, self.rates["technical"])
 
 
 def gather(

@@ -368,9 +368,10 @@ class _Search:
 
         Candidates nested with the best one whose fit is statistically
         indistinguishable (deviance within the chi-square(1 - alpha) quantile)
-        form a chain; the most general is taken unless the part it adds is
-        significantly healthier than the more specific cause (one-sided test at
-        ``alpha``): generalise only where the data says the rest fails alike.
+        form a chain; the most general is taken unless the part it adds holds a
+        material share of its attempts and is significantly healthier than the
+        more specific cause (one-sided test at ``alpha``): generalise where the
+        rest fails alike or is too small to matter.
 
         The result is then offered to :meth:`_split`.
         """
@@ -387,11 +388,17 @@ class _Search:
         masks = [t[0].cuboid.gid == t[0].group for t in chain]
         for i, (cand, combo_i) in enumerate(chain):
             ok = True
+            if i == len(chain) - 1:
+                wider = self._immaterial_ancestor(found, cand, combo_i, masks[i])
+                if wider is not None:
+                    return wider
             for j in range(i + 1, len(chain)):
                 inner = chain[j]
                 if not _nested(combo_i, inner[1]):
                     continue
-                if not self._consistent(masks[i] & ~masks[j], inner[0].delta, q):
+                rest = masks[i] & ~masks[j]
+                small = self.n[rest].sum() < self.materiality * self.n[masks[i]].sum()
+                if not small and not self._consistent(rest, inner[0].delta, q):
                     ok = False
                     break
             if ok:
@@ -459,6 +466,33 @@ class _Search:
         _, cub, group, delta_j, gain_j = best
         combo = self.lattice.combination(cub, group)
         return _Cause(cub, group, combo, cub.gid == group, delta=delta_j, gain=gain_j)
+
+    def _immaterial_ancestor(self, found: list[_Found], cand: _Found, combo: dict[str, str],
+                             mask: np.ndarray) -> _Cause | None:
+        """The most general candidate containing ``combo`` that only adds a sliver.
+
+        If widening a combination adds less than ``materiality`` of the wider
+        one's attempts, both name the same traffic and the shorter name wins
+        (card testing "at merchant m77", not "at merchant m77 over QR" because
+        of three ordinary QR-less taps there).
+        """
+        n_in = float(self.n[mask].sum())
+        best: tuple[int, _Found, dict[str, str], np.ndarray] | None = None
+        for c in found:
+            if len(c.cuboid.dims) >= len(combo):
+                continue
+            other = self.lattice.combination(c.cuboid, c.group)
+            if not _nested(other, combo):
+                continue
+            wide = c.cuboid.gid == c.group
+            n_wide = float(self.n[wide].sum())
+            if n_wide - n_in < self.materiality * n_wide and (
+                    best is None or len(other) < best[0]):
+                best = (len(other), c, other, wide)
+        if best is None:
+            return None
+        _, c, other, wide = best
+        return _Cause(c.cuboid, c.group, other, wide, delta=c.delta, gain=c.gain)
 
     def _consistent(self, rest: np.ndarray, delta: float, q: np.ndarray) -> bool:
         """Does ``rest`` fail like a cause with extra probability ``delta``?"""
