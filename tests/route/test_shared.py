@@ -170,3 +170,14 @@ def test_background_sync_converges(redis_url: str, namespace: str) -> None:
     finally:
         sa.stop()
         sb.stop()
+
+
+def test_a_new_instance_warms_up_from_recent_peer_evidence(redis_url: str, namespace: str) -> None:
+    ra, sa, _, _ = pair(redis_url, namespace)
+    for t in (1.0, 1.1, 1.2):
+        ra.observe("nfc", "CN-GD", t, "failed", "91", 200.0)
+    assert sa.sync()
+    late = RedisShare(redis_url, namespace=namespace, instance="c")
+    rc = Router(config(), share=late)
+    assert late.sync()
+    assert rc.is_down("nfc", "CN-GD")

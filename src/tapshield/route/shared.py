@@ -67,6 +67,7 @@ class RedisShare:
         retry_after_s: float = 0.2,
         max_retry_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        warm_s: float = 1_500.0,
     ) -> None:
         if isinstance(client, str):
             client = redis.Redis.from_url(
@@ -88,7 +89,10 @@ class RedisShare:
         self.stats = ShareStats()
         self._pending: deque[str] = deque()
         self._max_pending = max_pending
-        self._last_id = "0-0"
+        # A new instance starts from the peers' observations of the last
+        # ``warm_s`` seconds (five evidence half-lives by default: older
+        # evidence weighs under 3 %), not from the whole stream.
+        self._last_id = f"{max(0, int((time.time() - warm_s) * 1000))}-0"
         self._router: Router | None = None
         self._next_try = 0.0
         self._delay = retry_after_s
