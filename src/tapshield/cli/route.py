@@ -20,20 +20,20 @@ from tapshield.cli._progress import steps
 @friendly
 def reroute(
     scenario: str = typer.Argument(..., help="A library scenario name or a scenario YAML file."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [default: the scenario's]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the scenario's)."),
     policies: str = typer.Option(
         "no_failover,decision_engine,hyperswitch,resilience4j,tapshield,oracle", "--policies",
         help="Comma-separated policies to compare (no_failover is always included)."),
     budget_ms: float | None = typer.Option(
         None, "--budget-ms", min=100.0,
-        help="Time a customer waits for one tap [default: the app's client timeout]."),
+        help="Time a customer waits for one tap (default: the app's client timeout)."),
     scale: float | None = typer.Option(
         None, "--scale", min=0.0001, help="Multiply the scenario's traffic rate."),
     around_faults: bool = typer.Option(
         False, "--around-faults",
         help="Replay only the taps from 10 minutes before each fault to its end (faster)."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Write results.json (and per-tap tables) to this directory."),
+        None, "--out", "-o", help="Write results.json to this directory."),
 ) -> None:
     """Replay the scenario's taps through each policy against the simulator's truth."""
     from tapshield.route import POLICIES, compare, config_from_history, taps_from_events
