@@ -151,7 +151,11 @@ def test_schedules_from_terms(tmp_path: Path) -> None:
     assert by["f1"] == [date(2026, 11, 20)]
     assert by["f2"][:3] == [date(2026, 11, 3), date(2026, 11, 10), date(2026, 11, 17)]
     assert len(by["f2"]) == 9
-    assert by["f4"][0] == date(2026, 11, 28) and len(by["f4"]) == 34
+    # daily from 2026-11-28: the earlier days of the period were due too (and paid)
+    f4 = s.filter(pl.col("facility_id") == "f4")
+    assert f4.height == 61
+    unpaid = f4.filter(~pl.col("paid"))["due_date"].to_list()
+    assert unpaid[0] == date(2026, 11, 28) and len(unpaid) == 34
 
 
 def test_explicit_schedule_replaces_generated(tmp_path: Path) -> None:

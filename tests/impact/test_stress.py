@@ -174,3 +174,23 @@ def test_daily_allocation_adds_up_to_the_rounded_total(tmp_path: Path, net: int)
     from decimal import ROUND_HALF_EVEN, Decimal
     assert r["lost_cf_fen"] == int((Decimal(total_net) * Decimal("0.3")).quantize(
         Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def test_paid_instalments_count_in_the_period_not_in_liquidity(tmp_path: Path) -> None:
+    # next due 2026-12-03: November's instalment (11-03) was paid before the incident.
+    out = stress(tmp_path, [term("b1", "m1", cash="1000", due="2026-12-03")],
+                 [cell("m1", 1_000_000)])
+    r = out["b1"]
+    assert r["ds_current_fen"] == 24_000_000 and r["dscr_before_e4"] == 12_500
+    assert r["dues_before_recovery_fen"] == 0
+    assert r["first_missed_base_day"] is None
+
+
+def test_arrears_before_the_incident_are_credit(tmp_path: Path) -> None:
+    # next due 2026-11-01 is before the incident day and unpaid: arrears
+    out = stress(tmp_path, [term("b1", "m1", cash="900000", due="2026-11-01")],
+                 [cell("m1", 1_000_000)])
+    r = out["b1"]
+    assert r["arrears_before"] is True
+    assert r["status"] == "pre_existing_credit" and r["label"] == "credit"
+    assert "arrears" in actions(r)["credit_review"]["reason"]

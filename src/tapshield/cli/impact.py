@@ -86,15 +86,17 @@ def _print(result: object, paths: dict[str, Path], rows: int, rejected: int) -> 
     from tapshield.impact.assess import ImpactResult
 
     assert isinstance(result, ImpactResult)
-    t = Table(title="lost sales by incident (yuan)", title_justify="left")
-    for col in ("incident", "cause", "net lost", "band", "recaptured", "DORA", "PBOC grade"):
-        t.add_column(col, justify="right" if col in ("net lost", "recaptured") else "left")
+    t = Table(title="net lost sales by incident (yuan, after recapture)", title_justify="left")
+    t.add_column("incident", overflow="fold")
+    t.add_column("net lost", justify="right", no_wrap=True)
+    t.add_column(f"{result.config.confidence} band", justify="right", no_wrap=True)
+    t.add_column("DORA", no_wrap=True)
+    t.add_column("PBOC grade", overflow="fold")
     for i in result.incidents:
         tot = i.totals
-        t.add_row(i.window.id, i.window.incident.cause, format_fen(tot["net_fen"]),
-                  f"{format_fen(tot['net_low_fen'])} - {format_fen(tot['net_high_fen'])}",
-                  format_fen(tot["recaptured_fen"]), i.dora["classification"],
-                  i.prc["grade"])
+        t.add_row(f"{i.window.id} ({i.window.incident.cause})", format_fen(tot["net_fen"]),
+                  f"{format_fen(tot['net_low_fen'])}-{format_fen(tot['net_high_fen'])}",
+                  i.dora["classification"], i.prc["grade"])
     console.print(t)
     if result.portfolio is not None:
         p = result.portfolio["totals"]

@@ -55,7 +55,7 @@ def label_borrowers(b: pl.DataFrame, day0: date) -> pl.DataFrame:
     )
     base_problem = (
         pl.col("first_missed_base_day").is_not_null() | pl.col("breach_before")
-        | pl.col("breach_next_before")
+        | pl.col("breach_next_before") | pl.col("arrears_before")
     )
     cov_op = (pl.col("breach_after") & ~pl.col("breach_before")) | (
         pl.col("breach_next_after") & ~pl.col("breach_next_before")
@@ -172,6 +172,8 @@ def _action_specs(day0: date) -> list[tuple[str, pl.Expr, dict[str, pl.Expr]]]:
                  pl.lit("borrowing base fell by "), money("borrowing_base_drop_fen"),
                  pl.lit(" yuan; tolerate the over-advance until receivables rebuild")])}),
         ("credit_review", pl.col("status") == "pre_existing_credit", {
-            "reason": pl.lit("misses a payment or breaches a covenant even without the outage: "
-                             "a credit matter, not operational")}),
+            "reason": pl.when(pl.col("arrears_before"))
+            .then(pl.lit("in arrears before the incident: a credit matter, not operational"))
+            .otherwise(pl.lit("misses a payment or breaches a covenant even without the "
+                              "outage: a credit matter, not operational"))}),
     ]

@@ -32,7 +32,6 @@ import polars as pl
 
 from tapshield.errors import ContractError, RowError
 from tapshield.impact.exact import PPM, decimal_to_ppm, div_half_even
-from tapshield.money import format_fen
 from tapshield.tabular import ROW, Field, RowRule, TableContract, TableResult
 
 FACILITY_TYPES: tuple[str, ...] = ("term", "revolving", "revenue_based", "receivables")
@@ -379,12 +378,15 @@ def annuity_fen(outstanding_fen: int, rate_ppm: int, months: int) -> int:
 
 
 def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
-    """Every payment due in ``[start, end]``: ``(facility_id, borrower_id, due_date, amount_fen)``.
+    """Every payment due in ``[start, end]``.
 
-    Generated from instalment + frequency + next due date (term loans stop
-    after ``remaining_term_months``); explicit schedule rows replace the
-    generated ones of their facility. Dates before ``next_due_date`` are
-    counted as already paid.
+    Columns ``facility_id, borrower_id, due_date, amount_fen, paid``. Generated
+    from instalment + frequency + next due date, backwards as well as forwards
+    (a period's debt service includes the instalments already paid in it); a
+    generated date before ``next_due_date`` is ``paid``. Term loans stop after
+    ``remaining_term_months``. Explicit schedule rows replace the generated ones
+    of their facility; whether they are paid is unknown (``null``): the caller
+    treats the past as paid.
     """
     f = portfolio.facilities.filter(
         pl.col("instalment").is_not_null() & pl.col("next_due_date").is_not_null()
@@ -397,13 +399,13 @@ def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
     for freq, step_days in (("daily", 1), ("weekly", 7)):
         sub = f.filter(pl.col("frequency") == freq)
         if sub.height:
-            first = pl.max_horizontal(pl.col("next_due_date"), pl.lit(start))
             n_max = span_days // step_days + 2
+            gap = (pl.lit(start) - pl.col("next_due_date")).dt.total_days()
             sub = sub.with_columns(
-                # first due date on or after `start`, keeping the facility's step
-                (pl.col("next_due_date") + pl.duration(days=(
-                    ((first - pl.col("next_due_date")).dt.total_days() + step_days - 1)
-                    // step_days) * step_days)).alias("_first"),
+                # first due date on or after `start` on the facility's own step
+                # (ceil of a possibly negative number of steps)
+                (pl.col("next_due_date") + pl.duration(
+                    days=-((-gap) // step_days) * step_days)).alias("_first"),
                 pl.int_ranges(0, n_max).alias("_k"),
             ).explode("_k").with_columns(
                 (pl.col("_first") + pl.duration(days=pl.col("_k") * step_days)).alias("due_date")
@@ -415,7 +417,7 @@ def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
         first_k = (
             (start.year - pl.col("next_due_date").dt.year()) * 12
             + (start.month - pl.col("next_due_date").dt.month()) - 1
-        ).clip(lower_bound=0)
+        )
         # k months after the next due date, on the same day of the month (or the
         # month's last day): integer month arithmetic, no per-row date parsing
         nd = pl.col("next_due_date")
@@ -428,17 +430,17 @@ def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
                 nd.dt.day(), month_start.dt.month_end().dt.day()) - 1)).alias("due_date")
         )
         parts.append(sub)
-    cols = ["facility_id", "borrower_id", "due_date", "amount_fen"]
+    cols = ["facility_id", "borrower_id", "due_date", "amount_fen", "paid"]
     frames = [
         p.with_columns(
             pl.col("instalment").alias("amount_fen"),
+            (pl.col("due_date") < pl.col("next_due_date")).alias("paid"),
             # instalments left: the term's own count (monthly), else unlimited
             pl.when(pl.col("facility_type") == "term")
             .then(pl.col("remaining_term_months")).alias("_left"),
             pl.col("_k").alias("_n"),
         ).filter(
             (pl.col("due_date") >= pl.lit(start)) & (pl.col("due_date") <= pl.lit(end))
-            & (pl.col("due_date") >= pl.col("next_due_date"))
             & (pl.col("_left").is_null() | (pl.col("frequency") != "monthly")
                | (pl.col("_n") < pl.col("_left")))
         ).select(cols)
@@ -449,13 +451,12 @@ def due_schedule(portfolio: Portfolio, start: date, end: date) -> pl.DataFrame:
         frames.append(
             portfolio.schedule.join(owners, on="facility_id", how="inner")
             .filter((pl.col("due_date") >= pl.lit(start)) & (pl.col("due_date") <= pl.lit(end)))
+            .with_columns(pl.lit(None, dtype=pl.Boolean).alias("paid"))
             .select(cols)
         )
     if not frames:
         return pl.DataFrame(schema={"facility_id": pl.String(), "borrower_id": pl.String(),
-                                    "due_date": pl.Date(), "amount_fen": pl.Int64()})
+                                    "due_date": pl.Date(), "amount_fen": pl.Int64(),
+                                    "paid": pl.Boolean()})
     return pl.concat(frames).sort("borrower_id", "due_date", "facility_id")
 
-
-def portfolio_summary_fen(frame: pl.DataFrame, col: str) -> str:
-    return format_fen(int(frame[col].sum() or 0))

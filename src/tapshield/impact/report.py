@@ -23,7 +23,7 @@ import polars as pl
 from tapshield import __version__
 from tapshield.events.write import fen_to_text
 from tapshield.impact.assess import ImpactResult, IncidentImpact
-from tapshield.impact.exact import e4_text, ppm_text
+from tapshield.impact.exact import ppm_text, ratio_text
 from tapshield.impact.svg import bars, paired_histogram, timeline
 from tapshield.money import format_fen
 from tapshield.timeutil import to_rfc3339
@@ -154,8 +154,7 @@ def _incident_dict(i: IncidentImpact, result: ImpactResult, tz: str) -> dict[str
             "net": format_fen(tot["net_fen"]),
             "band": {"low": format_fen(tot["net_low_fen"]), "high": format_fen(tot["net_high_fen"]),
                      "confidence": conf},
-            "recapture_rate": (e4_text(tot["recaptured_fen"] * 10_000 // tot["failed_fen"])
-                               if tot["failed_fen"] else None),
+            "recapture_rate": ratio_text(tot["recaptured_fen"], tot["failed_fen"]),
             "method_hours": {"hour_of_week": tot["hours_week"], "hour_of_day": tot["hours_day"],
                              "attempts": tot["hours_attempts"]},
         },

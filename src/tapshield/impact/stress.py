@@ -169,6 +169,13 @@ def stress_borrowers(
     b = b.join(ds, on="borrower_id", how="left").with_columns(
         pl.col("ds_current_fen", "ds_next_fen").fill_null(0)
     )
+    # An instalment fell due before the incident and is still unpaid: arrears the
+    # outage cannot have caused.
+    arrears = portfolio.facilities.filter(
+        pl.col("instalment").is_not_null() & (pl.col("next_due_date") < pl.lit(per.day0))
+    ).select("borrower_id").unique().with_columns(pl.lit(True).alias("arrears_before"))
+    b = b.join(arrears, on="borrower_id", how="left").with_columns(
+        pl.col("arrears_before").fill_null(False))
     cf_after = pl.col("cfads_fen") - pl.col("lost_cf_current_fen")
     cf_next_after = pl.col("cfads_fen") - pl.col("lost_cf_next_fen")
 
@@ -324,7 +331,9 @@ def _liquidity(
     cum_cfads = np_div_half_even(cfads[:, None] * k[None, :], _LCM_DAYS)
     # Instalments due from day 0 on.
     dues = np.zeros((n, horizon), dtype=np.int64)
-    s = sched.filter(pl.col("due_date") >= per.day0).join(idx, on="borrower_id", how="inner")
+    s = sched.filter(
+        (pl.col("due_date") >= per.day0) & ~pl.col("paid").fill_null(False)
+    ).join(idx, on="borrower_id", how="inner")
     if s.height:
         d_idx = s.select((pl.col("due_date") - pl.lit(per.day0)).dt.total_days()).to_series(
         ).to_numpy()

@@ -32,11 +32,13 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def _num(v: float) -> str:
     a = abs(v)
-    if a >= 1e8:
-        return f"{v / 1e8:g}亿"
-    if a >= 1e4:
-        return f"{v / 1e4:g}万"
-    return f"{v:g}"
+    if a >= 1e9:
+        return f"{v / 1e9:.3g}G"
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.3g}"
 
 
 def timeline(
@@ -55,7 +57,7 @@ def timeline(
     n = len(labels)
     if n == 0:
         return "<p>No hourly data.</p>"
-    left, right, top, bottom = 64, 12, 28, 40
+    left, right, top, bottom = 64, 36, 28, 40
     pw, ph = width - left - right, height - top - bottom
     ymax = max([*high, *counterfactual, *actual, 1.0])
     ticks = _ticks(0.0, ymax)
@@ -71,8 +73,10 @@ def timeline(
              f'role="img" aria-label="{escape(title)}">',
              f'<text x="{left}" y="16" font-size="13" font-weight="600">{escape(title)}</text>']
     a, b = window
-    shade = max(x(b - 0.5) - x(a - 0.5), 2)
-    parts.append(f'<rect x="{x(a - 0.5):.1f}" y="{top}" width="{shade:.1f}" height="{ph}" '
+    # points sit at the start of their hour; the window runs from the start of its
+    # first hour to the end of its last
+    shade = max(x(min(b, n - 1)) - x(a), 2)
+    parts.append(f'<rect x="{x(a):.1f}" y="{top}" width="{shade:.1f}" height="{ph}" '
                  'fill="#fee2e2"/>')
     for t in ticks:
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" '
@@ -171,7 +175,9 @@ def bars(
     labels: Sequence[str], values: Sequence[float], *, title: str, width: int = 760,
     unit: str = "",
 ) -> str:
-    """Horizontal bars, largest first as given."""
+    """Horizontal bars, largest first as given; zero bars are left out."""
+    kept = [(lab, v) for lab, v in zip(labels, values, strict=True) if v > 0]
+    labels, values = [k[0] for k in kept], [k[1] for k in kept]
     n = len(labels)
     if n == 0:
         return ""

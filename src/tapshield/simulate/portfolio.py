@@ -241,7 +241,7 @@ def generate_portfolio(
     cash = np.maximum(accrued + cushion, 0)
     reserve = np.where((ftype == "term") & (rng.random(n) < 0.4),
                        _mul(ds_total, _grid(rng, 1.0, 3.0, n)), 0)
-    holdback = _grid(rng, 0.05, 0.20, n)
+    holdback = _grid(rng, 0.05, 0.20, n)  # cap on the holdback share, less 5 points
     lender_only = rng.random(n) < 0.6
     advance = _grid(rng, 0.70, 0.90, n)
     elig_days = rng.integers(10, 31, n)
@@ -277,10 +277,13 @@ def generate_portfolio(
             fac.update(outstanding=outstanding, limit=limit, annual_rate=int(rate_bp[idx]) * 100,
                        instalment=_per_period(ds, freq))
         elif t == "revenue_based":
-            share = int(holdback[idx])
             # the lender's channels carry about three quarters of a merchant's sales
             sales_base = int(monthly[idx]) if not lender_only[idx] else _mul1(
                 int(monthly[idx]), 750_000)
+            # the holdback is sized so the expected remittance is the drawn debt
+            # service (never above the cash flow the DSCR draw allows), on a 0.1% grid
+            share = int(ds * PPM // max(sales_base, 1)) // 1_000 * 1_000
+            share = min(max(share, 10_000), int(holdback[idx]) + 50_000, 250_000)
             remit = _mul1(sales_base, share)
             outstanding = remit * int(rng.integers(2, 9))
             cap = _mul1(outstanding, int(rng.integers(100, 116)) * 10_000)
