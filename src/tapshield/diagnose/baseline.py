@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import betabinom, binom
+from scipy.special import betainc
 
 from tapshield.diagnose.cube import Cube
 
@@ -122,22 +122,25 @@ def _prior(cube: Cube, hf_cells: np.ndarray, hn_cells: np.ndarray) -> tuple[np.n
 
 
 def _upper_tail(f: np.ndarray, n: np.ndarray, p: np.ndarray, rho: float) -> np.ndarray:
-    """``P(X >= f)`` for ``X ~ BetaBinomial(n, p, rho)`` (binomial when ``rho = 0``)."""
+    """``P(X >= f)`` for failures over-dispersed by ``rho`` (binomial when ``rho = 0``).
+
+    The binomial tail is the regularised incomplete beta function
+    ``I_p(f, n - f + 1)``, which is continuous in ``f`` and ``n``; over-dispersion
+    enters through the design effect ``1 + (n - 1) rho`` (counts divided by it,
+    the standard effective-sample-size approximation of the beta-binomial),
+    so the whole computation stays vectorised.
+    """
     out = np.ones_like(f)
-    # Exact tails only where the normal approximation already looks extreme:
-    # for counts the right tail is never lighter than the normal one below p = 1/2.
-    sd = np.sqrt(np.maximum(n * p * (1 - p) * (1 + np.maximum(n - 1, 0) * rho), 1e-12))
+    # Tails only where the normal approximation already looks extreme: for
+    # counts the right tail is never lighter than the normal one below p = 1/2.
+    deff = 1.0 + np.maximum(n - 1.0, 0.0) * rho
+    sd = np.sqrt(np.maximum(n * p * (1 - p) * deff, 1e-12))
     cell = (n > 0) & (f > 0) & ((f - n * p) > 2.5 * sd)
     if not cell.any():
         return out
-    k = np.rint(f[cell]) - 1
-    nn = np.rint(n[cell])
-    pp = p[cell]
-    if rho > 0:
-        s = 1.0 / rho - 1.0
-        out[cell] = betabinom.sf(k, nn, pp * s, (1 - pp) * s)
-    else:
-        out[cell] = binom.sf(k, nn, pp)
+    k = f[cell] / deff[cell]
+    nn = n[cell] / deff[cell]
+    out[cell] = betainc(k, np.maximum(nn - k, 0.0) + 1.0, p[cell])
     return out
 
 

@@ -98,6 +98,7 @@ class Facts:
     spread: dict[str, tuple[int, int]]
     """Per dimension: (values elevated, values with enough attempts) inside the scope."""
     scope_dims: set[str]
+    """Dimensions of the scope's main combination (the one holding most extra failures)."""
     changes: list[Change]
     maintenance: list[Change]
     new_versions: list[str]
@@ -158,7 +159,9 @@ def gather(
         d: _spread(cur, base, main_col, d)
         for d in ("channel", "carrier", "region", "app_version", "server_version")
     }
-    scope_dims = {d for combo in scope for d in combo}
+    # The dimensions of the main root cause (the scope is ordered by excess):
+    # a stray deeper condition on a minor cause must not decide the cause.
+    scope_dims = set(scope[0]) if scope else set()
     chg, maint = _changes(changes, scope, start, now)
     new_versions = _new_versions(inside, scope)
     facts = Facts(

@@ -183,10 +183,12 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
     if excess <= 0:
         empty.notes.append("no failures above the baseline: nothing to localise")
         return empty
-    lattice = Lattice(sub, cfg.max_depth)
+    lattice = Lattice(sub, cfg.max_depth, score=np.maximum(f - n * p0, 0.0),
+                      floor=cfg.materiality * excess)
     search = _Search(sub, lattice, f, n, p0, w, min_excess=cfg.materiality * excess,
                      materiality=cfg.materiality, alpha=cfg.alpha)
-    stats.update(combinations=float(lattice.total_groups), critical_deviance=search.crit,
+    stats.update(combinations=float(lattice.space), evaluated=float(lattice.total_groups),
+                 critical_deviance=search.crit,
                  history_cells_set_aside=float(base.set_aside))
     chosen = search.run(cfg.max_causes)
     causes: list[RootCause] = []
@@ -261,7 +263,7 @@ class _Search:
         self.f, self.n, self.p0, self.w = f, n, p0, w
         self.min_excess = min_excess
         self.materiality = materiality
-        m = max(lattice.total_groups, 1)
+        m = max(lattice.space, 1)
         self.crit = float(chi2.isf(alpha / m, 1))
         self.z_crit = float(norm.isf(alpha / m))
         self.near = float(chi2.isf(alpha, 1))
@@ -314,7 +316,8 @@ class _Search:
         for c in causes:
             other = set(c.cuboid.dims)
             if dims <= other or other <= dims:
-                out[np.unique(cub.gid[c.members])] = True
+                hit = np.unique(cub.gid[c.members])
+                out[hit[hit >= 0]] = True
         return out
 
     def _best(self, q: np.ndarray, causes: list[_Cause]) -> _Cause | None:
@@ -326,29 +329,32 @@ class _Search:
         f_free, nq_free = self.f * free, nq * free
         var_free = self._variance(q) * free
         found: list[_Found] = []
+        everyone = np.arange(self.cube.leaves)
         for cub in self.lattice:
-            if causes and not cub.dims:
-                continue  # "everything" cannot be added to specific causes
-            fails = cub.sum(f_free)
-            new = fails - cub.sum(nq_free)
+            if cub.groups == 0 or (causes and not cub.dims):
+                continue  # pruned away; "everything" cannot join specific causes
+            rows = everyone if cub.live is None else cub.live
+            g = cub.gid[rows]
+            fails = np.bincount(g, weights=f_free[rows], minlength=cub.groups)
+            new = fails - np.bincount(g, weights=nq_free[rows], minlength=cub.groups)
             cand = new >= self.min_excess
             if not cand.any():
                 continue
             # More likely than not, a failure in the new part is the wave's:
             # attributable fraction >= 1/2, i.e. the ratio at least doubled.
             cand &= new >= ATTRIBUTABLE * fails
-            spread = np.sqrt(cub.sum(var_free))
+            spread = np.sqrt(np.bincount(g, weights=var_free[rows], minlength=cub.groups))
             cand &= new >= self.z_crit * spread
-            if causes:
+            if causes and cand.any():
                 cand &= ~self._blocked(cub, causes)
             idx = np.flatnonzero(cand)
             if idx.size == 0:
                 continue
             compact = np.full(cub.groups, -1, dtype=np.int64)
             compact[idx] = np.arange(idx.size)
-            sel = compact[cub.gid]
-            inside = sel >= 0
-            delta, gain = _fit_groups(sel[inside], idx.size, self.f[inside], self.n[inside],
+            sel = compact[g]
+            inside = rows[sel >= 0]
+            delta, gain = _fit_groups(sel[sel >= 0], idx.size, self.f[inside], self.n[inside],
                                       q[inside], self.w[inside])
             for k in np.flatnonzero(2.0 * gain >= self.crit):
                 found.append(_Found(float(gain[k]), cub, int(idx[k]), float(delta[k])))
@@ -436,8 +442,8 @@ class _Search:
             cub = self.lattice.by_dims.get(dims)
             if cub is None:
                 continue
-            groups, local = np.unique(cub.gid[m], return_inverse=True)
-            k = groups.size
+            values, local = np.unique(self.cube.codes[m, d], return_inverse=True)
+            k = values.size
             if k < 2:
                 continue
             delta, gain = _fit_groups(local, k, f, n, qm, w)
@@ -459,8 +465,11 @@ class _Search:
             if score <= 0:
                 continue
             j = int(np.flatnonzero(broken)[np.argmax(gain[broken])])
-            if best is None or score > best[0]:
-                best = (score, cub, int(groups[j]), float(delta[j]), float(gain[j]))
+            # A broken part adds >= min_excess failures, so the pruned lattice kept it.
+            leaf = int(np.flatnonzero(m)[np.flatnonzero(local == j)[0]])
+            group = int(cub.gid[leaf])
+            if group >= 0 and (best is None or score > best[0]):
+                best = (score, cub, group, float(delta[j]), float(gain[j]))
         if best is None:
             return None
         _, cub, group, delta_j, gain_j = best
