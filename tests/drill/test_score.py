@@ -158,6 +158,13 @@ def test_overlapping_faults_each_get_their_incident_and_duplicates_are_listed() 
     assert card.summary()["false_pages"] == 0
 
 
+def test_an_incident_raised_before_the_fault_is_not_its_detection() -> None:
+    before = incident("before", 50, 55, NFC, "interface")  # open, detected 5 min early
+    assert assign([before], TRUTH)["before"] is None
+    card = score([before], TRUTH)
+    assert not card.faults[0].detected and card.false_pages == ["before"]
+
+
 def test_time_slack_and_open_incidents() -> None:
     early = incident("early", 56, 62, NFC, "interface")  # change point 4 min before the truth
     assert assign([early], TRUTH)["early"] == "nfc"

@@ -9,7 +9,9 @@ fault's ``[start - slack, end + slack]``; ``slack`` = 5 minutes because a
 change-point estimate of the start may land a little before the truth) and
 their scopes are *compatible* (some combination of one and some combination
 of the other never give a dimension two different values; ``[]`` = everything
-is compatible with all). An incident matching several faults (overlapping
+is compatible with all), and the incident was detected after the fault
+began (an incident raised before a fault existed was about something else,
+even if it is still open). An incident matching several faults (overlapping
 waves) is assigned to one: the best scope F1, then the right cause, then the
 closest start. Several incidents may be assigned to one fault (a wave
 split in pieces; they are listed as duplicates).
@@ -196,7 +198,8 @@ def assign(incidents: Sequence[Incident], truth: Truth, slack: timedelta = DEFAU
     out: dict[str, str | None] = {}
     for inc in incidents:
         cands = [f for f in truth.faults
-                 if time_match(inc, f, slack) and compatible(inc.scope, f.scope)]
+                 if time_match(inc, f, slack) and compatible(inc.scope, f.scope)
+                 and inc.detected_at >= f.start]
         # a real fault outranks a decoy for the same incident only on merit
         best = max(cands, key=lambda f: _rank(inc, f), default=None)
         out[inc.id] = best.id if best is not None else None
