@@ -215,3 +215,11 @@ def test_generator_is_deterministic_and_sized_from_sales(stats: pl.DataFrame) ->
     assert (b_["cfads"] <= b_["monthly"]).all()
     assert (b_["cfads"] > 0).all()
     assert T0.year == 2026
+
+
+def test_docs_describe_every_column_and_rule() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "impact.md").read_text()
+    for f in PORTFOLIO.fields:
+        assert f"| {f.name} |" in docs, f.name
+    for r in PORTFOLIO.rules:
+        assert f"`{r.name}`" in docs, r.name
