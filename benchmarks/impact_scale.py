@@ -287,7 +287,7 @@ def main() -> None:
     hist_path = work / f"history-{args.merchants}.parquet"
     hist_rows = write_history(world, hist_path, args.seed + 1)
     events = day_events(world, args.seed + 2)
-    share = args.borrowers / args.merchants * 1.235  # chains own several merchants
+    share = args.borrowers / args.merchants * 1.257  # chains own several merchants
     book = generate_portfolio(world.stats(), seed=args.seed + 3, borrower_share=min(share, 1.0),
                               as_of=DAY)
     n_borrowers = book["borrower_id"].n_unique()
