@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,6 @@ from tapshield.impact.windows import (
     resolve_windows,
 )
 from tapshield.incident import Incident, read_incidents
-from tapshield.timeutil import utc
 
 EventsInput = pl.DataFrame | Iterable[pl.DataFrame] | Path | str
 IncidentsInput = list[Incident] | Path | str
@@ -367,6 +365,3 @@ def portfolio_totals(b: pl.DataFrame) -> dict[str, Any]:
     return {"totals": {k: int(v or 0) for k, v in overall.items()},
             "by_region": by("region"), "by_industry": by("industry")}
 
-
-def as_utc(ts: datetime) -> datetime:
-    return utc(ts)

@@ -99,8 +99,6 @@ class Collector:
 
     windows: list[ImpactWindow]
     tz: str
-    events_from: datetime | None = None
-    """UTC instant from which raw events are kept (``None``: from the windows)."""
     _hourly: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
     _events: list[pl.DataFrame] = field(default_factory=list)
     _coverage: datetime | None = None
@@ -115,8 +113,6 @@ class Collector:
             return None
         lo = min(w.start - HOUR for w in self.windows)
         hi = max(w.end + w.recapture + HOUR for w in self.windows)
-        if self.events_from is not None:
-            lo = min(lo, self.events_from)
         return lo, hi
 
     def add(self, batch: pl.DataFrame) -> None:

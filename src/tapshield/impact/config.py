@@ -9,7 +9,7 @@ lending work, not fitted to any data set; the regulatory thresholds live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -76,10 +76,6 @@ class ImpactConfig:
     recovery stays below this: below 1.0 the borrower cannot pay from cash flow
     even once sales are back, so deferral alone does not cure it."""
 
-    mode: str = "operational"
-    """Reserved: how shortfalls are labelled (only ``operational`` is defined)."""
-
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> ImpactConfig:
