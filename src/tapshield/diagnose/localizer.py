@@ -267,7 +267,6 @@ class _Search:
         self.crit = float(chi2.isf(alpha / m, 1))
         self.z_crit = float(norm.isf(alpha / m))
         self.near = float(chi2.isf(alpha, 1))
-        self.z_single = float(norm.isf(alpha))
 
     # -- model ---------------------------------------------------------------
 
@@ -376,8 +375,10 @@ class _Search:
         indistinguishable (deviance within the chi-square(1 - alpha) quantile)
         form a chain; the most general is taken unless the part it adds holds a
         material share of its attempts and is significantly healthier than the
-        more specific cause (one-sided test at ``alpha``): generalise where the
-        rest fails alike or is too small to matter.
+        more specific cause (one-sided, at the family-wise level: many such
+        comparisons are made, and early in a wave a few attempts must not carve
+        out a spurious sub-slice): generalise where the rest fails alike or is
+        too small to matter.
 
         The result is then offered to :meth:`_split`.
         """
@@ -422,8 +423,9 @@ class _Search:
         material share) sit in values that are not broken (ratio not doubled,
         or not significant), and
         (b) the broken values, each with its own extra probability, fit better
-        than the single cause by more than the Bonferroni penalty per extra
-        parameter. Then the best broken value becomes the cause; its broken
+        than the single cause by more than the Bonferroni penalty for each
+        part (the split is one of many that could be tried, so a few early
+        failures must not carve a version out of a region). Then the best broken value becomes the cause; its broken
         siblings are found by the next rounds of the forward selection. This is
         how ``{channel: nfc}`` becomes nfc in three regions, and "everything"
         becomes two bitrates, while a cause broken everywhere inside, however
@@ -461,7 +463,7 @@ class _Search:
             if attempts[~broken].sum() < healthy_max * n_in:
                 continue  # broken (almost) everywhere inside along d
             parts = int(broken.sum())
-            score = float(gain[broken].sum()) - (parts - 1) * self.crit / 2.0 - cause.gain
+            score = float(gain[broken].sum()) - parts * self.crit / 2.0 - cause.gain
             if score <= 0:
                 continue
             j = int(np.flatnonzero(broken)[np.argmax(gain[broken])])
@@ -511,7 +513,7 @@ class _Search:
         mu = float((self.n[rest] * r).sum())
         var = float((self.n[rest] * r * (1 - r) / self.w[rest]).sum())
         shortfall = mu - float(self.f[rest].sum())
-        return bool(shortfall < self.z_single * np.sqrt(max(var, 1e-12)))
+        return bool(shortfall < self.z_crit * np.sqrt(max(var, 1e-12)))
 
     def _prune(self, causes: list[_Cause]) -> list[_Cause]:
         while causes:
