@@ -421,11 +421,11 @@ class _Search:
         Along each further dimension, the cause's values are fitted separately.
         The cause is split when (a) most of its attempts (for "everything": a
         material share) sit in values that are not broken (ratio not doubled,
-        or not significant), and
-        (b) the broken values, each with its own extra probability, fit better
-        than the single cause by more than the Bonferroni penalty for each
-        part (the split is one of many that could be tried, so a few early
-        failures must not carve a version out of a region). Then the best broken value becomes the cause; its broken
+        or not significant), and (b) the broken values, each with its own extra
+        probability, fit better than the single cause by more than the
+        Bonferroni penalty for each part (the split is one of many that could
+        be tried, so a few early failures must not carve a version out of a
+        region). Then the best broken value becomes the cause; its broken
         siblings are found by the next rounds of the forward selection. This is
         how ``{channel: nfc}`` becomes nfc in three regions, and "everything"
         becomes two bitrates, while a cause broken everywhere inside, however
