@@ -156,7 +156,7 @@ def gather(
     lat_now = _median(cur.get_column("latency_ms"))
     lat_base = _median(base.get_column("latency_ms"))
     spread = {
-        d: _spread(cur, base, main_col, d)
+        d: _spread(cur, base, main_col, d, rates[_name_of(failed_cols, main_col)].flow_ratio)
         for d in ("channel", "carrier", "region", "app_version", "server_version")
     }
     # The dimensions of the main root cause (the scope is ordered by excess):
@@ -209,10 +209,15 @@ def _excess_codes(cur: pl.DataFrame, base: pl.DataFrame, col: str) -> list[tuple
         return []
     t = t.sort("x", descending=True)
     return [(str(code) if code is not None else "none", float(x) / total)
-            for code, x in t.select("response_code", "x").iter_rows() if x > 0]
+            for code, x in t.select("response_code", "x").iter_rows() if x >= 0.01 * total]
 
 
-def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str) -> tuple[int, int]:
+def _name_of(cols: dict[str, str], col: str) -> str:
+    return next(k for k, v in cols.items() if v == col)
+
+
+def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str,
+            flow_ratio: float) -> tuple[int, int]:
     """(values whose ratio at least doubled, significantly; values with enough attempts)."""
     a = cur.group_by(dim).agg(pl.col(col).sum().alias("f"), pl.len().alias("n"))
     b = base.group_by(dim).agg(pl.col(col).sum().alias("fb"), pl.len().alias("nb"))
@@ -222,8 +227,9 @@ def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str) -> tuple[
         return (0, 0)
     f = t.get_column("f").cast(pl.Float64).to_numpy()
     n = t.get_column("n").cast(pl.Float64).to_numpy()
-    p = ((t.get_column("fb").cast(pl.Float64).to_numpy() + 0.5)
-         / (t.get_column("nb").cast(pl.Float64).to_numpy() + 1.0))
+    prior = max(flow_ratio, 1e-4)
+    p = ((t.get_column("fb").cast(pl.Float64).to_numpy() + PRIOR_ATTEMPTS * prior)
+         / (t.get_column("nb").cast(pl.Float64).to_numpy() + PRIOR_ATTEMPTS))
     expected = n * p
     z = (f - expected) / np.sqrt(np.maximum(expected * (1 - p), 1e-9))
     up = (f >= 2 * expected) & (z >= 3.0)
