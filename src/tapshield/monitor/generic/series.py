@@ -1,0 +1,243 @@
+"""The input contract of ``tapshield detect``: one metric exported from elsewhere.
+
+A series file is a CSV with a time column and a value column (other columns are
+ignored), as exported by Prometheus, a database or a spreadsheet. Accepted
+timestamps, decided from the first non-empty one and then required on every row:
+
+* ``YYYY-MM-DD HH:MM[:SS[.f]]`` (the NAB layout; ``T`` also accepted), a local
+  wall-clock time in the zone given by ``tz`` (default ``Asia/Shanghai``);
+* RFC 3339 with an offset or ``Z``;
+* epoch seconds (``1700000000``, ``1700000000.25``) or epoch milliseconds
+  (an integer of 12 or more digits: anything from 1973 on).
+
+Problems that make the file unusable raise :class:`ContractError` with one line
+naming the row (1 = first data row), the column and the rule: an empty file, a
+missing column, an unparsable timestamp, a value that is not a number, an
+infinite value, a timestamp in a different format from the first one.
+
+Documented fix-ups (each reported in :class:`FixUps`, never silent; refused with
+``strict=True``):
+
+* rows out of time order are sorted (stable, so equal instants keep file order);
+* rows with the same instant are merged into one point whose value is the mean
+  of their values (the usual cause is an export joined twice or a clock
+  change; the mean is the least surprising single value);
+* an empty value (or ``NaN``) is a *missing point*: kept in the output with no
+  score and never learned by the detector (a scrape that failed is not a zero).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from tapshield.errors import ContractError, clip
+from tapshield.parsing import OK, RANGE, parse_timestamps
+from tapshield.timeutil import DEFAULT_TZ
+
+_ROW = "__row"
+_EPOCH = re.compile(r"^\d+(\.\d+)?$")
+_OFFSET = re.compile(r"([Zz]|[+-]\d\d:?\d\d)$")
+_NAIVE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d+)?)?$")
+#: epoch integers at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)
+EPOCH_MS_FROM = 100_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class FixUps:
+    """What was repaired while reading, with the first row concerned (1-based data rows)."""
+
+    out_of_order: int = 0
+    first_out_of_order: int | None = None
+    duplicates_merged: int = 0
+    first_duplicate: int | None = None
+    missing_values: int = 0
+    first_missing: int | None = None
+
+    def messages(self) -> list[str]:
+        out = []
+        if self.out_of_order:
+            out.append(f"{self.out_of_order} row(s) out of time order (first: row "
+                       f"{self.first_out_of_order}); sorted by time")
+        if self.duplicates_merged:
+            out.append(f"{self.duplicates_merged} row(s) repeat an earlier timestamp (first: row "
+                       f"{self.first_duplicate}); merged by averaging their values")
+        if self.missing_values:
+            out.append(f"{self.missing_values} empty or NaN value(s) (first: row "
+                       f"{self.first_missing}); kept as missing points, not scored")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A metric ready for the detector: one point per distinct instant, in time order."""
+
+    ts_us: npt.NDArray[np.int64]  # epoch microseconds, strictly increasing
+    values: npt.NDArray[np.float64]  # NaN = missing point
+    labels: list[str]  # the timestamp text as written in the file (first of merged rows)
+    rows_read: int
+    time_format: str
+    fixups: FixUps = field(default_factory=FixUps)
+
+    def __len__(self) -> int:
+        return int(self.ts_us.size)
+
+
+def _error(row: int, column: str, rule: str, value: str | None) -> ContractError:
+    shown = "<empty>" if not value else repr(clip(value))
+    return ContractError(f"row {row} (line {row + 1}), column {column!r}: {rule} (value {shown})")
+
+
+def _parse_time(text: pl.Series, rows: pl.Series, column: str, tz: str) -> tuple[
+        npt.NDArray[np.int64], str]:
+    """Epoch microseconds of every row, or a ContractError naming the first bad one."""
+    empty = text.is_null() | (text == "")
+    if empty.any():
+        i = int(empty.arg_true()[0])
+        raise _error(int(rows[i]), column, "timestamp is required", None)
+    first = str(text[0])
+    if _EPOCH.match(first):
+        num = text.cast(pl.Float64, strict=False)
+        bad = num.is_null() | ~text.str.contains(r"^\d+(\.\d+)?$")
+        if bad.any():
+            i = int(bad.arg_true()[0])
+            raise _error(int(rows[i]), column,
+                         "timestamp is not epoch seconds/milliseconds like the first row",
+                         str(text[i]))
+        big = num >= EPOCH_MS_FROM
+        is_ms = bool(big[0]) and "." not in first
+        odd = (big != is_ms) | (text.str.contains(".", literal=True) & is_ms)
+        if odd.any():
+            i = int(odd.arg_true()[0])
+            unit = "milliseconds" if is_ms else "seconds"
+            raise _error(int(rows[i]), column,
+                         f"timestamp is not epoch {unit} like the first row", str(text[i]))
+        if is_ms:
+            us = text.cast(pl.Int64).to_numpy() * 1000
+            return us.astype(np.int64), "epoch milliseconds"
+        return np.round(num.to_numpy() * 1e6).astype(np.int64), "epoch seconds"
+    if _OFFSET.search(first):
+        us, status = parse_timestamps(text)
+        bad_rows = np.flatnonzero(status != OK)
+        if bad_rows.size:
+            i = int(bad_rows[0])
+            rule = ("timestamp out of range (years 2000-2099)" if status[i] == RANGE
+                    else "timestamp is not RFC 3339 with an offset like the first row")
+            raise _error(int(rows[i]), column, rule, str(text[i]))
+        return us, "RFC 3339"
+    if _NAIVE.match(first):
+        norm = text.str.replace("T", " ", literal=True)
+        norm = pl.Series(np.where(norm.str.len_chars() == 16, norm + ":00", norm))
+        parsed = norm.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+        bad = parsed.is_null() | ~text.str.contains(_NAIVE.pattern)
+        if bad.any():
+            i = int(bad.arg_true()[0])
+            raise _error(int(rows[i]), column,
+                         "timestamp is not YYYY-MM-DD HH:MM:SS like the first row", str(text[i]))
+        try:
+            local = parsed.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        except Exception as exc:  # polars raises ComputeError for unknown zones
+            raise ContractError(f"unknown time zone {tz!r}") from exc
+        gap = local.is_null()
+        if gap.any():
+            i = int(gap.arg_true()[0])
+            raise _error(int(rows[i]), column,
+                         f"local time does not exist in {tz} (clock change)", str(text[i]))
+        us = local.dt.convert_time_zone("UTC").cast(pl.Int64).to_numpy()
+        return us.astype(np.int64), f"local time ({tz})"
+    raise _error(int(rows[0]), column,
+                 "timestamp format not recognised (expected YYYY-MM-DD HH:MM:SS, RFC 3339, "
+                 "or epoch seconds/milliseconds)", first)
+
+
+def series_from_frame(df: pl.DataFrame, time_col: str, value_col: str, *,
+                      tz: str = DEFAULT_TZ, strict: bool = False) -> Series:
+    """Validate and repair a frame of strings (as read from CSV) into a :class:`Series`."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ContractError(f"unknown time zone {tz!r}") from exc
+    missing = [c for c in (time_col, value_col) if c not in df.columns]
+    if missing:
+        raise ContractError(
+            f"missing column(s) {', '.join(repr(c) for c in missing)}; the file has "
+            f"{', '.join(repr(c) for c in df.columns) or 'no columns'}"
+        )
+    if df.height == 0:
+        raise ContractError("the file has a header but no data rows")
+    rows = pl.Series(_ROW, np.arange(1, df.height + 1, dtype=np.int64))
+    text = df[time_col].cast(pl.String).str.strip_chars()
+    raw = df[value_col].cast(pl.String).str.strip_chars()
+    ts, fmt = _parse_time(text, rows, time_col, tz)
+
+    val = raw.cast(pl.Float64, strict=False)
+    not_number = val.is_null() & raw.is_not_null() & (raw != "")
+    if not_number.any():
+        i = int(not_number.arg_true()[0])
+        raise _error(int(rows[i]), value_col, "value is not a number", str(raw[i]))
+    v = val.to_numpy().astype(np.float64)
+    inf = np.isinf(v)
+    if inf.any():
+        i = int(np.flatnonzero(inf)[0])
+        raise _error(i + 1, value_col, "value is infinite", str(raw[i]))
+    miss = np.isnan(v)
+
+    order = np.argsort(ts, kind="stable")
+    backwards = np.flatnonzero(np.diff(ts) < 0) + 1
+    ts_s = ts[order]
+    dup = np.r_[False, ts_s[1:] == ts_s[:-1]]
+    if strict and backwards.size:
+        i = int(backwards[0])
+        raise _error(i + 1, time_col, "timestamp is earlier than the previous row (--strict)",
+                     str(text[i]))
+    if strict and dup.any():
+        i = int(order[np.flatnonzero(dup)[0]])
+        raise _error(i + 1, time_col, "timestamp repeats an earlier row (--strict)", str(text[i]))
+
+    v_s = v[order]
+    group = np.cumsum(~dup) - 1
+    n_groups = int(group[-1]) + 1
+    ok = ~np.isnan(v_s)
+    sums = np.bincount(group, weights=np.where(ok, v_s, 0.0), minlength=n_groups)
+    counts = np.bincount(group, weights=ok.astype(np.float64), minlength=n_groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        merged = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
+    firsts = order[~dup]
+    labels = text.gather(pl.Series(firsts)).to_list()
+
+    fix = FixUps(
+        out_of_order=int(backwards.size),
+        first_out_of_order=int(backwards[0]) + 1 if backwards.size else None,
+        duplicates_merged=int(dup.sum()),
+        first_duplicate=int(order[np.flatnonzero(dup)[0]]) + 1 if dup.any() else None,
+        missing_values=int(miss.sum()),
+        first_missing=int(np.flatnonzero(miss)[0]) + 1 if miss.any() else None,
+    )
+    return Series(ts_us=ts_s[~dup].astype(np.int64), values=merged.astype(np.float64),
+                  labels=[str(s) for s in labels], rows_read=df.height, time_format=fmt,
+                  fixups=fix)
+
+
+def read_series(path: Path, time_col: str = "timestamp", value_col: str = "value", *,
+                tz: str = DEFAULT_TZ, strict: bool = False) -> Series:
+    """Read a series CSV (see the module docstring for the contract and the fix-ups)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"is a directory, not a series file: {path}")
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path} is empty (expected a CSV header and rows)")
+    try:
+        df = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
+    except pl.exceptions.NoDataError as exc:
+        raise ContractError(f"{path} is empty (expected a CSV header and rows)") from exc
+    except pl.exceptions.ComputeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed CSV"
+        raise ContractError(f"{path} is not a readable CSV: {clip(first, 120)}") from exc
+    return series_from_frame(df, time_col, value_col, tz=tz, strict=strict)
