@@ -17,5 +17,6 @@ from tapshield.cli import drill as _drill  # noqa: E402, F401  isort: skip
 from tapshield.cli import impact as _impact  # noqa: E402, F401  isort: skip
 from tapshield.cli import localize as _localize  # noqa: E402, F401  isort: skip
 from tapshield.cli import route as _route  # noqa: E402, F401  isort: skip
+from tapshield.cli import detect as _detect  # noqa: E402, F401  isort: skip
 
 __all__ = ["app", "main"]
