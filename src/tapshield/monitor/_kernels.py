@@ -126,7 +126,9 @@ def run_events(
     rb1: np.ndarray,
     rvreset: np.ndarray,
     rdone: np.ndarray,
-    h_rec: float,
+    hrec: np.ndarray,
+    h_rec_t: float,
+    h_rec_n: float,
     # traffic-share tests [M]
     tw: np.ndarray,
     ta0: np.ndarray,
@@ -140,6 +142,7 @@ def run_events(
     tb1: np.ndarray,
     tvreset: np.ndarray,
     tdone: np.ndarray,
+    tallow: np.ndarray,
     # national traffic
     nf: np.ndarray,
     ni: np.ndarray,
@@ -204,7 +207,7 @@ def run_events(
                     ni[NI_VRESET] = t
                 v += nf[NF_V_JUMP]
                 nf[NF_V] = v
-                if v >= h_rec:
+                if v >= h_rec_n:
                     ni[NI_REC_DONE] = 1
         ni[NI_LAST_TS] = t
         # -- traffic-share scan, once per tick ----------------------------------
@@ -214,7 +217,7 @@ def run_events(
             ni[NI_LAST_TICK] = tick
             for s in range(1, n_slices):
                 thr = tthr[s]
-                if thr < INF:
+                if thr < INF and tallow[s]:
                     w = tw[s] + (big_n - tlast[s]) * ta0[s]
                     if w >= thr:
                         if nx < xrec.shape[0]:
@@ -266,16 +269,16 @@ def run_events(
                 acc[s, F_RISK] += 1
                 if is_risk:
                     acc[s, F_RISK_COUNTED] += 1
+            # slow = an answer (approved or declined) that took too long; timeouts and
+            # failures are technical already and are not counted twice
             slow = False
             if b >= 0:
                 hist[s, b] += 1
-                slow = x_lat > lat_thr[s]
-            elif c == TIMEOUT:
-                slow = True
+                slow = x_lat > lat_thr[s] and not is_tech
             if slow:
                 acc[s, F_SLOW] += 1
             # traffic share: this event is inside the slice
-            if s > 0:
+            if s > 0 and tallow[s]:
                 m_out = big_n - 1 - tlast[s]
                 w = tw[s] + m_out * ta0[s]
                 if w >= tthr[s]:
@@ -305,7 +308,7 @@ def run_events(
                         tvreset[s] = t
                     v += tb1[s]
                     tv[s] = v
-                    if v >= h_rec:
+                    if v >= h_rec_t:
                         tdone[s] = 1
                 tlast[s] = big_n
             # rate tests: only an event that is a "failure" for a signal moves it up
@@ -356,7 +359,7 @@ def run_events(
                 elif rrec[s, sig] == 1 and rdone[s, sig] == 0:
                     # reverse test: successes are evidence of recovery
                     v = rv[s, sig] + m * rb0[s, sig]
-                    if v >= h_rec:
+                    if v >= hrec[s]:
                         rdone[s, sig] = 1
                     else:
                         v += rb1[s, sig]
@@ -394,7 +397,7 @@ def flush(
     rb0: np.ndarray,
     rvreset: np.ndarray,
     rdone: np.ndarray,
-    h_rec: float,
+    hrec: np.ndarray,
     tw: np.ndarray,
     ta0: np.ndarray,
     tlast: np.ndarray,
@@ -428,7 +431,7 @@ def flush(
             if rrec[s, sig] == 1 and rdone[s, sig] == 0:
                 v = rv[s, sig] + m * rb0[s, sig]
                 rv[s, sig] = v
-                if v >= h_rec:
+                if v >= hrec[s]:
                     rdone[s, sig] = 1
             rlast[s, sig] = cnt[s]
         if s > 0:
@@ -509,6 +512,7 @@ def bucket_update(
     tfx: np.ndarray,
     tfn: np.ndarray,
     share: np.ndarray,
+    tallow: np.ndarray,
     rho_t: float,
     h_traffic: float,
 ) -> None:
@@ -604,7 +608,7 @@ def bucket_update(
                 ra1[s, sig, k] = math.log(p1 / hi)
                 ra0[s, sig, k] = math.log((1.0 - p1) / (1.0 - hi))
         # traffic share (drop to rho_t of normal)
-        if s > 0:
+        if s > 0 and tallow[s]:
             ps = te_x[s] / te_n[s] if te_n[s] > 0.0 else 0.0
             share[s] = ps
             armed_t = warm and te_x[s] >= arm and 0.0 < ps < 0.95
@@ -634,12 +638,13 @@ def latency_thresholds(
     prev: np.ndarray,
     n_slices: int,
     q: float,
+    factor: float,
     edges: np.ndarray,
     min_count: int,
     frozen: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """The ``q``-quantile of each slice's latency over the last two windows."""
+    """``factor`` x the ``q``-quantile of each slice's latency over the last two windows."""
     b_n = hist.shape[1]
     for s in range(n_slices):
         if frozen[s]:
@@ -654,7 +659,7 @@ def latency_thresholds(
         for b in range(b_n):
             run += hist[s, b] + prev[s, b]
             if run >= target:
-                out[s] = edges[b + 1]
+                out[s] = factor * edges[b + 1]
                 break
 
 
@@ -740,3 +745,74 @@ def rehash(table: np.ndarray, codes_of: np.ndarray, new_table: np.ndarray,
             p = np.int64((p + 1) & mask)
         new_table[p] = h
         new_codes[p] = codes_of[pos]
+
+
+@nb.njit(cache=True, nogil=True)
+def first_taps(table: np.ndarray, seen: np.ndarray, pay: np.ndarray, ts: np.ndarray,
+               window: int, out: np.ndarray) -> int:
+    """Mark the first attempt of each tap: a payment hash not seen within ``window``.
+
+    ``table``/``seen`` is an open-addressing map hash -> last time seen. Returns
+    the number of occupied slots (the caller rebuilds the table, dropping
+    stale entries, when it gets half full).
+    """
+    mask = table.shape[0] - 1
+    used = 0
+    for i in range(pay.shape[0]):
+        h = pay[i]
+        if h == 0:
+            h = np.uint64(1)
+        pos = np.int64(h & np.uint64(mask))
+        while True:
+            k = table[pos]
+            if k == h:
+                out[i] = ts[i] - seen[pos] > window
+                seen[pos] = ts[i]
+                break
+            if k == 0:
+                table[pos] = h
+                seen[pos] = ts[i]
+                out[i] = True
+                used += 1
+                break
+            pos = np.int64((pos + 1) & mask)
+    return used
+
+
+@nb.njit(cache=True, nogil=True)
+def compact_taps(table: np.ndarray, seen: np.ndarray, new_table: np.ndarray,
+                 new_seen: np.ndarray, cutoff: int) -> int:
+    """Copy the entries seen at or after ``cutoff`` into a fresh table."""
+    mask = new_table.shape[0] - 1
+    n = 0
+    for pos in range(table.shape[0]):
+        h = table[pos]
+        if h == 0 or seen[pos] < cutoff:
+            continue
+        p = np.int64(h & np.uint64(mask))
+        while new_table[p] != 0:
+            p = np.int64((p + 1) & mask)
+        new_table[p] = h
+        new_seen[p] = seen[pos]
+        n += 1
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
+def classify(outcome: np.ndarray, tech_code: np.ndarray, risk: np.ndarray,
+             out: np.ndarray) -> None:
+    """Outcome class per attempt from enum codes (approved 0, declined 1, failed 2, timeout 3)."""
+    for i in range(outcome.shape[0]):
+        o = outcome[i]
+        if o == 0:
+            out[i] = APPROVED
+        elif o == 2:
+            out[i] = FAILED
+        elif o == 3:
+            out[i] = TIMEOUT
+        elif tech_code[i]:
+            out[i] = FAILED
+        elif risk[i]:
+            out[i] = RISK
+        else:
+            out[i] = DECLINE

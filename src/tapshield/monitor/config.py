@@ -130,6 +130,12 @@ class MonitorConfig:
     ratio r is near-optimal for true ratios within about x2 of r, so a geometric
     bank with step ~4-5 covers every shift that matters at the price of
     ln(4) ~ 1.4 extra nats of threshold. Below x2 is not an outage."""
+    traffic_dims: frozenset[str] = frozenset(
+        {"channel", "region", "carrier", "os", "device_model", "merchant_category"})
+    """Slices made only of these dimensions get a traffic-drop test. Versions
+    (app_version, server_version) lose their traffic on purpose when a release is
+    rolled forward or back, and single merchants open and close: a drop there is
+    not an outage."""
     traffic_ratio: float = 0.1
     """A slice's share of traffic (or the national rate) fell to a tenth: a dead
     channel or region. The test only accumulates while the share is below
@@ -146,10 +152,11 @@ class MonitorConfig:
     minutes), short against the day's drift."""
     share_half_life: timedelta = timedelta(minutes=30)
     """Memory of a slice's share of traffic: follows the daily mix of channels."""
-    national_half_life: timedelta = timedelta(minutes=2)
-    """Memory of the national event rate: follows a festival's 30-minute ramp
-    (the test only accumulates below ~39 % of it) while a real silence is found
-    in seconds, long before the expectation forgets it."""
+    national_half_life: timedelta = timedelta(seconds=30)
+    """Memory of the national event rate: short, so it follows a festival's
+    ramp-down (-15 % a minute) within a few percent (the test only accumulates
+    below ~39 % of it), while a real silence is found in h/rate seconds and the
+    expectation stops learning as soon as the test starts building up."""
     prior_strength: float = 100.0
     """A slice's expectation starts at the national rate with the weight of 100
     attempts (hierarchical shrinkage): small slices borrow strength, large ones
@@ -161,18 +168,27 @@ class MonitorConfig:
     """An expectation stops learning while its test is above half its threshold,
     so a slow ramp is not learnt as normal before it is detected."""
     latency_quantile: float = 0.95
-    """A payment is *slow* above its slice's recent 95th percentile: by
-    construction 5 % of payments are slow, whatever the latency distribution."""
+    decline_dedup: timedelta = timedelta(0)
+    """Optional: count a device's declines at most once per this window in the
+    decline and risk-decline tests. Off by default: it makes single-actor bursts
+    quieter but also hides a sustained attack from a couple of devices (a card
+    tester) for tens of minutes; single actors are handled by the warning levels
+    instead (``levels.yaml``: one-device slices and ``page_after_min``)."""
+    slow_factor: float = 2.0
+    """A payment is *slow* above twice its slice's recent 95th percentile: a tap
+    that takes twice as long as the slow end of normal is one a customer
+    notices, while a busy festival night (+15 % latency) does not make taps
+    slow. The expected share of slow taps is learnt like any failure rate."""
     latency_window: timedelta = timedelta(minutes=10)
     recovery_error: float = 0.01
-    """Probability of declaring a wave over while it goes on (Wald's bound gives
-    the reverse test's threshold ln(1/0.01) = 4.6)."""
+    """Probability of declaring a wave over while it goes on, over
+    ``recovery_horizon`` of the wave (see :mod:`tapshield.monitor.thresholds`)."""
+    recovery_horizon: timedelta = timedelta(hours=1)
+    """The length of wave over which ``recovery_error`` holds: most outages are
+    over within the hour, and a longer one costs at most a second firing."""
     hold_false_alarms: float = 0.01
     """While a resolved wave is on hold, its slice re-fires at a lower threshold:
     one slice, one signal, no family-wise correction; 1 % false re-fires."""
-    dedup_window: timedelta = timedelta(minutes=10)
-    """Declines from the same device within 10 minutes count once: one actor
-    (a card-testing bot, a customer retrying) is one piece of evidence."""
 
     # -- lifecycle ----------------------------------------------------------------
     resolve_hold: timedelta = timedelta(minutes=5)
@@ -188,10 +204,15 @@ class MonitorConfig:
     max_buffer_events: int = 3_000_000
     level_window: timedelta = timedelta(minutes=1)
     """Level figures are per minute, over the last minute of the wave."""
-    reminders: tuple[timedelta, ...] = (timedelta(hours=1), timedelta(hours=2),
-                                        timedelta(hours=4))
-    """Repeat notifications of a paging alert at growing intervals (then every
-    4 h, Alertmanager's default repeat interval)."""
+    reminders: tuple[timedelta, ...] = (timedelta(hours=4), timedelta(hours=8),
+                                        timedelta(hours=16))
+    """Repeat notifications of a paging alert at growing intervals: first after
+    4 h (Alertmanager's default repeat interval: an open incident is already being
+    worked, its status lives in the incident), then 8 h, then every 16 h."""
+    notify_escalation_to: int = 1
+    """An escalation re-pages only when it reaches this level (red): the on-call
+    is already working a paged wave; red calls in the incident commander. Every
+    escalation is still recorded (alerts.jsonl, database)."""
     renotify_interval: timedelta = timedelta(minutes=5)
     """At most one notification per alert per 5 minutes (Alertmanager's
     group_interval): an escalation inside it is sent when it ends."""
@@ -236,15 +257,16 @@ class MonitorConfig:
         cfg = cls()
         updates: dict[str, Any] = {}
         names = {f.name: f for f in fields(cls)}
-        detector_keys = {"min_slice_events", "max_slices", "bucket", "tick",
+        detector_keys = {"traffic_dims", "min_slice_events", "max_slices", "bucket", "tick",
                          "false_alerts_per_week", "ratios", "traffic_ratio", "warmup",
                          "arm_events", "rate_half_life", "share_half_life",
                          "national_half_life", "prior_strength", "confidence",
                          "freeze_fraction", "latency_quantile", "latency_window",
-                         "recovery_error", "hold_false_alarms", "dedup_window"}
+                         "recovery_error", "recovery_horizon", "hold_false_alarms", "slow_factor",
+                         "decline_dedup"}
         lifecycle_keys = {"resolve_hold", "group_window", "explain_window", "retention",
                           "max_buffer_events", "level_window", "reminders",
-                          "renotify_interval", "maintenance_grace"}
+                          "renotify_interval", "maintenance_grace", "notify_escalation_to"}
         for section, allowed in (("detector", detector_keys), ("lifecycle", lifecycle_keys)):
             sec = data.get(section) or {}
             if not isinstance(sec, dict):
@@ -306,6 +328,8 @@ class MonitorConfig:
             raise bad("confidence", "must be in [0.5, 1)")
         if not 0.5 < self.latency_quantile < 1.0:
             raise bad("latency_quantile", "must be in (0.5, 1)")
+        if self.slow_factor < 1.0:
+            raise bad("slow_factor", "must be >= 1")
         for key in ("recovery_error", "hold_false_alarms"):
             if not 0.0 < getattr(self, key) < 1.0:
                 raise bad(key, "must be a probability in (0, 1)")
@@ -334,6 +358,10 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ContractError(f"{where}: expected a number")
         return float(value)
+    if isinstance(current, frozenset):
+        if not isinstance(value, list) or not all(v in SLICE_DIMENSIONS for v in value):
+            raise ContractError(f"{where}: expected a list of dimensions")
+        return frozenset(value)
     if isinstance(current, tuple):
         if not isinstance(value, list) or not value:
             raise ContractError(f"{where}: expected a non-empty list")

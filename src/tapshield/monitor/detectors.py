@@ -114,6 +114,10 @@ class DetectorBank:
     tfn: np.ndarray
     share: np.ndarray
     ext_frozen: np.ndarray
+    tallow: np.ndarray
+    hrec: np.ndarray
+    """Per slice, the recovery test's threshold (see :meth:`_recovery_thresholds`)."""
+    """Whether the slice has a traffic-share test (see ``MonitorConfig.traffic_dims``)."""
     # latency and counters
     lat_thr: np.ndarray
     hist: np.ndarray
@@ -143,6 +147,10 @@ class DetectorBank:
         self.lam_e = 0.0
         self.lam_w = 0.0
         self.h_rec = recovery_threshold(cfg.recovery_error)
+        """Floor of the recovery thresholds (one observation's worth of wave)."""
+        self.h_rec_t = self.h_rec
+        self.h_rec_n = recovery_threshold(
+            cfg.recovery_error / (cfg.recovery_horizon / cfg.tick))
         self.h_rate = math.inf
         self.h_traffic = math.inf
         self.h_nat = math.inf
@@ -179,7 +187,8 @@ class DetectorBank:
             "tdone": (np.int8, 0), "lat_thr": (np.float64, np.inf), "te_x": (np.float64, 0.0),
             "te_n": (np.float64, 0.0), "tstate": (np.int8, 0), "tfx": (np.float64, 0.0),
             "tfn": (np.float64, 0.0), "share": (np.float64, 0.0),
-            "ext_frozen": (np.bool_, False),
+            "ext_frozen": (np.bool_, False), "tallow": (np.bool_, False),
+            "hrec": (np.float64, 4.6),
         }
 
         def grow(name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> None:
@@ -231,9 +240,10 @@ class DetectorBank:
         nx = kn.run_events(
             ts, cls, dup, lat, lbin, amt, member, self.tick_us,
             self.rw, self.rcp, self.ra0, self.ra1, self.rthr, self.rlast, self.cnt,
-            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.h_rec,
+            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.hrec,
+            self.h_rec_t, self.h_rec_n,
             self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
-            self.tb0, self.tb1, self.tvreset, self.tdone,
+            self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow,
             self.nf, self.ni, self.lat_thr, self.hist, self.bhist, self.acc,
             self._xrec, self._xval, self.n,
         )
@@ -258,7 +268,7 @@ class DetectorBank:
         n = self.n
         cfg = self.cfg
         kn.flush(self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0,
-                self.rvreset, self.rdone, self.h_rec, self.tw, self.ta0, self.tlast, self.trec,
+                self.rvreset, self.rdone, self.hrec, self.tw, self.ta0, self.tlast, self.trec,
                 self.tv, self.tb0, self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end, n)
         crossings: list[Crossing] = []
         disc = kn.national_silence(self.nf, self.ni, t_end, self.tick_us)
@@ -279,7 +289,8 @@ class DetectorBank:
             per_week = self.events / max(elapsed, 1.0) * SECONDS_PER_WEEK
             budget = cfg.false_alerts_per_week / 3.0
             self.h_rate = cusum_threshold(self.n_sets * kn.N_RATE * self.k, per_week, budget)
-            self.h_traffic = cusum_threshold(max(n - 1, 1), per_week, budget)
+            self.h_traffic = cusum_threshold(max(int(self.tallow[:n].sum()), 1), per_week,
+                                             budget)
             ticks = SECONDS_PER_WEEK / cfg.tick.total_seconds()
             self.h_nat = poisson_ticks_threshold(ticks, budget)
         if season is not None:
@@ -291,10 +302,11 @@ class DetectorBank:
             self.lat_thr, self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength,
             self.z, cfg.arm_events, self.warm,
             self.te_x, self.te_n, self.tstate, self.tw, self.tthr, self.ta0, self.ta1,
-            self.tb0, self.tb1, self.tfx, self.tfn, self.share, cfg.traffic_ratio,
+            self.tb0, self.tb1, self.tfx, self.tfn, self.share, self.tallow, cfg.traffic_ratio,
             self.h_traffic,
         )
         self._national(lam_index)
+        self._recovery_thresholds()
         recoveries = self._recoveries()
         self._latency_roll(t_end)
         self.cum[:n] += self.acc[:n]
@@ -327,6 +339,21 @@ class DetectorBank:
             self.nf[kn.NF_V_JUMP] = math.log(lam_us / lam_f)
         self.lam_per_s = lam_bucket / bucket_s
 
+    def _recovery_thresholds(self) -> None:
+        """The reverse (recovery) test restarts like any CUSUM, so its error is not
+        Wald's single-test ``e^-h`` but about one false recovery per ``e^h``
+        observations: over a wave lasting ``recovery_horizon`` its threshold is
+        ``ln(observations in the horizon / recovery_error)``, per slice from its
+        traffic (the traffic tests observe national events)."""
+        n = self.n
+        horizon_s = self.cfg.recovery_horizon.total_seconds()
+        bucket_s = self.bucket_us / 1e6
+        per_s = self.ne[:n, 0] * (1.0 - self.decay) / bucket_s
+        obs = np.maximum(per_s * horizon_s, 1.0)
+        self.hrec[:n] = np.log(obs / self.cfg.recovery_error)
+        nat = max(self.lam_per_s * horizon_s, 1.0)
+        self.h_rec_t = math.log(nat / self.cfg.recovery_error)
+
     def _recoveries(self) -> list[Recovery]:
         n = self.n
         out: list[Recovery] = []
@@ -349,8 +376,8 @@ class DetectorBank:
         n = self.n
         frozen = (self.rstate[:n, kn.SIG_LATENCY] != IDLE) | self.ext_frozen[:n]
         unknown = np.isinf(self.lat_thr[:n])
-        kn.latency_thresholds(self.hist, self.hist_prev, n, self.cfg.latency_quantile, EDGES,
-                             100, frozen, self.lat_thr)
+        kn.latency_thresholds(self.hist, self.hist_prev, n, self.cfg.latency_quantile,
+                              self.cfg.slow_factor, EDGES, 100, frozen, self.lat_thr)
         # a slice's first threshold: its slow-payment expectation starts from here
         fresh = unknown & ~np.isinf(self.lat_thr[:n])
         self.xe[:n][fresh, kn.SIG_LATENCY] = 0.0

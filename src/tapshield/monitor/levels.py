@@ -48,6 +48,9 @@ class Impact:
     lost_fen_per_min: int = 0
     primary_involved: bool = False
     duration: timedelta = timedelta(0)
+    top_device_share: float = 0.0
+    """The largest share of a slice's failing attempts made by one device (over
+    the wave's slices; slices that are one device's doing add no excess)."""
 
     def as_figures(self) -> dict[str, Any]:
         from tapshield.money import format_fen
@@ -58,6 +61,7 @@ class Impact:
             "lost_amount_per_min": format_fen(self.lost_fen_per_min),
             "primary_channel_involved": self.primary_involved,
             "duration_s": round(self.duration.total_seconds(), 1),
+            "top_device_share": round(self.top_device_share, 4),
         }
 
 
@@ -66,6 +70,9 @@ class LevelCriteria:
     primary_channel: str = "nfc"
     rules: tuple[LevelRule, ...] = ()
     deescalate_hold: timedelta = timedelta(minutes=5)
+    max_top_device_share: float = 0.75
+    page_after: dict[str, timedelta] = field(default_factory=dict)
+    """Per signal family, how long a wave must have lasted before it may page."""
 
     @classmethod
     def default(cls) -> LevelCriteria:
@@ -89,7 +96,8 @@ class LevelCriteria:
     def from_mapping(cls, data: Any, source: str = "levels") -> LevelCriteria:
         if not isinstance(data, dict):
             raise ContractError(f"{source}: expected a mapping with `levels:`")
-        known = {"version", "primary_channel", "levels", "deescalate_hold_min"}
+        known = {"version", "primary_channel", "levels", "deescalate_hold_min",
+                 "max_top_device_share", "page_after_min"}
         extra = set(data) - known
         if extra:
             raise ContractError(f"{source}: unknown key(s) {', '.join(sorted(extra))}")
@@ -133,8 +141,16 @@ class LevelCriteria:
         primary = data.get("primary_channel", "nfc")
         if not isinstance(primary, str) or not primary:
             raise ContractError(f"{source}: primary_channel must be a channel name")
+        top = _share(data.get("max_top_device_share", 0.75), f"{source}: max_top_device_share")
+        raw_after = data.get("page_after_min") or {}
+        if not isinstance(raw_after, dict) or not set(raw_after) <= {"technical", "business"}:
+            raise ContractError(f"{source}: page_after_min maps technical and/or business "
+                                "to minutes")
+        after = {k: timedelta(minutes=_nonneg(v, f"{source}: page_after_min.{k}"))
+                 for k, v in raw_after.items()}
         return cls(primary_channel=primary, rules=tuple(rules),
-                   deescalate_hold=timedelta(minutes=hold))
+                   deescalate_hold=timedelta(minutes=hold), max_top_device_share=top,
+                   page_after=after)
 
     def instant(self, impact: Impact) -> tuple[int, list[str]]:
         """The level the figures justify right now, with the criteria that held."""
@@ -165,6 +181,7 @@ class LevelTracker:
     """The level of one alert over time: escalate at once, de-escalate after a hold."""
 
     criteria: LevelCriteria
+    family: str = "technical"
     level: int = NOTICE
     reasons: list[str] = field(default_factory=list)
     at_or_above_since: dict[int, datetime] = field(default_factory=dict)
@@ -173,6 +190,10 @@ class LevelTracker:
 
     def update(self, impact: Impact, now: datetime) -> int:
         inst, why = self.criteria.instant(impact)
+        wait = self.criteria.page_after.get(self.family)
+        if wait is not None and impact.duration < wait and inst < NOTICE:
+            inst, why = NOTICE, [f"{self.family} waves page after lasting "
+                                 f"{int(wait.total_seconds() // 60)} min"]
         for lvl in (1, 2, 3):
             if inst <= lvl:
                 self.at_or_above_since.setdefault(lvl, now)

@@ -30,6 +30,7 @@ small steps):
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -37,6 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+from scipy.stats import poisson
 
 from tapshield.events.changes import scope_of
 from tapshield.monitor import _kernels as kn
@@ -52,6 +54,17 @@ FAMILY = {0: "technical", 3: "technical", 4: "technical", 5: "technical", 1: "bu
           2: "business"}
 """Signals that one fault produces together: an outage shows as technical
 failures, slowness and lost traffic; a risk or credit problem as declines."""
+
+NOISE_QUANTILE = 0.999
+"""Level figures count only the excess beyond the 99.9th percentile of what normal
+traffic gives: a level is re-evaluated every bucket, so a per-evaluation error of
+0.1 % keeps noise-driven escalations to about one per 1,000 buckets of a wave."""
+
+
+def _noise(expected: float) -> float:
+    """The count normal traffic stays below with probability ``NOISE_QUANTILE`` (Poisson)."""
+    return float(poisson.ppf(NOISE_QUANTILE, expected)) if expected > 0 else 0.0
+
 
 RATE_SIGNALS = (kn.SIG_TECHNICAL, kn.SIG_DECLINE, kn.SIG_RISK, kn.SIG_LATENCY)
 Ref = tuple[int, int]
@@ -105,6 +118,7 @@ class Alert:
     reminders_sent: int = 0
     next_reminder_us: int | None = None
     ended_us: int | None = None
+    minimized_us: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
 
     def scope(self) -> list[Member]:
@@ -132,7 +146,7 @@ class Lifecycle:
         self.late_events = 0
         self.orphans: dict[Ref, int] = {}
         """Tests left firing or on hold by a resolved alert: when their hold ends."""
-        self._retest_cursor = 0
+        self._last_retest = 0
 
     # -- crossings ------------------------------------------------------------------
 
@@ -171,7 +185,8 @@ class Lifecycle:
                 return []
         return self._open(c, cp, seq)
 
-    def _explain(self, c: Crossing, seq: int) -> tuple[bool, int, str | None]:
+    def _explain(self, c: Crossing, seq: int, view: View | None = None
+                 ) -> tuple[bool, int, str | None]:
         """Is the crossing explained by open waves? ``(explained, change point, owner)``.
 
         Only waves that show the *same signal* (and maintenance windows, which
@@ -209,7 +224,9 @@ class Lifecycle:
         for o, _sl, ds in related:
             if o.startswith("window:") and any(refines(t_info, d) for d in ds):
                 return True, c.cp, o
-        view = self.recent.view(max(now - self.us["explain"], c.cp - self.us["explain"]), seq)
+        if view is None:
+            view = self.recent.view(max(now - self.us["explain"], c.cp - self.us["explain"]),
+                                    seq)
         if view.size == 0:
             return False, c.cp, None
         in_t = self._mask(view, c.slice)
@@ -255,7 +272,7 @@ class Lifecycle:
         raw = f"{c.signal}|{info.key}|{cp}|{window.key if window else ''}"
         alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
         a = Alert(alert_id, FAMILY[c.signal], c.signal, c.slice, cp, c.ts,
-                  LevelTracker(self.cfg.levels))
+                  LevelTracker(self.cfg.levels, family=FAMILY[c.signal]))
         a.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
         self.alerts[alert_id] = a
         self.owner[(c.slice, c.signal)] = alert_id
@@ -319,6 +336,7 @@ class Lifecycle:
                 if self.bank.state(*ref) == HOLD:
                     self.bank.idle(*ref)
                 del self.orphans[ref]
+        self._retest(t_end, seq, out)
         for a in list(self.alerts.values()):
             for ref, m in list(a.members.items()):
                 if m.hold_until is not None and m.hold_until <= t_end and \
@@ -332,7 +350,6 @@ class Lifecycle:
                 out.append(self._resolve(a, t_end))
                 continue
             out.extend(self._review(a, t_end, seq))
-        self._retest(t_end, seq, out)
         self._freeze_maintenance(t_end)
         return out
 
@@ -353,11 +370,16 @@ class Lifecycle:
             return out
         if all(self.bank.state(m.slice, m.signal) == HOLD for m in a.scope()):
             return out  # recovering: the level stands until it resolves or re-fires
+        if len(a.scope()) > 1 and now - a.minimized_us >= 60_000_000:
+            a.minimized_us = now
+            self._minimize(a, now, seq)
+            impact, figures = self._impact(a, now, seq)
+            a.figures = figures
         before = a.tracker.level
         level = a.tracker.update(impact, from_epoch_us(now))
         if level < before:
             notify = False
-            if level <= 3:
+            if level <= 3 and (not a.paged or level <= self.cfg.notify_escalation_to):
                 if not a.paged or now - (a.last_notify_us or 0) >= self.us["renotify"]:
                     notify = True
                 else:
@@ -368,6 +390,7 @@ class Lifecycle:
         elif level > before:
             out.append(self._event(a, now, "deescalated", notify=False))
         elif (a.pending_escalation and a.tracker.level < a.notified_level
+              and a.tracker.level <= self.cfg.notify_escalation_to
               and now - (a.last_notify_us or 0) >= self.us["renotify"]):
             self._notified(a, now)
             out.append(self._event(a, now, "escalated", notify=True))
@@ -380,46 +403,102 @@ class Lifecycle:
             out.append(self._event(a, now, "reminder", notify=True))
         return out
 
+    def _minimize(self, a: Alert, now: int, seq: int) -> None:
+        """Keep as the wave's scope only the slices the others do not explain.
+
+        Slices join a wave in the order their tests happen to cross, often a
+        small one first. Once a minute the scope members are ranked by the
+        likelihood ratio of their counts over the recent window (Poisson:
+        ``x ln(x/e) - (x - e)`` for ``x`` failures against ``e`` expected): the
+        slice where the change concentrates ranks above both its diluted parents
+        and its smaller children. Each is kept only if it is still anomalous with
+        the better-ranked kept ones taken out, else it becomes an explained
+        member. The alert is then named after its best slice.
+        """
+        view = self.recent.view(now - self.us["explain"], seq)
+        if view.size == 0:
+            return
+        ranked: list[tuple[float, Member]] = []
+        for m in a.scope():
+            if m.signal not in RATE_SIGNALS:
+                ranked.append((0.0, m))
+                continue
+            in_s = self._mask(view, m.slice)
+            x = float((self._indicator(view, m.slice, m.signal) & in_s).sum())
+            e = max(float(in_s.sum()) * float(self.bank.p_mean[m.slice, m.signal]), 1e-9)
+            ranked.append((x * math.log(x / e) - (x - e) if x > e else 0.0, m))
+        ranked.sort(key=lambda t: (-t[0], self.registry.infos[t[1].slice].key, t[1].signal))
+        kept: list[Member] = []
+        for _x, m in ranked:
+            if not kept or m.signal not in RATE_SIGNALS:
+                kept.append(m)
+                continue
+            in_t = self._mask(view, m.slice)
+            in_u = np.zeros(view.size, dtype=bool)
+            for k in kept:
+                in_u |= self._mask(view, k.slice)
+            rest = in_t & ~in_u
+            y = self._indicator(view, m.slice, m.signal)[rest]
+            a0, a1 = self.bank.bank(m.slice, m.signal)
+            best = kn.cusum_max(y, a0, a1)[0] if y.size else 0.0
+            if best >= self.bank.threshold(m.signal):
+                kept.append(m)
+            else:
+                m.role = "absorbed"
+        a.slice, a.signal = kept[0].slice, kept[0].signal
+
     def _resolve(self, a: Alert, now: int) -> AlertEvent:
         a.state = "resolved"
         del self.alerts[a.alert_id]
-        for ref, m in a.members.items():
-            # absorbed tests still firing: watch them again after a hold
+        for ref in a.members:
+            # tests the wave explained, still firing or on hold: they watch afresh at
+            # the full threshold (a lower one is only for the wave that just ended)
             self.owner.pop(ref, None)
-            if self.bank.state(*ref) != HOLD:
-                self.bank.hold(*ref)
-            self.orphans[ref] = max(now, m.hold_until or now) + (
-                0 if m.hold_until else self.us["hold"])
+            self.bank.hold(*ref)
+            self.bank.idle(*ref)
         ev = self._event(a, now, "resolved", notify=a.paged)
         ev.figures["ended_at"] = from_epoch_us(a.ended_us or now)
         return ev
 
     def _retest(self, now: int, seq: int, out: list[AlertEvent]) -> None:
-        """Re-test one absorbed slice per bucket (round robin, each at most once per
-        ``group_window``): a second wave may hide under the first."""
-        cands: list[tuple[Alert, Ref, Member]] = [
-            (a, ref, m) for a in self.alerts.values() for ref, m in a.members.items()
-            if m.role == "absorbed" and m.signal in RATE_SIGNALS
-            and self.bank.state(*ref) == FIRING and now - m.last_retest >= self.us["group"]
-        ]
+        """Once a minute, re-test every absorbed slice still firing: a second wave
+        may start under the first (a channel outage in a region already failing
+        on one carrier). It splits off as its own wave, or joins the wave whose
+        start matches its change point."""
+        if now - self._last_retest < 60_000_000:
+            return
+        self._last_retest = now
+        cands = [(a, ref, m) for a in list(self.alerts.values())
+                 for ref, m in a.members.items()
+                 if m.role == "absorbed" and m.signal in RATE_SIGNALS
+                 and self.bank.state(*ref) == FIRING]
         if not cands:
             return
-        a, ref, m = cands[self._retest_cursor % len(cands)]
-        self._retest_cursor += 1
-        m.last_retest = now
-        c = Crossing(m.slice, m.signal, 0, -1, now, now - self.us["explain"], 0.0)
-        explained, cp, _owner = self._explain(c, seq)
-        if explained:
-            return
-        del a.members[ref]
-        self.owner.pop(ref, None)
-        for b in self.alerts.values():
-            if b is not a and b.family == FAMILY[m.signal] and b.window is None and \
-                    abs(cp - b.started_us) <= self.us["group"]:
-                b.members[ref] = Member(m.slice, m.signal, "scope", cp, now)
-                self.owner[ref] = b.alert_id
-                return
-        out.extend(self._open(Crossing(m.slice, m.signal, 0, -1, now, cp, 0.0), cp, seq))
+        view = self.recent.view(now - self.us["explain"], seq)
+        for a, ref, m in cands:
+            if a.alert_id not in self.alerts or ref not in a.members:
+                continue
+            c = Crossing(m.slice, m.signal, 0, -1, now, now - self.us["explain"], 0.0)
+            explained, cp, _owner = self._explain(c, seq, view)
+            if explained:
+                continue
+            if abs(cp - a.started_us) <= self.us["group"]:
+                m.role = "scope"  # part of this same wave after all
+                continue
+            del a.members[ref]
+            self.owner.pop(ref, None)
+            joined = False
+            for b in self.alerts.values():
+                if b is not a and b.family == FAMILY[m.signal] and b.window is None and \
+                        abs(cp - b.started_us) <= self.us["group"]:
+                    b.members[ref] = Member(m.slice, m.signal, "scope", cp, now)
+                    self.owner[ref] = b.alert_id
+                    b.minimized_us = 0  # re-rank its scope at the next review
+                    joined = True
+                    break
+            if not joined:
+                out.extend(self._open(Crossing(m.slice, m.signal, 0, -1, now, cp, 0.0), cp,
+                                      seq))
 
     def _freeze_maintenance(self, now: int) -> None:
         bank, infos = self.bank, self.registry.infos
@@ -457,13 +536,15 @@ class Lifecycle:
         thr = float(self.bank.lat_thr[s])
         with np.errstate(invalid="ignore"):
             slow = view.lat > thr
-        return np.asarray(slow | (np.isnan(view.lat) & (cls == kn.TIMEOUT)))
+        return np.asarray(slow & (cls != kn.FAILED) & (cls != kn.TIMEOUT))
 
     def _impact(self, a: Alert, now: int, seq: int) -> tuple[Impact, dict[str, Any]]:
         """Excess failed attempts, taps and amount of the wave over the last minute."""
         start = max(a.started_us, now - self.us["level"])
         view = self.recent.view(start, seq)
-        span_s = max((now - start) / 1e6, 10.0)
+        real_s = max((now - start) / 1e6, 1.0)
+        span_s = max(real_s, 10.0)
+        # rates per minute use at least 10 s; expected counts use the real window
         n_all = view.size
         used = np.zeros(n_all, dtype=bool)
         excess = 0.0
@@ -480,6 +561,7 @@ class Lifecycle:
         mean_fen = Decimal(int(view.amt.sum())) / n_all if n_all else Decimal(0)
         bank = self.bank
         scope = a.scope() or list(a.members.values())
+        top_share = 0.0
         for m in scope:
             info = self.registry.infos[m.slice]
             entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
@@ -490,7 +572,12 @@ class Lifecycle:
                 x = int(y.sum())
                 p0 = float(bank.p_mean[m.slice, m.signal])
                 exp = n * p0
-                ex = max(0.0, x - exp)
+                # the excess beyond what normal traffic can give: noise must not set a level
+                ex = max(0.0, x - _noise(exp))
+                one_actor, top = self._one_actor(view.dev[y], exp)
+                top_share = max(top_share, top)
+                if one_actor:
+                    ex = 0.0  # one phone or one fraudster: not a wave (see levels.yaml)
                 frac = ex / x if x else 0.0
                 if x:
                     pays, first = np.unique(view.pay[y], return_index=True)
@@ -519,7 +606,7 @@ class Lifecycle:
                 entry.update({"attempts": n_s, "expected": round(expected, 2),
                               "expected_share": round(share, 6)})
             else:
-                expected = bank.lam_per_s * span_s
+                expected = bank.lam_per_s * real_s
                 missing = max(0.0, expected - n_all)
                 missing_total += missing
                 excess += missing
@@ -528,7 +615,9 @@ class Lifecycle:
                 entry.update({"attempts": n_all, "expected": round(expected, 2)})
             members_out.append(entry)
         scale = 60.0 / span_s
-        share_aff = excess / max(n_all + missing_total, 1.0)
+        # the denominator is at least the national volume expected in the window, so
+        # a trickle of events (a stream's tail, a silence) cannot make a share huge
+        share_aff = excess / max(n_all + missing_total, bank.lam_per_s * real_s, 1.0)
         involved = any(self.registry.infos[m.slice].as_dict.get("channel") == self.primary
                        for m in scope) or (excess > 0 and primary_excess / excess > 0.5)
         lost_per_min = int((lost_fen * Decimal(repr(scale))).to_integral_value(
@@ -539,6 +628,7 @@ class Lifecycle:
             lost_fen_per_min=lost_per_min,
             primary_involved=involved,
             duration=from_epoch_us(now) - from_epoch_us(a.started_us),
+            top_device_share=top_share if excess > 0 or missing_total > 0 else 0.0,
         )
         figures: dict[str, Any] = impact.as_figures()
         figures["scope"] = [self.registry.infos[m.slice].as_dict for m in a.scope()]
@@ -552,6 +642,22 @@ class Lifecycle:
         figures["national_attempts"] = n_all
         figures["late_events"] = self.late_events
         return impact, figures
+
+    def _one_actor(self, devs: np.ndarray, expected: float) -> tuple[bool, float]:
+        """Is this slice's excess one device's doing? ``(verdict, busiest device's share)``.
+
+        One device is the cause when it made more than ``max_top_device_share``
+        of the failing attempts, or when the failures left without it are
+        within normal noise.
+        """
+        if devs.size == 0:
+            return False, 0.0
+        _, counts = np.unique(devs, return_counts=True)
+        top = int(counts.max())
+        share = top / devs.size
+        rest = devs.size - top
+        return (share > self.cfg.levels.max_top_device_share
+                or rest - _noise(expected) <= 0.0), share
 
     def _primary_index(self) -> int | None:
         return self.registry.index_of({"channel": self.primary})

@@ -30,7 +30,8 @@ import numpy as np
 import polars as pl
 
 from tapshield.errors import ContractError
-from tapshield.events.codes import risk_decline_expr, technical_expr
+from tapshield.events.codes import RISK_CODES, TECHNICAL_CODES
+from tapshield.events.schema import OUTCOME_DTYPE, RISK_DECISIONS, RISK_DTYPE
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.alerts import AlertEvent
 from tapshield.monitor.config import MonitorConfig
@@ -50,6 +51,9 @@ MAX_GAP_BUCKETS = 8640
 """A gap in the stream longer than a day of buckets is jumped over rather than
 walked bucket by bucket (expectations do not decay across it)."""
 
+_TECH_CODES = sorted(TECHNICAL_CODES)
+_RISK_CODES = sorted(RISK_CODES)
+_RISK_DECLINE = RISK_DECISIONS.index("decline")
 _NEEDED = ("ts", "payment_id", "device_id", "outcome", "response_code", "latency_ms",
            "amount_fen", "risk_decision")
 
@@ -81,8 +85,10 @@ class Monitor:
         self._bucket_taps = 0
         self._rows: list[tuple[Any, ...]] = []
         self._dedup = pl.DataFrame(schema={"k": pl.UInt64, "t": pl.Int64})
-        self._pays = pl.DataFrame(schema={"pay": pl.UInt64, "t": pl.Int64})
-        self._dedup_us = int(cfg.dedup_window.total_seconds() * 1e6)
+        self._dedup_us = int(cfg.decline_dedup.total_seconds() * 1e6)
+        self._tap_table = np.zeros(1 << 16, dtype=np.uint64)
+        self._tap_seen = np.zeros(1 << 16, dtype=np.int64)
+        self._tap_used = 0
         self._closed = False
 
     # -- the stream -----------------------------------------------------------------
@@ -108,7 +114,7 @@ class Monitor:
             seg = slice(lo, hi)
             self.recent.add(Chunk(self.seq + lo, ts[seg], p["cls"][seg], p["dup"][seg],
                                   p["lat"][seg], p["amt"][seg], p["pay"][seg],
-                                  p["member"][seg]))
+                                  p["dev"][seg], p["member"][seg]))
             crossings = self.bank.run(ts[seg], p["cls"][seg], p["dup"][seg], p["lat"][seg],
                                       p["lbin"][seg], p["amt"][seg], p["member"][seg])
             self._bucket_taps += int(p["taps"][seg].sum())
@@ -202,21 +208,26 @@ class Monitor:
         if missing:
             raise ContractError(f"monitor input lacks column(s) {', '.join(missing)}: "
                                 "feed canonical events (tapshield.events.read)")
-        o = pl.col("outcome").cast(pl.String)
-        tech = technical_expr()
-        cls = (pl.when(o == "approved").then(kn.APPROVED)
-               .when(tech & (o == "timeout")).then(kn.TIMEOUT)
-               .when(tech).then(kn.FAILED)
-               .when(risk_decline_expr()).then(kn.RISK)
-               .otherwise(kn.DECLINE)).cast(pl.Int8)
+        outcome = batch.get_column("outcome")
+        if outcome.dtype != OUTCOME_DTYPE:
+            outcome = outcome.cast(OUTCOME_DTYPE)
+        decision = batch.get_column("risk_decision")
+        if decision.dtype != RISK_DTYPE:
+            decision = decision.cast(RISK_DTYPE)
         cols = batch.select(
             pl.col("ts").cast(TS_DTYPE).cast(pl.Int64).alias("ts"),
-            cls.alias("cls"),
+            pl.col("response_code").is_in(_TECH_CODES).fill_null(False).alias("tech"),
+            pl.col("response_code").is_in(_RISK_CODES).fill_null(False).alias("risk"),
             pl.col("latency_ms").cast(pl.Float64).fill_null(float("nan")).alias("lat"),
             pl.col("amount_fen").cast(pl.Int64).fill_null(0).alias("amt"),
             pl.col("payment_id").hash(7).alias("pay"),
             pl.col("device_id").hash(11).alias("dev"),
         )
+        risk = cols.get_column("risk").to_numpy() | (
+            decision.to_physical().fill_null(0).to_numpy() == _RISK_DECLINE)
+        cls_a = np.empty(batch.height, dtype=np.int8)
+        kn.classify(outcome.to_physical().fill_null(0).to_numpy(),
+                    cols.get_column("tech").to_numpy(), risk, cls_a)
         raw_ts = cols.get_column("ts").to_numpy()
         carry = raw_ts[0] if self.max_ts is None else self.max_ts
         ts = np.maximum.accumulate(np.maximum(raw_ts, carry)).astype(np.int64)
@@ -225,7 +236,6 @@ class Monitor:
         late = (raw_ts // self.bucket_us) < bucket
         if self.open_bucket is not None:
             late |= (raw_ts // self.bucket_us) < self.open_bucket
-        cls_a = cols.get_column("cls").to_numpy().astype(np.int8)
         lat = np.ascontiguousarray(cols.get_column("lat").to_numpy(), dtype=np.float64)
         pay = cols.get_column("pay").to_numpy()
         codes = self.registry.codes(batch)
@@ -238,11 +248,15 @@ class Monitor:
             "dup": self._dedup_declines(ts, cls_a, cols.get_column("dev").to_numpy()),
             "lat": lat, "lbin": bin_of(lat),
             "amt": np.ascontiguousarray(cols.get_column("amt").to_numpy(), dtype=np.int64),
-            "pay": pay, "taps": self._first_taps(ts, pay), "member": member,
+            "pay": pay, "dev": cols.get_column("dev").to_numpy(),
+            "taps": self._first_taps(ts, pay), "member": member,
         }
 
     def _new_slices(self, before: int) -> None:
         self.bank.ensure(len(self.registry))
+        allowed = self.config.traffic_dims
+        for info in self.registry.infos[before:]:
+            self.bank.tallow[info.index] = bool(info.dims) and set(info.dims) <= allowed
         self.profile.attach(self.registry)
         if not self.profile.loaded:
             return
@@ -260,20 +274,18 @@ class Monitor:
                 self.bank.ne[info.index, j] = weight
 
     def _dedup_declines(self, ts: np.ndarray, cls: np.ndarray, dev: np.ndarray) -> np.ndarray:
-        """Declines by a device within ``dedup_window`` of its previous one are repeats."""
+        """Declines by a device within ``decline_dedup`` of its previous decline are repeats."""
         dup = np.zeros(ts.shape[0], dtype=np.bool_)
         rows = np.flatnonzero((cls == kn.DECLINE) | (cls == kn.RISK))
-        if rows.size == 0:
+        if rows.size == 0 or self._dedup_us <= 0:
             return dup
-        key = dev[rows] * np.uint64(2) + (cls[rows] == kn.RISK).astype(np.uint64)
-        f = pl.DataFrame({"k": key, "t": ts[rows], "i": np.arange(rows.size)})
+        f = pl.DataFrame({"k": dev[rows], "t": ts[rows]})
         f = f.with_columns(pl.col("t").shift(1).over("k").alias("prev"))
         f = f.join(self._dedup.rename({"t": "last"}), on="k", how="left",
                    maintain_order="left")
-        prev = f.select(pl.coalesce("prev", "last")).to_series().to_numpy()
-        with np.errstate(invalid="ignore"):
-            d = (ts[rows] - prev) <= self._dedup_us
-        dup[rows] = np.nan_to_num(d, nan=0).astype(bool) if d.dtype != bool else d
+        d = f.select(((pl.col("t") - pl.coalesce("prev", "last")) <= self._dedup_us)
+                     .fill_null(False)).to_series().to_numpy()
+        dup[rows] = d
         newest = int(ts[-1])
         self._dedup = (
             pl.concat([self._dedup, f.select("k", "t")])
@@ -284,14 +296,23 @@ class Monitor:
 
     def _first_taps(self, ts: np.ndarray, pay: np.ndarray) -> np.ndarray:
         """True for the first attempt of each tap (payment_id) seen recently."""
-        s = pl.Series("pay", pay)
-        first = s.is_first_distinct()
-        if self._pays.height:
-            first = first & ~s.is_in(self._pays.get_column("pay").implode())
-        newest = int(ts[-1])
-        self._pays = pl.concat([self._pays, pl.DataFrame({"pay": pay, "t": ts})]).filter(
-            pl.col("t") >= newest - TAP_WINDOW_US)
-        return first.to_numpy()
+        n = ts.shape[0]
+        if 2 * (self._tap_used + n) > self._tap_table.shape[0]:
+            # make room first: drop taps older than the window, grow if still crowded
+            cutoff = int(ts[0]) - TAP_WINDOW_US
+            size = self._tap_table.shape[0]
+            while True:
+                table = np.zeros(size, dtype=np.uint64)
+                seen = np.zeros(size, dtype=np.int64)
+                kept = kn.compact_taps(self._tap_table, self._tap_seen, table, seen, cutoff)
+                if 2 * (kept + n) <= size:
+                    break
+                size *= 2
+            self._tap_table, self._tap_seen, self._tap_used = table, seen, kept
+        out = np.empty(n, dtype=np.bool_)
+        self._tap_used += kn.first_taps(self._tap_table, self._tap_seen, pay, ts,
+                                        TAP_WINDOW_US, out)
+        return out
 
     # -- outputs --------------------------------------------------------------------------
 

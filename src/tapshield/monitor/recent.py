@@ -4,7 +4,7 @@ Two questions need individual recent events rather than counters: *is this
 firing slice explained by an alert already open* (test it with that alert's
 events taken out) and *how bad is the wave* (excess failed taps and their
 amount over the last minute). A few columns per event (membership indices,
-outcome class, latency, amount, payment hash) for ``retention`` of event time
+outcome class, latency, amount, payment and device hashes) for ``retention`` of event time
 answer both, at a few tens of bytes per event.
 """
 
@@ -25,6 +25,7 @@ class Chunk:
     lat: np.ndarray
     amt: np.ndarray
     pay: np.ndarray
+    dev: np.ndarray
     member: np.ndarray
 
 
@@ -39,6 +40,7 @@ class View:
     lat: np.ndarray
     amt: np.ndarray
     pay: np.ndarray
+    dev: np.ndarray
     member: np.ndarray
 
     @property
@@ -98,6 +100,7 @@ class RecentEvents:
             np.concatenate([c.lat for c in picked])[cut],
             np.concatenate([c.amt for c in picked])[cut],
             np.concatenate([c.pay for c in picked])[cut],
+            np.concatenate([c.dev for c in picked])[cut],
             np.concatenate([c.member for c in picked])[cut],
         )
 
@@ -108,4 +111,4 @@ class RecentEvents:
 def _empty(width: int) -> View:
     e = np.empty(0, dtype=np.int64)
     return View(e, e, e.astype(np.int8), e.astype(bool), e.astype(np.float64), e,
-                e.astype(np.uint64), np.empty((0, width), dtype=np.int32))
+                e.astype(np.uint64), e.astype(np.uint64), np.empty((0, width), dtype=np.int32))

@@ -111,20 +111,20 @@ class SliceRegistry:
         """``int32 [events, sets]``: the slice of each set each event belongs to."""
         n = batch.height
         member = np.full((n, len(self.sets)), -1, dtype=np.int32)
+        top = {d: int(c.max()) if c.size else -1 for d, c in codes.items()}
+        ok = {d: c >= 0 for d, c in codes.items()}
+        safe = {d: np.maximum(c, 0) for d, c in codes.items()}
         for j, dims in enumerate(self.sets):
             if not dims:
                 member[:, j] = 0
                 continue
-            cols = [codes[d] for d in dims]
-            valid = np.ones(n, dtype=bool)
-            for c in cols:
-                valid &= c >= 0
-            if not valid.any():
+            if any(top[d] < 0 for d in dims):
                 continue
-            self._grow(j, [int(c[valid].max()) for c in cols])
-            idx = tuple(np.where(valid, c, 0) for c in cols)
+            valid = ok[dims[0]] if len(dims) == 1 else ok[dims[0]] & ok[dims[1]]
+            self._grow(j, [top[d] for d in dims])
+            idx = tuple(safe[d] for d in dims)
             got = self._maps[j][idx]
-            got = np.where(valid, got, -1).astype(np.int32)
+            got[~valid] = -1
             todo = valid & (got == -1)
             if todo.any():
                 self._allocate(j, dims, idx, todo, got, batch)

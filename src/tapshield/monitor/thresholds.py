@@ -10,9 +10,12 @@ family's false alarms at most ``a`` a week (Bonferroni). The bound is
 conservative (the true run length is longer by the overshoot), which is the
 safe side: it pays for the expectation being estimated.
 
-**Recovery.** The reverse test (back to normal against the fault's rate)
-stops at ``ln(1/e)``: by Wald's inequality the chance of declaring recovery
-while the fault goes on is at most ``e``.
+**Recovery.** The reverse test (back to normal against the fault's rate) is
+itself a CUSUM: it restarts after every failure, so by the same bound it
+declares a false recovery about once per ``e^h`` observations. Over a wave of
+``n`` observations, ``h = ln(n / e)`` keeps the chance of a false recovery at
+most ``e`` (Wald's single-test ``ln(1/e)`` would not: seven successes in a row
+inside a 50 % outage would end it).
 
 **Hold.** After a wave resolves its slice is watched with a lower threshold
 for the hold period: one known slice, one signal, a short time, so no
@@ -32,9 +35,9 @@ def cusum_threshold(tests: float, observations_per_week: float, false_per_week: 
     return max(math.log(n / false_per_week), 1.0)
 
 
-def recovery_threshold(error: float) -> float:
-    """Wald: P(declare recovery | still failing) <= ``error``."""
-    return math.log(1.0 / error)
+def recovery_threshold(error: float, observations: float = 1.0) -> float:
+    """P(declare recovery within ``observations`` of a wave still going on) <= ``error``."""
+    return math.log(max(observations, 1.0) / error)
 
 
 def hold_threshold(designs: int, observations: float, false_rate: float) -> float:
