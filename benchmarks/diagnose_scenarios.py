@@ -127,6 +127,12 @@ def main() -> None:
                         for line in d.evidence:
                             print("      ", line)
     report = summarise(rows)
+    report["per_delay"] = {
+        f"+{d} min": {k: v for k, v in summarise([r for r in rows if r["delay"] == d]).items()
+                      if k in ("incidents", "cause_accuracy", "unknown", "wrong_named",
+                               "scope_f1", "adtributor_scope_f1", "runbook_cause_accuracy")}
+        for d in delays
+    }
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps({"summary": report, "rows": rows}, indent=2,

@@ -94,17 +94,18 @@ class Flow:
 
     # -- faults -------------------------------------------------------------
 
-    def _inside(self, scope: dict[str, str]) -> pl.Expr:
-        e = pl.col("ts") >= START
+    def _inside(self, scope: dict[str, str], since: datetime = START) -> pl.Expr:
+        e = pl.col("ts") >= since
         for k, v in scope.items():
             e = e & (pl.col(k) == v)
         return e
 
     def technical(self, scope: dict[str, str], rate: float, codes: list[str],
-                  timeout: bool = False, latency: float = 1.0, seed: int = 1) -> Flow:
-        """A share ``rate`` of the slice's attempts fail with ``codes`` from START."""
+                  timeout: bool = False, latency: float = 1.0, seed: int = 1,
+                  since: datetime = START) -> Flow:
+        """A share ``rate`` of the slice's attempts fail with ``codes`` from ``since``."""
         rng = np.random.default_rng(seed)
-        hit = self.frame.select(self._inside(scope)).to_series().to_numpy()
+        hit = self.frame.select(self._inside(scope, since)).to_series().to_numpy()
         hit &= rng.random(hit.size) < rate
         code = np.asarray(codes)[rng.integers(0, len(codes), hit.size)]
         self.frame = self.frame.with_columns(

@@ -93,6 +93,26 @@ def test_several_combinations_in_one_scope() -> None:
     assert d.cause == "interface"
 
 
+def test_overlapping_fault_already_running_is_not_blamed() -> None:
+    """A carrier outage ongoing for 20 minutes is the baseline for a new QR wave."""
+    flow = (Flow().technical({"carrier": "china_telecom", "region": "CN-BJ"}, 0.5, ["68"],
+                             timeout=True, since=START - timedelta(minutes=20), seed=8)
+            .technical({"channel": "qr"}, 0.4, ["91", "96"], seed=9))
+    d = run(flow, "technical")
+    assert d.scope == [{"channel": "qr"}]
+    assert d.cause == "interface"
+
+
+def test_two_faults_starting_together_are_both_in_scope() -> None:
+    flow = (Flow().technical({"channel": "wallet"}, 0.5, ["91"], seed=10)
+            .technical({"region": "CN-SC", "carrier": "china_unicom"}, 0.6, ["68"],
+                       timeout=True, seed=11))
+    d = run(flow, "technical")
+    key = lambda c: sorted(c.items())  # noqa: E731
+    assert sorted(d.scope, key=key) == sorted(
+        [{"channel": "wallet"}, {"region": "CN-SC", "carrier": "china_unicom"}], key=key)
+
+
 def test_thin_evidence_is_unknown_not_a_guess() -> None:
     flow = Flow(rate_per_min=200).technical({"channel": "wallet", "region": "CN-SC"}, 0.2,
                                             ["96"])

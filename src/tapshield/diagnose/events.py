@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2
 
-from tapshield.diagnose.cube import Cube, cube_from_leaves
+from tapshield.diagnose.cube import NULL_VALUE, Cube, cube_from_leaves
 from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
 from tapshield.events.schema import DIMENSIONS
 
@@ -103,48 +103,119 @@ def bucketed(events: pl.DataFrame, start: datetime, now: datetime,
 
 def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
                 keep: Sequence[str] = ()) -> list[str]:
-    """Dimensions whose worst value breaks away (see module docstring), strongest first."""
-    cur_f = frame.filter(pl.col("_bucket") == 0)
-    f_tot = float(cur_f.get_column(failed).sum())
-    n_tot = cur_f.height
-    base = frame.filter(pl.col("_bucket") < 0)
-    fb, nb = float(base.get_column(failed).sum()), max(base.height, 1)
-    g = (fb + 1.0) / (nb + 2.0)
-    excess_total = f_tot - n_tot * g
-    lazy = frame.lazy()
-    tables = pl.collect_all([
-        lazy.group_by(d).agg(
-            pl.col(failed).filter(pl.col("_bucket") == 0).sum().alias("f"),
-            (pl.col("_bucket") == 0).sum().alias("n"),
-            pl.col(failed).filter(pl.col("_bucket") < 0).sum().alias("fb"),
-            (pl.col("_bucket") < 0).sum().alias("nb"),
-        )
-        for d in dims
-    ])
-    scores: dict[str, float] = {}
-    tests = 0
-    for d, t in zip(dims, tables, strict=True):
-        tests += t.height
-        f = t.get_column("f").cast(pl.Float64).to_numpy()
-        n = t.get_column("n").cast(pl.Float64).to_numpy()
-        fb_v = t.get_column("fb").cast(pl.Float64).to_numpy()
-        nb_v = t.get_column("nb").cast(pl.Float64).to_numpy()
-        p = np.clip((fb_v + SCREEN_PRIOR * g) / (nb_v + SCREEN_PRIOR), 1e-6, 1 - 1e-6)
-        q = np.clip(f / np.maximum(n, 1), 1e-9, 1 - 1e-9)
-        llr = np.where(
-            f > n * p,
-            f * np.log(q / p) + (n - f) * np.log((1 - q) / (1 - p)),
-            0.0,
-        )
-        material = (f - n * p) >= MATERIAL * max(excess_total, 1.0)
-        scores[d] = float((llr * material).max()) if llr.size else 0.0
-    crit = float(chi2.isf(SCREEN_ALPHA / max(tests, 1), 1)) / 2.0
-    chosen = [d for d in sorted(scores, key=lambda k: -scores[k]) if scores[d] >= crit]
-    chosen = chosen[:MAX_DIMS]
+    """Dimensions that break away, chosen greedily and conditionally, strongest first.
+
+    The first dimension is the one whose worst value breaks away most from its
+    own baseline (one-sided Poisson log-likelihood ratio). The others are
+    judged twice: *outside* the first dimension's broken values against their
+    own baseline (an unrelated second cause: one carrier in one region, while
+    the wallet channel is down), and *inside* them given the current lift of
+    each value of the first dimension (the region of an NFC outage), so values
+    that merely ride on the main cause (every app version is up because the
+    wallet channel is down) do not count. A dimension enters if its worst
+    material value passes the Bonferroni bar at ``SCREEN_ALPHA``; at most
+    ``MAX_DIMS``, strongest first.
+    """
+    dims = list(dims)
+    if frame.height == 0 or not dims:
+        return list(keep)
+    now = (frame.get_column("_bucket") == 0).to_numpy()
+    fail = frame.get_column(failed).cast(pl.Boolean).fill_null(False).to_numpy()
+    codes, cards = _codes(frame, dims)
+    f_now, f_base = (fail & now).astype(float), (fail & ~now).astype(float)
+    n_now, n_base = now.astype(float), (~now).astype(float)
+    g = (f_base.sum() + 1.0) / (n_base.sum() + 2.0)
+    excess_total = max(f_now.sum() - n_now.sum() * g, 1.0)
+    crit = float(chi2.isf(SCREEN_ALPHA / max(int(sum(cards.values())), 1), 1)) / 2.0
+    cell = np.zeros(frame.height, dtype=np.int64)
+    cells, lift = 1, np.ones(1)
+    everywhere = np.ones(frame.height, dtype=bool)
+
+    def scores(exclude: str | None, rows: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+        """Per dimension: worst material value's LLR, and which values broke away."""
+        out: dict[str, tuple[float, np.ndarray]] = {}
+        w = rows.astype(float)
+        for d in dims:
+            if d == exclude:
+                continue
+            key, space, cell_of, value_of = _pairs(cell, cells, codes[d], cards[d])
+            fn = np.bincount(key, weights=f_now * w, minlength=space)
+            nn = np.bincount(key, weights=n_now * w, minlength=space)
+            fb = np.bincount(key, weights=f_base * w, minlength=space)
+            nb = np.bincount(key, weights=n_base * w, minlength=space)
+            p = (fb + SCREEN_PRIOR * g) / (nb + SCREEN_PRIOR)
+            expected = nn * p * lift[cell_of]
+            fv = np.bincount(value_of, weights=fn, minlength=cards[d])
+            ev = np.bincount(value_of, weights=expected, minlength=cards[d])
+            llr = np.where(fv > ev, fv * np.log(np.maximum(fv, 1e-12) / np.maximum(ev, 1e-12))
+                           - (fv - ev), 0.0)
+            up = (fv - ev >= MATERIAL * excess_total) & (llr >= crit)
+            if up.any():
+                out[d] = (float(llr[up].max()), np.flatnonzero(up))
+        return out
+
+    first = scores(None, everywhere)
+    if not first:
+        return [d for d in keep if d in dims]
+    top = max(first, key=lambda k: first[k][0])
+    broken = np.isin(codes[top], first[top][1])
+    # Outside the main cause's values: plain screen (finds unrelated causes).
+    outside = scores(top, ~broken)
+    # Inside them: each value expected at its baseline times the current lift
+    # of its cell of ``top`` (finds the other dimensions of a deep cause, not
+    # the values that merely ride on it).
+    cell, cells, _, _ = _pairs(cell, cells, codes[top], cards[top])
+    fn = np.bincount(cell, weights=f_now, minlength=cells)
+    nn = np.bincount(cell, weights=n_now, minlength=cells)
+    fb = np.bincount(cell, weights=f_base, minlength=cells)
+    nb = np.bincount(cell, weights=n_base, minlength=cells)
+    lift = ((fn + SCREEN_PRIOR * g) / (nn + SCREEN_PRIOR)) / (
+        (fb + SCREEN_PRIOR * g) / (nb + SCREEN_PRIOR))
+    inside = scores(top, broken)
+    rest = {d: max(outside.get(d, (0.0,))[0], inside.get(d, (0.0,))[0])
+            for d in set(outside) | set(inside)}
+    chosen = [top, *sorted(rest, key=lambda k: -rest[k])][:MAX_DIMS]
     for d in keep:
         if d not in chosen and d in dims:
             chosen.append(d)
     return chosen
+
+
+def _codes(frame: pl.DataFrame, dims: Sequence[str]) -> tuple[dict[str, np.ndarray],
+                                                            dict[str, int]]:
+    """Dense integer codes of each dimension (nulls are a value of their own)."""
+    phys = frame.select([pl.col(d).cast(pl.String).fill_null(NULL_VALUE)
+                         .cast(pl.Categorical).to_physical().alias(d) for d in dims])
+    codes: dict[str, np.ndarray] = {}
+    cards: dict[str, int] = {}
+    for d in dims:
+        raw = phys.get_column(d).to_numpy().astype(np.int64)
+        dense, k = _dense(raw, int(raw.max()) + 1 if raw.size else 1)
+        codes[d], cards[d] = dense, k
+    return codes, cards
+
+
+def _pairs(cell: np.ndarray, cells: int, code: np.ndarray,
+           card: int) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Dense ids of (cell, value) pairs, their count, and each pair's cell and value."""
+    raw = cell * card + code
+    space = cells * card
+    if space <= max(4 * raw.size, 1 << 16):
+        ids = np.arange(space)
+        return raw, space, ids // card, ids % card
+    uniq, inv = np.unique(raw, return_inverse=True)
+    return inv.astype(np.int64).reshape(-1), int(uniq.size), uniq // card, uniq % card
+
+
+def _dense(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
+    """Renumber ``key`` to ``0..k-1`` (direct addressing when the space is small)."""
+    if space <= max(4 * key.size, 1 << 16):
+        present = np.zeros(space, dtype=bool)
+        present[key] = True
+        index = np.cumsum(present) - 1
+        return index[key].astype(np.int64), int(present.sum())
+    uniq, inv = np.unique(key, return_inverse=True)
+    return inv.astype(np.int64).reshape(-1), int(uniq.size)
 
 
 def event_cube(frame: pl.DataFrame, failed: str, dims: Sequence[str]) -> Cube:
