@@ -39,7 +39,7 @@ def _alerts(v: Verdicts) -> np.ndarray:
 def test_quiet_on_a_seasonal_series_without_anomaly() -> None:
     x = _daily(21)
     v = _run(x)
-    # the stated rate bounds false alerts by alpha per point (Bonferroni): 6 here
+    # the stated rate: at most alpha false alerts per point (6 here)
     assert len(_alerts(v)) <= DEFAULT_CONFIG.alpha * x.size
     # a noise-free rhythm is perfectly predictable: not a single alert
     clean = 100 + 40 * np.sin(2 * np.pi * np.arange(21 * DAY) / DAY)

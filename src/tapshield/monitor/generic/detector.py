@@ -25,16 +25,20 @@ day before?* The detector asks exactly those, with three features:
    but persists (Fisher's combination over time).
 
 Each feature becomes a p-value against its own history
-(:mod:`tapshield.monitor.generic.tail`), so no scale, unit or per-metric
-threshold ever enters. The three are combined with Bonferroni's bound,
-``p = min(1, 3 min_k p_k)``, valid whatever their dependence. The anomaly
-score is ``1 - p``.
+(:mod:`tapshield.monitor.generic.kernels`), so no scale, unit or per-metric
+threshold ever enters. The three are combined by their harmonic mean,
+``p = 3 / sum_k 1/p_k`` (Wilson, "The harmonic mean p-value for combining
+dependent tests", PNAS 2019): robust to the strong dependence between the
+features, never smaller than the smallest p-value nor larger than Bonferroni's
+``3 min_k p_k``, and stronger when several features agree. The anomaly score is
+``1 - p``. Until a day of history is calibrated, a cold-start feature stands
+in: the distance from the median of the previous 21 samples.
 
 **Decision.** An alert fires when ``p < alpha`` with ``alpha = 1e-3``, a stated
-per-point false-alarm probability (at most one false alert per thousand points
-of a metric whose features behave like their history; Bonferroni makes the
-bound conservative), and the previous alert is more than 50 samples old: one
-alert per episode, not one per point of a sustained change.
+per-point false-alarm probability (one false alert per thousand points of a
+metric that behaves like its own history), and the previous alert is more than
+50 samples old: one alert per episode, not one per point of a sustained
+change.
 
 Everything is causal (a point is scored against the past only, then learned),
 deterministic, and the per-point cost is bounded (a few hundred window

@@ -315,7 +315,8 @@ def process(ci: np.ndarray, cf: np.ndarray,
             if p2 < pmin:
                 pmin = p2
                 drv = 2
-            p = min(1.0, 3.0 * pmin)
+            # harmonic mean p-value of the three (see the detector's docstring)
+            p = min(1.0, 3.0 / (1.0 / p0 + 1.0 / p1 + 1.0 / p2))
         else:
             drv = 3
             p = p3
