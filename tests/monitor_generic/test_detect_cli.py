@@ -140,3 +140,11 @@ def test_refuses_to_overwrite_its_input_and_missing_files(tmp_path: Path) -> Non
     assert code == 2 and "no such file" in out
     code, out = _detect(str(src), "--tz", "Mars/Olympus")
     assert code == 2 and "unknown time zone" in out
+
+
+def test_warns_when_sampled_faster_than_a_minute(tmp_path: Path) -> None:
+    body = "".join(f"{1_700_000_000 + 10 * i},{i % 7}\n" for i in range(50))
+    src = _write(tmp_path, "timestamp,value\n" + body)
+    code, out = _detect(str(src), "--out", str(tmp_path / "r.csv"))
+    assert code == 0, out
+    assert "sampled every 10 s" in out.replace("\n", " ")

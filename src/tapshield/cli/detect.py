@@ -19,6 +19,8 @@ from tapshield.monitor.generic.series import read_series
 from tapshield.timeutil import DEFAULT_TZ
 
 _SHOWN_ALERTS = 10
+#: below this sampling step a week of history no longer fits the detector's buffers
+FINEST_STEP_S = 60
 
 
 def default_out(series_file: Path) -> Path:
@@ -55,7 +57,16 @@ def detect(
     if series_file.exists() and target.exists() and target.resolve() == series_file.resolve():
         raise UsageError("--out must not overwrite the input file")
     series = read_series(series_file, time_col, value_col, tz=tz, strict=strict)
-    for msg in series.fixups.messages():
+    messages = series.fixups.messages()
+    if len(series) > 1:
+        step_s = float(np.median(np.diff(series.ts_us))) / 1e6
+        if step_s < FINEST_STEP_S:
+            messages.append(
+                f"sampled every {step_s:g} s: the time-of-day features look back a bounded "
+                "number of samples and will see less than a week; export with a step of "
+                f"{FINEST_STEP_S} s or more (e.g. Prometheus step=60s)"
+            )
+    for msg in messages:
         err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
     with steps(len(series), f"scoring {series_file.name}") as advance:
