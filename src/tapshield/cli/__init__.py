@@ -18,5 +18,6 @@ from tapshield.cli import impact as _impact  # noqa: E402, F401  isort: skip
 from tapshield.cli import localize as _localize  # noqa: E402, F401  isort: skip
 from tapshield.cli import route as _route  # noqa: E402, F401  isort: skip
 from tapshield.cli import detect as _detect  # noqa: E402, F401  isort: skip
+from tapshield.cli import live as _live  # noqa: E402, F401  isort: skip
 
 __all__ = ["app", "main"]

@@ -122,6 +122,8 @@ class DetectorBank:
     lat_thr: np.ndarray
     hist: np.ndarray
     hist_prev: np.ndarray
+    lat_total: np.ndarray
+    """Latency counts of closed windows since the start (``+ hist`` = all so far)."""
     acc: np.ndarray
     cum: np.ndarray
 
@@ -207,6 +209,7 @@ class DetectorBank:
         grow("acc", (cap, kn.N_FIELDS), np.int64, 0)
         grow("cum", (cap, kn.N_FIELDS), np.int64, 0)
         grow("hist", (cap, BINS), np.int32, 0)
+        grow("lat_total", (cap, BINS), np.int64, 0)
         if old:
             grow("hist_prev", (cap, BINS), np.int32, 0)
         self.cap = cap
@@ -383,6 +386,7 @@ class DetectorBank:
         self.xe[:n][fresh, kn.SIG_LATENCY] = 0.0
         self.ne[:n][fresh, kn.SIG_LATENCY] = 0.0
         self.hist_prev[:n] = self.hist[:n]
+        self.lat_total[:n] += self.hist[:n]
         self.hist[:n] = 0
         self.last_lat_roll = t_end
 

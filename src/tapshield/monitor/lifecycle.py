@@ -142,6 +142,8 @@ class Lifecycle:
             "renotify": _us(cfg.renotify_interval), "grace": _us(cfg.maintenance_grace),
         }
         self.events_emitted = 0
+        self.changes: dict[str, int] = {}
+        """Alert state changes emitted so far, by state."""
         self.primary = cfg.levels.primary_channel
         self.late_events = 0
         self.orphans: dict[Ref, int] = {}
@@ -359,8 +361,8 @@ class Lifecycle:
         a.figures = figures
         if a.state == "suppressed":
             if a.suppressed_until is not None and now >= a.suppressed_until and any(
-                self.bank.state(*ref) == FIRING for ref in a.members
-            ):
+                self.bank.state(m.slice, m.signal) == FIRING for m in a.scope()
+            ) and impact.share_affected > 0:
                 # the wave outlived its maintenance window or silence: it is real
                 a.state = "firing"
                 a.started_us = max(a.started_us, a.suppressed_until - self.us["grace"])
@@ -691,6 +693,7 @@ class Lifecycle:
             "description": _describe(figures),
         }
         self.events_emitted += 1
+        self.changes[state] = self.changes.get(state, 0) + 1
         return AlertEvent(
             alert_id=a.alert_id,
             ts=from_epoch_us(now),
