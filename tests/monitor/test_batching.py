@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 from typing import Any
 
@@ -33,7 +34,7 @@ def replay(cuts: list[int]) -> tuple[list[tuple[Any, ...]], pl.DataFrame]:
     bounds = [0, *sorted(set(cuts)), frame.height]
     m = Monitor()
     out: list[AlertEvent] = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         out.extend(m.process(frame.slice(lo, hi - lo)))
     out.extend(m.close())
     return fingerprint(out), m.timeline()

@@ -33,7 +33,7 @@ def server() -> Iterator[tuple[str, Receiver]]:
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             rec.calls += 1
             if rec.calls <= rec.fail_first:
