@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import betainc
+from scipy.stats import chi2
 
 from tapshield.diagnose.cube import Cube
 
@@ -178,10 +179,13 @@ def _prior_strength(hf: np.ndarray, hn: np.ndarray, m: np.ndarray) -> float:
 def _dispersion(hf: np.ndarray, hn: np.ndarray) -> float:
     """Beta-binomial intra-bucket correlation ``rho`` from history buckets.
 
-    For a leaf with pooled ratio ``p`` over its buckets, the Pearson statistic
-    ``sum_t (f_t - n_t p)^2 / (n_t p (1 - p))`` has expectation
-    ``sum_t (1 - n_t / N) (1 + (n_t - 1) rho)``; the moment equation summed over
-    leaves gives ``rho``. One history bucket gives no information: ``rho = 0``.
+    For a leaf with pooled ratio ``p`` over its buckets, the Pearson statistic ``sum_t (f_t
+    - n_t p)^2 / (n_t p (1 - p))`` has expectation ``sum_t (1 - n_t / N) (1 + (n_t - 1)
+    rho)``; the moment equation summed over leaves gives ``rho``. Only cells of at least two
+    attempts carry information about spread (a single attempt is Bernoulli whatever ``rho``
+    is); a thousand one-attempt cells would only add noise. Over-dispersion is assumed only
+    when the history shows it: the Pearson statistic must exceed its chi-square 99%
+    quantile, else ``rho = 0``. One history bucket gives no information: ``rho = 0``.
     """
     if hf.shape[1] < 2:
         return 0.0
@@ -189,7 +193,7 @@ def _dispersion(hf: np.ndarray, hn: np.ndarray) -> float:
     tot_n = hn.sum(axis=1, keepdims=True)
     p = np.divide(tot_f, tot_n, out=np.zeros_like(tot_f), where=tot_n > 0)
     live = (p > 0) & (p < 1) & ((hn > 0).sum(axis=1, keepdims=True) >= 2)
-    cell = live & (hn > 0)
+    cell = live & (hn >= 2)
     if not cell.any():
         return 0.0
     var = hn * p * (1 - p)
@@ -197,7 +201,7 @@ def _dispersion(hf: np.ndarray, hn: np.ndarray) -> float:
     share = np.divide(hn, tot_n, out=np.zeros_like(hn), where=tot_n > 0)
     a = ((1 - share) * cell).sum()
     b = ((1 - share) * np.maximum(hn - 1, 0) * cell).sum()
-    if b <= 0:
+    if b <= 0 or a <= 0 or x2 <= chi2.isf(0.01, a):
         return 0.0
     return float(np.clip((x2 - a) / b, 0.0, 0.99))
 

@@ -105,16 +105,15 @@ def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
                 keep: Sequence[str] = ()) -> list[str]:
     """Dimensions that break away, chosen greedily and conditionally, strongest first.
 
-    The first dimension is the one whose worst value breaks away most from its
-    own baseline (one-sided Poisson log-likelihood ratio). The others are
-    judged twice: *outside* the first dimension's broken values against their
-    own baseline (an unrelated second cause: one carrier in one region, while
-    the wallet channel is down), and *inside* them given the current lift of
-    each value of the first dimension (the region of an NFC outage), so values
-    that merely ride on the main cause (every app version is up because the
-    wallet channel is down) do not count. A dimension enters if its worst
-    material value passes the Bonferroni bar at ``SCREEN_ALPHA``; at most
-    ``MAX_DIMS``, strongest first.
+    The first dimension is the one whose worst value breaks away most from its own baseline
+    (one-sided Poisson log-likelihood ratio). The others are judged twice: *outside* the
+    first dimension's broken values against their own baseline (an unrelated second cause:
+    one carrier in one region, while the wallet channel is down), and *inside* them against
+    the current lift of the rest of their cell (the region of an NFC outage; the one
+    merchant behind a region's card testing), so values that merely ride on the main cause
+    (every app version is up because the wallet channel is down) do not count. A dimension
+    enters if its worst material value passes the Bonferroni bar at ``SCREEN_ALPHA``; at
+    most ``MAX_DIMS``, strongest first.
     """
     dims = list(dims)
     if frame.height == 0 or not dims:
@@ -128,7 +127,7 @@ def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
     excess_total = max(f_now.sum() - n_now.sum() * g, 1.0)
     crit = float(chi2.isf(SCREEN_ALPHA / max(int(sum(cards.values())), 1), 1)) / 2.0
     cell = np.zeros(frame.height, dtype=np.int64)
-    cells, lift = 1, np.ones(1)
+    cells = 1
     everywhere = np.ones(frame.height, dtype=bool)
 
     def scores(exclude: str | None, rows: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
@@ -144,7 +143,18 @@ def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
             fb = np.bincount(key, weights=f_base * w, minlength=space)
             nb = np.bincount(key, weights=n_base * w, minlength=space)
             p = (fb + SCREEN_PRIOR * g) / (nb + SCREEN_PRIOR)
-            expected = nn * p * lift[cell_of]
+            if cells == 1:
+                expected = nn * p
+            else:
+                # Lift of the rest of the value's cell (leave-one-out): a value
+                # that *is* its cell's failure must not explain itself away.
+                cf, cn = np.bincount(cell_of, fn, cells), np.bincount(cell_of, nn, cells)
+                cfb, cnb = np.bincount(cell_of, fb, cells), np.bincount(cell_of, nb, cells)
+                rest_now = ((cf[cell_of] - fn + SCREEN_PRIOR * g)
+                            / (cn[cell_of] - nn + SCREEN_PRIOR))
+                rest_base = ((cfb[cell_of] - fb + SCREEN_PRIOR * g)
+                             / (cnb[cell_of] - nb + SCREEN_PRIOR))
+                expected = nn * p * rest_now / rest_base
             fv = np.bincount(value_of, weights=fn, minlength=cards[d])
             ev = np.bincount(value_of, weights=expected, minlength=cards[d])
             llr = np.where(fv > ev, fv * np.log(np.maximum(fv, 1e-12) / np.maximum(ev, 1e-12))
@@ -162,15 +172,9 @@ def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
     # Outside the main cause's values: plain screen (finds unrelated causes).
     outside = scores(top, ~broken)
     # Inside them: each value expected at its baseline times the current lift
-    # of its cell of ``top`` (finds the other dimensions of a deep cause, not
-    # the values that merely ride on it).
+    # of the rest of its cell of ``top`` (finds the other dimensions of a deep
+    # cause, not the values that merely ride on it).
     cell, cells, _, _ = _pairs(cell, cells, codes[top], cards[top])
-    fn = np.bincount(cell, weights=f_now, minlength=cells)
-    nn = np.bincount(cell, weights=n_now, minlength=cells)
-    fb = np.bincount(cell, weights=f_base, minlength=cells)
-    nb = np.bincount(cell, weights=n_base, minlength=cells)
-    lift = ((fn + SCREEN_PRIOR * g) / (nn + SCREEN_PRIOR)) / (
-        (fb + SCREEN_PRIOR * g) / (nb + SCREEN_PRIOR))
     inside = scores(top, broken)
     rest = {d: max(outside.get(d, (0.0,))[0], inside.get(d, (0.0,))[0])
             for d in set(outside) | set(inside)}

@@ -51,6 +51,9 @@ from tapshield.diagnose.lattice import Cuboid, Lattice
 
 DELTA_MAX = 1.0 - 1e-9
 
+MAX_ALTERNATIVES = 200
+"""Candidates (best first) looked at for a shorter name of the chosen traffic."""
+
 ATTRIBUTABLE = 0.5
 """Smallest attributable fraction of a root cause: more likely than not, a failure
 inside it is the wave's (its failure ratio at least doubled). Below that the slice
@@ -480,29 +483,28 @@ class _Search:
 
     def _immaterial_ancestor(self, found: list[_Found], cand: _Found, combo: dict[str, str],
                              mask: np.ndarray) -> _Cause | None:
-        """The most general candidate containing ``combo`` that only adds a sliver.
+        """A shorter candidate naming (nearly) the same traffic as ``combo``.
 
-        If widening a combination adds less than ``materiality`` of the wider
-        one's attempts, both name the same traffic and the shorter name wins
-        (card testing "at merchant m77", not "at merchant m77 over QR" because
-        of three ordinary QR-less taps there).
+        If two combinations differ by less than ``materiality`` of the attempts
+        they cover together, they name the same traffic and the one with fewer
+        conditions wins: card testing "at merchant m77", not "at merchant m77
+        over QR" because of three ordinary QR taps there, nor "in region CN-SD,
+        category 5814" when m77 is that region's only 5814 merchant.
         """
-        n_in = float(self.n[mask].sum())
-        best: tuple[int, _Found, dict[str, str], np.ndarray] | None = None
-        for c in found:
+        best: tuple[int, float, _Found, dict[str, str], np.ndarray] | None = None
+        for c in found[:MAX_ALTERNATIVES]:
             if len(c.cuboid.dims) >= len(combo):
                 continue
-            other = self.lattice.combination(c.cuboid, c.group)
-            if not _nested(other, combo):
-                continue
             wide = c.cuboid.gid == c.group
-            n_wide = float(self.n[wide].sum())
-            if n_wide - n_in < self.materiality * n_wide and (
-                    best is None or len(other) < best[0]):
-                best = (len(other), c, other, wide)
+            both = float(self.n[wide | mask].sum())
+            differ = float(self.n[wide ^ mask].sum())
+            if differ < self.materiality * both:
+                key = (len(c.cuboid.dims), -c.gain)
+                if best is None or key < (best[0], best[1]):
+                    best = (key[0], key[1], c, self.lattice.combination(c.cuboid, c.group), wide)
         if best is None:
             return None
-        _, c, other, wide = best
+        _, _, c, other, wide = best
         return _Cause(c.cuboid, c.group, other, wide, delta=c.delta, gain=c.gain)
 
     def _consistent(self, rest: np.ndarray, delta: float, q: np.ndarray) -> bool:
