@@ -5,9 +5,10 @@ the events are replayed through :class:`tapshield.monitor.Monitor` in
 event-time order, in micro-batches, with the scenario's changes file. Then,
 per fault of ``truth.json``:
 
-* **delay** = the first alert matching the fault (compatible slice, time
-  overlap, the drill's matching rule) minus the fault's true start; *paged*
-  if that wave reached level 1-3;
+* **delay** = the first alert change (firing or escalation) at or after the
+  fault's true start, among the alerts credited to the fault (compatible
+  slice, time overlap and signal family; each alert to one fault), minus that
+  start; **page delay** the same for the first notifying change (levels 1-3);
 * **oracle** = the delay of a CUSUM that knows the fault's scope and its true
   failure rate before and during the fault (``truth.rates``): a per-event
   Bernoulli CUSUM on the scope's events only, with log-likelihood ratios of
@@ -139,48 +140,70 @@ def oracle_delay(frame: pl.DataFrame, f: FaultTruth, span_s: float) -> float | N
     return None
 
 
+FAMILIES = {"technical": "technical", "latency": "technical", "traffic_drop": "technical",
+            "decline": "business", "risk_decline": "business"}
+
+
+def _family(f: FaultTruth) -> str:
+    sig = (f.extra.get("signature") or {}).get("signal", "technical")
+    return FAMILIES.get(sig, "technical")
+
+
 def score(name: str, alerts: list[AlertEvent], frame: pl.DataFrame) -> tuple[list[FaultResult],
                                                                              list[str]]:
+    """Per-fault figures. Each alert is credited to at most one fault: the one whose
+    signal family matches and whose start is closest to the alert's (as the drill
+    assigns incidents). Detection is the alert's first change at or after the
+    fault's start: a wave already open as a notice that escalates because of the
+    fault is detected when it escalates."""
     truth = read_truth(DATA / name / "truth.json")
     span = (truth.end - truth.start).total_seconds()
     by_alert: dict[str, list[AlertEvent]] = {}
     for a in alerts:
         by_alert.setdefault(a.alert_id, []).append(a)
+    owner: dict[str, str] = {}
+    for aid, evs in by_alert.items():
+        first = evs[0]
+        cands = [f for f in truth.faults
+                 if FAMILIES.get(first.signal) == _family(f)
+                 and any(alert_matches(e, f) for e in evs
+                         if e.state in ("firing", "suppressed", "escalated"))
+                 and any(e.ts >= f.start for e in evs if e.state != "resolved")]
+        if cands:
+            best = min(cands, key=lambda f: abs((first.started_at - f.start).total_seconds()))
+            owner[aid] = best.id
     results: list[FaultResult] = []
     must = [f for f in truth.faults if f.must_page]
     for f in truth.faults:
         r = FaultResult(name, f.id, f.cause, f.must_page)
-        # a wave opened before the fault began cannot be its detection
-        matched = [aid for aid, evs in by_alert.items()
-                   if any(alert_matches(e, f) and e.ts >= f.start
-                          for e in evs if e.state in ("firing", "suppressed"))]
-        firsts = []
-        for aid in matched:
-            evs = by_alert[aid]
-            fire = next((e for e in evs if e.state in ("firing", "suppressed")), evs[0])
-            firsts.append(fire.ts)
-            r.notifications += sum(1 for e in evs if e.notify)
-            paged = [e for e in evs if e.notify]
-            if paged:
+        mine = [aid for aid, fid in owner.items() if fid == f.id]
+        for aid in mine:
+            evs = [e for e in by_alert[aid] if e.ts >= f.start]
+            live = [e for e in evs if e.state in ("firing", "suppressed", "escalated",
+                                                  "reminder")]
+            if live:
+                d = (live[0].ts - f.start).total_seconds()
+                r.delay_s = d if r.delay_s is None else min(r.delay_s, d)
+            pages = [e for e in evs if e.notify and e.state != "resolved"]
+            if pages:
                 r.paged = True
-                d = (fire.ts - f.start).total_seconds()
+                d = (pages[0].ts - f.start).total_seconds()
                 r.page_delay_s = d if r.page_delay_s is None else min(r.page_delay_s, d)
-            lv = min(e.level for e in evs)
+            r.notifications += sum(1 for e in by_alert[aid] if e.notify)
+            lv = min(e.level for e in by_alert[aid])
             r.level = lv if r.level is None else min(r.level, lv)
-        r.alerts = matched
-        if firsts:
-            r.delay_s = (min(firsts) - f.start).total_seconds()
+        r.alerts = mine
         if f.must_page:
             r.oracle_s = oracle_delay(frame, f, span)
         results.append(r)
+    must_ids = {f.id for f in must}
     false_pages = sorted({
         a.alert_id for a in alerts
         if a.notify and a.state in ("firing", "escalated")
+        and owner.get(a.alert_id) not in must_ids
         # the simulator emits retries of the last taps after the scenario's end: the
         # stream then dwindles like a real national silence; that tail is not scored
         and a.started_at < truth.end
-        and not any(alert_matches(e, f) for f in must for e in by_alert[a.alert_id]
-                    if e.state in ("firing", "suppressed"))
     })
     return results, false_pages
 
@@ -217,13 +240,16 @@ def main() -> None:
                   f"level={r.level} notifications={r.notifications} alerts={len(r.alerts)}",
                   file=sys.stderr)
     must = [r for r in rows if r.must_page]
-    pairs = [(r.page_delay_s, r.oracle_s) for r in must
-             if r.page_delay_s is not None and r.oracle_s is not None]
+    pairs = [(r.delay_s, r.oracle_s) for r in must
+             if r.delay_s is not None and r.oracle_s is not None]
     ratios = [max(d, 0.0) / o for d, o in pairs if o > 0]
     summary: dict[str, Any] = {
         "must_page_faults": len(must),
         "paged": sum(r.paged for r in must),
+        "detected": sum(r.delay_s is not None for r in must),
         "median_delay_s": statistics.median([d for d, _ in pairs]) if pairs else None,
+        "median_page_delay_s": statistics.median(
+            [r.page_delay_s for r in must if r.page_delay_s is not None]) if must else None,
         "median_oracle_s": statistics.median([o for _, o in pairs]) if pairs else None,
         "median_ratio_to_oracle": statistics.median(ratios) if ratios else None,
         "ratio_of_medians": (statistics.median([d for d, _ in pairs])

@@ -491,6 +491,7 @@ def bucket_update(
     fn: np.ndarray,
     p_mean: np.ndarray,
     p_hi: np.ndarray,
+    p_llr: np.ndarray,
     lat_thr: np.ndarray,
     ratios: np.ndarray,
     h_rate: float,
@@ -588,6 +589,7 @@ def bucket_update(
                 rthr[s, sig] = h_rate
             if not armed or rstate[s, sig] == 1:
                 if not armed:
+                    p_llr[s, sig] = 0.0
                     for k in range(k_n):
                         ra0[s, sig, k] = 0.0
                         ra1[s, sig, k] = 0.0
@@ -601,10 +603,14 @@ def bucket_update(
                     rb1[s, sig] = math.log(p / pf)
                     rb0[s, sig] = math.log((1.0 - p) / (1.0 - pf))
                 continue
+            # the logs are the costly part: recompute only when the expectation moved
+            # by more than 1 % since they were last computed (or the test was unarmed)
+            last = p_llr[s, sig]
+            if last > 0.0 and abs(hi - last) <= 0.01 * last and ra1[s, sig, 0] != 0.0:
+                continue
+            p_llr[s, sig] = hi
             for k in range(k_n):
-                p1 = ratios[k] * hi
-                cap = 0.5 * (1.0 + hi)
-                p1 = min(p1, cap)
+                p1 = min(ratios[k] * hi, 0.5 * (1.0 + hi))
                 ra1[s, sig, k] = math.log(p1 / hi)
                 ra0[s, sig, k] = math.log((1.0 - p1) / (1.0 - hi))
         # traffic share (drop to rho_t of normal)
@@ -816,3 +822,22 @@ def classify(outcome: np.ndarray, tech_code: np.ndarray, risk: np.ndarray,
             out[i] = RISK
         else:
             out[i] = DECLINE
+
+
+@nb.njit(cache=True, nogil=True)
+def poisson_quantile(q: float, lam: float) -> float:
+    """Smallest ``k`` with ``P(X <= k) >= q`` for ``X ~ Poisson(lam)``."""
+    if lam <= 0.0:
+        return 0.0
+    if lam > 400.0:
+        # Cornish-Fisher (normal plus skewness term): within a count of the exact value
+        z = 3.090232306167813 if q >= 0.999 else 1.6448536269514722
+        return math.floor(lam + z * math.sqrt(lam) + (z * z - 1.0) / 6.0 + 0.5)
+    p = math.exp(-lam)
+    cdf = p
+    k = 0
+    while cdf < q and k < 100000:
+        k += 1
+        p *= lam / k
+        cdf += p
+    return float(k)

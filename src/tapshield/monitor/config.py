@@ -108,6 +108,12 @@ class MonitorConfig:
     """A slice gets detector state from its 30th event on: thousands of merchants
     seen once a day would otherwise cost memory and time and could never be
     tested meaningfully anyway."""
+    min_slice_events_by_dim: dict[str, int] = field(
+        default_factory=lambda: {"merchant_id": 1000})
+    """Sets containing these dimensions start watching a slice later: a merchant
+    from its 1,000th payment. The long tail of small merchants could never page
+    on their own (their whole traffic is below the level-3 share) and would
+    multiply detector state; their failures still count in every larger slice."""
     max_slices: int = 50_000
     """Hard cap on watched slices (memory); slices beyond it are counted in
     ``unwatched_slices``, never silently dropped from the national figures."""
@@ -194,6 +200,10 @@ class MonitorConfig:
     resolve_hold: timedelta = timedelta(minutes=5)
     """A wave resolves only after 5 minutes back to normal: a flapping link
     (typical periods of 1-5 minutes) fires once and resolves once."""
+    quiet_resolve: timedelta = timedelta(minutes=30)
+    """A wave with no excess beyond noise in its slices for 30 minutes is over,
+    even if its slowest test has not proved it yet (a weak wave's recovery takes
+    long to prove; an alert left open for hours collects unrelated bursts)."""
     group_window: timedelta = timedelta(minutes=3)
     """Slices whose change points lie within 3 minutes of an alert's start belong
     to the same wave (Alertmanager's grouping by time): one alert, not a storm."""
@@ -257,14 +267,16 @@ class MonitorConfig:
         cfg = cls()
         updates: dict[str, Any] = {}
         names = {f.name: f for f in fields(cls)}
-        detector_keys = {"traffic_dims", "min_slice_events", "max_slices", "bucket", "tick",
+        detector_keys = {"traffic_dims", "min_slice_events", "min_slice_events_by_dim",
+                         "max_slices", "bucket", "tick",
                          "false_alerts_per_week", "ratios", "traffic_ratio", "warmup",
                          "arm_events", "rate_half_life", "share_half_life",
                          "national_half_life", "prior_strength", "confidence",
                          "freeze_fraction", "latency_quantile", "latency_window",
                          "recovery_error", "recovery_horizon", "hold_false_alarms", "slow_factor",
                          "decline_dedup"}
-        lifecycle_keys = {"resolve_hold", "group_window", "explain_window", "retention",
+        lifecycle_keys = {"quiet_resolve", "resolve_hold", "group_window", "explain_window",
+                          "retention",
                           "max_buffer_events", "level_window", "reminders",
                           "renotify_interval", "maintenance_grace", "notify_escalation_to"}
         for section, allowed in (("detector", detector_keys), ("lifecycle", lifecycle_keys)):
@@ -358,6 +370,12 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ContractError(f"{where}: expected a number")
         return float(value)
+    if isinstance(current, dict):
+        if not isinstance(value, dict) or not all(
+            k in SLICE_DIMENSIONS and isinstance(v, int) and v >= 1 for k, v in value.items()
+        ):
+            raise ContractError(f"{where}: expected dimension: whole number >= 1")
+        return dict(value)
     if isinstance(current, frozenset):
         if not isinstance(value, list) or not all(v in SLICE_DIMENSIONS for v in value):
             raise ContractError(f"{where}: expected a list of dimensions")

@@ -93,6 +93,7 @@ class DetectorBank:
     fn: np.ndarray
     p_mean: np.ndarray
     p_hi: np.ndarray
+    p_llr: np.ndarray
     # traffic-share tests [slices]
     cnt: np.ndarray
     tw: np.ndarray
@@ -179,7 +180,7 @@ class DetectorBank:
             "rvreset": (np.int64, 0), "rdone": (np.int8, 0), "xe": (np.float64, 0.0),
             "ne": (np.float64, 0.0), "season": (np.float64, 1.0), "rstate": (np.int8, 0),
             "fx": (np.float64, 0.0), "fn": (np.float64, 0.0), "p_mean": (np.float64, 0.0),
-            "p_hi": (np.float64, 0.0),
+            "p_hi": (np.float64, 0.0), "p_llr": (np.float64, 0.0),
         }
         shapes_1d: dict[str, tuple[Any, Any]] = {
             "cnt": (np.int64, 0), "tw": (np.float64, 0.0), "ta0": (np.float64, 0.0),
@@ -302,7 +303,8 @@ class DetectorBank:
             self.acc, n, self.decay, self.t_decay,
             self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rw, self.rthr,
             self.ra0, self.ra1, self.rb0, self.rb1, self.fx, self.fn, self.p_mean, self.p_hi,
-            self.lat_thr, self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength,
+            self.p_llr, self.lat_thr, self.ratios, self.h_rate, cfg.freeze_fraction,
+            cfg.prior_strength,
             self.z, cfg.arm_events, self.warm,
             self.te_x, self.te_n, self.tstate, self.tw, self.tthr, self.ta0, self.ta1,
             self.tb0, self.tb1, self.tfx, self.tfn, self.share, self.tallow, cfg.traffic_ratio,

@@ -20,7 +20,10 @@ small steps):
    measured and its level updated (:mod:`tapshield.monitor.levels`).
 4. **Resolution.** Each test resolves through its own reverse test, then a
    hold period in which it re-fires at a lower threshold: a flapping link
-   fires once and resolves once. An alert resolves when all its tests have.
+   fires once and resolves once. An alert resolves when all its tests have,
+   or when it has shown no excess beyond noise for ``quiet_resolve`` (a weak
+   wave's end is slow to prove statistically, and an alert left open for
+   hours would collect unrelated bursts).
 5. **Notification.** Levels 1-3 page; the first page, an escalation (at most
    one notification per ``renotify_interval``), reminders at growing
    intervals, and the resolution of a paged alert notify; everything else
@@ -38,7 +41,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from scipy.stats import poisson
 
 from tapshield.events.changes import scope_of
 from tapshield.monitor import _kernels as kn
@@ -63,7 +65,7 @@ traffic gives: a level is re-evaluated every bucket, so a per-evaluation error o
 
 def _noise(expected: float) -> float:
     """The count normal traffic stays below with probability ``NOISE_QUANTILE`` (Poisson)."""
-    return float(poisson.ppf(NOISE_QUANTILE, expected)) if expected > 0 else 0.0
+    return float(kn.poisson_quantile(NOISE_QUANTILE, expected)) if expected > 0 else 0.0
 
 
 RATE_SIGNALS = (kn.SIG_TECHNICAL, kn.SIG_DECLINE, kn.SIG_RISK, kn.SIG_LATENCY)
@@ -119,6 +121,7 @@ class Alert:
     next_reminder_us: int | None = None
     ended_us: int | None = None
     minimized_us: int = 0
+    quiet_since: int | None = None
     figures: dict[str, Any] = field(default_factory=dict)
 
     def scope(self) -> list[Member]:
@@ -140,6 +143,7 @@ class Lifecycle:
             "group": _us(cfg.group_window), "explain": _us(cfg.explain_window),
             "hold": _us(cfg.resolve_hold), "level": _us(cfg.level_window),
             "renotify": _us(cfg.renotify_interval), "grace": _us(cfg.maintenance_grace),
+            "quiet": _us(cfg.quiet_resolve),
         }
         self.events_emitted = 0
         self.changes: dict[str, int] = {}
@@ -149,6 +153,8 @@ class Lifecycle:
         self.orphans: dict[Ref, int] = {}
         """Tests left firing or on hold by a resolved alert: when their hold ends."""
         self._last_retest = 0
+        self._lv: View | None = None
+        self._lv_key: tuple[int, int] = (-1, -1)
 
     # -- crossings ------------------------------------------------------------------
 
@@ -177,6 +183,8 @@ class Lifecycle:
         explained, cp, owner_id = self._explain(c, seq)
         if explained and owner_id is not None:
             return self._absorb(owner_id, ref, c, cp, seq)
+        if c.signal in RATE_SIGNALS:
+            cp = self._change_point(c.slice, c.signal, c.ts, seq, cp)
         # a new wave in this slice, or the same wave seen in another slice
         fam = FAMILY[c.signal]
         for a in self.alerts.values():
@@ -214,8 +222,8 @@ class Lifecycle:
                 idx = self.registry.index_of(w.scope)
                 owners.append(("window:" + w.key, [idx] if idx is not None else [], [w.scope]))
         related = [(o, sl, ds) for o, sl, ds in owners if any(intersects(t_info, d) for d in ds)]
-        if not related:
-            return False, c.cp, None
+        if not related and (c.index >= 0 or traffic):
+            return False, c.cp, None  # a fresh crossing with no open wave near it
         if traffic:
             # a traffic drop next to an open wave is that wave's customers leaving
             for o, _sl, ds in related:
@@ -232,6 +240,15 @@ class Lifecycle:
         if view.size == 0:
             return False, c.cp, None
         in_t = self._mask(view, c.slice)
+        if not related:
+            # a re-test (index -1) with no open wave around: is the slice itself
+            # still anomalous, or just recovering slowly?
+            y = self._indicator(view, c.slice, c.signal)[in_t]
+            a0, a1 = self.bank.bank(c.slice, c.signal)
+            best, _i, start = kn.cusum_max(y, a0, a1) if y.size else (0.0, -1, -1)
+            if best >= self.bank.threshold(c.signal) and start >= 0:
+                return False, int(view.ts[np.flatnonzero(in_t)[start]]), None
+            return True, c.cp, None
         overlap: list[tuple[int, str]] = []
         in_u = np.zeros(view.size, dtype=bool)
         for o, sl, ds in related:
@@ -250,9 +267,9 @@ class Lifecycle:
             cp = int(view.ts[np.flatnonzero(rest)[start]]) if start >= 0 else c.cp
             return False, cp, None
         overlap.sort(key=lambda t: -t[0])
-        if overlap[0][0] == 0:
-            return False, c.cp, None
-        return True, c.cp, overlap[0][1]
+        # nothing anomalous beyond the open waves: explained by the one sharing most
+        # events with the slice (none shares any: nothing to attach it to)
+        return True, c.cp, overlap[0][1] if overlap[0][0] > 0 else None
 
     def _absorb(self, owner_id: str, ref: Ref, c: Crossing, cp: int,
                 seq: int) -> list[AlertEvent]:
@@ -370,6 +387,13 @@ class Lifecycle:
                 a.tracker.update(impact, from_epoch_us(now))
                 out.append(self._fire(a, now))
             return out
+        if impact.share_affected > 0 or impact.failed_payments_per_min > 0:
+            a.quiet_since = None
+        elif a.quiet_since is None:
+            a.quiet_since = now
+        if a.quiet_since is not None and now - a.quiet_since >= self.us["quiet"]:
+            out.append(self._resolve(a, now, ended=a.quiet_since))
+            return out
         if all(self.bank.state(m.slice, m.signal) == HOLD for m in a.scope()):
             return out  # recovering: the level stands until it resolves or re-fires
         if len(a.scope()) > 1 and now - a.minimized_us >= 60_000_000:
@@ -381,7 +405,8 @@ class Lifecycle:
         level = a.tracker.update(impact, from_epoch_us(now))
         if level < before:
             notify = False
-            if level <= 3 and (not a.paged or level <= self.cfg.notify_escalation_to):
+            if level <= 3 and (not a.paged or (level <= self.cfg.notify_escalation_to
+                                               and level < a.notified_level)):
                 if not a.paged or now - (a.last_notify_us or 0) >= self.us["renotify"]:
                     notify = True
                 else:
@@ -449,8 +474,10 @@ class Lifecycle:
                 m.role = "absorbed"
         a.slice, a.signal = kept[0].slice, kept[0].signal
 
-    def _resolve(self, a: Alert, now: int) -> AlertEvent:
+    def _resolve(self, a: Alert, now: int, ended: int | None = None) -> AlertEvent:
         a.state = "resolved"
+        if ended is not None:
+            a.ended_us = ended
         del self.alerts[a.alert_id]
         for ref in a.members:
             # tests the wave explained, still firing or on hold: they watch afresh at
@@ -543,7 +570,7 @@ class Lifecycle:
     def _impact(self, a: Alert, now: int, seq: int) -> tuple[Impact, dict[str, Any]]:
         """Excess failed attempts, taps and amount of the wave over the last minute."""
         start = max(a.started_us, now - self.us["level"])
-        view = self.recent.view(start, seq)
+        view = self._level_view(now, seq, start)
         real_s = max((now - start) / 1e6, 1.0)
         span_s = max(real_s, 10.0)
         # rates per minute use at least 10 s; expected counts use the real window
@@ -644,6 +671,43 @@ class Lifecycle:
         figures["national_attempts"] = n_all
         figures["late_events"] = self.late_events
         return impact, figures
+
+    def _change_point(self, s: int, sig: int, now: int, seq: int, fallback: int) -> int:
+        """Maximum-likelihood start of a rate change in slice ``s`` (Bernoulli GLR).
+
+        For every candidate start ``k`` among the slice's recent events, the
+        log-likelihood ratio of "rate p-hat since k" against the expectation;
+        the best ``k`` is the estimate. Better than a CUSUM's last reset, which
+        for a low design ratio can lie minutes before the real start.
+        """
+        view = self.recent.view(now - self.us["explain"], seq)
+        in_s = self._mask(view, s)
+        if not in_s.any():
+            return fallback
+        y = self._indicator(view, s, sig)[in_s].astype(np.float64)
+        ts = view.ts[in_s]
+        p0 = max(float(self.bank.p_mean[s, sig]), 1e-6)
+        x = np.cumsum(y[::-1])[::-1]
+        m = np.arange(y.size, 0, -1, dtype=np.float64)
+        p = np.clip(x / m, 1e-12, 1 - 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            llr = x * np.log(p / p0) + (m - x) * np.log((1 - p) / (1 - p0))
+        llr[p <= p0] = 0.0
+        k = int(np.argmax(llr))
+        return int(ts[k]) if llr[k] > 0 else fallback
+
+    def _level_view(self, now: int, seq: int, start: int) -> View:
+        """The last ``level_window`` of events, built once per evaluation point."""
+        key = (now, seq)
+        if self._lv_key != key or self._lv is None:
+            self._lv = self.recent.view(now - self.us["level"], seq)
+            self._lv_key = key
+        v = self._lv
+        lo = int(np.searchsorted(v.ts, start, side="left"))
+        if lo == 0:
+            return v
+        return View(v.seq[lo:], v.ts[lo:], v.cls[lo:], v.dup[lo:], v.lat[lo:], v.amt[lo:],
+                    v.pay[lo:], v.dev[lo:], v.member[lo:])
 
     def _one_actor(self, devs: np.ndarray, expected: float) -> tuple[bool, float]:
         """Is this slice's excess one device's doing? ``(verdict, busiest device's share)``.

@@ -64,7 +64,8 @@ class Monitor:
     def __init__(self, config: MonitorConfig | None = None, *,
                  changes: pl.DataFrame | None = None) -> None:
         self.config = cfg = config or MonitorConfig()
-        self.registry = SliceRegistry(cfg.slices, cfg.min_slice_events, cfg.max_slices)
+        self.registry = SliceRegistry(cfg.slices, cfg.min_slice_events, cfg.max_slices,
+                                      cfg.min_slice_events_by_dim)
         self.bank = DetectorBank(cfg, len(cfg.slices))
         self.recent = RecentEvents(int(cfg.retention.total_seconds() * 1e6),
                                    cfg.max_buffer_events)

@@ -91,9 +91,9 @@ class SeasonalProfile:
             self.promoted_at = t_us
         self.ensure(n)
         h = self.hour(t_us)
-        rows = acc[:n][:, list(FIELDS)].astype(np.float32)
-        rows[~idle[:n]] = 0.0
-        self.learning[:n, h, :] += rows
+        dest = self.learning[:n, h, :]
+        for j, f in enumerate(FIELDS):
+            dest[:, j] += np.where(idle[:n], acc[:n, f], 0)
         if idle[0]:
             self.nat_learning[h, 0] += float(acc[0, kn.F_ATTEMPTS])
             self.nat_learning[h, 1] += 1.0

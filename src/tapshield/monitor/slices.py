@@ -64,9 +64,12 @@ class SliceRegistry:
     """Dimension codes, slice indices, and the membership matrix of each batch."""
 
     def __init__(self, sets: tuple[tuple[str, ...], ...], min_events: int,
-                 max_slices: int) -> None:
+                 max_slices: int, min_events_by_dim: dict[str, int] | None = None) -> None:
         self.sets = sets
         self.min_events = max(1, int(min_events))
+        by_dim = min_events_by_dim or {}
+        self.min_events_of = [max([self.min_events, *(by_dim.get(d, 0) for d in dims)])
+                              for dims in sets]
         self.max_slices = int(max_slices)
         self.dims: tuple[str, ...] = tuple(sorted({d for s in sets for d in s}))
         self._codes = {d: _Codes() for d in self.dims}
@@ -163,7 +166,7 @@ class SliceRegistry:
         rank[order] = rank_sorted
         cum = counts[flat] + rank + 1
         counts[sorted_keys[starts]] += lengths
-        eligible = cum >= self.min_events
+        eligible = cum >= self.min_events_of[j]
         if not eligible.any():
             return
         # allocate in stream order of the first eligible event of each new slice
