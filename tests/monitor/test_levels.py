@@ -73,8 +73,8 @@ def test_business_waves_page_only_after_lasting() -> None:
     t = LevelTracker(C, family="business")
     big = Impact(share_affected=0.2, duration=timedelta(minutes=3))
     assert t.update(big, T0) == NOTICE
-    later = Impact(share_affected=0.2, duration=timedelta(minutes=10))
-    assert t.update(later, T0 + timedelta(minutes=7)) == 1
+    later = Impact(share_affected=0.2, duration=timedelta(minutes=20))
+    assert t.update(later, T0 + timedelta(minutes=17)) == 1
     assert LevelTracker(C, family="technical").update(big, T0) == 1
 
 

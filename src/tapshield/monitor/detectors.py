@@ -28,7 +28,6 @@ from tapshield.monitor.thresholds import (
     SECONDS_PER_WEEK,
     cusum_threshold,
     hold_threshold,
-    poisson_ticks_threshold,
     recovery_threshold,
 )
 
@@ -295,8 +294,8 @@ class DetectorBank:
             self.h_rate = cusum_threshold(self.n_sets * kn.N_RATE * self.k, per_week, budget)
             self.h_traffic = cusum_threshold(max(int(self.tallow[:n].sum()), 1), per_week,
                                              budget)
-            ticks = SECONDS_PER_WEEK / cfg.tick.total_seconds()
-            self.h_nat = poisson_ticks_threshold(ticks, budget)
+            # the national test observes inter-arrival times: one observation per event
+            self.h_nat = cusum_threshold(1, per_week, budget)
         if season is not None:
             self.season[:n] = season[:n]
         kn.bucket_update(
@@ -421,8 +420,7 @@ class DetectorBank:
             self.ni[kn.NI_REC] = 0
             self.ni[kn.NI_REC_DONE] = 0
             self.nf[kn.NF_W] = 0.0
-            self.nf[kn.NF_THR] = hold_threshold(1, hold_s / self.cfg.tick.total_seconds(),
-                                               self.cfg.hold_false_alarms)
+            self.nf[kn.NF_THR] = hold_threshold(1, rate * hold_s, self.cfg.hold_false_alarms)
         elif sig == kn.SIG_TRAFFIC:
             self.tstate[s] = HOLD
             self.trec[s] = 0

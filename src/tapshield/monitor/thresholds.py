@@ -17,6 +17,10 @@ declares a false recovery about once per ``e^h`` observations. Over a wave of
 most ``e`` (Wald's single-test ``ln(1/e)`` would not: seven successes in a row
 inside a 50 % outage would end it).
 
+The national rate test is a CUSUM on inter-arrival times (the Poisson
+process' likelihood ratio ``ln(rho) + lambda (1 - rho) dt`` per event), so its
+observations are events too.
+
 **Hold.** After a wave resolves its slice is watched with a lower threshold
 for the hold period: one known slice, one signal, a short time, so no
 family-wise correction is due.
@@ -44,7 +48,3 @@ def hold_threshold(designs: int, observations: float, false_rate: float) -> floa
     """Re-fire threshold of one slice during its hold period."""
     return max(math.log(max(designs, 1) * max(observations, 1.0) / false_rate), 1.0)
 
-
-def poisson_ticks_threshold(ticks_per_week: float, false_per_week: float) -> float:
-    """The national rate test, counted in ticks (its natural observation)."""
-    return max(math.log(max(ticks_per_week, 1.0) / false_per_week), 1.0)
