@@ -595,7 +595,7 @@ class Lifecycle:
             info = self.registry.infos[m.slice]
             entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
             if m.signal in RATE_SIGNALS:
-                in_s = self._mask(view, m.slice) & ~used
+                in_s = self._mask(view, m.slice) & ~used & ~self._earlier(a, m.signal, view)
                 y = self._indicator(view, m.slice, m.signal) & in_s
                 n = int(in_s.sum())
                 x = int(y.sum())
@@ -708,6 +708,18 @@ class Lifecycle:
             return v
         return View(v.seq[lo:], v.ts[lo:], v.cls[lo:], v.dup[lo:], v.lat[lo:], v.amt[lo:],
                     v.pay[lo:], v.dev[lo:], v.member[lo:])
+
+    def _earlier(self, a: Alert, sig: int, view: View) -> np.ndarray:
+        """Events in the scope of waves opened before ``a`` with the same signal: they
+        are those waves' impact, not ``a``'s."""
+        out = np.zeros(view.size, dtype=bool)
+        for b in self.alerts.values():
+            if b is a:
+                break
+            for m in b.scope():
+                if m.signal == sig:
+                    out |= self._mask(view, m.slice)
+        return out
 
     def _one_actor(self, devs: np.ndarray, expected: float) -> tuple[bool, float]:
         """Is this slice's excess one device's doing? ``(verdict, busiest device's share)``.
