@@ -87,18 +87,21 @@ def estimate(cube: Cube) -> Baseline:
                         global_ratio=g)
     usable = cube.hn > 0
     rho = _dispersion(cube.hf, cube.hn)
+    hf_u, hn_u = cube.hf * usable, cube.hn * usable
+    m, kappa = _prior(cube, hf_u, hn_u)
     for _ in range(CLEAN_PASSES):
-        hf_u, hn_u = cube.hf * usable, cube.hn * usable
-        m, kappa = _prior(cube, hf_u, hn_u)
         # Leave-one-bucket-out baseline, so a burst cannot hide behind itself.
         tf, tn = hf_u.sum(axis=1, keepdims=True), hn_u.sum(axis=1, keepdims=True)
         mk = (kappa * m)[:, None]
         p_loo = np.clip((tf - hf_u + mk) / (tn - hn_u + kappa), RATE_FLOOR, 1 - RATE_FLOOR)
         tail = _upper_tail(cube.hf, cube.hn, p_loo, rho)
-        usable = (cube.hn > 0) & (tail > BURST_P)
+        kept = (cube.hn > 0) & (tail > BURST_P)
+        if np.array_equal(kept, usable):
+            break  # nothing (more) set aside: the prior already fits this history
+        usable = kept
         rho = _dispersion(cube.hf * usable, cube.hn * usable)
-    hf_u, hn_u = cube.hf * usable, cube.hn * usable
-    m, kappa = _prior(cube, hf_u, hn_u)
+        hf_u, hn_u = cube.hf * usable, cube.hn * usable
+        m, kappa = _prior(cube, hf_u, hn_u)
     hf, hn = hf_u.sum(axis=1), hn_u.sum(axis=1)
     g = float(hf.sum() / max(hn.sum(), 1.0))
     p0 = np.clip((hf + kappa * m) / (hn + kappa), RATE_FLOOR, 1 - RATE_FLOOR)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -312,8 +313,6 @@ def read_table(path: str, *, time_col: str | None = None) -> pl.DataFrame:
     stay exactly as written; the time column is then given the narrowest type
     its values fit (integer, number, else text) so buckets sort naturally.
     """
-    from pathlib import Path
-
     p = Path(path)
     if not p.exists():
         raise ContractError(f"{p}: no such file")

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 from scipy.stats import chi2
 
-from tapshield.diagnose.classify import Verdict, classify, sentences
+from tapshield.diagnose.classify import classify, sentences
 from tapshield.diagnose.events import (
     ALL_DIMS,
     MAX_DIMS,
@@ -112,8 +112,6 @@ def diagnose(request: DiagnosisRequest, config: LocalizeConfig | None = None) ->
             scope, explained = new_scope, new_explained
             facts = facts_for(scope)
             facts.fingerprint = facts.fingerprint or fingerprint
-            verdict = Verdict(verdict.cause, verdict.confidence, verdict.posterior,
-                              verdict.reasons)
     evidence = sentences(facts, scope, verdict, explained)
     if loc is None or not loc.root_causes:
         where_fired = (", ".join(f"{k}={v}" for k, v in request.fired_slice.items())

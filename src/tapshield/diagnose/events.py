@@ -22,7 +22,7 @@ Three decisions are made here, each for a stated reason:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -270,7 +270,5 @@ def volume_cube(frame: pl.DataFrame, dims: Sequence[str], history: int) -> Cube:
     past = full.filter(pl.col("_bucket") < 0)
     return cube_from_leaves(current, past, dims, bucket="_bucket")
 
-
-FailureFn = Callable[[pl.DataFrame], pl.Series]
 
 ALL_DIMS: tuple[str, ...] = DIMENSIONS

@@ -81,14 +81,17 @@ class Lattice:
                     c = Cuboid(dims, gid, rep)
                 else:
                     assert score is not None
-                    ok = np.ones(leaves, dtype=bool)
+                    # Start from the parent's surviving leaves, keep those whose
+                    # group reached the floor in every parent cuboid.
+                    live = (parent.live if parent.live is not None
+                            else np.arange(leaves, dtype=np.int64))
                     for drop in range(depth):
                         sub = dims[:drop] + dims[drop + 1:]
-                        if sub not in by_dims:
+                        if sub not in by_dims or live.size == 0:
                             continue
                         # gid -1 (pruned) reads the appended False.
-                        ok &= np.append(alive_groups[sub], False)[by_dims[sub].gid]
-                    live = np.flatnonzero(ok)
+                        alive = np.append(alive_groups[sub], False)
+                        live = live[alive[by_dims[sub].gid[live]]]
                     gid = np.full(leaves, -1, dtype=np.int64)
                     key = parent.gid[live] * cards[last] + cube.codes[live, last]
                     g_live, rep_local = _compact(key, max(parent.groups, 1) * int(cards[last]))

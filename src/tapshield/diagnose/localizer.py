@@ -569,6 +569,8 @@ def _fit_groups(g: np.ndarray, groups: int, f: np.ndarray, n: np.ndarray, b: np.
                            minlength=groups)
         step = np.divide(grad, hess, out=np.zeros(groups), where=hess > 0)
         delta = np.clip(delta + step, 0.0, DELTA_MAX)
+        if np.abs(step).max(initial=0.0) < 1e-5:
+            break  # converged: extra precision would not change any decision
     d = delta[g]
     gain_leaf = w * (f * np.log1p(d * one_b / b) + nf * np.log1p(-d))
     gain = np.bincount(g, weights=gain_leaf, minlength=groups)
