@@ -122,6 +122,7 @@ class Alert:
     ended_us: int | None = None
     minimized_us: int = 0
     quiet_since: int | None = None
+    last_review_us: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
 
     def scope(self) -> list[Member]:
@@ -205,7 +206,7 @@ class Lifecycle:
         region. The same fault seen in another signal (timeouts and slowness
         of one network fault) is joined by the grouping rule instead.
         """
-        t_info = self.registry.infos[c.slice].as_dict
+        t_info = self.registry.infos[c.slice].mapping
         now = c.ts
         owners: list[tuple[str, list[int], list[dict[str, str]]]] = []
         traffic = c.signal not in RATE_SIGNALS
@@ -216,7 +217,7 @@ class Lifecycle:
                 slices = [m.slice for m in a.members.values()]
             if not slices:
                 continue
-            owners.append((a.alert_id, slices, [self.registry.infos[s].as_dict for s in slices]))
+            owners.append((a.alert_id, slices, [self.registry.infos[s].mapping for s in slices]))
         for w in self.windows:
             if w.start_us <= now <= w.end_us + self.us["grace"]:
                 idx = self.registry.index_of(w.scope)
@@ -374,6 +375,11 @@ class Lifecycle:
 
     def _review(self, a: Alert, now: int, seq: int) -> list[AlertEvent]:
         out: list[AlertEvent] = []
+        if (a.quiet_since is not None and a.state == "firing" and not a.pending_escalation
+                and now - a.last_review_us < 60_000_000
+                and (a.next_reminder_us is None or now < a.next_reminder_us)):
+            return out  # a wave with no excess is looked at once a minute
+        a.last_review_us = now
         impact, figures = self._impact(a, now, seq)
         a.figures = figures
         if a.state == "suppressed":
@@ -490,17 +496,26 @@ class Lifecycle:
         return ev
 
     def _retest(self, now: int, seq: int, out: list[AlertEvent]) -> None:
-        """Once a minute, re-test every absorbed slice still firing: a second wave
-        may start under the first (a channel outage in a region already failing
+        """Every ``group_window``, re-test the absorbed slices still failing beyond
+        noise: a second wave may start under the first (a channel outage in a region already failing
         on one carrier). It splits off as its own wave, or joins the wave whose
         start matches its change point."""
-        if now - self._last_retest < 60_000_000:
+        if now - self._last_retest < self.us["group"]:
             return
         self._last_retest = now
-        cands = [(a, ref, m) for a in list(self.alerts.values())
-                 for ref, m in a.members.items()
-                 if m.role == "absorbed" and m.signal in RATE_SIGNALS
-                 and self.bank.state(*ref) == FIRING]
+        recent = self._level_view(now, seq, now - self.us["level"])
+        cands = []
+        for a in list(self.alerts.values()):
+            for ref, m in a.members.items():
+                if m.role != "absorbed" or m.signal not in RATE_SIGNALS \
+                        or self.bank.state(*ref) != FIRING:
+                    continue
+                # only slices still failing beyond noise in the last minute are worth it
+                in_s = self._mask(recent, m.slice)
+                x = int((self._indicator(recent, m.slice, m.signal) & in_s).sum())
+                exp = float(in_s.sum()) * float(self.bank.p_mean[m.slice, m.signal])
+                if x > _noise(exp):
+                    cands.append((a, ref, m))
         if not cands:
             return
         view = self.recent.view(now - self.us["explain"], seq)

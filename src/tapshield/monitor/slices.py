@@ -33,14 +33,13 @@ class SliceInfo:
     set_index: int
     dims: tuple[str, ...]
     values: tuple[str, ...]
+    mapping: dict[str, str]
+    key: str
 
     @property
     def as_dict(self) -> dict[str, str]:
-        return dict(zip(self.dims, self.values, strict=True))
-
-    @property
-    def key(self) -> str:
-        return slice_key(self.as_dict)
+        """The slice as ``{dimension: value}`` (a copy: callers may keep it)."""
+        return dict(self.mapping)
 
 
 def slice_key(slice_: dict[str, str]) -> str:
@@ -98,7 +97,8 @@ class SliceRegistry:
 
     def _add(self, set_index: int, dims: tuple[str, ...], values: tuple[str, ...]) -> int:
         idx = len(self.infos)
-        info = SliceInfo(idx, set_index, dims, values)
+        mapping = dict(zip(dims, values, strict=True))
+        info = SliceInfo(idx, set_index, dims, values, mapping, slice_key(mapping))
         self.infos.append(info)
         self._by_key[info.key] = idx
         return idx
