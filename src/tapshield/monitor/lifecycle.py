@@ -189,7 +189,7 @@ class Lifecycle:
         # a new wave in this slice, or the same wave seen in another slice
         fam = FAMILY[c.signal]
         for a in self.alerts.values():
-            if a.family == fam and abs(cp - a.started_us) <= self.us["group"] and a.window is None:
+            if a.family == fam and a.window is None and self._same_wave(a, c.slice, cp):
                 a.members[ref] = Member(c.slice, c.signal, "scope", cp, c.ts)
                 self.owner[ref] = a.alert_id
                 a.started_us = min(a.started_us, cp)
@@ -203,8 +203,10 @@ class Lifecycle:
         Only waves that show the *same signal* (and maintenance windows, which
         explain everything in their scope) can explain a rate crossing: a
         national latency wave says nothing about technical failures in one
-        region. The same fault seen in another signal (timeouts and slowness
-        of one network fault) is joined by the grouping rule instead.
+        region. One exception: a technical wave explains slowness (timeouts and
+        retries of an outage slow the answers around it), not the reverse.
+        Otherwise the same fault seen in another signal is joined by the
+        grouping rule.
         """
         t_info = self.registry.infos[c.slice].mapping
         now = c.ts
@@ -212,7 +214,9 @@ class Lifecycle:
         traffic = c.signal not in RATE_SIGNALS
         for a in self.alerts.values():
             slices = [m.slice for m in a.members.values()
-                      if (traffic or m.signal == c.signal) and (m.role == "scope" or traffic)]
+                      if (traffic or m.signal == c.signal
+                          or (c.signal == kn.SIG_LATENCY and m.signal == kn.SIG_TECHNICAL))
+                      and (m.role == "scope" or traffic)]
             if a.window is not None and not slices:
                 slices = [m.slice for m in a.members.values()]
             if not slices:
@@ -436,6 +440,19 @@ class Lifecycle:
             out.append(self._event(a, now, "reminder", notify=True))
         return out
 
+    def _same_wave(self, a: Alert, s: int, cp: int) -> bool:
+        """Does a slice whose change began at ``cp`` belong to open wave ``a``?
+
+        Yes if the change began within ``group_window`` of the wave (the same
+        fault seen in another slice), or if the slice lies inside the wave's
+        scope (the same fault showing another symptom: slowness minutes after
+        the timeouts of a network fault).
+        """
+        if abs(cp - a.started_us) <= self.us["group"]:
+            return True
+        inside = self.registry.infos[s].mapping
+        return any(refines(inside, self.registry.infos[m.slice].mapping) for m in a.scope())
+
     def _minimize(self, a: Alert, now: int, seq: int) -> None:
         """Keep as the wave's scope only the slices the others do not explain.
 
@@ -526,7 +543,7 @@ class Lifecycle:
             explained, cp, _owner = self._explain(c, seq, view)
             if explained:
                 continue
-            if abs(cp - a.started_us) <= self.us["group"]:
+            if self._same_wave(a, m.slice, cp):
                 m.role = "scope"  # part of this same wave after all
                 continue
             del a.members[ref]
@@ -534,7 +551,7 @@ class Lifecycle:
             joined = False
             for b in self.alerts.values():
                 if b is not a and b.family == FAMILY[m.signal] and b.window is None and \
-                        abs(cp - b.started_us) <= self.us["group"]:
+                        self._same_wave(b, m.slice, cp):
                     b.members[ref] = Member(m.slice, m.signal, "scope", cp, now)
                     self.owner[ref] = b.alert_id
                     b.minimized_us = 0  # re-rank its scope at the next review
