@@ -21,7 +21,7 @@ network, release; risk declines: risk control, fraud attack). The posterior is
 a softmax of the summed weights together with an ``unknown`` alternative
 scored :data:`UNKNOWN_SCORE`; the decision rule is to name the cause with the
 highest posterior if it is at least :data:`DECIDE` and the wave is not thin
-(fewer than :data:`MIN_EXCESS` extra failures, or a lift under
+(its failures could be chance: Poisson upper tail above :data:`THIN_P`; or a lift under
 :data:`MIN_LIFT`), and ``unknown`` otherwise. The posterior is the confidence;
 its calibration is measured in ``benchmarks/diagnose_scenarios.py``.
 """
@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from scipy.stats import poisson
 
 from tapshield.diagnose.evidence import (
     LOOKBACK,
@@ -52,8 +54,11 @@ moderate ones) beyond its rivals before it outweighs not knowing."""
 DECIDE = 0.5
 """Name a cause only if it is more likely than everything else together."""
 
-MIN_EXCESS = 10.0
-"""Fewer extra failures than this is too thin a wave to name a cause."""
+THIN_P = 1e-3
+"""A wave whose failures the baseline would produce with probability above 0.1%
+(one-sided Poisson tail) is too thin to name a cause. A count, not a fixed number
+of failures: six timeouts where 0.05 were expected are a wave, ten where eight
+were expected are not."""
 
 MIN_LIFT = 1.5
 """A failure ratio up by less than half is too weak a signal to classify."""
@@ -107,7 +112,8 @@ def classify(facts: Facts) -> Verdict:
     posterior = {c: w / z for c, w in expw.items()}
     best = max(scores, key=lambda c: scores[c])
     main = facts.main()
-    thin = facts.signature != "volume" and (main.excess < MIN_EXCESS or main.lift < MIN_LIFT)
+    chance = float(poisson.sf(main.failed - 1, max(main.expected, 1e-9))) if main.failed else 1.0
+    thin = facts.signature != "volume" and (chance > THIN_P or main.lift < MIN_LIFT)
     if facts.signature == "volume":
         thin = facts.volume_drop < 0.2
     if posterior[best] >= DECIDE and not thin:
