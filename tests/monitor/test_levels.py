@@ -71,9 +71,9 @@ def test_a_sustained_wave_escalates_with_time() -> None:
 
 def test_business_waves_page_only_after_lasting() -> None:
     t = LevelTracker(C, family="business")
-    big = Impact(share_affected=0.2, duration=timedelta(minutes=3))
+    big = Impact(share_affected=0.2, excess_for=timedelta(minutes=3))
     assert t.update(big, T0) == NOTICE
-    later = Impact(share_affected=0.2, duration=timedelta(minutes=20))
+    later = Impact(share_affected=0.2, excess_for=timedelta(minutes=20))
     assert t.update(later, T0 + timedelta(minutes=17)) == 1
     assert LevelTracker(C, family="technical").update(big, T0) == 1
 

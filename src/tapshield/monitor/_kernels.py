@@ -558,7 +558,10 @@ def bucket_update(
             if tstate[s] != 0:
                 tfx[s] += n
                 tfn[s] += nat
-            elif not ext_frozen[s] and tw[s] <= freeze * h_traffic:
+            elif (not ext_frozen[s] and tw[s] <= freeze * h_traffic and rstate[s, 0] == 0
+                  and rstate[s, 1] == 0 and rstate[s, 2] == 0 and rstate[s, 3] == 0):
+                # a slice under an open wave does not learn its share: a surge of
+                # attack traffic would make normal traffic look like a drop after it
                 te_x[s] = te_x[s] * t_decay + n
                 te_n[s] = te_n[s] * t_decay + nat
     # -- national level first: the prior of every slice ------------------------------

@@ -48,6 +48,8 @@ class Impact:
     lost_fen_per_min: int = 0
     primary_involved: bool = False
     duration: timedelta = timedelta(0)
+    excess_for: timedelta = timedelta(0)
+    """How long the wave has shown excess without interruption (``page_after``)."""
     top_device_share: float = 0.0
     """The largest share of a slice's failing attempts made by one device (over
     the wave's slices; slices that are one device's doing add no excess)."""
@@ -191,7 +193,7 @@ class LevelTracker:
     def update(self, impact: Impact, now: datetime) -> int:
         inst, why = self.criteria.instant(impact)
         wait = self.criteria.page_after.get(self.family)
-        if wait is not None and impact.duration < wait and inst < NOTICE:
+        if wait is not None and impact.excess_for < wait and inst < NOTICE:
             inst, why = NOTICE, [f"{self.family} waves page after lasting "
                                  f"{int(wait.total_seconds() // 60)} min"]
         for lvl in (1, 2, 3):

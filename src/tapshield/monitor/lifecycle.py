@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
@@ -122,6 +122,9 @@ class Alert:
     ended_us: int | None = None
     minimized_us: int = 0
     quiet_since: int | None = None
+    last_share: float = 0.0
+    excess_since: int | None = None
+    last_excess_us: int | None = None
     last_review_us: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
 
@@ -321,6 +324,7 @@ class Lifecycle:
         impact, figures = self._impact(a, now, seq)
         a.tracker.update(impact, from_epoch_us(now))
         a.figures = figures
+        a.last_share = impact.share_affected
         if a.state == "suppressed":
             return [self._event(a, now, "suppressed", notify=False)]
         return [self._fire(a, now)]
@@ -386,6 +390,7 @@ class Lifecycle:
         a.last_review_us = now
         impact, figures = self._impact(a, now, seq)
         a.figures = figures
+        a.last_share = impact.share_affected
         if a.state == "suppressed":
             if a.suppressed_until is not None and now >= a.suppressed_until and any(
                 self.bank.state(m.slice, m.signal) == FIRING for m in a.scope()
@@ -443,12 +448,15 @@ class Lifecycle:
     def _same_wave(self, a: Alert, s: int, cp: int) -> bool:
         """Does a slice whose change began at ``cp`` belong to open wave ``a``?
 
-        Yes if the change began within ``group_window`` of the wave (the same
-        fault seen in another slice), or if the slice lies inside the wave's
-        scope (the same fault showing another symptom: slowness minutes after
-        the timeouts of a network fault).
+        Yes if the slice lies inside the wave's scope (the same fault showing
+        another symptom: slowness minutes after the timeouts of a network
+        fault), or, for technical waves, if the change began within
+        ``group_window`` of the wave (one outage seen in several slices, e.g. a
+        card network's node serving two provinces). Decline waves are not grouped
+        by time: bursts of declines come several an hour, so "began at about the
+        same time" says nothing about a common cause.
         """
-        if abs(cp - a.started_us) <= self.us["group"]:
+        if a.family == "technical" and abs(cp - a.started_us) <= self.us["group"]:
             return True
         inside = self.registry.infos[s].mapping
         return any(refines(inside, self.registry.infos[m.slice].mapping) for m in a.scope())
@@ -627,7 +635,7 @@ class Lifecycle:
             info = self.registry.infos[m.slice]
             entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
             if m.signal in RATE_SIGNALS:
-                in_s = self._mask(view, m.slice) & ~used & ~self._earlier(a, m.signal, view)
+                in_s = self._mask(view, m.slice) & ~used & ~self._others(a, m.signal, view)
                 y = self._indicator(view, m.slice, m.signal) & in_s
                 n = int(in_s.sum())
                 x = int(y.sum())
@@ -689,6 +697,7 @@ class Lifecycle:
             lost_fen_per_min=lost_per_min,
             primary_involved=involved,
             duration=from_epoch_us(now) - from_epoch_us(a.started_us),
+            excess_for=self._excess_for(a, now, excess > 0 or missing_total > 0),
             top_device_share=top_share if excess > 0 or missing_total > 0 else 0.0,
         )
         figures: dict[str, Any] = impact.as_figures()
@@ -741,17 +750,38 @@ class Lifecycle:
         return View(v.seq[lo:], v.ts[lo:], v.cls[lo:], v.dup[lo:], v.lat[lo:], v.amt[lo:],
                     v.pay[lo:], v.dev[lo:], v.member[lo:])
 
-    def _earlier(self, a: Alert, sig: int, view: View) -> np.ndarray:
-        """Events in the scope of waves opened before ``a`` with the same signal: they
-        are those waves' impact, not ``a``'s."""
+    def _others(self, a: Alert, sig: int, view: View) -> np.ndarray:
+        """Events in the scope of stronger open waves with the same signal (larger
+        last share affected; the older on a tie): contested events are the
+        larger wave's impact, so a notice is not levelled by a concurrent
+        outage's failures."""
         out = np.zeros(view.size, dtype=bool)
+        older = True
         for b in self.alerts.values():
             if b is a:
-                break
+                older = False
+                continue
+            stronger = b.last_share > a.last_share or (b.last_share == a.last_share and older)
+            if b.state == "resolved" or not stronger:
+                continue
             for m in b.scope():
                 if m.signal == sig:
                     out |= self._mask(view, m.slice)
         return out
+
+    def _excess_for(self, a: Alert, now: int, excess: bool) -> timedelta:
+        """Since when the wave has shown excess, forgiving breaks shorter than the
+        resolve hold (a minute where the count dips is not the end of a wave)."""
+        if excess:
+            if a.excess_since is None or (a.last_excess_us is not None
+                                          and now - a.last_excess_us > self.us["hold"]):
+                a.excess_since = min(a.started_us, now) if a.last_review_us == 0 else now
+            a.last_excess_us = now
+        elif a.last_excess_us is None or now - a.last_excess_us > self.us["hold"]:
+            a.excess_since = None
+        if a.excess_since is None:
+            return timedelta(0)
+        return from_epoch_us(now) - from_epoch_us(a.excess_since)
 
     def _one_actor(self, devs: np.ndarray, expected: float) -> tuple[bool, float]:
         """Is this slice's excess one device's doing? ``(verdict, busiest device's share)``.
