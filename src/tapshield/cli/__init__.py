@@ -9,15 +9,15 @@ from __future__ import annotations
 from tapshield.cli._app import app, main
 
 # Importing a command module registers its command on ``app``.
-from tapshield.cli import validate as _validate  # noqa: E402, F401  isort: skip
-from tapshield.cli import analyze as _analyze  # noqa: E402, F401  isort: skip
-from tapshield.cli import demo as _demo  # noqa: E402, F401  isort: skip
-from tapshield.cli import simulate as _simulate  # noqa: E402, F401  isort: skip
-from tapshield.cli import drill as _drill  # noqa: E402, F401  isort: skip
-from tapshield.cli import impact as _impact  # noqa: E402, F401  isort: skip
-from tapshield.cli import localize as _localize  # noqa: E402, F401  isort: skip
-from tapshield.cli import route as _route  # noqa: E402, F401  isort: skip
-from tapshield.cli import detect as _detect  # noqa: E402, F401  isort: skip
-from tapshield.cli import live as _live  # noqa: E402, F401  isort: skip
+from tapshield.cli import validate as _validate  # noqa: F401  isort: skip
+from tapshield.cli import analyze as _analyze  # noqa: F401  isort: skip
+from tapshield.cli import demo as _demo  # noqa: F401  isort: skip
+from tapshield.cli import simulate as _simulate  # noqa: F401  isort: skip
+from tapshield.cli import drill as _drill  # noqa: F401  isort: skip
+from tapshield.cli import impact as _impact  # noqa: F401  isort: skip
+from tapshield.cli import localize as _localize  # noqa: F401  isort: skip
+from tapshield.cli import route as _route  # noqa: F401  isort: skip
+from tapshield.cli import detect as _detect  # noqa: F401  isort: skip
+from tapshield.cli import live as _live  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
