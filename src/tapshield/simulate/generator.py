@@ -11,7 +11,9 @@ For each block of minutes (see :mod:`tapshield.simulate.clock`):
    to another or give up, in rounds (all taps of a round at once), so one tap
    is one ``payment_id`` with one to ``max_attempts`` attempts;
 3. **order**: attempts are sorted by time; those falling after the block's
-   end (a retry a few seconds later) are carried into the next block.
+   end (a retry a few seconds later) are carried into the next block; a retry
+   that would come after the scenario's end is not made, so the events are
+   exactly the window ``[start, end)``, as an export of that window would be.
 
 Each block draws from its own random stream seeded by ``(seed, block)``, so
 the events do not depend on how the output is sliced into batches, and the
@@ -31,6 +33,7 @@ from tapshield.simulate.clock import MINUTE_US, Block, blocks
 from tapshield.simulate.faults import Arrays, CompiledFault
 from tapshield.simulate.population import id_strings, pick_merchants, search
 from tapshield.simulate.world import APPROVED, DECLINED, FRAUD_CODES, R_DECLINE, World
+from tapshield.timeutil import epoch_us
 
 TAPS_PER_BLOCK = 200_000
 """Expected taps per block: big enough that per-block overhead is amortised,
@@ -93,6 +96,10 @@ class Generator:
             [b.after_decline.retry_same, b.after_decline.switch],
         ])
         self.expected_taps = float(self.rate.sum())
+        # The events are the window [start, end), like an export of that window:
+        # a retry that would come after the end is not made (a trickle of retries
+        # past the end would look like a national silence to a monitor).
+        self.end_us = epoch_us(sc.end_ts)
 
     # -- taps ------------------------------------------------------------------------
 
@@ -330,6 +337,9 @@ class Generator:
                   + delay.astype(np.int64))
             ch = new_ch[keep]
             active = active[keep]
+            within = ts < self.end_us
+            if not within.all():
+                ts, ch, active = ts[within], ch[within], active[within]
         attempts = _concat(rounds, ATTEMPT_KEYS) if len(rounds) > 1 else rounds[0]
         return BlockOutput(blk, attempts, tap_offset, n_taps)
 
