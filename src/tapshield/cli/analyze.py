@@ -35,10 +35,10 @@ def analyze(
         help="Loan portfolio (CSV or JSONL): adds the financing impact (impact.json, impact.html).",
     ),
     config: Path | None = typer.Option(
-        None, "--config", help="Monitoring config (warning levels, detectors) [default: built-in]."
+        None, "--config", help="Monitoring config (warning levels, detectors) (default: built-in)."
     ),
     db: str | None = typer.Option(
-        None, "--db", help="Database URL [default: $TAPSHIELD_DB_URL or OUT/tapshield.db]."
+        None, "--db", help="Database URL (default: $TAPSHIELD_DB_URL or OUT/tapshield.db)."
     ),
     max_rejects: int = typer.Option(
         0, "--max-rejects", min=0, help="Exit 0 while at most this many rows are rejected."
@@ -48,8 +48,10 @@ def analyze(
     ),
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, hidden=True),
 ) -> None:
-    """Process events in event-time order as a live system would; write incidents.json,
-    alerts.jsonl, report.html and summary.json to OUT."""
+    """Process events in event-time order as a live system would.
+
+    Writes incidents.json, alerts.jsonl, report.html and summary.json to OUT.
+    """
     out.mkdir(parents=True, exist_ok=True)
     result, read, rejected, change_rejects = run_analysis(
         events, out, changes=changes, config=config, db=db, lateness=lateness,

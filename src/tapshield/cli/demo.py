@@ -17,13 +17,17 @@ def demo(
     scenario: str = typer.Option(
         "demo-day", "--scenario", help="Library scenario (see `tapshield simulate --list`)."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [default: the scenario's]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the scenario's)."),
     with_portfolio: bool = typer.Option(
         True, "--portfolio/--no-portfolio", help="Generate a loan book and value the impact."
     ),
 ) -> None:
-    """Simulate a realistic day with an outage, analyse it as production would, value
-    what it did to merchants and borrowers, and grade the response against the truth."""
+    """Simulate a day with an outage, analyse it, value it, grade the response.
+
+    The day is realistic flash-pay traffic; it is analysed as production would,
+    what the outage did to merchants and borrowers is valued, and the response is
+    graded against the simulator's ground truth.
+    """
     from tapshield.drill import score
     from tapshield.impact import write_portfolio
     from tapshield.simulate import read_truth, simulate

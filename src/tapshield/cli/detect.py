@@ -36,7 +36,7 @@ def detect(
     time_col: str = typer.Option("timestamp", "--time-col", help="Name of the time column."),
     value_col: str = typer.Option("value", "--value-col", help="Name of the value column."),
     out: Path | None = typer.Option(
-        None, "--out", help="Results CSV [default: ./<SERIES>.detect.csv]."
+        None, "--out", help="Results CSV (default: ./<SERIES>.detect.csv)."
     ),
     tz: str = typer.Option(DEFAULT_TZ, "--tz",
                            help="Zone of timestamps written without an offset."),

@@ -20,8 +20,8 @@ def drill(
         None, metavar="[SCENARIO]", help="A library scenario name or a scenario YAML file."),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Keep the simulation, the analysis and scorecard.json here "
-        "[default: a temporary directory]."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [default: the scenario's]."),
+        "(default: a temporary directory)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the scenario's)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scorecard as JSON."),
     no_failover: bool = typer.Option(
         False, "--no-failover", help="Skip the failover replay (payments saved)."),

@@ -22,10 +22,10 @@ def simulate(
     scenario: Path | None = typer.Option(
         None, "--scenario", "-s", help="Scenario YAML file (same as the argument)."),
     out: Path | None = typer.Option(
-        None, "--out", "-o", help="Output directory [default: ./sim-<scenario>]."),
+        None, "--out", "-o", help="Output directory (default: ./sim-<scenario>)."),
     fmt: str = typer.Option(
         "parquet", "--format", "-f", help="Events format: parquet, csv, csv.gz, jsonl, jsonl.gz."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed [default: the scenario's]."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default: the scenario's)."),
     scale: float | None = typer.Option(
         None, "--scale", min=0.0001, help="Multiply the scenario's traffic rate."),
     no_labels: bool = typer.Option(

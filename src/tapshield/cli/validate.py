@@ -27,7 +27,7 @@ def validate(
     rejects: Path | None = typer.Option(
         None, "--rejects",
         help="Where to write rejected rows with their reasons "
-        "[default: beside --out, else ./<file>.rejects.csv].",
+        "(default: beside --out, else ./<file>.rejects.csv).",
     ),
     max_rejects: int = typer.Option(
         0, "--max-rejects", min=0, help="Exit 0 while at most this many rows are rejected."
