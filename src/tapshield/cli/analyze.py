@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import timedelta
 from html import escape
 from pathlib import Path
@@ -165,23 +166,40 @@ def add_impact(
     )
 
 
-def print_summary(result: AnalysisResult, out: Path) -> None:
+def print_summary(result: AnalysisResult, out: Path, *, max_rows: int = 20) -> None:
+    """The run in a few lines: what paged, what it cost, where the rest is.
+
+    Notices (level 4) are counted, not listed: a day of traffic has dozens of
+    small fraud bursts the risk team sees in the report; the on-call engineer
+    reading the terminal needs the incidents that paged.
+    """
     s = result.summary
+    outages = [i for i in result.incidents if i.cause != "fraud_attack"]
+    attacks = [i for i in result.incidents if i.cause == "fraud_attack"]
     t = Table(show_header=False, box=None)
     t.add_row("events analysed", f"{s['events']:,}")
     if s.get("late_events"):
         t.add_row("late events", f"{s['late_events']:,}")
-    t.add_row("incidents", str(s["incidents"]))
+    by_level = Counter(i.level for i in result.incidents)
+    t.add_row("incidents", f"{s['incidents']} ("
+              + ", ".join(f"{by_level[lv]} {LEVEL_NAMES[lv]}" for lv in sorted(by_level))
+              + ")" if by_level else "0")
     t.add_row("paging notifications", str(s["notifications"]))
-    t.add_row("taps that never succeeded", f"{s['failed_payments']:,}")
-    t.add_row("amount lost (yuan)", format_fen(int(s["lost_fen"])))
+    t.add_row("taps that never succeeded", f"{sum(i.failed_payments for i in outages):,}")
+    t.add_row("amount not paid (yuan)", format_fen(sum(i.lost_fen for i in outages)))
+    if attacks:
+        t.add_row("fraud taps blocked", f"{sum(i.failed_payments for i in attacks):,} in "
+                  f"{len(attacks)} attack incident(s), "
+                  f"{format_fen(sum(i.lost_fen for i in attacks))} yuan refused")
     t.add_row("throughput", f"{s['events_per_second']:,} events/s")
     console.print(t)
-    if result.incidents:
-        it = Table(title="incidents", title_justify="left")
+    shown = sorted((i for i in result.incidents if i.level <= 3),
+                   key=lambda i: (i.level, i.start))[:max_rows]
+    if shown:
+        it = Table(title="incidents that paged (levels 1-3)", title_justify="left")
         for c in ("id", "level", "start", "detected", "scope", "cause", "failed taps", "lost"):
             it.add_column(c)
-        for i in result.incidents:
+        for i in shown:
             d = i.to_dict()
             scope = "; ".join(",".join(f"{k}={v}" for k, v in c.items()) for c in i.scope)
             it.add_row(
@@ -190,6 +208,12 @@ def print_summary(result: AnalysisResult, out: Path) -> None:
                 f"{i.cause} ({i.confidence:.0%})", f"{i.failed_payments:,}", d["lost_amount"],
             )
         console.print(it)
+    notices = [i for i in result.incidents if i.level > 3]
+    if notices:
+        causes = Counter(i.cause for i in notices)
+        console.print(f"{len(notices)} level-4 notice(s) not paged: "
+                      + ", ".join(f"{c} {n}" for c, n in causes.most_common())
+                      + f" (all in {out / 'incidents.json'})", highlight=False)
     impact = s.get("impact")
     if isinstance(impact, dict):
         t = Table(title="financing impact", title_justify="left", show_header=False, box=None)
