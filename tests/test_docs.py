@@ -28,3 +28,19 @@ def test_readme_commands_exist() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in readme and "scripts/test" in ci
     assert "tapshield demo" in readme
+
+
+def test_readme_scenario_library_matches_the_library() -> None:
+    from tapshield.simulate import load_scenario, scenario_names
+
+    m = re.search(r"<!-- BEGIN scenario-library -->\n(.*?)\n<!-- END scenario-library -->",
+                  (ROOT / "README.md").read_text(), re.S)
+    assert m, "README's scenario table is missing"
+    table = m.group(1).strip()
+    rows = [r.split("|") for r in table.splitlines()[2:]]
+    listed = {r[1].strip().strip("`"): {k.strip() for k in r[2].split(",")} for r in rows}
+    assert sorted(listed) == sorted(scenario_names())
+    for name, kinds in listed.items():
+        sc = load_scenario(name)
+        actual = {f.kind for f in sc.faults} | ({"festival"} if sc.festival else set())
+        assert kinds == actual, name
