@@ -54,6 +54,19 @@ with upper-tail probability below 0.1% (exact beta-binomial tail, so a single fa
 among four attempts is not a burst) is an earlier burst of the wave, not baseline.
 Without bursts one cell in a thousand is set aside: a negligible loss of history."""
 
+CONFLICT_P = 0.001
+"""Prior-data conflict: a leaf whose own history lies in either 0.1% tail of what its
+prior (Beta around the main effects, strength ``kappa``) predicts keeps its own ratio
+(a :data:`CONFLICT_PRIOR`-attempt prior only). One strength fits the typical leaf; a
+leaf that always fails 12 of 12, or a client that fails 40% on one bitrate, is not
+typical, and shrinking it towards its main effects would make its usual behaviour look
+like a wave (and its every history bucket like a burst). Wrongly flagging one ordinary
+leaf in a thousand only costs it its shrinkage: its own ratio is still unbiased."""
+
+CONFLICT_PRIOR = 1.0
+"""Attempts' worth of the main-effects ratio left behind a conflicting leaf (a unit
+information prior: it keeps a leaf seen 0 times in 1,000 off an exact zero)."""
+
 IPF_SWEEPS = 4
 """Proportional-fitting sweeps; the factors change by < 1% after three on every cube tried."""
 
@@ -71,6 +84,8 @@ class Baseline:
     global_ratio: float
     set_aside: int = 0
     """History cells (leaf x bucket) set aside as earlier bursts of the wave."""
+    own_ratio: int = 0
+    """Leaves whose history conflicts with their prior (they keep their own ratio)."""
 
 
 def estimate(cube: Cube) -> Baseline:
@@ -92,8 +107,9 @@ def estimate(cube: Cube) -> Baseline:
     for _ in range(CLEAN_PASSES):
         # Leave-one-bucket-out baseline, so a burst cannot hide behind itself.
         tf, tn = hf_u.sum(axis=1, keepdims=True), hn_u.sum(axis=1, keepdims=True)
-        mk = (kappa * m)[:, None]
-        p_loo = np.clip((tf - hf_u + mk) / (tn - hn_u + kappa), RATE_FLOOR, 1 - RATE_FLOOR)
+        lf, ln = tf - hf_u, tn - hn_u
+        k_loo = _leaf_strength(lf, ln, m[:, None], kappa)
+        p_loo = np.clip((lf + k_loo * m[:, None]) / (ln + k_loo), RATE_FLOOR, 1 - RATE_FLOOR)
         tail = _upper_tail(cube.hf, cube.hn, p_loo, rho)
         kept = (cube.hn > 0) & (tail > BURST_P)
         if np.array_equal(kept, usable):
@@ -104,16 +120,45 @@ def estimate(cube: Cube) -> Baseline:
         m, kappa = _prior(cube, hf_u, hn_u)
     hf, hn = hf_u.sum(axis=1), hn_u.sum(axis=1)
     g = float(hf.sum() / max(hn.sum(), 1.0))
-    p0 = np.clip((hf + kappa * m) / (hn + kappa), RATE_FLOOR, 1 - RATE_FLOOR)
+    k_leaf = _leaf_strength(hf, hn, m, kappa)
+    p0 = np.clip((hf + k_leaf * m) / (hn + k_leaf), RATE_FLOOR, 1 - RATE_FLOOR)
     buckets = np.maximum(usable.sum(axis=1), 1)
     per_bucket = hn / buckets
     n = cube.n
     own = 1.0 + np.maximum(n - 1.0, 0.0) * rho
-    base_unc = n * (1.0 + np.maximum(per_bucket - 1.0, 0.0) * rho) / (hn + kappa)
+    base_unc = n * (1.0 + np.maximum(per_bucket - 1.0, 0.0) * rho) / (hn + k_leaf)
     weight = 1.0 / (own + base_unc)
     set_aside = int(((cube.hn > 0) & ~usable).sum())
     return Baseline(p0=p0, weight=weight, kappa=kappa, rho=rho, global_ratio=g,
-                    set_aside=set_aside)
+                    set_aside=set_aside, own_ratio=int((k_leaf < kappa).sum()))
+
+
+def _leaf_strength(f: np.ndarray, n: np.ndarray, m: np.ndarray, kappa: float) -> np.ndarray:
+    """Prior strength behind each leaf: ``kappa``, or :data:`CONFLICT_PRIOR` on conflict.
+
+    The prior predictive of a leaf's ``f`` failures in ``n`` history attempts is
+    beta-binomial with mean ``n m`` and variance ``n m (1 - m) (n + kappa) / (1 +
+    kappa)``; its tails are taken as binomial tails of counts divided by that design
+    effect (the approximation :func:`_upper_tail` uses), both sides: a leaf far above
+    its main effects and one far below them are both not the typical leaf.
+    """
+    out = np.full(np.shape(f), kappa, dtype=float)
+    if kappa <= CONFLICT_PRIOR:
+        return out
+    m = np.broadcast_to(m, out.shape)
+    deff = (n + kappa) / (1.0 + kappa)
+    sd = np.sqrt(np.maximum(n * m * (1 - m) * deff, 1e-12))
+    # Only leaves already far out on the normal scale need the exact tail.
+    far = (n > 0) & (np.abs(f - n * m) > 3.0 * sd)
+    if not far.any():
+        return out
+    k, nn, mm = f[far] / deff[far], n[far] / deff[far], m[far]
+    upper = np.where(k > 0, betainc(np.maximum(k, 1e-12), np.maximum(nn - k, 0.0) + 1.0, mm),
+                     1.0)
+    lower = np.where(nn - k > 0, betainc(np.maximum(nn - k, 1e-12), k + 1.0, 1.0 - mm), 1.0)
+    tail = np.minimum(upper, lower)
+    out[far] = np.where(tail < CONFLICT_P, CONFLICT_PRIOR, kappa)
+    return out
 
 
 def _prior(cube: Cube, hf_cells: np.ndarray, hn_cells: np.ndarray) -> tuple[np.ndarray, float]:

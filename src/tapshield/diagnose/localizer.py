@@ -309,7 +309,7 @@ class _Search:
             causes.append(pick)
             self._refit(causes)
             q = self._rates(causes)
-        return self._prune(causes)
+        return self._prune(self._widen(self._prune(causes)))
 
     def _blocked(self, cub: Cuboid, causes: list[_Cause]) -> np.ndarray:
         """Groups of ``cub`` nested in or around a chosen cause."""
@@ -363,7 +363,7 @@ class _Search:
         if not found:
             return None
         found.sort(key=lambda t: (-t.gain, len(t.cuboid.dims)))
-        pick = self._occam(found, q)
+        pick = self._occam(found, q, free)
         for _ in range(len(self.cube.dims)):
             finer = self._split(pick, q)
             if finer is None:
@@ -371,19 +371,17 @@ class _Search:
             pick = finer
         return pick
 
-    def _occam(self, found: list[_Found], q: np.ndarray) -> _Cause:
+    def _occam(self, found: list[_Found], q: np.ndarray, free: np.ndarray) -> _Cause:
         """The best combination, or a nested one the data cannot tell apart from it.
 
         Candidates nested with the best one whose fit is statistically
         indistinguishable (deviance within the chi-square(1 - alpha) quantile)
-        form a chain; the most general is taken unless the part it adds holds a
-        material share of its attempts and is significantly healthier than the
-        more specific cause (one-sided, at the family-wise level: many such
-        comparisons are made, and early in a wave a few attempts must not carve
-        out a spurious sub-slice): generalise where the rest fails alike or is
-        too small to matter.
+        form a chain; the most general is taken unless, against some more
+        specific member, the part it adds is material and not broken (see
+        :meth:`_prefer_wider`): generalise where the rest fails too, however
+        unevenly, or is too small to matter.
 
-        The result is then offered to :meth:`_split`.
+        The result is then offered to :meth:`_split` and :meth:`_generalise`.
         """
         top = found[0]
         combo = self.lattice.combination(top.cuboid, top.group)
@@ -406,9 +404,7 @@ class _Search:
                 inner = chain[j]
                 if not _nested(combo_i, inner[1]):
                     continue
-                rest = masks[i] & ~masks[j]
-                small = self.n[rest].sum() < self.materiality * self.n[masks[i]].sum()
-                if not small and not self._consistent(rest, inner[0].delta, q):
+                if not self._prefer_wider(masks[i], masks[j], q, free):
                     ok = False
                     break
             if ok:
@@ -507,15 +503,101 @@ class _Search:
         _, _, c, other, wide = best
         return _Cause(c.cuboid, c.group, other, wide, delta=c.delta, gain=c.gain)
 
-    def _consistent(self, rest: np.ndarray, delta: float, q: np.ndarray) -> bool:
-        """Does ``rest`` fail like a cause with extra probability ``delta``?"""
-        if not rest.any() or self.n[rest].sum() <= 0:
+    def _prefer_wider(self, wide: np.ndarray, narrow: np.ndarray, q: np.ndarray,
+                      free: np.ndarray) -> bool:
+        """Is ``wide`` a better name than the ``narrow`` combination nested in it?
+
+        A root cause is broken everywhere inside and nowhere outside. So the wider
+        name wins when the part it adds (``rest``) is too small to matter (under
+        ``materiality`` of its attempts: the two name the same traffic) or is
+        itself broken: its ratio at least doubled (attributable fraction >= 1/2)
+        and its new failures beyond the normal spread at the family-wise level.
+        A fault rarely hurts every client alike (an interface failing 30% on
+        Android and 8% on iOS is one broken interface, not an Android fault), so
+        "fails exactly like the narrow cause" is not asked. The narrower name
+        wins when the rest is material and not broken: the failure stops at its
+        border. Attempts already explained by earlier causes are left out.
+        """
+        rest = wide & ~narrow & free
+        if self.n[rest].sum() < self.materiality * self.n[wide & free].sum():
             return True
-        r = q[rest] + delta * (1.0 - q[rest])
-        mu = float((self.n[rest] * r).sum())
-        var = float((self.n[rest] * r * (1 - r) / self.w[rest]).sum())
-        shortfall = mu - float(self.f[rest].sum())
-        return bool(shortfall < self.z_crit * np.sqrt(max(var, 1e-12)))
+        return self._broken(rest, q)
+
+    def _broken(self, part: np.ndarray, q: np.ndarray) -> bool:
+        """Did ``part`` break away: ratio at least doubled and beyond its normal spread?"""
+        fails = float(self.f[part].sum())
+        new = fails - float((self.n[part] * q[part]).sum())
+        spread = float(np.sqrt(self._variance(q)[part].sum()))
+        return bool(new > 0 and new >= ATTRIBUTABLE * fails and new >= self.z_crit * spread)
+
+    def _widen(self, causes: list[_Cause]) -> list[_Cause]:
+        """Replace a cause by a parent (one condition fewer) that names the failure better.
+
+        Forward selection starts from the candidate with the largest likelihood
+        gain, which is often a specific one: a fault hurting Android much more
+        than iOS makes ``{bitrate: 500, device: adr}`` fit best though the rest of
+        bitrate 500 broke too, and the rest then comes back as further causes
+        (``{bitrate: 4500, device: C3}`` after ``C1``). :meth:`_split` refines a
+        parent into its broken part; this is the same rule the other way, so the
+        answer does not depend on which end the search started from. A parent is
+        taken when the part it adds is broken or too small to matter
+        (:meth:`_prefer_wider`), judged without the attempts of the other causes
+        that are not nested in it (a second, unrelated cause crossing the parent
+        does not make its rest broken), it is significant, and :meth:`_split`
+        would not send it straight back (most of its attempts sit in broken
+        parts). The causes nested in the parent are absorbed by it. "Everything"
+        is never reached this way: it must earn its place as a candidate of its own.
+        """
+        changed = True
+        while changed and len(causes) > 0:
+            changed = False
+            for c in sorted(causes, key=lambda x: -x.gain):
+                wider = self._parent(c, causes)
+                if wider is None:
+                    continue
+                causes = [x for x in causes
+                          if x is not c and not _nested(wider.combination, x.combination)]
+                causes.append(wider)
+                self._refit(causes)
+                changed = True
+                break
+        return causes
+
+    def _parent(self, cause: _Cause, causes: list[_Cause]) -> _Cause | None:
+        """The best parent of ``cause`` that :meth:`_widen` may take, if any."""
+        if len(cause.combination) < 2:
+            return None
+        best: _Cause | None = None
+        dims = cause.cuboid.dims
+        leaf = int(np.flatnonzero(cause.members)[0])
+        for drop in dims:
+            sub = tuple(d for d in dims if d != drop)
+            cub = self.lattice.by_dims.get(sub)
+            if cub is None or int(cub.gid[leaf]) < 0:
+                continue
+            group = int(cub.gid[leaf])
+            combo = self.lattice.combination(cub, group)
+            wide = cub.gid == group
+            outside = [x for x in causes if x is not cause and not _nested(combo, x.combination)]
+            if any(_nested(x.combination, combo) for x in outside):
+                continue  # the parent is nested in another cause
+            free = np.ones(self.cube.leaves, dtype=bool)
+            for x in outside:
+                free &= ~x.members
+            q = self._rates(outside)
+            if not self._prefer_wider(wide, cause.members, q, free):
+                continue
+            inside = np.flatnonzero(wide & free)
+            delta, gain = _fit_groups(np.zeros(inside.size, dtype=np.int64), 1, self.f[inside],
+                                      self.n[inside], q[inside], self.w[inside])
+            if 2.0 * float(gain[0]) < self.crit:
+                continue
+            cand = _Cause(cub, group, combo, wide, delta=float(delta[0]), gain=float(gain[0]))
+            if self._split(cand, q) is not None:
+                continue  # mostly healthy along some dimension: split would undo it
+            if best is None or cand.gain > best.gain:
+                best = cand
+        return best
 
     def _prune(self, causes: list[_Cause]) -> list[_Cause]:
         while causes:
