@@ -14,14 +14,14 @@ day before?* The detector asks exactly those, with three features:
    metric has no daily rhythm this is simply the distance from its typical
    recent level, so it degrades gracefully; for data sampled daily or slower it
    is the distance from the median of the previous week.
-2. **pattern novelty**: the Euclidean distance from the last 64 samples
+2. **pattern novelty**: the Euclidean distance from the last 32 samples
    (summarised as 8 block means) to the nearest window, among the last 3000
    samples, that ended within one hour of the same time of day and does not
    overlap the current one: a left matrix profile restricted to the daily
    phase. It fires on shapes never seen at this hour (a missing daily peak, a
    flat line where there is usually a ramp, a burst of spikes).
 3. **accumulated pattern evidence**: the sum of ``-ln p`` of feature 2 over the
-   last 20 samples: a pattern change that is only mildly unusual at each point
+   last 10 samples: a pattern change that is only mildly unusual at each point
    but persists (Fisher's combination over time).
 
 Each feature becomes a p-value against its own history
@@ -85,10 +85,16 @@ class DetectorConfig:
       (one alert per episode; 50 samples is about four hours of 5-minute data);
     * ``season_days``: a week of history for the time-of-day median (covers the
       weekly cycle once, adapts to change within a week);
-    * ``window_blocks`` x ``block``: the pattern window, 64 samples as 8 means;
+    * ``window_blocks`` x ``block``: the pattern window, 32 samples as 8 means of 4
+      (about 2.7 h of 5-minute data: short enough that a new shape fills most of
+      the window within an hour of its onset, long enough to hold a daily
+      ramp's slope; 64 samples reacted later and raised more false alerts on
+      the second and third day of a metric, docs/detect.md);
     * ``pattern_memory`` and ``phase_tolerance_us``: how far back and how close
       in time of day a comparable window must be;
-    * ``accumulate``: samples over which pattern evidence is summed;
+    * ``accumulate``: samples over which pattern evidence is summed (10: a
+      third of the pattern window, so a persistent mild change is summed over
+      new windows rather than over one window seen many times);
     * ``calib_memory``, ``calib_min``, ``tail_fraction``, ``tail_min``,
       ``xi_max``, ``refit``: the p-value calibration (see
       :mod:`tapshield.monitor.generic.tail`).
@@ -98,10 +104,10 @@ class DetectorConfig:
     refractory: int = 50
     season_days: int = 7
     window_blocks: int = 8
-    block: int = 8
+    block: int = 4
     pattern_memory: int = 3000
     phase_tolerance_us: int = HOUR_US
-    accumulate: int = 20
+    accumulate: int = 10
     calib_memory: int = 5000
     calib_min: int = 100
     tail_fraction: float = 0.02
