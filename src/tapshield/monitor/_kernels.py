@@ -844,3 +844,40 @@ def poisson_quantile(q: float, lam: float) -> float:
         p *= lam / k
         cdf += p
     return float(k)
+
+
+@nb.njit(cache=True, nogil=True)
+def top_count(values: np.ndarray) -> int:
+    """How often the most frequent value occurs (``np.unique(..., return_counts=True)``'s
+    maximum, without its allocations: the lifecycle asks for every wave at every
+    bucket)."""
+    if values.shape[0] == 0:
+        return 0
+    v = np.sort(values)
+    best = 1
+    run = 1
+    for i in range(1, v.shape[0]):
+        if v[i] == v[i - 1]:
+            run += 1
+        else:
+            run = 1
+        best = max(best, run)
+    return best
+
+
+@nb.njit(cache=True, nogil=True)
+def first_amounts(keys: np.ndarray, amounts: np.ndarray) -> tuple[int, int]:
+    """Distinct ``keys`` and the sum of ``amounts`` at each key's first occurrence
+    (a payment's amount counted once however many of its attempts failed)."""
+    n = keys.shape[0]
+    if n == 0:
+        return 0, 0
+    order = np.argsort(keys, kind="mergesort")
+    distinct = 1
+    total = amounts[order[0]]
+    for r in range(1, n):
+        i = order[r]
+        if keys[i] != keys[order[r - 1]]:
+            distinct += 1
+            total += amounts[i]
+    return distinct, total

@@ -33,6 +33,7 @@ small steps):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,6 +100,26 @@ class Window:
     note: str
 
 
+class Members(dict[Ref, Member]):
+    """An alert's tests by ``(slice, signal)``; counts its changes so the scope
+    (read at every crossing and every level evaluation) is rebuilt only when
+    membership or a role changed (:meth:`Alert.set_role`)."""
+
+    version: int = 0
+
+    def __setitem__(self, key: Ref, value: Member) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Ref) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def pop(self, key: Ref, *default: Any) -> Any:
+        self.version += 1
+        return super().pop(key, *default)
+
+
 @dataclass(slots=True)
 class Alert:
     alert_id: str
@@ -108,7 +129,7 @@ class Alert:
     started_us: int
     fired_us: int
     tracker: LevelTracker
-    members: dict[Ref, Member] = field(default_factory=dict)
+    members: dict[Ref, Member] = field(default_factory=Members)
     state: Literal["firing", "suppressed", "resolved"] = "firing"
     suppressed_by: str | None = None
     suppressed_until: int | None = None
@@ -127,9 +148,24 @@ class Alert:
     last_excess_us: int | None = None
     last_review_us: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
+    _scope: tuple[int, list[Member]] = field(default=(-1, []), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, Members):
+            self.members = Members(self.members)
 
     def scope(self) -> list[Member]:
-        return [m for m in self.members.values() if m.role == "scope"]
+        """The members that define the wave (in the order they joined); do not modify."""
+        members = self.members
+        version = members.version if isinstance(members, Members) else -2
+        if self._scope[0] != version or version < 0:
+            self._scope = (version, [m for m in members.values() if m.role == "scope"])
+        return self._scope[1]
+
+    def set_role(self, m: Member, role: Literal["scope", "absorbed"]) -> None:
+        m.role = role
+        if isinstance(self.members, Members):
+            self.members.version += 1
 
 
 class Lifecycle:
@@ -159,6 +195,7 @@ class Lifecycle:
         self._last_retest = 0
         self._lv: View | None = None
         self._lv_key: tuple[int, int] = (-1, -1)
+        self._primary_idx: int | None = None
 
     # -- crossings ------------------------------------------------------------------
 
@@ -216,10 +253,12 @@ class Lifecycle:
         owners: list[tuple[str, list[int], list[dict[str, str]]]] = []
         traffic = c.signal not in RATE_SIGNALS
         for a in self.alerts.values():
-            slices = [m.slice for m in a.members.values()
-                      if (traffic or m.signal == c.signal
-                          or (c.signal == kn.SIG_LATENCY and m.signal == kn.SIG_TECHNICAL))
-                      and (m.role == "scope" or traffic)]
+            if traffic:
+                slices = [m.slice for m in a.members.values()]
+            else:
+                slices = [m.slice for m in a.scope()
+                          if m.signal == c.signal
+                          or (c.signal == kn.SIG_LATENCY and m.signal == kn.SIG_TECHNICAL)]
             if a.window is not None and not slices:
                 slices = [m.slice for m in a.members.values()]
             if not slices:
@@ -257,22 +296,24 @@ class Lifecycle:
             if best >= self.bank.threshold(c.signal) and start >= 0:
                 return False, int(view.ts[np.flatnonzero(in_t)[start]]), None
             return True, c.cp, None
+        # everything below only concerns the slice's own events: work on its rows
+        rows = np.flatnonzero(in_t)
         overlap: list[tuple[int, str]] = []
-        in_u = np.zeros(view.size, dtype=bool)
+        in_u = np.zeros(rows.size, dtype=bool)
         for o, sl, ds in related:
-            m = np.zeros(view.size, dtype=bool)
+            m = np.zeros(rows.size, dtype=bool)
             for s in sl:
-                m |= self._mask(view, s)
+                m |= self._mask(view, s)[rows]
             if not sl and any(refines(t_info, d) for d in ds):
-                m |= in_t
+                m[:] = True
             in_u |= m
-            overlap.append((int((m & in_t).sum()), o))
-        rest = in_t & ~in_u
+            overlap.append((int(m.sum()), o))
+        rest = rows[~in_u]
         y = self._indicator(view, c.slice, c.signal)[rest]
         a0, a1 = self.bank.bank(c.slice, c.signal)
         best, _i, start = kn.cusum_max(y, a0, a1) if y.size else (0.0, -1, -1)
         if best >= self.bank.threshold(c.signal):
-            cp = int(view.ts[np.flatnonzero(rest)[start]]) if start >= 0 else c.cp
+            cp = int(view.ts[rest[start]]) if start >= 0 else c.cp
             return False, cp, None
         overlap.sort(key=lambda t: -t[0])
         # nothing anomalous beyond the open waves: explained by the one sharing most
@@ -502,7 +543,7 @@ class Lifecycle:
             if best >= self.bank.threshold(m.signal):
                 kept.append(m)
             else:
-                m.role = "absorbed"
+                a.set_role(m, "absorbed")
         a.slice, a.signal = kept[0].slice, kept[0].signal
 
     def _resolve(self, a: Alert, now: int, ended: int | None = None) -> AlertEvent:
@@ -528,19 +569,20 @@ class Lifecycle:
         if now - self._last_retest < self.us["group"]:
             return
         self._last_retest = now
+        todo = [(a, ref, m) for a in list(self.alerts.values()) for ref, m in a.members.items()
+                if m.role == "absorbed" and m.signal in RATE_SIGNALS
+                and self.bank.state(*ref) == FIRING]
+        if not todo:
+            return
         recent = self._level_view(now, seq, now - self.us["level"])
         cands = []
-        for a in list(self.alerts.values()):
-            for ref, m in a.members.items():
-                if m.role != "absorbed" or m.signal not in RATE_SIGNALS \
-                        or self.bank.state(*ref) != FIRING:
-                    continue
-                # only slices still failing beyond noise in the last minute are worth it
-                in_s = self._mask(recent, m.slice)
-                x = int((self._indicator(recent, m.slice, m.signal) & in_s).sum())
-                exp = float(in_s.sum()) * float(self.bank.p_mean[m.slice, m.signal])
-                if x > _noise(exp):
-                    cands.append((a, ref, m))
+        for a, ref, m in todo:
+            # only slices still failing beyond noise in the last minute are worth it
+            in_s = self._mask(recent, m.slice)
+            x = int((self._indicator(recent, m.slice, m.signal) & in_s).sum())
+            exp = float(in_s.sum()) * float(self.bank.p_mean[m.slice, m.signal])
+            if x > _noise(exp):
+                cands.append((a, ref, m))
         if not cands:
             return
         view = self.recent.view(now - self.us["explain"], seq)
@@ -552,7 +594,7 @@ class Lifecycle:
             if explained:
                 continue
             if self._same_wave(a, m.slice, cp):
-                m.role = "scope"  # part of this same wave after all
+                a.set_role(m, "scope")  # part of this same wave after all
                 continue
             del a.members[ref]
             self.owner.pop(ref, None)
@@ -589,23 +631,28 @@ class Lifecycle:
     # -- figures ----------------------------------------------------------------------
 
     def _mask(self, view: View, s: int | None) -> np.ndarray:
+        """Rows of ``view`` in slice ``s`` (read-only, cached on the view)."""
         if s is None:
             return np.zeros(view.size, dtype=bool)
         j = self.registry.infos[s].set_index
-        return np.asarray(view.member[:, j] == s)
+        return view.cached(("slice", s), lambda v: v.member[:, j] == s)
 
     def _indicator(self, view: View, s: int, sig: int) -> np.ndarray:
-        cls = view.cls
+        """Rows of ``view`` that are failures for ``sig`` (read-only, cached on the view)."""
         if sig == kn.SIG_TECHNICAL:
-            return np.asarray((cls == kn.FAILED) | (cls == kn.TIMEOUT))
+            return view.cached(("y", sig), lambda v: (v.cls == kn.FAILED) | (v.cls == kn.TIMEOUT))
         if sig == kn.SIG_DECLINE:
-            return np.asarray((cls == kn.DECLINE) & ~view.dup)
+            return view.cached(("y", sig), lambda v: (v.cls == kn.DECLINE) & ~v.dup)
         if sig == kn.SIG_RISK:
-            return np.asarray((cls == kn.RISK) & ~view.dup)
+            return view.cached(("y", sig), lambda v: (v.cls == kn.RISK) & ~v.dup)
         thr = float(self.bank.lat_thr[s])
-        with np.errstate(invalid="ignore"):
-            slow = view.lat > thr
-        return np.asarray(slow & (cls != kn.FAILED) & (cls != kn.TIMEOUT))
+
+        def slow(v: View) -> np.ndarray:
+            with np.errstate(invalid="ignore"):
+                out = v.lat > thr
+            return np.asarray(out & (v.cls != kn.FAILED) & (v.cls != kn.TIMEOUT))
+
+        return view.cached(("y", sig, thr), slow)
 
     def _impact(self, a: Alert, now: int, seq: int) -> tuple[Impact, dict[str, Any]]:
         """Excess failed attempts, taps and amount of the wave over the last minute."""
@@ -622,40 +669,45 @@ class Lifecycle:
         lost_fen = Decimal(0)
         primary_excess = 0.0
         primary_idx = self._primary_index()
-        ch_set = self.registry.set_of_dim.get("channel")
-        on_primary = (view.member[:, ch_set] == primary_idx) if (
-            ch_set is not None and primary_idx is not None) else np.zeros(n_all, dtype=bool)
+        on_primary = self._mask(view, primary_idx) if (
+            self.registry.set_of_dim.get("channel") is not None) else np.zeros(n_all, dtype=bool)
         members_out: list[dict[str, Any]] = []
-        per_payment = (np.unique(view.pay).size / n_all) if n_all else 1.0
-        mean_fen = Decimal(int(view.amt.sum())) / n_all if n_all else Decimal(0)
         bank = self.bank
         scope = a.scope() or list(a.members.values())
+        # attempts per payment and mean amount: only lost traffic is valued with them
+        # (so they are computed only when the wave has a traffic member)
+        per_payment = 1.0
+        mean_fen = Decimal(0)
+        if n_all and any(m.signal not in RATE_SIGNALS for m in scope):
+            per_payment = np.unique(view.pay).size / n_all
+            mean_fen = Decimal(int(view.amt.sum())) / n_all
         top_share = 0.0
         for m in scope:
             info = self.registry.infos[m.slice]
             entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
             if m.signal in RATE_SIGNALS:
-                in_s = self._mask(view, m.slice) & ~used & ~self._others(a, m.signal, view)
-                y = self._indicator(view, m.slice, m.signal) & in_s
-                n = int(in_s.sum())
-                x = int(y.sum())
+                # the slice's rows not counted already nor in a stronger wave's scope
+                rows = np.flatnonzero(self._mask(view, m.slice))
+                rows = rows[~used[rows] & ~self._others(a, m.signal, view, rows)]
+                fail = rows[self._indicator(view, m.slice, m.signal)[rows]]
+                n = int(rows.size)
+                x = int(fail.size)
                 p0 = float(bank.p_mean[m.slice, m.signal])
                 exp = n * p0
                 # the excess beyond what normal traffic can give: noise must not set a level
                 ex = max(0.0, x - _noise(exp))
-                one_actor, top = self._one_actor(view.dev[y], exp)
+                one_actor, top = self._one_actor(view.dev[fail], exp)
                 top_share = max(top_share, top)
                 if one_actor:
                     ex = 0.0  # one phone or one fraudster: not a wave (see levels.yaml)
                 frac = ex / x if x else 0.0
                 if x:
-                    pays, first = np.unique(view.pay[y], return_index=True)
-                    fen = int(view.amt[y][first].sum())
-                    failed_payments += pays.size * frac
+                    pays, fen = kn.first_amounts(view.pay[fail], view.amt[fail])
+                    failed_payments += pays * frac
                     lost_fen += Decimal(fen) * Decimal(repr(frac))
-                    primary_excess += float((on_primary & y).sum()) * frac
+                    primary_excess += float(on_primary[fail].sum()) * frac
                 excess += ex
-                used |= in_s
+                used[rows] = True
                 entry.update({"attempts": n, "observed": x, "expected": round(exp, 3),
                               "rate": round(x / n, 6) if n else None,
                               "expected_rate": round(p0, 6),
@@ -706,8 +758,9 @@ class Lifecycle:
         figures["members"] = members_out
         figures["also_affected"] = [
             {"slice": self.registry.infos[m.slice].as_dict, "signal": SIGNAL_NAMES[m.signal]}
-            for m in a.members.values() if m.role == "absorbed"
-        ][:20]
+            for m in itertools.islice((m for m in a.members.values() if m.role == "absorbed"),
+                                      20)
+        ]
         figures["window_s"] = round(span_s, 1)
         figures["national_attempts"] = n_all
         figures["late_events"] = self.late_events
@@ -744,18 +797,14 @@ class Lifecycle:
             self._lv = self.recent.view(now - self.us["level"], seq)
             self._lv_key = key
         v = self._lv
-        lo = int(np.searchsorted(v.ts, start, side="left"))
-        if lo == 0:
-            return v
-        return View(v.seq[lo:], v.ts[lo:], v.cls[lo:], v.dup[lo:], v.lat[lo:], v.amt[lo:],
-                    v.pay[lo:], v.dev[lo:], v.member[lo:])
+        return v.tail(int(np.searchsorted(v.ts, start, side="left")))
 
-    def _others(self, a: Alert, sig: int, view: View) -> np.ndarray:
-        """Events in the scope of stronger open waves with the same signal (larger
-        last share affected; the older on a tie): contested events are the
-        larger wave's impact, so a notice is not levelled by a concurrent
-        outage's failures."""
-        out = np.zeros(view.size, dtype=bool)
+    def _others(self, a: Alert, sig: int, view: View, rows: np.ndarray) -> np.ndarray:
+        """Which of the view's ``rows`` are in the scope of stronger open waves with the
+        same signal (larger last share affected; the older on a tie): contested
+        events are the larger wave's impact, so a notice is not levelled by a
+        concurrent outage's failures."""
+        out = np.zeros(rows.size, dtype=bool)
         older = True
         for b in self.alerts.values():
             if b is a:
@@ -766,7 +815,7 @@ class Lifecycle:
                 continue
             for m in b.scope():
                 if m.signal == sig:
-                    out |= self._mask(view, m.slice)
+                    out |= self._mask(view, m.slice)[rows]
         return out
 
     def _excess_for(self, a: Alert, now: int, excess: bool) -> timedelta:
@@ -792,15 +841,17 @@ class Lifecycle:
         """
         if devs.size == 0:
             return False, 0.0
-        _, counts = np.unique(devs, return_counts=True)
-        top = int(counts.max())
+        top = int(kn.top_count(devs))
         share = top / devs.size
         rest = devs.size - top
         return (share > self.cfg.levels.max_top_device_share
                 or rest - _noise(expected) <= 0.0), share
 
     def _primary_index(self) -> int | None:
-        return self.registry.index_of({"channel": self.primary})
+        """The primary channel's slice (looked up until it exists, then cached)."""
+        if self._primary_idx is None:
+            self._primary_idx = self.registry.index_of({"channel": self.primary})
+        return self._primary_idx
 
     # -- output -------------------------------------------------------------------------
 

@@ -106,6 +106,10 @@ class Monitor:
         n = ts.shape[0]
         cuts = np.flatnonzero(bucket[1:] != bucket[:-1]) + 1
         bounds = np.r_[0, cuts, n]
+        # the whole batch goes into the recent-events buffer at once: every view the
+        # lifecycle takes stops at the event being decided on (a sequence number)
+        self.recent.add(Chunk(self.seq, ts, p["cls"], p["dup"], p["lat"], p["amt"], p["pay"],
+                              p["dev"], p["member"]))
         for lo_, hi_ in itertools.pairwise(bounds.tolist()):
             lo, hi = int(lo_), int(hi_)
             b = int(bucket[lo])
@@ -113,9 +117,6 @@ class Monitor:
                 self.open_bucket = b
             out.extend(self._advance_to(b))
             seg = slice(lo, hi)
-            self.recent.add(Chunk(self.seq + lo, ts[seg], p["cls"][seg], p["dup"][seg],
-                                  p["lat"][seg], p["amt"][seg], p["pay"][seg],
-                                  p["dev"][seg], p["member"][seg]))
             crossings = self.bank.run(ts[seg], p["cls"][seg], p["dup"][seg], p["lat"][seg],
                                       p["lbin"][seg], p["amt"][seg], p["member"][seg])
             self._bucket_taps += int(p["taps"][seg].sum())

@@ -6,14 +6,31 @@ events taken out) and *how bad is the wave* (excess failed taps and their
 amount over the last minute). A few columns per event (membership indices,
 outcome class, latency, amount, payment and device hashes) for ``retention`` of event time
 answer both, at a few tens of bytes per event.
+
+The columns live in one contiguous buffer each (appended to a whole batch at
+a time, compacted into fresh arrays when full), so a :class:`View` is a
+``searchsorted`` and zero-copy slices; membership is stored one slice set
+per row, so a slice's mask reads contiguous memory. Per-event arrays derived
+from the buffer (a slice's mask, a signal's failure indicator) are cached
+aligned with the buffer and extended as views move forward: the lifecycle
+asks for the same masks at every crossing and every bucket of an open wave,
+and recomputing them over ten minutes of events each time used to cost more
+than the detectors themselves. Compaction never writes into arrays a view
+may still hold.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+MIN_CAPACITY = 4096
+MAX_DERIVED = 512
+"""Derived arrays kept at most (each is one byte per buffered event): the slices
+of the open waves and their signals, with room to spare."""
 
 
 @dataclass(slots=True)
@@ -42,70 +59,165 @@ class View:
     pay: np.ndarray
     dev: np.ndarray
     member: np.ndarray
+    base: RecentEvents | None = None
+    """The buffer the rows come from (derived arrays are cached there)."""
+    gen: int = 0
+    lo: int = 0
+    """Position of the first row in ``base`` (of its generation ``gen``)."""
+    memo: dict[Any, np.ndarray] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(self.ts.shape[0])
 
+    def tail(self, lo: int) -> View:
+        """The rows from ``lo`` on (zero-copy)."""
+        if lo == 0:
+            return self
+        return View(self.seq[lo:], self.ts[lo:], self.cls[lo:], self.dup[lo:], self.lat[lo:],
+                    self.amt[lo:], self.pay[lo:], self.dev[lo:], self.member[lo:],
+                    self.base, self.gen, self.lo + lo)
+
+    def cached(self, key: Any, fn: Callable[[View], np.ndarray]) -> np.ndarray:
+        """``fn(view)`` for a row-wise ``fn``, computed once per buffered event.
+
+        ``key`` must identify everything ``fn`` depends on besides the rows.
+        The result is read-only: it is shared.
+        """
+        if self.base is not None:
+            got = self.base.derived(key, fn, self.gen, self.lo, self.lo + self.size)
+            if got is not None:
+                return got
+        out = self.memo.get(key)
+        if out is None:
+            out = np.asarray(fn(self))
+            out.setflags(write=False)
+            self.memo[key] = out
+        return out
+
+
+_COLUMNS = ("seq", "ts", "cls", "dup", "lat", "amt", "pay", "dev")
+_DTYPES = {"seq": np.int64, "ts": np.int64, "cls": np.int8, "dup": np.bool_,
+           "lat": np.float64, "amt": np.int64, "pay": np.uint64, "dev": np.uint64}
+
 
 class RecentEvents:
+    """Events of the last ``retention`` of event time (at least), in stream order.
+
+    A chunk may run ahead of the events being decided on (the monitor adds a
+    whole batch, then walks it): views ask for rows up to a sequence number,
+    and compaction keeps ``retention`` before the *first* event of the chunk
+    coming in, so a view never misses rows it asks for. At most
+    ``max_events`` are kept then (never fewer than the incoming chunk).
+    """
+
     def __init__(self, retention_us: int, max_events: int) -> None:
         self.retention_us = retention_us
         self.max_events = max_events
-        self._chunks: deque[Chunk] = deque()
-        self._size = 0
+        self._start = 0
+        self._end = 0
+        self._cap = 0
+        self._width = 1
+        self._gen = 0
+        self._cols: dict[str, np.ndarray] = {}
+        self._member = np.empty((1, 0), dtype=np.int32)
+        self._derived: dict[Any, tuple[int, int, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self._end - self._start
 
     def add(self, chunk: Chunk) -> None:
-        if chunk.ts.shape[0] == 0:
+        k = int(chunk.ts.shape[0])
+        if k == 0:
             return
-        self._chunks.append(chunk)
-        self._size += chunk.ts.shape[0]
-        newest = int(chunk.ts[-1])
-        while self._chunks and (
-            int(self._chunks[0].ts[-1]) < newest - self.retention_us
-            or self._size - self._chunks[0].ts.shape[0] >= self.max_events
-        ):
-            if len(self._chunks) == 1:
-                break
-            old = self._chunks.popleft()
-            self._size -= old.ts.shape[0]
+        if self._end + k > self._cap or chunk.member.shape[1] != self._width:
+            self._compact(k, int(chunk.ts[0]), int(chunk.member.shape[1]))
+        lo, hi = self._end, self._end + k
+        c = self._cols
+        c["seq"][lo:hi] = np.arange(chunk.seq0, chunk.seq0 + k, dtype=np.int64)
+        c["ts"][lo:hi] = chunk.ts
+        c["cls"][lo:hi] = chunk.cls
+        c["dup"][lo:hi] = chunk.dup
+        c["lat"][lo:hi] = chunk.lat
+        c["amt"][lo:hi] = chunk.amt
+        c["pay"][lo:hi] = chunk.pay
+        c["dev"][lo:hi] = chunk.dev
+        self._member[:, lo:hi] = chunk.member.T
+        self._end = hi
+
+    def _compact(self, incoming: int, first_ts: int, width: int) -> None:
+        """Make room for ``incoming`` events: drop expired ones, copy the rest into
+        fresh arrays (views handed out earlier keep the old ones)."""
+        start, end = self._start, self._end
+        if end > start:
+            ts = self._cols["ts"][start:end]
+            start += int(np.searchsorted(ts, first_ts - self.retention_us, side="left"))
+            start = max(start, end - max(self.max_events - incoming, 0))
+        live = end - start
+        cap = max(self._cap, MIN_CAPACITY, 2 * (live + incoming))
+        cols: dict[str, np.ndarray] = {name: np.empty(cap, dtype=_DTYPES[name])
+                                       for name in _COLUMNS}
+        member = np.full((width, cap), -1, dtype=np.int32)
+        if live:
+            for name in _COLUMNS:
+                cols[name][:live] = self._cols[name][start:end]
+            w = min(width, self._width)  # the slice sets never change in one Monitor
+            member[:w, :live] = self._member[:w, start:end]
+        self._cols, self._member = cols, member
+        self._start, self._end, self._cap, self._width = 0, live, cap, width
+        self._gen += 1
+        self._derived.clear()
 
     @property
     def earliest_ts(self) -> int | None:
-        return int(self._chunks[0].ts[0]) if self._chunks else None
+        return int(self._cols["ts"][self._start]) if self._end > self._start else None
 
     def view(self, since_us: int, upto_seq: int) -> View:
-        """Events with ``ts >= since_us`` and sequence number ``<= upto_seq``."""
-        picked: list[Chunk] = []
-        for c in reversed(self._chunks):
-            if c.seq0 > upto_seq:
-                continue
-            if int(c.ts[-1]) < since_us:
-                break
-            picked.append(c)
-        if not picked:
-            return _empty(self._width())
-        picked.reverse()
-        seq = np.concatenate([c.seq0 + np.arange(c.ts.shape[0], dtype=np.int64)
-                              for c in picked])
-        ts = np.concatenate([c.ts for c in picked])
-        lo = int(np.searchsorted(ts, since_us, side="left"))
-        hi = int(np.searchsorted(seq, upto_seq, side="right"))
-        hi = max(hi, lo)
-        cut = slice(lo, hi)
-        return View(
-            seq[cut], ts[cut],
-            np.concatenate([c.cls for c in picked])[cut],
-            np.concatenate([c.dup for c in picked])[cut],
-            np.concatenate([c.lat for c in picked])[cut],
-            np.concatenate([c.amt for c in picked])[cut],
-            np.concatenate([c.pay for c in picked])[cut],
-            np.concatenate([c.dev for c in picked])[cut],
-            np.concatenate([c.member for c in picked])[cut],
-        )
+        """Events with ``ts >= since_us`` and sequence number ``<= upto_seq`` (zero-copy)."""
+        start, end = self._start, self._end
+        if end <= start:
+            return _empty(self._width)
+        c = self._cols
+        hi = start + int(np.searchsorted(c["seq"][start:end], upto_seq, side="right"))
+        lo = start + int(np.searchsorted(c["ts"][start:hi], since_us, side="left"))
+        return self._rows(lo, hi, with_base=True)
 
-    def _width(self) -> int:
-        return int(self._chunks[0].member.shape[1]) if self._chunks else 1
+    def _rows(self, lo: int, hi: int, *, with_base: bool) -> View:
+        c = self._cols
+        cut = slice(lo, hi)
+        return View(c["seq"][cut], c["ts"][cut], c["cls"][cut], c["dup"][cut], c["lat"][cut],
+                    c["amt"][cut], c["pay"][cut], c["dev"][cut], self._member[:, cut].T,
+                    self if with_base else None, self._gen, lo)
+
+    def derived(self, key: Any, fn: Callable[[View], np.ndarray], gen: int, lo: int,
+                hi: int) -> np.ndarray | None:
+        """``fn`` over buffer rows ``lo:hi``, computing only rows not cached yet.
+
+        ``None`` when the view is from an older generation (the caller computes
+        it on its own rows).
+        """
+        if gen != self._gen:
+            return None
+        got = self._derived.get(key)
+        if got is None:
+            if len(self._derived) >= MAX_DERIVED:
+                self._derived.clear()
+            part = np.asarray(fn(self._rows(lo, hi, with_base=False)))
+            arr = np.empty(self._cap, dtype=part.dtype)
+            arr[lo:hi] = part
+            a, b = lo, hi
+        else:
+            a, b, arr = got
+            if lo < a:
+                arr[lo:a] = fn(self._rows(lo, a, with_base=False))
+                a = lo
+            if hi > b:
+                arr[b:hi] = fn(self._rows(b, hi, with_base=False))
+                b = hi
+        self._derived[key] = (a, b, arr)
+        out = arr[lo:hi]
+        out.setflags(write=False)
+        return out
 
 
 def _empty(width: int) -> View:
