@@ -70,6 +70,28 @@ def test_level_shift_is_flagged_at_its_start() -> None:
     assert hits[hits < start].size <= DEFAULT_CONFIG.alpha * start
 
 
+def test_small_sustained_shift_is_flagged_within_the_pattern_window() -> None:
+    """A shift of two noise sigmas: no single point is extreme, the shape of the last hours is.
+
+    The pattern window (32 samples, 8 means of 4) fills with the new level
+    within 32 samples, so the accumulated pattern evidence crosses the bar
+    well inside it; the former 64-sample window took up to 18 samples here.
+    """
+    delays = []
+    false_alerts = 0
+    start = 9 * DAY + 60
+    for seed in range(8):
+        x = _daily(12, seed=20 + seed)
+        x[start:] += 4.0  # noise sigma is 2.0
+        hits = _alerts(_run(x))
+        delays.append(_first_after(hits, start) - start)
+        false_alerts += hits[hits < start].size
+    # the stated rate over the 8 x 2652 points before the shift
+    assert false_alerts <= DEFAULT_CONFIG.alpha * 8 * start
+    assert max(delays) <= 16, delays  # within 80 minutes of 5-minute data
+    assert float(np.median(delays)) <= 12, delays
+
+
 def test_spike_is_flagged_immediately() -> None:
     x = _daily(10, seed=2)
     x[8 * DAY + 37] += 50
