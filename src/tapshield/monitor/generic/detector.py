@@ -97,7 +97,7 @@ class DetectorConfig:
       new windows rather than over one window seen many times);
     * ``calib_memory``, ``calib_min``, ``tail_fraction``, ``tail_min``,
       ``xi_max``, ``refit``: the p-value calibration (see
-      :mod:`tapshield.monitor.generic.tail`).
+      :mod:`tapshield.monitor.generic.kernels`).
     """
 
     alpha: float = 1e-3
