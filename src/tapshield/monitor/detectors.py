@@ -32,6 +32,8 @@ from tapshield.monitor.thresholds import (
 )
 
 IDLE, FIRING, HOLD = 0, 1, 2
+_QUANTILES = np.array([0.5, 0.95, 0.99])
+"""Latency quantiles of the national timeline."""
 
 SIGNAL_NAMES: tuple[str, ...] = (
     "technical", "decline", "risk_decline", "latency", "traffic_drop", "traffic_drop"
@@ -167,6 +169,10 @@ class DetectorBank:
         self._xval = np.zeros(64, dtype=np.float64)
         self.last_lat_roll: int | None = None
         self.lam_per_s = 0.0
+        self._rec_out = np.zeros((64, 3), dtype=np.int64)
+        self._tallow_n = -1
+        """Slices with a traffic-share test (``-1``: count again)."""
+        self._tidx = np.zeros(0, dtype=np.int64)
 
     # -- arrays -------------------------------------------------------------------
 
@@ -227,6 +233,19 @@ class DetectorBank:
             self.rthr[new] = self.h_rate
             self.tthr[new] = self.h_traffic
             self.n = n
+            self._tallow_n = -1
+
+    def _traffic_slices(self) -> np.ndarray:
+        """Slices with a traffic-share test, in index order (rebuilt when they change)."""
+        if self._tallow_n < 0:
+            self._tidx = np.flatnonzero(self.tallow[1:self.n]).astype(np.int64) + 1
+            self._tallow_n = int(self.tallow[: self.n].sum())
+        return self._tidx
+
+    def allow_traffic(self, s: int, allowed: bool) -> None:
+        """Give slice ``s`` a traffic-share test or not (see ``MonitorConfig.traffic_dims``)."""
+        self.tallow[s] = allowed
+        self._tallow_n = -1
 
     # -- events ---------------------------------------------------------------------
 
@@ -246,7 +265,7 @@ class DetectorBank:
             self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.hrec,
             self.h_rec_t, self.h_rec_n,
             self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
-            self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow,
+            self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow, self._traffic_slices(),
             self.nf, self.ni, self.lat_thr, self.hist, self.bhist, self.acc,
             self._xrec, self._xval, self.n,
         )
@@ -263,16 +282,17 @@ class DetectorBank:
                      lam_index: float = 1.0) -> tuple[list[Crossing], list[Recovery]]:
         """Everything that happens at a bucket boundary, in a fixed order.
 
-        1. pending lazy steps are applied (``flush``); 2. a national silence
-        up to ``t_end`` is checked; 3. expectations learn the bucket and test
-        increments are recomputed; 4. thresholds follow the false-alarm budget.
-        Returns the national-silence crossing (if any) and the recoveries.
+        1. a national silence up to ``t_end`` is checked; 2. thresholds follow
+        the false-alarm budget; 3. pending lazy steps are applied (``flush``),
+        expectations learn the bucket and test increments are recomputed, and
+        finished recovery tests are listed (one compiled call); 4. the national
+        rate test and the recovery thresholds follow. (1-2 and the flush touch
+        disjoint state, so their order does not matter.) Returns the
+        national-silence crossing (if any) and the recoveries. The bucket's
+        counts stay in ``acc`` until :meth:`finish_bucket`.
         """
         n = self.n
         cfg = self.cfg
-        kn.flush(self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0,
-                self.rvreset, self.rdone, self.hrec, self.tw, self.ta0, self.tlast, self.trec,
-                self.tv, self.tb0, self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end, n)
         crossings: list[Crossing] = []
         disc = kn.national_silence(self.nf, self.ni, t_end, self.tick_us)
         if disc >= 0:
@@ -292,29 +312,41 @@ class DetectorBank:
             per_week = self.events / max(elapsed, 1.0) * SECONDS_PER_WEEK
             budget = cfg.false_alerts_per_week / 3.0
             self.h_rate = cusum_threshold(self.n_sets * kn.N_RATE * self.k, per_week, budget)
-            self.h_traffic = cusum_threshold(max(int(self.tallow[:n].sum()), 1), per_week,
-                                             budget)
+            self._traffic_slices()
+            self.h_traffic = cusum_threshold(max(self._tallow_n, 1), per_week, budget)
             # the national test observes inter-arrival times: one observation per event
             self.h_nat = cusum_threshold(1, per_week, budget)
         if season is not None:
             self.season[:n] = season[:n]
-        kn.bucket_update(
+        if self._rec_out.shape[0] < n * (kn.N_RATE + 1):
+            self._rec_out = np.zeros((2 * n * (kn.N_RATE + 1), 3), dtype=np.int64)
+        n_rec = kn.close_rates(
+            self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0, self.rvreset,
+            self.rdone, self.hrec, self.tw, self.ta0, self.tlast, self.trec, self.tv, self.tb0,
+            self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end,
             self.acc, n, self.decay, self.t_decay,
-            self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rw, self.rthr,
-            self.ra0, self.ra1, self.rb0, self.rb1, self.fx, self.fn, self.p_mean, self.p_hi,
-            self.p_llr, self.lat_thr, self.ratios, self.h_rate, cfg.freeze_fraction,
-            cfg.prior_strength,
-            self.z, cfg.arm_events, self.warm,
-            self.te_x, self.te_n, self.tstate, self.tw, self.tthr, self.ta0, self.ta1,
-            self.tb0, self.tb1, self.tfx, self.tfn, self.share, self.tallow, cfg.traffic_ratio,
-            self.h_traffic,
+            self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rthr, self.ra1,
+            self.rb1, self.fx, self.fn, self.p_mean, self.p_hi, self.p_llr, self.lat_thr,
+            self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength, self.z,
+            cfg.arm_events, self.warm,
+            self.te_x, self.te_n, self.tstate, self.tthr, self.ta1, self.tb1, self.tfx,
+            self.tfn, self.share, self.tallow, cfg.traffic_ratio, self.h_traffic,
+            self._rec_out,
         )
         self._national(lam_index)
         self._recovery_thresholds()
-        recoveries = self._recoveries()
+        recoveries = [Recovery(int(r[0]), int(r[1]), int(r[2]))
+                      for r in self._rec_out[:n_rec].tolist()] if n_rec else []
+        if self.ni[kn.NI_REC_DONE] == 1:
+            recoveries.append(Recovery(0, kn.SIG_NATIONAL_TRAFFIC, int(self.ni[kn.NI_VRESET])))
         self._latency_roll(t_end)
-        self.cum[:n] += self.acc[:n]
         return crossings, recoveries
+
+    def finish_bucket(self, tl_acc: np.ndarray, tl_q: np.ndarray, row: int) -> None:
+        """After the lifecycle: the bucket's timeline row (``tl_acc[row]``, ``tl_q[row]``),
+        then its counts go to the running totals and the accumulators restart."""
+        kn.finish_bucket(self.acc, self.cum, self.n, self.bhist, EDGES, _QUANTILES, tl_acc,
+                         tl_q, row)
 
     def _national(self, lam_index: float) -> None:
         """The national rate test: expectation, increments and threshold."""
@@ -358,18 +390,6 @@ class DetectorBank:
         nat = max(self.lam_per_s * horizon_s, 1.0)
         self.h_rec_t = math.log(nat / self.cfg.recovery_error)
 
-    def _recoveries(self) -> list[Recovery]:
-        n = self.n
-        out: list[Recovery] = []
-        for flat in np.flatnonzero(self.rdone[:n].reshape(-1)):
-            s, sig = divmod(int(flat), kn.N_RATE)
-            out.append(Recovery(s, sig, int(self.rvreset[s, sig])))
-        for t in np.flatnonzero(self.tdone[:n]).tolist():
-            out.append(Recovery(t, kn.SIG_TRAFFIC, int(self.tvreset[t])))
-        if self.ni[kn.NI_REC_DONE] == 1:
-            out.append(Recovery(0, kn.SIG_NATIONAL_TRAFFIC, int(self.ni[kn.NI_VRESET])))
-        return out
-
     def _latency_roll(self, t_end: int) -> None:
         window = int(self.cfg.latency_window.total_seconds() * 1e6)
         if self.last_lat_roll is None:
@@ -390,10 +410,6 @@ class DetectorBank:
         self.lat_total[:n] += self.hist[:n]
         self.hist[:n] = 0
         self.last_lat_roll = t_end
-
-    def reset_bucket(self) -> None:
-        self.acc[: self.n] = 0
-        self.bhist[:] = 0
 
     # -- state changes asked by the lifecycle -------------------------------------------
 

@@ -35,11 +35,11 @@ from tapshield.events.schema import OUTCOME_DTYPE, RISK_DECISIONS, RISK_DTYPE
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.alerts import AlertEvent
 from tapshield.monitor.config import MonitorConfig
-from tapshield.monitor.detectors import IDLE, DetectorBank
+from tapshield.monitor.detectors import DetectorBank
 from tapshield.monitor.lifecycle import Alert, Lifecycle
 from tapshield.monitor.recent import Chunk, RecentEvents
 from tapshield.monitor.seasonal import SeasonalProfile
-from tapshield.monitor.sketch import bin_of, quantiles
+from tapshield.monitor.sketch import bin_of
 from tapshield.monitor.slices import SliceRegistry
 from tapshield.timeutil import TS_DTYPE, epoch_us
 
@@ -84,7 +84,13 @@ class Monitor:
         self.skipped_buckets = 0
         self._bucket_late = 0
         self._bucket_taps = 0
-        self._rows: list[tuple[Any, ...]] = []
+        # the timeline, one row per closed bucket: (start, taps, late, open alerts),
+        # the national counters, latency p50/p95/p99 and the expected technical rate
+        self._tl_n = 0
+        self._tl_i = np.zeros((0, 4), dtype=np.int64)
+        self._tl_acc = np.zeros((0, kn.N_FIELDS), dtype=np.int64)
+        self._tl_q = np.zeros((0, 3), dtype=np.float64)
+        self._tl_exp = np.zeros(0, dtype=np.float64)
         self._dedup = pl.DataFrame(schema={"k": pl.UInt64, "t": pl.Int64})
         self._dedup_us = int(cfg.decline_dedup.total_seconds() * 1e6)
         self._tap_table = np.zeros(1 << 16, dtype=np.uint64)
@@ -118,7 +124,7 @@ class Monitor:
             out.extend(self._advance_to(b))
             seg = slice(lo, hi)
             crossings = self.bank.run(ts[seg], p["cls"][seg], p["dup"][seg], p["lat"][seg],
-                                      p["lbin"][seg], p["amt"][seg], p["member"][seg])
+                                      p["lbin"][seg], p["amt"][seg], p["member"][:, seg])
             self._bucket_taps += int(p["taps"][seg].sum())
             late = int(p["late"][seg].sum())
             self._bucket_late += late
@@ -176,32 +182,31 @@ class Monitor:
         crossings, recoveries = bank.close_bucket(t_end, season,
                                                   self.profile.traffic_index(t_end))
         out = self.lifecycle.on_bucket(t_end, recoveries, crossings, self._last_seq)
+        # the profile learns from slices whose tests are idle after the lifecycle's say
+        self.profile.learn(bank.acc, n, self.open_bucket * self.bucket_us, bank.rstate,
+                           bank.ext_frozen)
         self._timeline_row()
-        idle = np.all(bank.rstate[:n] == IDLE, axis=1) & ~bank.ext_frozen[:n]
-        self.profile.learn(bank.acc, n, self.open_bucket * self.bucket_us, idle)
-        bank.reset_bucket()
         self._bucket_taps = 0
         self._bucket_late = 0
         return out
 
     def _timeline_row(self) -> None:
-        a = self.bank.acc[0]
-        attempts = int(a[kn.F_ATTEMPTS])
-        p50, p95, p99 = quantiles(self.bank.bhist, (0.5, 0.95, 0.99))
-
-        def rate(x: int) -> float | None:
-            return x / attempts if attempts else None
-
-        declines = int(a[kn.F_DECLINE] + a[kn.F_RISK])
+        """Record the closing bucket's national row; the counts themselves are copied by
+        the compiled :meth:`DetectorBank.finish_bucket`, which also restarts them."""
+        row = self._tl_n
+        if row == self._tl_i.shape[0]:
+            cap = max(1024, 2 * row)
+            self._tl_i = _grown(self._tl_i, cap)
+            self._tl_acc = _grown(self._tl_acc, cap)
+            self._tl_q = _grown(self._tl_q, cap)
+            self._tl_exp = _grown(self._tl_exp, cap)
         assert self.open_bucket is not None
-        self._rows.append((
-            self.open_bucket * self.bucket_us, attempts, self._bucket_taps,
-            int(a[kn.F_APPROVED]), int(a[kn.F_TECHNICAL]), declines, int(a[kn.F_RISK]),
-            rate(int(a[kn.F_APPROVED])), rate(int(a[kn.F_TECHNICAL])), rate(declines),
-            rate(int(a[kn.F_RISK])), p50, p95, p99,
-            float(self.bank.p_mean[0, kn.SIG_TECHNICAL]) if self.bank.warm else None,
-            int(a[kn.F_TECH_FEN]), self._bucket_late, len(self.lifecycle.alerts),
-        ))
+        self._tl_i[row] = (self.open_bucket * self.bucket_us, self._bucket_taps,
+                           self._bucket_late, len(self.lifecycle.alerts))
+        self._tl_exp[row] = (float(self.bank.p_mean[0, kn.SIG_TECHNICAL]) if self.bank.warm
+                             else np.nan)
+        self.bank.finish_bucket(self._tl_acc, self._tl_q, row)
+        self._tl_n = row + 1
 
     # -- preparing a batch --------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class Monitor:
         pay = cols.get_column("pay").to_numpy()
         codes = self.registry.codes(batch)
         before = len(self.registry)
-        member = np.ascontiguousarray(self.registry.membership(batch, codes))
+        member = self.registry.membership(batch, codes)
         if len(self.registry) != before:
             self._new_slices(before)
         return {
@@ -258,7 +263,7 @@ class Monitor:
         self.bank.ensure(len(self.registry))
         allowed = self.config.traffic_dims
         for info in self.registry.infos[before:]:
-            self.bank.tallow[info.index] = bool(info.dims) and set(info.dims) <= allowed
+            self.bank.allow_traffic(info.index, bool(info.dims) and set(info.dims) <= allowed)
         self.profile.attach(self.registry)
         if not self.profile.loaded:
             return
@@ -320,23 +325,39 @@ class Monitor:
 
     def timeline(self) -> pl.DataFrame:
         """Per-bucket national series for the report's plots."""
-        names = ["bucket_start", "attempts", "taps", "approved", "technical_failures",
-                 "declines", "risk_declines", "success_rate", "technical_rate", "decline_rate",
-                 "risk_decline_rate", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-                 "expected_technical_rate", "technical_failed_fen", "late_events",
-                 "open_alerts"]
-        schema: dict[str, Any] = {
-            "bucket_start": pl.Int64, "attempts": pl.Int64, "taps": pl.Int64,
-            "approved": pl.Int64, "technical_failures": pl.Int64, "declines": pl.Int64,
-            "risk_declines": pl.Int64, "success_rate": pl.Float64,
-            "technical_rate": pl.Float64, "decline_rate": pl.Float64,
-            "risk_decline_rate": pl.Float64, "latency_p50_ms": pl.Float64,
-            "latency_p95_ms": pl.Float64, "latency_p99_ms": pl.Float64,
-            "expected_technical_rate": pl.Float64, "technical_failed_fen": pl.Int64,
-            "late_events": pl.Int64, "open_alerts": pl.Int64,
-        }
-        frame = pl.DataFrame(self._rows, schema=schema, orient="row")
-        return frame.with_columns(pl.col("bucket_start").cast(TS_DTYPE)).select(names)
+        k = self._tl_n
+        ti, acc = self._tl_i[:k], self._tl_acc[:k]
+        attempts = acc[:, kn.F_ATTEMPTS]
+        declines = acc[:, kn.F_DECLINE] + acc[:, kn.F_RISK]
+        has = attempts > 0
+
+        def opt(x: np.ndarray) -> pl.Series:
+            """NaN marks a missing figure (no attempts, no latency, not warm yet)."""
+            return pl.Series(x, dtype=pl.Float64).fill_nan(None)
+
+        def rate(x: np.ndarray) -> pl.Series:
+            return opt(np.divide(x, attempts, out=np.full(k, np.nan), where=has))
+
+        return pl.DataFrame({
+            "bucket_start": pl.Series(ti[:, 0], dtype=pl.Int64).cast(TS_DTYPE),
+            "attempts": pl.Series(attempts, dtype=pl.Int64),
+            "taps": pl.Series(ti[:, 1], dtype=pl.Int64),
+            "approved": pl.Series(acc[:, kn.F_APPROVED], dtype=pl.Int64),
+            "technical_failures": pl.Series(acc[:, kn.F_TECHNICAL], dtype=pl.Int64),
+            "declines": pl.Series(declines, dtype=pl.Int64),
+            "risk_declines": pl.Series(acc[:, kn.F_RISK], dtype=pl.Int64),
+            "success_rate": rate(acc[:, kn.F_APPROVED]),
+            "technical_rate": rate(acc[:, kn.F_TECHNICAL]),
+            "decline_rate": rate(declines),
+            "risk_decline_rate": rate(acc[:, kn.F_RISK]),
+            "latency_p50_ms": opt(self._tl_q[:k, 0]),
+            "latency_p95_ms": opt(self._tl_q[:k, 1]),
+            "latency_p99_ms": opt(self._tl_q[:k, 2]),
+            "expected_technical_rate": opt(self._tl_exp[:k]),
+            "technical_failed_fen": pl.Series(acc[:, kn.F_TECH_FEN], dtype=pl.Int64),
+            "late_events": pl.Series(ti[:, 2], dtype=pl.Int64),
+            "open_alerts": pl.Series(ti[:, 3], dtype=pl.Int64),
+        })
 
     def open_alerts(self) -> list[Alert]:
         return self.lifecycle.open_alerts()
@@ -359,3 +380,10 @@ class Monitor:
             "threshold_recovery": b.h_rec,
             "open_alerts": len(self.lifecycle.alerts),
         }
+
+
+def _grown(a: np.ndarray, cap: int) -> np.ndarray:
+    """``a`` in a larger zeroed array (rows ``cap``), for append-only tables."""
+    out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out

@@ -44,6 +44,7 @@ class Chunk:
     pay: np.ndarray
     dev: np.ndarray
     member: np.ndarray
+    """``int32 [slice sets, events]`` (one row per set)."""
 
 
 @dataclass(slots=True)
@@ -130,8 +131,8 @@ class RecentEvents:
         k = int(chunk.ts.shape[0])
         if k == 0:
             return
-        if self._end + k > self._cap or chunk.member.shape[1] != self._width:
-            self._compact(k, int(chunk.ts[0]), int(chunk.member.shape[1]))
+        if self._end + k > self._cap or chunk.member.shape[0] != self._width:
+            self._compact(k, int(chunk.ts[0]), int(chunk.member.shape[0]))
         lo, hi = self._end, self._end + k
         c = self._cols
         c["seq"][lo:hi] = np.arange(chunk.seq0, chunk.seq0 + k, dtype=np.int64)
@@ -142,7 +143,7 @@ class RecentEvents:
         c["amt"][lo:hi] = chunk.amt
         c["pay"][lo:hi] = chunk.pay
         c["dev"][lo:hi] = chunk.dev
-        self._member[:, lo:hi] = chunk.member.T
+        self._member[:, lo:hi] = chunk.member
         self._end = hi
 
     def _compact(self, incoming: int, first_ts: int, width: int) -> None:

@@ -25,17 +25,21 @@ from tapshield.errors import ContractError
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.config import Festival
 from tapshield.monitor.slices import SliceRegistry
-from tapshield.timeutil import from_epoch_us, zone
+from tapshield.timeutil import epoch_us, from_epoch_us, zone
 
 HOURS = 168 + 24
 """Hours of the week, then the 24 hours of a festival day."""
 FIELDS = (kn.F_ATTEMPTS, kn.F_TECHNICAL, kn.F_DECLINE_COUNTED, kn.F_RISK_COUNTED)
+_FIELDS = np.asarray(FIELDS, dtype=np.int64)
 SHRINK_ATTEMPTS = 2000.0
 """An hour's index moves away from 1 with the weight of its data against
 2,000 pseudo-attempts at the slice's overall rate: enough that one unlucky
 hour of a small slice does not set the expectation for next week."""
 SHRINK_BUCKETS = 60.0
 WEEK_US = 7 * 24 * 3600 * 1_000_000
+QUARTER_US = 15 * 60 * 1_000_000
+"""Every time zone's offset is a multiple of 15 minutes, so the local hour is
+constant within a UTC quarter-hour (unless a festival starts or ends in it)."""
 
 
 class SeasonalProfile:
@@ -51,6 +55,9 @@ class SeasonalProfile:
         self.applied = 0
         self.promoted_at: int | None = None
         self.has_data = False
+        self._bounds = sorted({epoch_us(b) for f in festivals for b in (f.start, f.end)})
+        self._hour_q = -1
+        self._hour_v = 0
 
     def ensure(self, n: int) -> None:
         if n <= self.cap:
@@ -66,6 +73,18 @@ class SeasonalProfile:
         self.cap = cap
 
     def hour(self, t_us: int) -> int:
+        """Hour of the week (or festival hour) of ``t_us``; remembered for its
+        quarter-hour, since every bucket asks."""
+        q = t_us // QUARTER_US
+        if q == self._hour_q:
+            return self._hour_v
+        h = self._hour(t_us)
+        lo, hi = q * QUARTER_US, (q + 1) * QUARTER_US
+        if not any(lo < b < hi for b in self._bounds):
+            self._hour_q, self._hour_v = q, h
+        return h
+
+    def _hour(self, t_us: int) -> int:
         when = from_epoch_us(t_us)
         for f in self.festivals:
             if f.start <= when < f.end:
@@ -85,18 +104,15 @@ class SeasonalProfile:
                 self.active[info.index] = rows
         self.applied = len(registry)
 
-    def learn(self, acc: np.ndarray, n: int, t_us: int, idle: np.ndarray) -> None:
-        """Add one closed bucket (only slices whose tests are idle: faults are not normal)."""
+    def learn(self, acc: np.ndarray, n: int, t_us: int, rstate: np.ndarray,
+              ext_frozen: np.ndarray) -> None:
+        """Add one closed bucket (only slices whose rate tests are all idle and that
+        are not under maintenance: faults are not normal)."""
         if self.promoted_at is None:
             self.promoted_at = t_us
         self.ensure(n)
-        h = self.hour(t_us)
-        dest = self.learning[:n, h, :]
-        for j, f in enumerate(FIELDS):
-            dest[:, j] += np.where(idle[:n], acc[:n, f], 0)
-        if idle[0]:
-            self.nat_learning[h, 0] += float(acc[0, kn.F_ATTEMPTS])
-            self.nat_learning[h, 1] += 1.0
+        kn.learn_bucket(acc, n, rstate, ext_frozen, _FIELDS, self.learning, self.nat_learning,
+                        self.hour(t_us))
         if t_us - self.promoted_at >= WEEK_US:
             self.active[: self.cap] += self.learning[: self.cap]
             self.nat_active += self.nat_learning

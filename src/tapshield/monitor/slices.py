@@ -88,6 +88,10 @@ class SliceRegistry:
         self.national_set = national_set
         self._add(national_set, (), ())
         self.set_of_dim: dict[str, int] = {s[0]: i for i, s in enumerate(sets) if len(s) == 1}
+        self._new_rows = np.zeros(max(self.max_slices, 1), dtype=np.int64)
+        """Rows where :func:`_kernels.member_set` allocated slices (at most ``max_slices``)."""
+        if any(len(d) > 2 for d in sets):
+            raise ValueError("a slice set has at most two dimensions")
 
     def __len__(self) -> int:
         return len(self.infos)
@@ -111,28 +115,38 @@ class SliceRegistry:
         return self._codes[dim].values[code]
 
     def membership(self, batch: pl.DataFrame, codes: dict[str, np.ndarray]) -> np.ndarray:
-        """``int32 [events, sets]``: the slice of each set each event belongs to."""
+        """``int32 [sets, events]``: the slice of each set each event belongs to.
+
+        One compiled pass per slice set (:func:`_kernels.member_set`) looks the
+        codes up in the set's dense map, counts events of slices not watched
+        yet and allocates a slice at its ``min_events``-th event, in stream
+        order; Python only names the (rare) new slices.
+        """
         n = batch.height
-        member = np.full((n, len(self.sets)), -1, dtype=np.int32)
+        member = np.full((len(self.sets), n), -1, dtype=np.int32)
         top = {d: int(c.max()) if c.size else -1 for d, c in codes.items()}
-        ok = {d: c >= 0 for d, c in codes.items()}
-        safe = {d: np.maximum(c, 0) for d, c in codes.items()}
+        none = np.empty(0, dtype=np.int64)
         for j, dims in enumerate(self.sets):
             if not dims:
-                member[:, j] = 0
+                member[j] = 0
                 continue
             if any(top[d] < 0 for d in dims):
                 continue
-            valid = ok[dims[0]] if len(dims) == 1 else ok[dims[0]] & ok[dims[1]]
             self._grow(j, [top[d] for d in dims])
-            idx = tuple(safe[d] for d in dims)
-            got = self._maps[j][idx]
-            got[~valid] = -1
-            todo = valid & (got == -1)
-            if todo.any():
-                self._allocate(j, dims, idx, todo, got, batch)
-            got[got < 0] = -1
-            member[:, j] = got
+            shape = self._maps[j].shape
+            c0 = codes[dims[0]]
+            c1 = codes[dims[1]] if len(dims) == 2 else none
+            stride = shape[1] if len(dims) == 2 else 1
+            n_new, unwatched = kn.member_set(
+                c0, c1, stride, self._maps[j].reshape(-1), self._counts[j].reshape(-1),
+                self.min_events_of[j], member[j], self._new_rows, len(self.infos),
+                self.max_slices)
+            self.unwatched += unwatched
+            if n_new > self._new_rows.shape[0]:
+                raise AssertionError("member_set: more new slices than rows")
+            for row in self._new_rows[:n_new].tolist():
+                values = tuple(self.value(d, int(codes[d][row])) for d in dims)
+                self._add(j, dims, values)
         return member
 
     def _grow(self, j: int, maxes: list[int]) -> None:
@@ -148,42 +162,6 @@ class SliceRegistry:
         new_map[region] = cur
         new_cnt[region] = self._counts[j]
         self._maps[j], self._counts[j] = new_map, new_cnt
-
-    def _allocate(self, j: int, dims: tuple[str, ...], idx: tuple[np.ndarray, ...],
-                  todo: np.ndarray, got: np.ndarray, batch: pl.DataFrame) -> None:
-        """Count events of unwatched slices; watch those reaching ``min_events``."""
-        rows = np.flatnonzero(todo)
-        shape = self._maps[j].shape
-        flat = np.ravel_multi_index(tuple(i[rows] for i in idx), shape)
-        counts = self._counts[j].reshape(-1)
-        order = np.argsort(flat, kind="stable")
-        sorted_keys = flat[order]
-        starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-        lengths = np.diff(np.r_[starts, sorted_keys.size])
-        group = np.repeat(np.arange(starts.size), lengths)
-        rank_sorted = np.arange(sorted_keys.size) - starts[group]
-        rank = np.empty_like(rank_sorted)
-        rank[order] = rank_sorted
-        cum = counts[flat] + rank + 1
-        counts[sorted_keys[starts]] += lengths
-        eligible = cum >= self.min_events_of[j]
-        if not eligible.any():
-            return
-        # allocate in stream order of the first eligible event of each new slice
-        el_rows = rows[eligible]
-        el_keys = flat[eligible]
-        uniq, first = np.unique(el_keys, return_index=True)
-        order_first = np.argsort(first, kind="stable")
-        flat_map = self._maps[j].reshape(-1)
-        for u, f in zip(uniq[order_first], first[order_first], strict=True):
-            if len(self.infos) >= self.max_slices:
-                self.unwatched += 1
-                flat_map[u] = -2  # never watched: skip it from now on
-                continue
-            row = int(el_rows[f])
-            values = tuple(self.value(d, int(i[row])) for d, i in zip(dims, idx, strict=True))
-            flat_map[u] = self._add(j, dims, values)
-        got[el_rows] = flat_map[el_keys]
 
 
 class _Codes:
