@@ -122,3 +122,47 @@ def test_parquet_with_datetime_buckets(tmp_path: Path) -> None:
                             "--total", "n", "--at", "2026-11-11T10:02:00")
     assert code == 0
     assert json.loads(out)["root_causes"] == [{"a": "x"}]
+
+
+def _same(a: object, b: object) -> bool:
+    """The same combinations, in any order."""
+    def norm(x: object) -> list[str]:
+        assert isinstance(x, list)
+        return sorted(json.dumps(c, sort_keys=True) for c in x)
+    return norm(a) == norm(b)
+
+
+def _dev_labels(shared_data: Path) -> list[dict[str, object]]:
+    path = shared_data / "localization-dev" / "labels.json"
+    if not path.exists():
+        pytest.fail(f"development labels missing: {path}")
+    labels: list[dict[str, object]] = json.loads(path.read_text())
+    return labels
+
+
+def test_every_development_case_runs_from_the_command_line(shared_data: Path) -> None:
+    """Every dev case (3 to 5 dimensions, text values, 5 to 27 buckets) gives clean JSON.
+
+    Exactness against the labels is the benchmark's business; here: exit code 0,
+    nothing on stderr, causes that exist in the table, figures that add up.
+    """
+    root = shared_data / "localization-dev"
+    exact = 0
+    labels = _dev_labels(shared_data)
+    for lab in labels:
+        table = root / str(lab["file"])
+        header = table.read_text(encoding="utf-8").splitlines()[0].split(",")
+        dims = [c for c in header if c not in ("min", "value", "cnt")]
+        code, out, err = localize(str(table), "--time-col", "min", "--dims", ",".join(dims),
+                                  "--failures", "value", "--total", "cnt",
+                                  "--at", str(lab["at"]), "--indent", "0")
+        assert code == 0, (lab["file"], err)
+        assert err == ""
+        result = json.loads(out)
+        assert result["at"] == str(lab["at"]) and len(result["history"]) == 4
+        for combo in result["root_causes"]:
+            assert set(combo) <= set(dims)
+        assert 0.0 <= result["explained_share"] <= 1.0
+        assert [d["combination"] for d in result["details"]] == result["root_causes"]
+        exact += _same(result["root_causes"], lab["root_causes"])
+    assert exact >= len(labels) // 2  # a floor against a broken pipeline, not a benchmark
