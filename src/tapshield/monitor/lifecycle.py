@@ -194,7 +194,7 @@ class Lifecycle:
         """Tests left firing or on hold by a resolved alert: when their hold ends."""
         self._last_retest = 0
         self._lv: View | None = None
-        self._lv_key: tuple[int, int] = (-1, -1)
+        self._lv_key: tuple[int, int, int] = (-1, -1, -1)
         self._primary_idx: int | None = None
 
     # -- crossings ------------------------------------------------------------------
@@ -792,7 +792,7 @@ class Lifecycle:
 
     def _level_view(self, now: int, seq: int, start: int) -> View:
         """The last ``level_window`` of events, built once per evaluation point."""
-        key = (now, seq)
+        key = (now, seq, self.recent.generation)
         if self._lv_key != key or self._lv is None:
             self._lv = self.recent.view(now - self.us["level"], seq)
             self._lv_key = key

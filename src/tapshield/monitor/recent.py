@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 MIN_CAPACITY = 4096
+AHEAD = 8192
+"""Rows a derived array is computed beyond what was asked (see :meth:`RecentEvents.derived`)."""
 MAX_DERIVED = 512
 """Derived arrays kept at most (each is one byte per buffered event): the slices
 of the open waves and their signals, with room to spare."""
@@ -110,6 +112,11 @@ class RecentEvents:
     and compaction keeps ``retention`` before the *first* event of the chunk
     coming in, so a view never misses rows it asks for. At most
     ``max_events`` are kept then (never fewer than the incoming chunk).
+
+    Compaction alternates between two sets of arrays (allocating and touching
+    hundreds of megabytes a day cost more than the copy): a view is valid
+    until the next :meth:`add` but one, so views must not be kept across
+    batches (``generation`` tells them apart).
     """
 
     def __init__(self, retention_us: int, max_events: int) -> None:
@@ -119,9 +126,10 @@ class RecentEvents:
         self._end = 0
         self._cap = 0
         self._width = 1
-        self._gen = 0
+        self.generation = 0
         self._cols: dict[str, np.ndarray] = {}
         self._member = np.empty((1, 0), dtype=np.int32)
+        self._spare: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         self._derived: dict[Any, tuple[int, int, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -147,26 +155,39 @@ class RecentEvents:
         self._end = hi
 
     def _compact(self, incoming: int, first_ts: int, width: int) -> None:
-        """Make room for ``incoming`` events: drop expired ones, copy the rest into
-        fresh arrays (views handed out earlier keep the old ones)."""
+        """Make room for ``incoming`` events: drop expired ones and move the rest to
+        the front of the other set of arrays."""
         start, end = self._start, self._end
         if end > start:
             ts = self._cols["ts"][start:end]
             start += int(np.searchsorted(ts, first_ts - self.retention_us, side="left"))
             start = max(start, end - max(self.max_events - incoming, 0))
         live = end - start
-        cap = max(self._cap, MIN_CAPACITY, 2 * (live + incoming))
-        cols: dict[str, np.ndarray] = {name: np.empty(cap, dtype=_DTYPES[name])
-                                       for name in _COLUMNS}
-        member = np.full((width, cap), -1, dtype=np.int32)
+        need = live + incoming
+        spare = self._spare
+        if spare is not None and spare[1].shape == (width, self._cap) and self._cap >= need:
+            cols, member = spare
+            cap = self._cap
+        else:
+            cap = max(self._cap, MIN_CAPACITY, 2 * need)
+            cols = {name: np.empty(cap, dtype=_DTYPES[name]) for name in _COLUMNS}
+            member = np.empty((width, cap), dtype=np.int32)
         if live:
             for name in _COLUMNS:
                 cols[name][:live] = self._cols[name][start:end]
-            w = min(width, self._width)  # the slice sets never change in one Monitor
-            member[:w, :live] = self._member[:w, start:end]
+            if width == self._width:
+                member[:, :live] = self._member[:, start:end]
+            else:  # the slice sets never change in one Monitor
+                member[:, :live] = -1
+                w = min(width, self._width)
+                member[:w, :live] = self._member[:w, start:end]
+        if self._cap == cap and self._member.shape == (width, cap):
+            self._spare = (self._cols, self._member)
+        else:
+            self._spare = None
         self._cols, self._member = cols, member
         self._start, self._end, self._cap, self._width = 0, live, cap, width
-        self._gen += 1
+        self.generation += 1
         self._derived.clear()
 
     @property
@@ -188,36 +209,42 @@ class RecentEvents:
         cut = slice(lo, hi)
         return View(c["seq"][cut], c["ts"][cut], c["cls"][cut], c["dup"][cut], c["lat"][cut],
                     c["amt"][cut], c["pay"][cut], c["dev"][cut], self._member[:, cut].T,
-                    self if with_base else None, self._gen, lo)
+                    self if with_base else None, self.generation, lo)
 
     def derived(self, key: Any, fn: Callable[[View], np.ndarray], gen: int, lo: int,
                 hi: int) -> np.ndarray | None:
         """``fn`` over buffer rows ``lo:hi``, computing only rows not cached yet.
 
+        Computing runs a little ahead (views move forward through the batch
+        already buffered), so most calls are a slice of what is cached.
         ``None`` when the view is from an older generation (the caller computes
         it on its own rows).
         """
-        if gen != self._gen:
+        if gen != self.generation:
             return None
         got = self._derived.get(key)
-        if got is None:
-            if len(self._derived) >= MAX_DERIVED:
-                self._derived.clear()
-            part = np.asarray(fn(self._rows(lo, hi, with_base=False)))
-            arr = np.empty(self._cap, dtype=part.dtype)
-            arr[lo:hi] = part
-            a, b = lo, hi
+        if got is not None and got[0] <= lo and hi <= got[1]:
+            out = got[2][lo:hi]
         else:
-            a, b, arr = got
-            if lo < a:
-                arr[lo:a] = fn(self._rows(lo, a, with_base=False))
-                a = lo
-            if hi > b:
-                arr[b:hi] = fn(self._rows(b, hi, with_base=False))
-                b = hi
-        self._derived[key] = (a, b, arr)
-        out = arr[lo:hi]
-        out.setflags(write=False)
+            ahead = min(self._end, hi + AHEAD)
+            if got is None:
+                if len(self._derived) >= MAX_DERIVED:
+                    self._derived.clear()
+                part = np.asarray(fn(self._rows(lo, ahead, with_base=False)))
+                arr = np.empty(self._cap, dtype=part.dtype)
+                arr[lo:ahead] = part
+                a, b = lo, ahead
+            else:
+                a, b, arr = got
+                if lo < a:
+                    arr[lo:a] = fn(self._rows(lo, a, with_base=False))
+                    a = lo
+                if hi > b:
+                    arr[b:ahead] = fn(self._rows(b, ahead, with_base=False))
+                    b = ahead
+            self._derived[key] = (a, b, arr)
+            out = arr[lo:hi]
+        out.flags.writeable = False
         return out
 
 
