@@ -286,18 +286,18 @@ class Lifecycle:
                                     seq)
         if view.size == 0:
             return False, c.cp, None
-        in_t = self._mask(view, c.slice)
         if not related:
             # a re-test (index -1) with no open wave around: is the slice itself
             # still anomalous, or just recovering slowly?
-            y = self._indicator(view, c.slice, c.signal)[in_t]
+            rows = self._rows(view, c.slice)
+            y = self._indicator(view, c.slice, c.signal)[rows]
             a0, a1 = self.bank.bank(c.slice, c.signal)
             best, _i, start = kn.cusum_max(y, a0, a1) if y.size else (0.0, -1, -1)
             if best >= self.bank.threshold(c.signal) and start >= 0:
-                return False, int(view.ts[np.flatnonzero(in_t)[start]]), None
+                return False, int(view.ts[rows[start]]), None
             return True, c.cp, None
         # everything below only concerns the slice's own events: work on its rows
-        rows = np.flatnonzero(in_t)
+        rows = self._rows(view, c.slice)
         overlap: list[tuple[int, str]] = []
         in_u = np.zeros(rows.size, dtype=bool)
         for o, sl, ds in related:
@@ -578,9 +578,9 @@ class Lifecycle:
         cands = []
         for a, ref, m in todo:
             # only slices still failing beyond noise in the last minute are worth it
-            in_s = self._mask(recent, m.slice)
-            x = int((self._indicator(recent, m.slice, m.signal) & in_s).sum())
-            exp = float(in_s.sum()) * float(self.bank.p_mean[m.slice, m.signal])
+            rows = self._rows(recent, m.slice)
+            x = int(self._indicator(recent, m.slice, m.signal)[rows].sum())
+            exp = float(rows.size) * float(self.bank.p_mean[m.slice, m.signal])
             if x > _noise(exp):
                 cands.append((a, ref, m))
         if not cands:
@@ -637,6 +637,11 @@ class Lifecycle:
         j = self.registry.infos[s].set_index
         return view.cached(("slice", s), lambda v: v.member[:, j] == s)
 
+    def _rows(self, view: View, s: int) -> np.ndarray:
+        """Positions of slice ``s``'s rows in ``view`` (``np.flatnonzero`` of its mask)."""
+        j = self.registry.infos[s].set_index
+        return view.where(("slice", s), lambda v: v.member[:, j] == s)
+
     def _indicator(self, view: View, s: int, sig: int) -> np.ndarray:
         """Rows of ``view`` that are failures for ``sig`` (read-only, cached on the view)."""
         if sig == kn.SIG_TECHNICAL:
@@ -687,7 +692,7 @@ class Lifecycle:
             entry: dict[str, Any] = {"slice": info.as_dict, "signal": SIGNAL_NAMES[m.signal]}
             if m.signal in RATE_SIGNALS:
                 # the slice's rows not counted already nor in a stronger wave's scope
-                rows = np.flatnonzero(self._mask(view, m.slice))
+                rows = self._rows(view, m.slice)
                 rows = rows[~used[rows] & ~self._others(a, m.signal, view, rows)]
                 fail = rows[self._indicator(view, m.slice, m.signal)[rows]]
                 n = int(rows.size)
