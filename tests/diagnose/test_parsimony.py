@@ -106,3 +106,24 @@ def test_chronically_failing_leaf_keeps_its_own_baseline() -> None:
     assert base.own_ratio >= 1
     assert base.set_aside == 0
     assert answer(frame) == []
+
+
+def test_too_few_attempts_to_show_where_a_fault_stops_name_the_wider_slice() -> None:
+    """Five failures in 27 attempts of (a1, b0), none in 21 of (a1, b1): one fault of a1.
+
+    The two names fit indistinguishably; no failure in 21 attempts is what an 18%
+    fault produces one time in fifty, so the data do not show the fault stopping
+    at b0, and the shorter name is kept (early in a wave, chance must not carve a
+    gateway version out of a carrier's fault).
+    """
+    rows = []
+    for t in range(5):
+        for a, b in product(["a0", "a1", "a2"], ["b0", "b1"]):
+            n = 200 if t < 4 else 30
+            f = 1 if t < 4 and (t + len(a) + len(b)) % 2 == 0 else 0
+            if t == 4 and a == "a1":
+                n, f = (27, 5) if b == "b0" else (21, 0)
+            rows.append((t, a, b, f, n))
+    frame = pl.DataFrame(rows, schema=["t", "a", "b", "f", "n"], orient="row")
+    res = localize(frame, ["a", "b"], at=4, time_col="t", failures="f", total="n")
+    assert res.combinations == [{"a": "a1"}]
