@@ -1,11 +1,17 @@
-"""Compiled single-pass parsers for the two costly contract columns.
+"""Compiled single-pass parsers and checks for the costly contract columns.
 
 Parsing RFC 3339 timestamps with a general ``strptime`` costs more than reading
-the whole CSV file; these kernels walk the Arrow string buffers once, byte by
-byte, and release the GIL, so validation stays close to the cost of a raw
-read. They implement the contract's grammar exactly (see
-:mod:`tapshield.events.schema`); anything they cannot parse is flagged, never
-guessed.
+the whole CSV file, and even an anchored regex per row costs a sizeable part
+of it; these kernels walk Polars' own string buffers once, byte by byte,
+without a copy, and release the GIL, so validation stays close to the cost of
+a raw read and batches validate in parallel threads. They implement the
+contract's grammar exactly (see :mod:`tapshield.events.schema`); anything they
+cannot parse is flagged, never guessed.
+
+Polars keeps strings as Arrow *views*: 16 bytes per row holding the length
+and, for strings of at most 12 bytes, the bytes themselves (``"CN-GD"``,
+``"00"``, ``"nfc"`` never leave the view); longer strings point into data
+buffers. :func:`_views` exposes those buffers to the kernels as NumPy arrays.
 
 Status codes returned per row: ``0`` ok, ``1`` missing (null or empty),
 ``2`` bad format, ``3`` out of range.
@@ -22,6 +28,79 @@ OK, MISSING, BAD, RANGE = 0, 1, 2, 3
 
 _TS_MIN_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 _TS_MAX_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+_INLINE = 12
+"""Arrow string views keep strings of at most 12 bytes inside the view."""
+
+Views = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _views(series: pl.Series) -> Views:
+    """Zero-copy access to one chunk of a string Series.
+
+    Returns ``(views, view_bytes, data, starts, nulls)``:
+
+    ``views`` is ``uint32[n, 4]`` (length, prefix or inline bytes, buffer
+    index, offset), ``view_bytes`` the same memory as flat bytes (inline
+    strings start at ``16 * row + 4``), ``data`` the data buffers one after
+    the other (copied only when Polars holds several) with ``starts[i]`` the
+    position of buffer ``i`` in it, and ``nulls`` a null mask (empty when the
+    chunk has no nulls, the common case).
+    """
+    n = len(series)
+    nulls = series.is_null().to_numpy() if series.null_count() else np.zeros(0, dtype=np.bool_)
+    if n == 0:
+        empty = np.zeros(0, dtype=np.uint32).reshape(0, 4)
+        return empty, np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros(1, np.int64), nulls
+    arr = series.to_arrow(compat_level=_NEWEST)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.type != pa.string_view():
+        arr = arr.cast(pa.string_view())
+    buffers = arr.buffers()
+    off = arr.offset
+    views = np.frombuffer(buffers[1], dtype=np.uint32, count=4 * (off + n)).reshape(-1, 4)[off:]
+    flat = np.frombuffer(buffers[1], dtype=np.uint8, count=16 * (off + n))[16 * off :]
+    parts = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
+    if not parts:
+        return views, flat, np.zeros(1, np.uint8), np.zeros(1, np.int64), nulls
+    starts = np.zeros(len(parts), dtype=np.int64)
+    if len(parts) > 1:
+        np.cumsum([len(p) for p in parts[:-1]], out=starts[1:])
+    data = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return views, flat, data, starts, nulls
+
+
+_NEWEST = pl.CompatLevel.newest()
+
+
+def _chunked(series: pl.Series) -> list[tuple[int, Views]]:
+    """``(first row, views)`` per chunk: a CSV batch arrives in dozens of chunks,
+    and gluing them together would copy every column once more (it costs a
+    third of the read)."""
+    if series.dtype != pl.String:
+        series = series.cast(pl.String)
+    if series.n_chunks() == 1:
+        return [(0, _views(series))]
+    out = []
+    first = 0
+    for chunk in series.get_chunks():
+        out.append((first, _views(chunk)))
+        first += len(chunk)
+    return out
+
+
+class Text:
+    """A string column's buffers, looked up once for several kernels."""
+
+    __slots__ = ("chunks", "n")
+
+    def __init__(self, series: pl.Series) -> None:
+        self.n = len(series)
+        self.chunks = _chunked(series)
+
+
+def _text(column: pl.Series | Text) -> Text:
+    return column if isinstance(column, Text) else Text(column)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -57,166 +136,500 @@ def _days_in_month(y: int, m: int) -> int:
     return 31
 
 
-@njit(cache=True, nogil=True)
-def _parse_ts(offsets: np.ndarray, data: np.ndarray, out: np.ndarray, status: np.ndarray) -> None:
-    n = len(out)
-    for r in range(n):
-        a = offsets[r]
-        b = offsets[r + 1]
-        ln = b - a
-        if ln == 0:
-            status[r] = MISSING
-            continue
-        # epoch milliseconds: 1-16 digits and nothing else
-        all_digits = ln <= 16
+@njit(cache=True, nogil=True, inline="always")
+def _ts_one(data: np.ndarray, a: int, b: int) -> tuple[int, int]:
+    """``(epoch microseconds, status)`` of the timestamp text ``data[a:b]`` (``b > a``)."""
+    ln = b - a
+    # epoch milliseconds: 1-16 digits and nothing else
+    if ln <= 16:
+        all_digits = True
+        for k in range(a, b):
+            c = data[k]
+            if c < 48 or c > 57:
+                all_digits = False
+                break
         if all_digits:
-            for k in range(a, b):
-                c = data[k]
-                if c < 48 or c > 57:
-                    all_digits = False
-                    break
-        if all_digits:
-            v = _digits(data, a, ln)
-            us = v * 1000
-            out[r] = us
-            status[r] = OK if _TS_MIN_US <= us < _TS_MAX_US else RANGE
-            continue
-        # RFC 3339: YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,9}](Z|z|(+|-)HH[:]MM)
-        status[r] = BAD
-        if ln < 20:
-            continue
-        y = _digits(data, a, 4)
-        mo = _digits(data, a + 5, 2)
-        d = _digits(data, a + 8, 2)
-        h = _digits(data, a + 11, 2)
-        mi = _digits(data, a + 14, 2)
-        s = _digits(data, a + 17, 2)
-        sep = data[a + 10]
-        if (
-            y < 0 or mo < 1 or mo > 12 or d < 1 or h < 0 or h > 23 or mi < 0 or mi > 59
-            or s < 0 or s > 60
-            or data[a + 4] != 45 or data[a + 7] != 45
-            or data[a + 13] != 58 or data[a + 16] != 58
-            or not (sep == 84 or sep == 116 or sep == 32)
-        ):
-            continue
-        if d > _days_in_month(y, mo):
-            continue
-        i = a + 19
-        frac_us = 0
-        if data[i] == 46:  # '.'
-            i += 1
-            nd = 0
-            scale = 100000
-            while i < b and 48 <= data[i] <= 57:
-                if nd < 6:
-                    frac_us += (data[i] - 48) * scale
-                    scale //= 10
-                nd += 1
-                i += 1
-            if nd == 0 or nd > 9:
-                continue
-        if i >= b:
-            continue
-        c = data[i]
-        off_s = 0
-        if c == 90 or c == 122:  # 'Z' / 'z'
-            if i + 1 != b:
-                continue
-        elif c == 43 or c == 45:  # '+' / '-'
-            rest = b - i - 1
-            if rest == 5 and data[i + 3] == 58:
-                oh = _digits(data, i + 1, 2)
-                om = _digits(data, i + 4, 2)
-            elif rest == 4:
-                oh = _digits(data, i + 1, 2)
-                om = _digits(data, i + 3, 2)
-            else:
-                continue
-            if oh < 0 or om < 0 or oh > 23 or om > 59:
-                continue
-            off_s = (oh * 3600 + om * 60) * (1 if c == 43 else -1)
-        else:
-            continue
-        if s == 60:  # leap second: the instant folds onto the next second
-            s = 59
-            frac_us = 999999
-        days = _days_from_civil(y, mo, d)
-        secs = days * 86400 + h * 3600 + mi * 60 + s - off_s
-        us = secs * 1000000 + frac_us
-        out[r] = us
-        status[r] = OK if _TS_MIN_US <= us < _TS_MAX_US else RANGE
-
-
-@njit(cache=True, nogil=True)
-def _parse_amount(
-    offsets: np.ndarray, data: np.ndarray, out: np.ndarray, status: np.ndarray
-) -> None:
-    n = len(out)
-    for r in range(n):
-        a = offsets[r]
-        b = offsets[r + 1]
-        if a == b:
-            status[r] = MISSING
-            continue
-        status[r] = BAD
-        whole = 0
-        nw = 0
-        i = a
+            us = _digits(data, a, ln) * 1000
+            return us, (OK if _TS_MIN_US <= us < _TS_MAX_US else RANGE)
+    # RFC 3339: YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,9}](Z|z|(+|-)HH[:]MM)
+    if ln < 20:
+        return 0, BAD
+    y = _digits(data, a, 4)
+    mo = _digits(data, a + 5, 2)
+    d = _digits(data, a + 8, 2)
+    h = _digits(data, a + 11, 2)
+    mi = _digits(data, a + 14, 2)
+    s = _digits(data, a + 17, 2)
+    sep = data[a + 10]
+    if (
+        y < 0 or mo < 1 or mo > 12 or d < 1 or h < 0 or h > 23 or mi < 0 or mi > 59
+        or s < 0 or s > 60
+        or data[a + 4] != 45 or data[a + 7] != 45
+        or data[a + 13] != 58 or data[a + 16] != 58
+        or not (sep == 84 or sep == 116 or sep == 32)
+    ):
+        return 0, BAD
+    if d > _days_in_month(y, mo):
+        return 0, BAD
+    i = a + 19
+    frac_us = 0
+    if data[i] == 46:  # '.'
+        i += 1
+        nd = 0
+        scale = 100000
         while i < b and 48 <= data[i] <= 57:
-            whole = whole * 10 + (data[i] - 48)
-            nw += 1
+            if nd < 6:
+                frac_us += (data[i] - 48) * scale
+                scale //= 10
+            nd += 1
             i += 1
-        if nw == 0 or nw > 15:
+        if nd == 0 or nd > 9:
+            return 0, BAD
+    if i >= b:
+        return 0, BAD
+    c = data[i]
+    off_s = 0
+    if c == 90 or c == 122:  # 'Z' / 'z'
+        if i + 1 != b:
+            return 0, BAD
+    elif c == 43 or c == 45:  # '+' / '-'
+        rest = b - i - 1
+        if rest == 5 and data[i + 3] == 58:
+            oh = _digits(data, i + 1, 2)
+            om = _digits(data, i + 4, 2)
+        elif rest == 4:
+            oh = _digits(data, i + 1, 2)
+            om = _digits(data, i + 3, 2)
+        else:
+            return 0, BAD
+        if oh < 0 or om < 0 or oh > 23 or om > 59:
+            return 0, BAD
+        off_s = (oh * 3600 + om * 60) * (1 if c == 43 else -1)
+    else:
+        return 0, BAD
+    if s == 60:  # leap second: the instant folds onto the next second
+        s = 59
+        frac_us = 999999
+    days = _days_from_civil(y, mo, d)
+    secs = days * 86400 + h * 3600 + mi * 60 + s - off_s
+    us = secs * 1000000 + frac_us
+    return us, (OK if _TS_MIN_US <= us < _TS_MAX_US else RANGE)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _amount_one(data: np.ndarray, a: int, b: int) -> tuple[int, int]:
+    """``(integer fen, status)`` of the decimal yuan text ``data[a:b]`` (``b > a``)."""
+    whole = 0
+    nw = 0
+    i = a
+    while i < b and 48 <= data[i] <= 57:
+        whole = whole * 10 + (data[i] - 48)
+        nw += 1
+        i += 1
+    if nw == 0 or nw > 15:
+        return 0, BAD
+    frac = 0
+    if i < b:
+        if data[i] != 46:
+            return 0, BAD
+        i += 1
+        nf = 0
+        while i < b and 48 <= data[i] <= 57:
+            frac = frac * 10 + (data[i] - 48)
+            nf += 1
+            i += 1
+        if i != b or nf == 0 or nf > 2:
+            return 0, BAD
+        if nf == 1:
+            frac *= 10
+    return whole * 100 + frac, OK
+
+
+@njit(cache=True, nogil=True)
+def _parse_views(
+    kind: int,
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    out: np.ndarray,
+    status: np.ndarray,
+) -> None:
+    """Kind 0: timestamps, kind 1: amounts; one pass over the views."""
+    has_nulls = len(nulls) > 0
+    for r in range(len(out)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            status[r] = MISSING
             continue
-        frac = 0
-        if i < b:
-            if data[i] != 46:
-                continue
+        if ln <= _INLINE:
+            a = 16 * r + 4
+            if kind == 0:
+                v, st = _ts_one(flat, a, a + ln)
+            else:
+                v, st = _amount_one(flat, a, a + ln)
+        else:
+            a = starts[views[r, 2]] + int(views[r, 3])
+            if kind == 0:
+                v, st = _ts_one(data, a, a + ln)
+            else:
+                v, st = _amount_one(data, a, a + ln)
+        out[r] = v
+        status[r] = st
+
+
+def _parse(column: pl.Series | Text, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    text = _text(column)
+    out = np.zeros(text.n, dtype=np.int64)
+    status = np.zeros(text.n, dtype=np.uint8)
+    for first, (views, flat, data, starts, nulls) in text.chunks:
+        end = first + len(views)
+        _parse_views(kind, views, flat, data, starts, nulls, out[first:end], status[first:end])
+    return out, status
+
+
+def parse_timestamps(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarray]:
+    """``(epoch microseconds, status)`` for a string column of contract timestamps."""
+    return _parse(column, 0)
+
+
+def parse_amounts(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarray]:
+    """``(integer fen, status)`` for a string column of decimal yuan amounts."""
+    return _parse(column, 1)
+
+
+# ---------------------------------------------------------------------------
+# formats of short text fields (what an anchored regex would say, per row)
+
+CHANNEL, REGION, CODE = 0, 1, 2
+"""Formats :func:`check_format` knows (the contract's rules ``channel_format``,
+``region_format`` and ``response_code_format``)."""
+
+
+_ALNUM, _CHANNEL_REST, _UPPER, _UPPER_DIGIT = 1, 2, 4, 8
+
+
+def _char_classes() -> np.ndarray:
+    table = np.zeros(256, dtype=np.uint8)
+    for c in range(256):
+        ch = chr(c)
+        if ch.isascii() and ch.isalnum():
+            table[c] |= _ALNUM | _CHANNEL_REST
+        if ch in "_.:-":
+            table[c] |= _CHANNEL_REST
+        if "A" <= ch <= "Z":
+            table[c] |= _UPPER | _UPPER_DIGIT
+        if "0" <= ch <= "9":
+            table[c] |= _UPPER_DIGIT
+    return table
+
+
+_CHARS = _char_classes()
+"""Byte -> character-class bits (a lookup beats chained comparisons per byte)."""
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _channel_one(data: np.ndarray, a: int, ln: int, table: np.ndarray) -> int:
+    """``^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$``"""
+    chars = _CHARS
+    if ln > 64 or not chars[data[a]] & _ALNUM:
+        return BAD
+    for k in range(a + 1, a + ln):
+        if not chars[data[k]] & _CHANNEL_REST:
+            return BAD
+    return OK
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _region_one(data: np.ndarray, a: int, ln: int, table: np.ndarray) -> int:
+    """``^[A-Z]{2}-[A-Z0-9]{1,3}$``"""
+    chars = _CHARS
+    if ln < 4 or ln > 6 or data[a + 2] != 45:
+        return BAD
+    if not (chars[data[a]] & chars[data[a + 1]] & _UPPER):
+        return BAD
+    for k in range(a + 3, a + ln):
+        if not chars[data[k]] & _UPPER_DIGIT:
+            return BAD
+    return OK
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_one(data: np.ndarray, a: int, ln: int, table: np.ndarray) -> int:
+    """``^[0-9A-Z]{2}$``, then the class the caller's table gives the code."""
+    chars = _CHARS
+    if ln != 2 or not (chars[data[a]] & chars[data[a + 1]] & _UPPER_DIGIT):
+        return BAD
+    return int(table[data[a] * 256 + data[a + 1]])
+
+
+# One loop per format, not one loop switching on the format per row: each loop
+# is then compiled for its own check, which is what makes them cheap.
+
+
+@njit(cache=True, nogil=True)
+def _channel_views(
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    table: np.ndarray,
+    status: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(status)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            status[r] = MISSING
+        elif ln <= _INLINE:
+            status[r] = _channel_one(flat, 16 * r + 4, ln, table)
+        else:
+            status[r] = _channel_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+
+
+@njit(cache=True, nogil=True)
+def _region_views(
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    table: np.ndarray,
+    status: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(status)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            status[r] = MISSING
+        elif ln <= _INLINE:
+            status[r] = _region_one(flat, 16 * r + 4, ln, table)
+        else:
+            status[r] = _region_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+
+
+@njit(cache=True, nogil=True)
+def _code_views(
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    table: np.ndarray,
+    status: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(status)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            status[r] = MISSING
+        elif ln <= _INLINE:
+            status[r] = _code_one(flat, 16 * r + 4, ln, table)
+        else:
+            status[r] = _code_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+
+
+_FORMAT_KERNELS = {CHANNEL: _channel_views, REGION: _region_views, CODE: _code_views}
+
+
+_NO_CLASSES = np.zeros(65536, dtype=np.uint8)
+
+
+def check_format(
+    column: pl.Series | Text, kind: int, classes: np.ndarray | None = None
+) -> np.ndarray:
+    """Per row: ``MISSING`` (null or empty), ``BAD`` (breaks the format) or a class.
+
+    The class is ``OK`` for channels and regions; for response codes it is
+    ``classes[256 * first_byte + second_byte]`` (``OK`` by default), so one
+    pass also tells which well-formed codes are approval codes.
+    """
+    table = _NO_CLASSES if classes is None else classes
+    kernel = _FORMAT_KERNELS[kind]
+    text = _text(column)
+    status = np.zeros(text.n, dtype=np.uint8)
+    for first, (views, flat, data, starts, nulls) in text.chunks:
+        kernel(views, flat, data, starts, nulls, table, status[first : first + len(views)])
+    return status
+
+
+def code_classes(codes: dict[str, int]) -> np.ndarray:
+    """A ``classes`` table for :func:`check_format` from two-character codes."""
+    table = np.zeros(65536, dtype=np.uint8)
+    for code, value in codes.items():
+        raw = code.encode("ascii")
+        if len(raw) != 2 or value in (MISSING, BAD):
+            raise ValueError(f"bad code class {code!r}: {value}")
+        table[raw[0] * 256 + raw[1]] = value
+    return table
+
+
+# ---------------------------------------------------------------------------
+# numbers, enumerations and lengths
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _number_one(data: np.ndarray, a: int, b: int) -> tuple[float, int]:
+    """``d{1,15}[.d+]`` with at most 15 digits in all, else ``BAD`` (ask Polars).
+
+    Such a number is an integer below 2**53 divided by a power of ten below
+    10**22, both exact doubles, so one IEEE division gives the correctly
+    rounded value: the same double Polars' own (correctly rounding) parser
+    returns.
+    """
+    mantissa = 0
+    digits = 0
+    i = a
+    while i < b and 48 <= data[i] <= 57:
+        mantissa = mantissa * 10 + (data[i] - 48)
+        digits += 1
+        i += 1
+    if digits == 0:
+        return 0.0, BAD
+    scale = 0
+    if i < b:
+        if data[i] != 46:
+            return 0.0, BAD
+        i += 1
+        while i < b and 48 <= data[i] <= 57:
+            mantissa = mantissa * 10 + (data[i] - 48)
+            scale += 1
             i += 1
-            nf = 0
-            while i < b and 48 <= data[i] <= 57:
-                frac = frac * 10 + (data[i] - 48)
-                nf += 1
-                i += 1
-            if i != b or nf == 0 or nf > 2:
-                continue
-            if nf == 1:
-                frac *= 10
-        out[r] = whole * 100 + frac
-        status[r] = OK
+        if i != b or scale == 0:
+            return 0.0, BAD
+    if digits + scale > 15:
+        return 0.0, BAD
+    return mantissa / 10.0**scale, OK
 
 
-def _buffers(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of a string Series, nulls as empty strings, zero-based."""
-    arr = series.fill_null("").to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    _, offs, data = arr.buffers()
-    n = len(arr)
-    offsets = np.frombuffer(offs, dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-    raw = (
-        np.frombuffer(data, dtype=np.uint8) if data is not None and data.size
-        else np.zeros(1, dtype=np.uint8)
-    )
-    return offsets, raw
+@njit(cache=True, nogil=True)
+def _number_views(
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    out: np.ndarray,
+    status: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(out)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            status[r] = MISSING
+            continue
+        if ln <= _INLINE:
+            a = 16 * r + 4
+            v, st = _number_one(flat, a, a + ln)
+        else:
+            a = starts[views[r, 2]] + int(views[r, 3])
+            v, st = _number_one(data, a, a + ln)
+        out[r] = v
+        status[r] = st
 
 
-def parse_timestamps(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(epoch microseconds, status)`` for a string Series of contract timestamps."""
-    offsets, data = _buffers(series)
-    out = np.zeros(len(series), dtype=np.int64)
-    status = np.zeros(len(series), dtype=np.uint8)
-    _parse_ts(offsets, data, out, status)
+def parse_plain_numbers(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarray]:
+    """``(float64, status)``: plain decimals parsed, anything else ``BAD``.
+
+    ``BAD`` here means "not the plain form", not "invalid": ``1e3``, ``.5`` or
+    ``inf`` are left for the caller to hand to a general parser (rare).
+    """
+    text = _text(column)
+    out = np.zeros(text.n, dtype=np.float64)
+    status = np.zeros(text.n, dtype=np.uint8)
+    for first, (views, flat, data, starts, nulls) in text.chunks:
+        end = first + len(views)
+        _number_views(views, flat, data, starts, nulls, out[first:end], status[first:end])
     return out, status
 
 
-def parse_amounts(series: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    """``(integer fen, status)`` for a string Series of decimal yuan amounts."""
-    offsets, data = _buffers(series)
-    out = np.zeros(len(series), dtype=np.int64)
-    status = np.zeros(len(series), dtype=np.uint8)
-    _parse_amount(offsets, data, out, status)
-    return out, status
+NO_VALUE, NO_MATCH = 255, 254
+"""Codes of :func:`match_choices` for a missing value and for a value not listed."""
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _choice_one(data: np.ndarray, a: int, ln: int, choices: np.ndarray, lengths: np.ndarray) -> int:
+    for j in range(len(lengths)):
+        if lengths[j] != ln:
+            continue
+        same = True
+        for k in range(ln):
+            if data[a + k] != choices[j, k]:
+                same = False
+                break
+        if same:
+            return j
+    return NO_MATCH
+
+
+@njit(cache=True, nogil=True)
+def _choice_views(
+    views: np.ndarray,
+    flat: np.ndarray,
+    data: np.ndarray,
+    starts: np.ndarray,
+    nulls: np.ndarray,
+    choices: np.ndarray,
+    lengths: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(out)):
+        ln = int(views[r, 0])
+        if ln == 0 or (has_nulls and nulls[r]):
+            out[r] = NO_VALUE
+        elif ln <= _INLINE:
+            out[r] = _choice_one(flat, 16 * r + 4, ln, choices, lengths)
+        else:
+            a = starts[views[r, 2]] + int(views[r, 3])
+            out[r] = _choice_one(data, a, ln, choices, lengths)
+
+
+def match_choices(column: pl.Series | Text, choices: tuple[str, ...]) -> np.ndarray:
+    """Per row: the index of the value in ``choices`` (exact bytes), ``NO_MATCH`` or ``NO_VALUE``.
+
+    What a cast to ``pl.Enum(choices)`` decides, without hashing every row.
+    """
+    if len(choices) >= NO_MATCH:
+        raise ValueError("too many choices")
+    encoded = [c.encode("utf-8") for c in choices]
+    width = max((len(e) for e in encoded), default=1)
+    table = np.zeros((max(1, len(encoded)), max(1, width)), dtype=np.uint8)
+    for j, e in enumerate(encoded):
+        table[j, : len(e)] = np.frombuffer(e, dtype=np.uint8)
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    text = _text(column)
+    out = np.zeros(text.n, dtype=np.uint8)
+    for first, (views, flat, data, starts, nulls) in text.chunks:
+        end = first + len(views)
+        _choice_views(views, flat, data, starts, nulls, table, lengths, out[first:end])
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _length_range(views: np.ndarray, nulls: np.ndarray) -> tuple[int, int]:
+    has_nulls = len(nulls) > 0
+    lo = 1 << 40
+    hi = -1
+    for r in range(views.shape[0]):
+        if has_nulls and nulls[r]:
+            continue
+        ln = int(views[r, 0])
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+    return lo, hi
+
+
+def byte_length_range(column: pl.Series | Text) -> tuple[int, int]:
+    """``(shortest, longest)`` byte length of the non-null strings (``(-1, -1)`` if none).
+
+    Read from the views alone: enough to know that no value is empty and none
+    is too long, without a pass over the text.
+    """
+    lo, hi = 1 << 40, -1
+    for _, (views, _, _, _, nulls) in _text(column).chunks:
+        a, b = _length_range(views, nulls)
+        lo, hi = min(lo, int(a)), max(hi, int(b))
+    return (-1, -1) if hi < 0 else (lo, hi)

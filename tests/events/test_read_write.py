@@ -164,3 +164,70 @@ def test_amounts_and_instants_survive_any_value(values: list[tuple[int, int, str
     assert result.valid["amount_fen"].to_list() == [f for f, _, _ in values]
     got = result.valid["ts"].cast(pl.Int64).to_list()
     assert got == [ms * 1000 for _, ms, _ in values]
+
+
+def test_first_acceptable_copy_is_kept_whatever_the_chunking(tmp_path: Path) -> None:
+    """A rejected first copy does not make a later good copy a duplicate, in the
+    same batch or a later one, so the chunk size cannot change the result."""
+    frame = rows(*[{} for _ in range(12)]).with_columns(
+        pl.Series("event_id", ["a", "b", "a", "c", "b", "d", "a", "e", "f", "c", "g", "h"]),
+        pl.Series("amount", ["oops", *["1.00"] * 11]),  # the first "a" is rejected
+    )
+    path = tmp_path / "dups.csv"
+    frame.write_csv(path)
+    results = []
+    for chunk_rows in (1, 2, 5, 100):
+        seen: list[pl.DataFrame] = []
+        valid = EventReader(path, chunk_rows=chunk_rows, on_reject=seen.append).read_all()
+        rejected = pl.concat(seen).select("row", "errors")
+        results.append((valid, rejected))
+    for valid, rejected in results:
+        assert valid.equals(results[0][0])
+        assert rejected.equals(results[0][1])
+    valid, rejected = results[0]
+    assert valid["event_id"].to_list() == ["b", "a", "c", "d", "e", "f", "g", "h"]
+    assert rejected.rows() == [
+        (1, "amount: amount_format"),
+        (5, "event_id: duplicate"),
+        (7, "event_id: duplicate"),
+        (10, "event_id: duplicate"),
+    ]
+
+
+def test_quoted_newlines_survive_any_chunking(tmp_path: Path) -> None:
+    """Chunks are cut on newlines found by probing; a cut inside a quoted field
+    (a newline in a value) is detected and the file re-cut counting quotes."""
+    n = 300
+    frame = rows(*[{} for _ in range(n)]).with_columns(
+        pl.Series("event_id", [f"e{i}" for i in range(n)]),
+        pl.Series("device_model", [f"line1\nline2 {i}\n\n" if i % 3 else "M" for i in range(n)]),
+    )
+    path = tmp_path / "quoted.csv"
+    frame.write_csv(path)
+    whole = EventReader(path).read_all()
+    assert whole["device_model"].to_list() == frame["device_model"].to_list()
+    for chunk_rows in (1, 2, 7, 50):
+        reader = EventReader(path, chunk_rows=chunk_rows)
+        assert pl.concat(list(reader)).equals(whole)
+        assert not reader.stats.slow_path and reader.stats.rows == n
+
+
+def test_a_broken_record_late_in_the_file_keeps_every_row_in_place(tmp_path: Path) -> None:
+    """Rows before and after a record Polars cannot split keep their numbers and
+    values, whatever the chunk size (the exact reader takes over from that chunk)."""
+    n, broken = 40_000, 30_000
+    good = rows({}).select(pl.all().repeat_by(n).explode()).with_columns(
+        pl.format("e{}", pl.int_range(1, n + 1)).alias("event_id")
+    )
+    lines = good.write_csv().splitlines()
+    lines[broken] += ",extra-field"
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n")
+    expected = [f"e{i}" for i in range(1, n + 1) if i != broken]
+    for chunk_rows in (7_000, 100_000):
+        seen: list[pl.DataFrame] = []
+        reader = EventReader(path, chunk_rows=chunk_rows, on_reject=seen.append)
+        frame = reader.read_all()
+        assert frame["event_id"].to_list() == expected
+        assert pl.concat(seen).select("row", "errors").rows() == [(broken, "*: field_count")]
+        assert reader.stats.rows == n and reader.stats.slow_path

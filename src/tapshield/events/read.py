@@ -3,13 +3,17 @@
 Every format goes through the same two validation stages
 (:mod:`tapshield.events.validate`); a reader yields canonical micro-batches and
 hands rejected rows, with their reasons, to a reject sink. Memory is bounded by
-``chunk_rows`` whatever the file size.
+``chunk_rows`` whatever the file size: a few chunks are in flight at a time.
 
-Clean CSV and Parquet files take a fast path: Polars' streaming engine parses
-and checks them while it reads. A CSV file that Polars cannot split (a record
-with more fields than the header, bytes that are not UTF-8) or a gzipped CSV
-is read by Python's ``csv`` module instead, so the broken records can be named
-and rejected one by one rather than failing the whole file.
+Clean CSV and Parquet files take a fast path. The reader cuts the file into
+chunks itself (Parquet: runs of row groups; CSV: byte ranges ending on a
+record boundary) and parses and validates a few chunks at a time in worker
+threads (Polars and the compiled kernels release the GIL), while the calling
+thread reads ahead and checks duplicates in file order. A CSV chunk that
+Polars cannot split (a record with more fields than the header, bytes that are
+not UTF-8) hands the rest of the file, from that chunk on, to Python's ``csv``
+module, so the broken records can be named and rejected one by one rather
+than failing the whole file. Gzipped CSV is read by the ``csv`` module.
 """
 
 from __future__ import annotations
@@ -18,15 +22,27 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, BinaryIO, cast
+from typing import IO, BinaryIO, TypeVar, cast
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from tapshield.errors import ContractError, RowError
+from tapshield.events.csvsplit import (
+    PIECE_BYTES,
+    Piece,
+    balanced,
+    header_end,
+    probed_pieces,
+    quoted_pieces,
+)
 from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (
@@ -39,6 +55,10 @@ from tapshield.events.validate import (
 
 DEFAULT_CHUNK_ROWS = 500_000
 MAX_SHOWN_ERRORS = 20
+WORKERS = max(2, min(4, os.cpu_count() or 1))
+"""Chunks parsed and validated at the same time (each in its own thread)."""
+
+R = TypeVar("R")
 
 
 class Format(StrEnum):
@@ -153,7 +173,7 @@ class EventReader:
         elif self.format is Format.JSONL:
             yield from self._jsonl()
         elif self.gzipped:
-            yield from self._csv_python(skip=0)
+            yield from self._csv_python()
         else:
             yield from self._csv_fast()
 
@@ -173,17 +193,30 @@ class EventReader:
 
     def _parquet(self) -> Iterator[ValidationResult]:
         try:
-            lf = pl.scan_parquet(self.path, row_index_name=ROW, row_index_offset=1)
+            lf = pl.scan_parquet(self.path)
             schema = lf.collect_schema()
-        except (OSError, pl.exceptions.PolarsError) as exc:
+            groups = [
+                meta.row_group(i).num_rows
+                for meta in [pq.ParquetFile(self.path).metadata]
+                for i in range(meta.num_row_groups)
+            ]
+        except (OSError, pl.exceptions.PolarsError, ValueError) as exc:
             raise ContractError(f"{self.path.name}: not a readable Parquet file ({exc})") from exc
-        cols = self._note_columns([c for c in schema.names() if c != ROW])
-        lf = parse(lf.select([ROW, *cols]), {c: schema[c] for c in cols})
+        cols = self._note_columns(schema.names())
+        types = {c: schema[c] for c in cols}
+        lf = lf.select(cols)
+
+        def task(offset: int, rows: int) -> Callable[[], pl.DataFrame]:
+            def run() -> pl.DataFrame:
+                batch = lf.slice(offset, rows).collect()
+                return parse(batch.with_row_index(ROW, offset=offset + 1), types)
+
+            return run
+
+        tasks = (task(offset, rows) for offset, rows in _parquet_chunks(groups, self.chunk_rows))
         try:
-            for batch in lf.collect_batches(
-                chunk_size=self.chunk_rows
-            ):
-                yield finish(batch, self.index)
+            for parsed in _ahead(tasks):
+                yield finish(parsed, self.index)
         except pl.exceptions.PolarsError as exc:
             raise ContractError(f"{self.path.name}: unreadable Parquet data ({exc})") from exc
 
@@ -200,45 +233,89 @@ class EventReader:
     def _csv_fast(self) -> Iterator[ValidationResult]:
         header = self._csv_header()
         cols = self._note_columns(header)
-        lf = pl.scan_csv(
-            self.path,
-            infer_schema=False,
-            row_index_name=ROW,
-            row_index_offset=1,
-            encoding="utf8",
-            new_columns=header,
-        )
-        # No projection on purpose: reading every field is what makes Polars
-        # notice a record with more fields than the header (a shifted row).
-        lf = parse(lf, dict.fromkeys(cols, pl.String()))
-        done = 0
+        schema = dict.fromkeys(header, pl.String())
+        types = dict.fromkeys(cols, pl.String())
         try:
-            for batch in lf.collect_batches(chunk_size=self.chunk_rows):
-                result = finish(batch, self.index)
-                last = batch[ROW].max()
-                done = last if isinstance(last, int) else done
-                yield result
-        except pl.exceptions.ComputeError:
-            # A record Polars cannot split: let the exact reader take over after
-            # the rows already accepted, and name the broken records.
-            self.stats.slow_path = True
-            yield from self._csv_python(skip=done)
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise ContractError(f"{self.path.name}: unreadable CSV ({exc})") from exc
 
-    def _csv_python(self, skip: int) -> Iterator[ValidationResult]:
+        def task(pieces: list[Piece]) -> Callable[[], _CsvChunk]:
+            def run() -> _CsvChunk:
+                frames = []
+                for piece in pieces:
+                    data = piece.load(fd)
+                    if not balanced(data):
+                        return _CsvChunk(pieces[0].offset, None, misaligned=True)
+                    try:
+                        # Every field is read (no projection), which is what makes
+                        # Polars notice a record with more fields than the header.
+                        frames.append(
+                            pl.read_csv(data, has_header=False, schema=schema, encoding="utf8")
+                        )
+                    except pl.exceptions.PolarsError:
+                        # A record Polars cannot split: the exact reader takes over.
+                        return _CsvChunk(pieces[0].offset, None)
+                    del data
+                batch = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+                return _CsvChunk(
+                    pieces[0].offset, parse(batch.select(cols).with_row_index(ROW, offset=1), types)
+                )
+
+            return run
+
+        try:
+            found = header_end(fd)
+            if found is None:
+                return
+            offset, per_record = found
+            size = os.fstat(fd).st_size
+            # Tasks of about chunk_rows records, read in pieces of at most 16 MB.
+            target = max(1, int(self.chunk_rows * per_record * 0.95))
+            piece_bytes = min(target, PIECE_BYTES)
+            per_task = max(1, round(target / piece_bytes))
+            pieces: Iterator[Piece] = probed_pieces(fd, offset, size, piece_bytes)
+            done = 0
+            while True:
+                tasks = (task(group) for group in _groups(pieces, per_task))
+                for chunk in _ahead(tasks):
+                    if chunk.misaligned:
+                        # A probe cut inside a quoted field (quoted newlines): cut
+                        # the rest of the file counting quotes.
+                        pieces = quoted_pieces(fd, chunk.offset, piece_bytes)
+                        break
+                    if chunk.parsed is None:
+                        self.stats.slow_path = True
+                        yield from self._csv_python(offset=chunk.offset, first_row=done + 1)
+                        return
+                    parsed = chunk.parsed.with_columns(pl.col(ROW).cast(pl.Int64) + done)
+                    done += parsed.height
+                    for batch in parsed.iter_slices(self.chunk_rows):
+                        yield finish(batch, self.index)
+                else:
+                    return
+        except OSError as exc:
+            raise ContractError(f"{self.path.name}: unreadable CSV ({exc})") from exc
+        finally:
+            os.close(fd)
+
+    def _csv_python(
+        self, offset: int | None = None, first_row: int = 1
+    ) -> Iterator[ValidationResult]:
+        """The exact reader: from the start (``offset=None``) or from a record boundary."""
         header = self._csv_header()
         cols = self._note_columns(header)
         positions = [header.index(c) for c in cols]
         width = len(header)
         try:
-            with _open_text(self.path, self.gzipped) as fh:
+            with _open_text(self.path, self.gzipped, offset) as fh:
                 reader = csv.reader(fh)
-                next(reader, None)
+                if offset is None:
+                    next(reader, None)
                 columns: list[list[str | None]] = [[] for _ in cols]
                 rows: list[int] = []
                 broken: list[tuple[int, str, str]] = []
-                for n, rec in enumerate(reader, start=1):
-                    if n <= skip:
-                        continue
+                for n, rec in enumerate(reader, start=first_row):
                     if len(rec) > width:
                         broken.append((n, "field_count", ",".join(rec)))
                     elif any(_has_surrogate(v) for v in rec):
@@ -360,12 +437,87 @@ def _flatten_scalars(obj: dict[str, object]) -> dict[str, object]:
     }
 
 
-def _open_text(path: Path, gz: bool) -> IO[str]:
-    if gz:
-        return io.TextIOWrapper(
-            gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline=""
-        )
-    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+def _open_text(path: Path, gz: bool, offset: int | None = None) -> IO[str]:
+    """Text for the ``csv`` module: undecodable bytes kept (as surrogates) to be named."""
+    raw = cast(IO[bytes], gzip.open(path, "rb") if gz else open(path, "rb"))
+    if offset is not None:
+        raw.seek(offset)
+    return io.TextIOWrapper(
+        raw,
+        encoding="utf-8-sig" if offset is None else "utf-8",
+        errors="surrogateescape",
+        newline="",
+    )
+
+
+def _ahead(tasks: Iterable[Callable[[], R]], depth: int = WORKERS) -> Iterator[R]:
+    """The results of ``tasks`` in order, ``depth`` of them computed at a time in threads.
+
+    The next task is started before a result is handed out, so the caller's
+    own work on it (duplicate checks, the consumer) overlaps with the
+    workers'. At most ``depth`` results exist besides the one handed out:
+    memory stays bounded. Closing the generator cancels what has not started.
+    """
+    it = iter(tasks)
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="tapshield-read") as pool:
+        pending: deque[Future[R]] = deque()
+        try:
+            for task in it:
+                pending.append(pool.submit(task))
+                if len(pending) >= depth:
+                    break
+            while pending:
+                result = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(nxt))
+                yield result
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def _parquet_chunks(groups: list[int], chunk_rows: int) -> Iterator[tuple[int, int]]:
+    """``(offset, rows)`` ranges: whole row groups up to ``chunk_rows``, big groups split."""
+    offset = start = 0
+    for size in groups:
+        if size > chunk_rows:
+            if offset > start:
+                yield start, offset - start
+            parts = -(-size // chunk_rows)
+            for k in range(parts):
+                lo, hi = size * k // parts, size * (k + 1) // parts
+                yield offset + lo, hi - lo
+            offset += size
+            start = offset
+            continue
+        if offset + size - start > chunk_rows:
+            yield start, offset - start
+            start = offset
+        offset += size
+    if offset > start:
+        yield start, offset - start
+
+
+@dataclass(slots=True)
+class _CsvChunk:
+    """What a worker made of a run of CSV pieces starting at byte ``offset``."""
+
+    offset: int
+    parsed: pl.DataFrame | None
+    """``None``: Polars could not split a record (or the cut was misaligned)."""
+    misaligned: bool = False
+
+
+def _groups(pieces: Iterable[Piece], size: int) -> Iterator[list[Piece]]:
+    group: list[Piece] = []
+    for piece in pieces:
+        group.append(piece)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _open_binary(path: Path, gz: bool) -> BinaryIO:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,12 +36,31 @@ from tapshield.events.schema import (
     ID_COLUMNS,
     OPTIONAL_STRINGS,
     OUTCOME_DTYPE,
+    OUTCOMES,
     REQUIRED,
     RISK_DTYPE,
     RULE_NAMES,
     WIRE_NAMES,
 )
-from tapshield.parsing import BAD, OK, RANGE, parse_amounts, parse_timestamps
+from tapshield.parsing import (
+    BAD,
+    CHANNEL,
+    CODE,
+    MISSING,
+    NO_MATCH,
+    NO_VALUE,
+    OK,
+    RANGE,
+    REGION,
+    Text,
+    byte_length_range,
+    check_format,
+    code_classes,
+    match_choices,
+    parse_amounts,
+    parse_plain_numbers,
+    parse_timestamps,
+)
 from tapshield.timeutil import TS_DTYPE
 
 ROW = "_row"
@@ -59,8 +77,6 @@ _CODE_RE = re.compile(r"^[0-9A-Z]{2}$")
 _FLAG = "__bad__"
 _RAW = "__raw__"
 _ANY = "__bad_any__"
-_K_TS = "__kernel_ts__"
-_K_AMOUNT = "__kernel_amount__"
 
 
 @dataclass(slots=True)
@@ -116,7 +132,8 @@ def _missing(e: pl.Expr) -> pl.Expr:
 
 
 # ---------------------------------------------------------------------------
-# stage 1: parse every column, flag every broken rule (pure expressions)
+# stage 1: parse every column, flag every broken rule
+
 
 PARSED: tuple[str, ...] = (
     "ts", "amount", "latency_ms", "outcome", "risk_decision", "response_code", "payment_id"
@@ -124,13 +141,23 @@ PARSED: tuple[str, ...] = (
 """Wire columns whose canonical value differs from the text; their raw values
 are kept as ``__raw__<name>`` so a rejected row can be shown as it was sent."""
 
+_HASH = "__event_hash__"
+_CODE_APPROVAL = 4
+"""Class of a well-formed approval code other than ``00``."""
+_CODE_00 = 5
+"""Class of ``00``: an approval code that only ``approved`` may carry."""
+_CODE_CLASSES = code_classes(
+    {c: _CODE_00 if c == "00" else _CODE_APPROVAL for c in APPROVAL_CODES}
+)
+_FORMATS: dict[str, int] = {"channel": CHANNEL, "region": REGION}
+
 
 def _raw(c: str) -> str:
     return f"{_RAW}{c}" if c in PARSED else c
 
 
 def _ts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
-    """Parse expressions for a natively typed ``ts``; ``None`` for text (see stage 2)."""
+    """Parse expressions for a natively typed ``ts``; ``None`` for text (compiled kernel)."""
     raw = pl.col(_raw("ts"))
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
@@ -154,11 +181,22 @@ def _ts_range(ts: pl.Expr) -> pl.Expr:
 
 
 def _amount(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
-    """Parse expressions for a natively typed ``amount``; ``None`` for text (see stage 2)."""
+    """Parse expressions for a natively typed ``amount``; ``None`` for text (compiled kernel)."""
     raw = pl.col(_raw("amount"))
     if isinstance(dtype, pl.Decimal):
-        fen = raw * 100
-        parsed = pl.when((fen == fen.round(0)) & (raw >= 0)).then(fen.cast(pl.Int64, strict=False))
+        # The integer behind a decimal is exact: with scale s, fen = unscaled * 10^(2 - s),
+        # and a finer scale is exact only when the digits beyond the fen are zero. No
+        # decimal arithmetic (it costs more than the read).
+        unscaled = raw.to_physical()
+        scale = dtype.scale
+        if scale <= 2:
+            fen = unscaled * (10 ** (2 - scale))
+            good = unscaled >= 0
+        else:
+            step = 10 ** (scale - 2)
+            fen = unscaled // step
+            good = (unscaled >= 0) & (unscaled % step == 0)
+        parsed = pl.when(good).then(fen.cast(pl.Int64, strict=False))
         return parsed, raw.is_not_null() & parsed.is_null()
     if dtype.is_integer():
         parsed = pl.when(raw >= 0).then(raw.cast(pl.Int64) * 100)
@@ -173,6 +211,7 @@ def _amount(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
 
 
 def _latency(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """Parse expressions for a ``latency_ms`` that is not text (text: compiled kernel)."""
     raw = pl.col(_raw("latency_ms"))
     if dtype.is_numeric():
         value = raw.cast(pl.Float64)
@@ -183,6 +222,44 @@ def _latency(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
         present = ~_missing(text)
     good = value.is_finite() & (value >= 0)
     return pl.when(good).then(value), present & ~good.fill_null(False)
+
+
+def _text_latency(text: pl.Series, buffers: Text) -> tuple[pl.Series, np.ndarray]:
+    """``(latency_ms, latency_format flag)`` of a text column.
+
+    Plain decimals (all but a handful of rows) are parsed by the kernel;
+    anything else (``1e3``, ``.5``, ``inf``, ``fast``) by Polars' own parser,
+    as the whole column used to be: the same doubles either way.
+    """
+    value, status = parse_plain_numbers(buffers)
+    empty = status == MISSING
+    bad = np.zeros(len(text), dtype=bool)
+    other = np.flatnonzero(status == BAD)
+    if len(other):
+        parsed = text.gather(other).cast(pl.Float64, strict=False)
+        good = (parsed.is_finite() & (parsed >= 0)).fill_null(False).to_numpy()
+        value[other[good]] = parsed.filter(pl.Series(good)).to_numpy()
+        bad[other[~good]] = True
+        empty[other[~good]] = True
+    out = pl.Series("latency_ms", value)
+    if empty.any():
+        out = out.scatter(np.flatnonzero(empty), None)
+    return out, bad
+
+
+def _text_enum(name: str, text: Text, dtype: pl.Enum) -> tuple[pl.Series, np.ndarray]:
+    """``(enum column, codes)`` of a text column; codes ``NO_MATCH`` / ``NO_VALUE`` are null."""
+    codes = match_choices(text, tuple(dtype.categories.to_list()))
+    out = pl.Series(name, codes)
+    holes = np.flatnonzero(codes >= NO_MATCH)
+    if len(holes):
+        out = out.scatter(holes, None)
+    return out.cat.to(dtype), codes
+
+
+def _enum_codes(values: pl.Series) -> np.ndarray:
+    """Physical codes of an enum column, ``NO_VALUE`` for null."""
+    return values.to_physical().cast(pl.UInt8).fill_null(NO_VALUE).to_numpy()
 
 
 def _absent(col: str, dtype: pl.DataType) -> pl.Expr:
@@ -200,24 +277,56 @@ def _code(dtype: pl.DataType) -> pl.Expr:
     return _as_text(_raw("response_code"), dtype)
 
 
-def _matches(e: pl.Expr, pattern: str) -> pl.Expr:
-    """True where a present value breaks ``pattern`` (anchored Rust regex: cheap)."""
-    return (~e.str.contains(pattern) & (e.str.len_bytes() > 0)).fill_null(False)
+def _layout(column: pl.Series) -> list[int]:
+    """Row counts of a column's chunks."""
+    return [len(c) for c in column.get_chunks()] if column.n_chunks() > 1 else [len(column)]
 
 
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
+def _like(layout: list[int], series: pl.Series) -> pl.Series:
+    """``series`` in chunks of the given row counts (zero-copy slices)."""
+    if len(layout) <= 1 or _layout(series) == layout:
+        return series
+    out = series.slice(0, layout[0])
+    first = layout[0]
+    for rows in layout[1:]:
+        out.append(series.slice(first, rows))
+        first += rows
+    return out
 
 
-def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) -> FrameT:
-    """Stage 1: parse a wire-shaped frame into canonical columns plus rule flags.
+def _kernel_values(
+    name: str, values: np.ndarray, status: np.ndarray, dtype: pl.DataType | None = None
+) -> pl.Series:
+    """Kernel output as a Series, null where the kernel did not say OK."""
+    out = pl.Series(name, values)
+    bad = np.flatnonzero(status != OK)
+    if len(bad):
+        out = out.scatter(bad, None)
+    return out if dtype is None else out.cast(dtype)
 
-    Works on a ``LazyFrame`` too, so a scan parses and checks while it reads.
+
+def parse(
+    frame: pl.DataFrame, input_schema: Mapping[str, pl.DataType] | None = None
+) -> pl.DataFrame:
+    """Stage 1: parse a wire-shaped batch into canonical columns plus rule flags.
+
     The result has the canonical columns under their canonical names, the raw
-    text of re-typed columns as ``__raw__<name>`` and one boolean column per
-    (rule, column) named ``__bad__<rule>__<column>``. Text ``ts`` and
-    ``amount`` are left to the compiled kernels of stage 2.
+    text of re-typed columns as ``__raw__<name>``, one boolean column per
+    (rule, column) that some row breaks, named ``__bad__<rule>__<column>``,
+    their union ``__bad_any__`` and the 64-bit hash of ``event_id`` (for
+    :func:`finish`).
+
+    Text columns are checked by compiled kernels walking Polars' own string
+    buffers (:mod:`tapshield.parsing`): timestamps, amounts, latencies,
+    channels, regions, response codes and the two enumerations in one pass
+    each; "required", "at most 128 bytes" and "empty means null" are answered
+    for a whole column from its shortest and longest value first, and only a
+    column where some row could break them is checked row by row. Natively
+    typed Parquet columns are validated as they are (Polars expressions),
+    never cast to text first. Most of the time is spent without the GIL, so
+    batches validate in parallel threads.
     """
-    schema = dict(input_schema if input_schema is not None else frame.collect_schema())
+    schema = dict(input_schema if input_schema is not None else frame.schema)
     schema.pop(ROW, None)
     missing = [c for c in REQUIRED if c not in schema]
     if missing:
@@ -225,135 +334,208 @@ def parse(frame: FrameT, input_schema: Mapping[str, pl.DataType] | None = None) 
             "missing required column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing)
         )
     dt: dict[str, pl.DataType] = {c: schema.get(c, pl.String()) for c in WIRE_NAMES}
-    absent = [pl.lit(None, dtype=pl.String).alias(c) for c in WIRE_NAMES if c not in schema]
+    n = frame.height
+    layout = _layout(frame.get_column(REQUIRED[0]))
+    absent = [
+        _like(layout, pl.repeat(None, n, dtype=pl.String, eager=True).alias(c))
+        for c in WIRE_NAMES
+        if c not in schema
+    ]
     if absent:
         frame = frame.with_columns(absent)
     frame = frame.rename({c: _raw(c) for c in PARSED})
 
-    kernels: list[pl.Expr] = []
-    ts_plan = _ts(dt["ts"])
-    amount_plan = _amount(dt["amount"])
-    latency, bad_latency = _latency(dt["latency_ms"])
-    code = _code(dt["response_code"])
-    outcome_text = _as_text(_raw("outcome"), dt["outcome"])
-    risk_text = _as_text(_raw("risk_decision"), dt["risk_decision"])
-    outcome = outcome_text.cast(OUTCOME_DTYPE, strict=False)
-    risk = risk_text.cast(RISK_DTYPE, strict=False)
+    def raw(c: str) -> pl.Series:
+        return frame.get_column(_raw(c))
+
+    # Each text column's buffers are looked up once, for all the kernels that read it.
+    texts = {c: Text(raw(c)) for c in WIRE_NAMES if dt[c] == pl.String}
+    lengths = {c: byte_length_range(t) for c, t in texts.items()}
+
+    def as_text(c: str, expr: pl.Expr | None = None) -> Text:
+        """A column as text for a kernel (no copy when it already is text)."""
+        if c in texts:
+            return texts[c]
+        return Text(
+            frame.select((_as_text(_raw(c), dt[c]) if expr is None else expr).alias(c)).to_series()
+        )
+
+    def may_be_absent(c: str) -> bool:
+        return raw(c).null_count() > 0 or (c in lengths and lengths[c][0] == 0)
+
+    def may_exceed(c: str, limit: int) -> bool:
+        return c not in lengths or lengths[c][1] > limit
+
     strings: tuple[str, ...] = (*ID_COLUMNS, "channel", "region", *OPTIONAL_STRINGS)
     text: dict[str, pl.Expr] = {c: _as_text(_raw(c), dt[c]) for c in strings}
+    values: list[pl.Expr | pl.Series] = []
+    flags: dict[str, pl.Expr | pl.Series] = {}
 
-    values = [
-        latency.alias("latency_ms"),
-        code.alias("response_code"),
-        outcome.alias("outcome"),
-        risk.alias("risk_decision"),
-        # Text columns that arrived as text are used as they are: no copy.
-        *[text[c].alias(c) for c in strings if dt[c] != pl.String and c != "payment_id"],
-        pl.when(_missing(text["payment_id"]))
-        .then(text["event_id"])
-        .otherwise(text["payment_id"])
-        .alias("payment_id"),
-    ]
-    flags: dict[str, pl.Expr] = {}
+    def flag(rule: str, column: str, mask: np.ndarray) -> None:
+        if mask.any():
+            flags[_flag(rule, column)] = _like(layout, pl.Series(mask))
+
+    # Flags are added in the order the error text lists them.
     for c in REQUIRED:
-        flags[_flag("required", c)] = _absent(_raw(c), dt[c])
+        if may_be_absent(c):
+            flags[_flag("required", c)] = _absent(_raw(c), dt[c])
     for c in ID_COLUMNS:
-        flags[_flag("id_format", c)] = (text[c].str.len_bytes() > MAX_ID_BYTES).fill_null(False)
+        if may_exceed(c, MAX_ID_BYTES):
+            flags[_flag("id_format", c)] = (text[c].str.len_bytes() > MAX_ID_BYTES).fill_null(False)
+
+    ts_plan = _ts(dt["ts"])
     if ts_plan is not None:
         values.append(ts_plan[0].alias("ts"))
-        flags[_flag("ts_format", "ts")] = ts_plan[1].fill_null(False)
+        if not isinstance(dt["ts"], pl.Datetime):
+            flags[_flag("ts_format", "ts")] = ts_plan[1].fill_null(False)
         flags[_flag("ts_range", "ts")] = _ts_range(ts_plan[0])
     else:
-        # One compiled pass, run by the engine on each morsel (the kernel
-        # releases the GIL, so morsels parse in parallel).
-        kernels.append(
-            _as_text(_raw("ts"), dt["ts"])
-            .map_batches(_ts_struct, return_dtype=_KERNEL_STRUCT, is_elementwise=True)
-            .alias(_K_TS)
-        )
-        parsed = pl.col(_K_TS)
-        values.append(parsed.struct.field("value").cast(TS_DTYPE).alias("ts"))
-        flags[_flag("ts_format", "ts")] = parsed.struct.field("status") == BAD
-        flags[_flag("ts_range", "ts")] = parsed.struct.field("status") == RANGE
+        us, status = parse_timestamps(as_text("ts"))
+        values.append(_kernel_values("ts", us, status, TS_DTYPE))
+        flag("ts_format", "ts", status == BAD)
+        flag("ts_range", "ts", status == RANGE)
+
+    amount_plan = _amount(dt["amount"])
     if amount_plan is not None:
         values.append(amount_plan[0].alias("amount_fen"))
         flags[_flag("amount_format", "amount")] = amount_plan[1].fill_null(False)
     else:
-        kernels.append(
-            _as_text(_raw("amount"), dt["amount"])
-            .map_batches(_amount_struct, return_dtype=_KERNEL_STRUCT, is_elementwise=True)
-            .alias(_K_AMOUNT)
-        )
-        parsed = pl.col(_K_AMOUNT)
-        values.append(parsed.struct.field("value").alias("amount_fen"))
-        flags[_flag("amount_format", "amount")] = parsed.struct.field("status") == BAD
-    flags[_flag("latency_format", "latency_ms")] = bad_latency
-    flags[_flag("channel_format", "channel")] = _matches(text["channel"], _CHANNEL_RE.pattern)
-    flags[_flag("region_format", "region")] = _matches(text["region"], _REGION_RE.pattern)
-    flags[_flag("response_code_format", "response_code")] = _matches(code, _CODE_RE.pattern)
-    flags[_flag("outcome_enum", "outcome")] = outcome.is_null() & ~_missing(outcome_text)
-    flags[_flag("risk_decision_enum", "risk_decision")] = risk.is_null() & ~_missing(risk_text)
-    approved = outcome == "approved"
-    flags[_flag("outcome_code_mismatch", "response_code")] = (
-        (approved & ~_missing(code) & ~code.is_in(sorted(APPROVAL_CODES)))
-        | (~approved & (code == "00"))
-    ).fill_null(False)
-    for c in OPTIONAL_STRINGS:
-        flags[_flag("text_length", c)] = (text[c].str.len_bytes() > MAX_TEXT_BYTES).fill_null(False)
+        fen, status = parse_amounts(as_text("amount"))
+        values.append(_kernel_values("amount_fen", fen, status))
+        flag("amount_format", "amount", status == BAD)
 
-    if kernels:
-        frame = frame.with_columns(kernels)
-    frame = frame.with_columns(*values, *[e.alias(n) for n, e in flags.items()])
-    frame = frame.with_columns(pl.any_horizontal(list(flags)).alias(_ANY))
-    return frame.drop([_K_TS, _K_AMOUNT], strict=False)
+    if dt["latency_ms"] == pl.String:
+        latency_value, bad_latency = _text_latency(raw("latency_ms"), texts["latency_ms"])
+        values.append(latency_value)
+        flag("latency_format", "latency_ms", bad_latency)
+    else:
+        latency, bad_latency_expr = _latency(dt["latency_ms"])
+        values.append(latency.alias("latency_ms"))
+        flags[_flag("latency_format", "latency_ms")] = bad_latency_expr
+
+    for c, kind in _FORMATS.items():
+        flag(f"{c}_format", c, check_format(as_text(c), kind) == BAD)
+    code = _code(dt["response_code"])
+    classes = check_format(as_text("response_code", code), CODE, _CODE_CLASSES)
+    flag("response_code_format", "response_code", classes == BAD)
+
+    enums: dict[str, np.ndarray] = {}
+    for c, dtype in (("outcome", OUTCOME_DTYPE), ("risk_decision", RISK_DTYPE)):
+        if dt[c] == pl.String:
+            enum_values, codes = _text_enum(c, texts[c], dtype)
+        else:
+            enum_values = frame.select(
+                _as_text(_raw(c), dt[c]).cast(dtype, strict=False).alias(c)
+            ).to_series()
+            codes = _enum_codes(enum_values)
+            present = ~frame.select(_missing(_as_text(_raw(c), dt[c]))).to_series().to_numpy()
+            codes = np.where((codes == NO_VALUE) & present, NO_MATCH, codes).astype(np.uint8)
+        values.append(enum_values)
+        enums[c] = codes
+        flag(f"{c}_enum", c, codes == NO_MATCH)
+    outcome = enums["outcome"]
+    approved = outcome == OUTCOMES.index("approved")
+    flag(
+        "outcome_code_mismatch",
+        "response_code",
+        (outcome < NO_MATCH)
+        & ((approved & ((classes == OK) | (classes == BAD))) | (~approved & (classes == _CODE_00))),
+    )
+    for c in OPTIONAL_STRINGS:
+        if may_exceed(c, MAX_TEXT_BYTES):
+            flags[_flag("text_length", c)] = (
+                text[c].str.len_bytes() > MAX_TEXT_BYTES
+            ).fill_null(False)
+
+    # Canonical text. Text that arrived as text is used as it is (no copy);
+    # optional text that was present but empty becomes null (rare: checked first).
+    def blank_to_null(e: pl.Expr) -> pl.Expr:
+        return pl.when(e.str.len_bytes() == 0).then(None).otherwise(e)
+
+    if dt["response_code"] != pl.String:
+        values.append(code.alias("response_code"))
+    elif lengths["response_code"][0] == 0:
+        values.append(blank_to_null(pl.col(_raw("response_code"))).alias("response_code"))
+    else:
+        values.append(pl.col(_raw("response_code")).alias("response_code"))
+    if may_be_absent("payment_id") or dt["payment_id"] != pl.String:
+        values.append(
+            pl.when(_missing(text["payment_id"]))
+            .then(text["event_id"])
+            .otherwise(text["payment_id"])
+            .alias("payment_id")
+        )
+    else:
+        values.append(pl.col(_raw("payment_id")).alias("payment_id"))
+    for c in strings:
+        if c == "payment_id":
+            continue
+        if dt[c] != pl.String:
+            values.append(text[c].alias(c))
+        elif c in OPTIONAL_STRINGS and lengths[c][0] == 0:
+            values.append(blank_to_null(pl.col(c)).alias(c))
+
+    # Every new column is cut into the chunks the batch arrived in (a CSV batch
+    # comes in dozens): Polars glues a frame whose columns are chunked
+    # differently back into one piece at the next operation, which for text
+    # costs as much as parsing it. Eager evaluation keeps the chunks.
+    frame = frame.with_columns(
+        *[_like(layout, v) if isinstance(v, pl.Series) else v for v in values],
+        *[e.alias(name) for name, e in flags.items()],
+    )
+    derived = frame.select(
+        text["event_id"].hash(seed=EventIdIndex.SEED).alias(_HASH),
+        (pl.any_horizontal(list(flags)) if flags else pl.repeat(False, n)).alias(_ANY),
+    )
+    return frame.with_columns(_like(layout, s) for s in derived.get_columns())
 
 
 # ---------------------------------------------------------------------------
-# stage 2: rare fix-ups, duplicates across batches, split
+# stage 2: duplicates across batches, split
 
 
-_KERNEL_STRUCT = pl.Struct({"value": pl.Int64(), "status": pl.UInt8()})
-
-
-def _kernel_struct(values: np.ndarray, status: np.ndarray) -> pl.Series:
-    value = pl.Series("value", values).scatter(np.flatnonzero(status != OK), None)
-    return pl.struct(value, pl.Series("status", status), eager=True)
-
-
-def _ts_struct(s: pl.Series) -> pl.Series:
-    return _kernel_struct(*parse_timestamps(s))
-
-
-def _amount_struct(s: pl.Series) -> pl.Series:
-    return _kernel_struct(*parse_amounts(s))
-
-
-def _duplicates(ids: pl.Series, index: EventIdIndex | None) -> tuple[np.ndarray, np.ndarray]:
+def _duplicates(
+    hashes: pl.Series, ids: pl.Series, flagged: np.ndarray, index: EventIdIndex | None
+) -> tuple[np.ndarray, np.ndarray]:
     """(duplicate mask in input order, the batch's hashes sorted).
+
+    A row is a duplicate when an earlier row of the stream with the same id
+    was *accepted*: the first acceptable copy is kept, whatever the chunking
+    (a rejected first copy does not make a later good copy a duplicate, in the
+    same batch or in a later one).
 
     One sort of the batch's hashes serves three checks: repeats inside the
     batch (equal neighbours), ids seen in earlier batches (sorted look-ups
     into the index's runs) and, for a clean batch, the run added to the index.
-    The permutation back to input order is only computed when something was
-    found, which is rare.
+    The exact resolution is only computed when something was found, which is
+    rare.
     """
-    hashes = EventIdIndex.hashes(ids)
     ordered = hashes.sort().to_numpy()
     suspicious = np.zeros(len(ordered), dtype=bool)
     if len(ordered) > 1:
         same = ordered[1:] == ordered[:-1]
         suspicious[1:] |= same
         suspicious[:-1] |= same
-    if index is not None and index.size:
-        suspicious |= index.seen_sorted(ordered)
+    before = (
+        index.seen_sorted(ordered) if index is not None and index.size else np.zeros(0, bool)
+    )
+    if len(before):
+        suspicious |= before
     if not suspicious.any():
         return np.zeros(len(ordered), dtype=bool), ordered
-    # Rare path: resolve exactly which rows are repeats.
-    dup = (~hashes.is_first_distinct() & ids.is_not_null()).to_numpy()
-    if index is not None and index.size:
-        before = index.seen_sorted(ordered)
-        if before.any():
-            dup |= hashes.is_in(pl.Series(ordered[before]).implode()).to_numpy()
+    # Rare path: resolve exactly which rows are repeats of an accepted row.
+    present = ids.is_not_null()
+    pos = pl.col("pos")
+    first_ok = (
+        pl.DataFrame({"h": hashes, "ok": pl.Series(~flagged) & present})
+        .with_row_index("pos")
+        .select(pos > pl.when(pl.col("ok")).then(pos).min().over("h"))
+        .to_series()
+        .fill_null(False)
+    )
+    dup = (first_ok & present).to_numpy()
+    if len(before) and before.any():
+        dup |= (hashes.is_in(pl.Series(ordered[before]).implode()) & present).to_numpy()
     return dup, ordered
 
 
@@ -364,17 +546,16 @@ def finish(parsed: pl.DataFrame, index: EventIdIndex | None = None) -> Validatio
     for every batch of a stream). Rejected rows do not enter the index, so a
     later good row with the same id is still accepted.
     """
-    ids = parsed["event_id"]
-    dup, ordered = _duplicates(ids, index)
-    ok_mask = ~(parsed[_ANY].to_numpy() | dup)
+    hashes = parsed.get_column(_HASH)
+    flagged = parsed.get_column(_ANY).to_numpy()
+    dup, ordered = _duplicates(hashes, parsed.get_column("event_id"), flagged, index)
+    ok_mask = ~(flagged | dup)
     clean = bool(ok_mask.all())
     if index is not None:
         if clean:
             index.add_sorted(ordered)
         else:
-            accepted = EventIdIndex.hashes(ids).filter(pl.Series(ok_mask))
-            index.add_sorted(accepted.sort().to_numpy())
-    parsed = _blank_to_null(parsed)
+            index.add_sorted(hashes.filter(pl.Series(ok_mask)).sort().to_numpy())
     if clean:
         return ValidationResult(parsed.select(CANONICAL_NAMES), empty_rejects())
     parsed = parsed.with_columns(pl.Series(_flag("duplicate", "event_id"), dup))
@@ -385,17 +566,6 @@ def finish(parsed: pl.DataFrame, index: EventIdIndex | None = None) -> Validatio
 
 
 CANONICAL_NAMES: list[str] = list(CANONICAL_SCHEMA)
-_NULLABLE_TEXT = ("response_code", *OPTIONAL_STRINGS)
-
-
-def _blank_to_null(df: pl.DataFrame) -> pl.DataFrame:
-    """Optional text that was present but empty becomes null (rare: checked first)."""
-    fixes = [
-        pl.when(pl.col(c).str.len_bytes() == 0).then(None).otherwise(pl.col(c)).alias(c)
-        for c in _NULLABLE_TEXT
-        if df[c].str.len_bytes().min() == 0
-    ]
-    return df.with_columns(fixes) if fixes else df
 
 
 def _rejects(bad: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,114 @@
+"""The compiled checks say exactly what the contract's regexes and Polars' casts say.
+
+Validation replaced per-row regexes, ``str -> f64`` casts and enum casts by
+kernels walking the string buffers; these properties pin them to the
+definitions they replace, on arbitrary text, including strings long enough to
+live outside the Arrow views and columns made of several chunks.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tapshield.events.codes import APPROVAL_CODES
+from tapshield.events.schema import OUTCOMES
+from tapshield.events.validate import _CHANNEL_RE, _CODE_RE, _REGION_RE
+from tapshield.parsing import (
+    BAD,
+    CHANNEL,
+    CODE,
+    MISSING,
+    NO_MATCH,
+    NO_VALUE,
+    OK,
+    REGION,
+    byte_length_range,
+    check_format,
+    code_classes,
+    match_choices,
+    parse_plain_numbers,
+)
+
+ALPHABET = st.sampled_from([*list("aZ09_.:-/ -é\n"), "CN", "GD", "-", "00", "approved", "1.5"])
+TEXT = st.lists(ALPHABET, max_size=30).map("".join)
+VALUES = st.lists(st.one_of(st.none(), TEXT, st.sampled_from(["", "x" * 70, "nfc"])), max_size=40)
+
+
+def _chunked(values: list[str | None]) -> pl.Series:
+    """The values as a Series of several chunks (as a CSV batch arrives)."""
+    series = pl.Series(values[: len(values) // 2], dtype=pl.String)
+    series.append(pl.Series(values[len(values) // 2 :], dtype=pl.String))
+    return series
+
+
+def _expected(values: list[str | None], pattern: re.Pattern[str]) -> list[int]:
+    return [
+        MISSING if not v else OK if pattern.fullmatch(v) and not v.endswith("\n") else BAD
+        for v in values
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(VALUES)
+def test_formats_agree_with_the_contract_regexes(values: list[str | None]) -> None:
+    series = _chunked(values)
+    assert check_format(series, CHANNEL).tolist() == _expected(values, _CHANNEL_RE)
+    assert check_format(series, REGION).tolist() == _expected(values, _REGION_RE)
+    assert check_format(series, CODE).tolist() == _expected(values, _CODE_RE)
+
+
+def test_code_classes_name_the_approval_codes() -> None:
+    table = code_classes(dict.fromkeys(APPROVAL_CODES, 4))
+    codes = pl.Series(["00", "08", "51", "5", None, "0A"])
+    assert check_format(codes, CODE, table).tolist() == [4, 4, OK, BAD, MISSING, OK]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.from_regex(r"\A[0-9]{1,17}(\.[0-9]{0,6})?\Z"),
+            st.sampled_from(["", "1e3", ".5", "-0", "inf", "nan", " 1", "+1", "0x10", "fast"]),
+        ),
+        max_size=40,
+    )
+)
+def test_plain_numbers_are_the_doubles_polars_parses(values: list[str | None]) -> None:
+    series = _chunked(values)
+    value, status = parse_plain_numbers(series)
+    reference = series.cast(pl.Float64, strict=False).to_numpy()
+    for v, got, st_, want in zip(values, value, status, reference, strict=True):
+        if not v:
+            assert st_ == MISSING
+        elif st_ == OK:
+            assert np.float64(got).tobytes() == np.float64(want).tobytes(), v
+        else:
+            assert st_ == BAD
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from([*OUTCOMES, "", "Approved", "ok", "x" * 20])),
+                max_size=40))
+def test_choices_are_what_an_enum_cast_says(values: list[str | None]) -> None:
+    codes = match_choices(_chunked(values), OUTCOMES)
+    for v, code in zip(values, codes, strict=True):
+        if not v:
+            assert code == NO_VALUE
+        elif v in OUTCOMES:
+            assert code == OUTCOMES.index(v)
+        else:
+            assert code == NO_MATCH
+
+
+@settings(max_examples=100, deadline=None)
+@given(VALUES)
+def test_length_range_of_present_values(values: list[str | None]) -> None:
+    present = [len(v.encode()) for v in values if v is not None]
+    expected = (min(present), max(present)) if present else (-1, -1)
+    assert byte_length_range(_chunked(values)) == expected
