@@ -11,7 +11,7 @@ import pytest
 
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
-from tapshield.monitor import Monitor, MonitorConfig
+from tapshield.monitor import AlertEvent, Monitor, MonitorConfig
 
 from .synth import Fault, at, events
 
@@ -88,6 +88,46 @@ def test_close_leaves_firing_alerts_open_and_ends_the_stream() -> None:
     assert m.open_alerts()
     with pytest.raises(RuntimeError):
         m.process(frame.tail(5))
+
+
+def _trickle_end() -> pl.DataFrame:
+    """25 minutes of steady traffic (40/s), then, inside the last 10-s bucket, a
+    3-second gap and one straggler: how a file cut at midnight can end."""
+    frame = events(1500, rate=40, seed=29)
+    body = frame.filter(pl.col("ts") < at(1493))
+    straggler = frame.filter(pl.col("ts") >= at(1497)).head(1)
+    assert straggler.height == 1
+    return pl.concat([body, straggler])
+
+
+def _traffic_drops(evs: list[AlertEvent]) -> list[AlertEvent]:
+    return [e for e in evs if e.signal == "traffic_drop" and e.state == "firing"]
+
+
+def test_the_end_of_a_file_is_not_judged_a_traffic_drop() -> None:
+    frame = _trickle_end()
+    m = Monitor()
+    out = m.process(frame)
+    out += m.close()
+    # the gap before the straggler would be a national silence (40 events/s), but the
+    # last bucket is partial: at the end of the data nothing tells a silence apart
+    assert _traffic_drops(out) == []
+
+
+def test_a_live_stream_falling_silent_is_still_found_by_advance() -> None:
+    frame = _trickle_end()
+    m = Monitor()
+    out = m.process(frame)
+    assert _traffic_drops(out) == []  # held until its bucket closes
+    out += m.advance(at(1501))  # the clock moves past the bucket: the silence is real
+    drops = _traffic_drops(out)
+    assert [e.slice for e in drops] == [{}]
+    assert at(1493) <= drops[0].ts <= at(1497)
+    # and a stream that simply stops is found by the clock too
+    quiet = Monitor()
+    stopped = quiet.process(frame.filter(pl.col("ts") < at(1493)))
+    stopped += quiet.advance(at(1520))
+    assert [e.slice for e in _traffic_drops(stopped)] == [{}]
 
 
 def test_a_saved_profile_is_loaded_and_arms_detectors_at_once(tmp_path: Path) -> None:

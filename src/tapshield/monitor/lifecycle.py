@@ -199,11 +199,15 @@ class Lifecycle:
 
     # -- crossings ------------------------------------------------------------------
 
+    def order(self, crossings: list[Crossing]) -> list[Crossing]:
+        """Crossings in the order they are decided: by event, signal, then slice."""
+        infos = self.registry.infos
+        return sorted(crossings, key=lambda c: (c.index, c.signal, infos[c.slice].key))
+
     def on_crossings(self, crossings: list[Crossing], seq0: int) -> list[AlertEvent]:
         if not crossings:
             return []
-        infos = self.registry.infos
-        crossings = sorted(crossings, key=lambda c: (c.index, c.signal, infos[c.slice].key))
+        crossings = self.order(crossings)
         out: list[AlertEvent] = []
         for c in crossings:
             seq = seq0 + c.index if c.index >= 0 else seq0 - 1

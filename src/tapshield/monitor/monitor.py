@@ -35,7 +35,7 @@ from tapshield.events.schema import OUTCOME_DTYPE, RISK_DECISIONS, RISK_DTYPE
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.alerts import AlertEvent
 from tapshield.monitor.config import MonitorConfig
-from tapshield.monitor.detectors import DetectorBank
+from tapshield.monitor.detectors import Crossing, DetectorBank
 from tapshield.monitor.lifecycle import Alert, Lifecycle
 from tapshield.monitor.recent import Chunk, RecentEvents
 from tapshield.monitor.seasonal import SeasonalProfile
@@ -51,6 +51,8 @@ MAX_GAP_BUCKETS = 8640
 """A gap in the stream longer than a day of buckets is jumped over rather than
 walked bucket by bucket (expectations do not decay across it)."""
 
+_TRAFFIC = (kn.SIG_TRAFFIC, kn.SIG_NATIONAL_TRAFFIC)
+"""Traffic-drop signals (a slice's share, the national rate)."""
 _TECH_CODES = sorted(TECHNICAL_CODES)
 _RISK_CODES = sorted(RISK_CODES)
 _RISK_DECLINE = RISK_DECISIONS.index("decline")
@@ -97,6 +99,9 @@ class Monitor:
         self._tap_seen = np.zeros(1 << 16, dtype=np.int64)
         self._tap_used = 0
         self._closed = False
+        self._held: list[tuple[list[Crossing], int, int]] = []
+        """Crossings waiting for their bucket to close (see :meth:`_decide`):
+        ``(crossings, sequence number of the segment's first event, late events)``."""
 
     # -- the stream -----------------------------------------------------------------
 
@@ -131,7 +136,7 @@ class Monitor:
             self.late_events += late
             self._last_seq = self.seq + hi - 1
             self.lifecycle.late_events = self.late_events
-            out.extend(self.lifecycle.on_crossings(crossings, self.seq + lo))
+            out.extend(self._decide(crossings, self.seq + lo))
         self.seq += n
         self.events += n
         return out
@@ -150,13 +155,55 @@ class Monitor:
         return self._advance_to(t // self.bucket_us)
 
     def close(self) -> list[AlertEvent]:
-        """End of stream: close the open bucket; alerts still firing stay open."""
+        """End of stream: close the open bucket; alerts still firing stay open.
+
+        The last bucket is partial: no traffic drop is judged in it (at the end
+        of a file a silence and the end of the data look the same; a live
+        stream that falls silent is found by :meth:`advance`).
+        """
         if self._closed:
             return []
         self._closed = True
         if self.open_bucket is None or self.max_ts is None:
             return []
-        return self._close_bucket(max(self.max_ts, self.open_bucket * self.bucket_us))
+        return self._close_bucket(max(self.max_ts, self.open_bucket * self.bucket_us),
+                                  final=True)
+
+    def _decide(self, crossings: list[Crossing], seq0: int) -> list[AlertEvent]:
+        """Hand a segment's crossings to the lifecycle, holding traffic drops back.
+
+        A traffic-drop crossing (a slice's share or the national rate) is
+        decided only once its bucket has closed because time moved on (a later
+        event, or :meth:`advance`): the stream's last events must not be
+        judged a silence just because the data ends. Everything after it in
+        the bucket is held too, so the lifecycle still sees the crossings in
+        their order (held or not, it decides on the same state: views stop at
+        each crossing's event, and expectations change only at bucket close).
+        """
+        if not crossings:
+            return []
+        if not self._held:
+            ordered = self.lifecycle.order(crossings)
+            first = next((i for i, c in enumerate(ordered) if c.signal in _TRAFFIC), None)
+            if first is None:
+                return self.lifecycle.on_crossings(ordered, seq0)
+            now, crossings = ordered[:first], ordered[first:]
+            self._held.append((crossings, seq0, self.late_events))
+            return self.lifecycle.on_crossings(now, seq0)
+        self._held.append((crossings, seq0, self.late_events))
+        return []
+
+    def _release(self, final: bool) -> list[AlertEvent]:
+        """Decide the held crossings (at the end of the stream: without traffic drops)."""
+        out: list[AlertEvent] = []
+        held, self._held = self._held, []
+        late = self.lifecycle.late_events
+        for crossings, seq0, late_then in held:
+            self.lifecycle.late_events = late_then
+            kept = [c for c in crossings if c.signal not in _TRAFFIC] if final else crossings
+            out.extend(self.lifecycle.on_crossings(kept, seq0))
+        self.lifecycle.late_events = late
+        return out
 
     # -- buckets ----------------------------------------------------------------------
 
@@ -174,14 +221,17 @@ class Monitor:
             walked += 1
         return out
 
-    def _close_bucket(self, t_end: int) -> list[AlertEvent]:
+    def _close_bucket(self, t_end: int, final: bool = False) -> list[AlertEvent]:
         assert self.open_bucket is not None
+        out = self._release(final) if self._held else []
         bank = self.bank
         n = bank.n
         season = self.profile.index(t_end, n)
         crossings, recoveries = bank.close_bucket(t_end, season,
                                                   self.profile.traffic_index(t_end))
-        out = self.lifecycle.on_bucket(t_end, recoveries, crossings, self._last_seq)
+        if final:
+            crossings = [c for c in crossings if c.signal not in _TRAFFIC]
+        out.extend(self.lifecycle.on_bucket(t_end, recoveries, crossings, self._last_seq))
         # the profile learns from slices whose tests are idle after the lifecycle's say
         self.profile.learn(bank.acc, n, self.open_bucket * self.bucket_us, bank.rstate,
                            bank.ext_frozen)

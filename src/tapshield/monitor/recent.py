@@ -82,11 +82,7 @@ class View:
                     self.base, self.gen, self.lo + lo)
 
     def where(self, key: Any, fn: Callable[[View], np.ndarray]) -> np.ndarray:
-        """The rows where the boolean :meth:`cached` ``fn`` is true (do not modify)."""
-        if self.base is not None:
-            got = self.base.positions(key, fn, self.gen, self.lo, self.lo + self.size)
-            if got is not None:
-                return got
+        """The rows where the boolean :meth:`cached` ``fn`` is true."""
         return np.flatnonzero(self.cached(key, fn))
 
     def cached(self, key: Any, fn: Callable[[View], np.ndarray]) -> np.ndarray:
@@ -139,7 +135,6 @@ class RecentEvents:
         self._member = np.empty((1, 0), dtype=np.int32)
         self._spare: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         self._derived: dict[Any, tuple[int, int, np.ndarray]] = {}
-        self._pos: dict[Any, tuple[int, int, np.ndarray, int]] = {}
 
     def __len__(self) -> int:
         return self._end - self._start
@@ -198,7 +193,6 @@ class RecentEvents:
         self._start, self._end, self._cap, self._width = 0, live, cap, width
         self.generation += 1
         self._derived.clear()
-        self._pos.clear()
 
     @property
     def earliest_ts(self) -> int | None:
@@ -236,37 +230,6 @@ class RecentEvents:
         out.flags.writeable = False
         return out
 
-    def positions(self, key: Any, fn: Callable[[View], np.ndarray], gen: int, lo: int,
-                  hi: int) -> np.ndarray | None:
-        """Where the boolean ``fn`` is true among buffer rows ``lo:hi``, relative to ``lo``
-        (``np.flatnonzero`` of :meth:`derived`, cached and extended the same way)."""
-        if gen != self.generation:
-            return None
-        got = self._pos.get(key)
-        if got is None or lo < got[0]:
-            arr = self._cover(key, fn, lo, hi)
-            b = self._derived[key][1]
-            found = np.flatnonzero(arr[lo:b]) + lo
-            buf = np.empty(max(64, 2 * found.size), dtype=np.int64)
-            buf[: found.size] = found
-            got = (lo, b, buf, int(found.size))
-        elif hi > got[1]:
-            a, b, buf, cnt = got
-            arr = self._cover(key, fn, b, hi)
-            b2 = self._derived[key][1]
-            found = np.flatnonzero(arr[b:b2]) + b
-            if cnt + found.size > buf.shape[0]:
-                big = np.empty(2 * (cnt + found.size), dtype=np.int64)
-                big[:cnt] = buf[:cnt]
-                buf = big
-            buf[cnt:cnt + found.size] = found
-            got = (a, b2, buf, cnt + int(found.size))
-        self._pos[key] = got
-        pos = got[2][: got[3]]
-        i0 = int(np.searchsorted(pos, lo, side="left"))
-        i1 = int(np.searchsorted(pos, hi, side="left"))
-        return pos[i0:i1] - lo
-
     def _cover(self, key: Any, fn: Callable[[View], np.ndarray], lo: int,
                hi: int) -> np.ndarray:
         """The cached array of ``key``, computed at least over rows ``lo:hi``."""
@@ -277,7 +240,6 @@ class RecentEvents:
         if got is None:
             if len(self._derived) >= MAX_DERIVED:
                 self._derived.clear()
-                self._pos.clear()
             part = np.asarray(fn(self._rows(lo, ahead, with_base=False)))
             arr = np.empty(self._cap, dtype=part.dtype)
             arr[lo:ahead] = part
