@@ -64,3 +64,22 @@ def test_one_event_at_a_time_around_a_detection() -> None:
     cuts = list(range(max(idx - 200, 1), idx + 200))
     alerts, _ = replay(cuts)
     assert alerts == ref_alerts
+
+
+def test_dictionary_encoded_dimensions_give_the_same_alerts() -> None:
+    """Categorical/Enum dimension columns map to slices through their categories;
+    the result must not depend on the encoding (even changing between batches)."""
+    ref_alerts, ref_tl = reference()
+    frame = stream()
+    cat = frame.with_columns(
+        pl.col("channel", "region", "merchant_id").cast(pl.Categorical),
+        pl.col("carrier").cast(pl.Enum(sorted(frame["carrier"].unique().to_list()))),
+    )
+    m = Monitor()
+    out: list[AlertEvent] = []
+    step = 10_000
+    for i, lo in enumerate(range(0, frame.height, step)):
+        out.extend(m.process((cat if i % 2 == 0 else frame).slice(lo, step)))
+    out.extend(m.close())
+    assert fingerprint(out) == ref_alerts
+    assert m.timeline().equals(ref_tl)

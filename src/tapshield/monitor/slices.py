@@ -25,6 +25,18 @@ from tapshield.monitor import _kernels as kn
 
 NATIONAL = 0
 """Index of the whole-flow slice (always allocated)."""
+_SEED = 0x7A95
+"""Seed of the value hashes behind dimension codes."""
+_TRUE = np.ones(0, dtype=np.bool_)
+
+
+def _all_true(n: int) -> np.ndarray:
+    """A read-only all-true mask of ``n`` rows (shared, grown on demand)."""
+    global _TRUE  # noqa: PLW0603 - a process-wide constant buffer
+    if _TRUE.shape[0] < n:
+        _TRUE = np.ones(max(n, 2 * _TRUE.shape[0]), dtype=np.bool_)
+        _TRUE.setflags(write=False)
+    return _TRUE[:n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +120,23 @@ class SliceRegistry:
         return idx
 
     def codes(self, batch: pl.DataFrame) -> dict[str, np.ndarray]:
-        """Integer code of each dimension value (-1 = missing)."""
-        return {d: self._codes[d].encode(batch.get_column(d)) for d in self.dims}
+        """Integer code of each dimension value (-1 = missing).
+
+        Text columns are hashed in one Polars pass (all dimensions at once, in
+        parallel); dictionary-encoded columns (``Categorical``/``Enum``) map
+        to codes through their categories, not row by row.
+        """
+        schema = batch.schema
+        text = [d for d in self.dims if not isinstance(schema[d], pl.Categorical | pl.Enum)]
+        hashed = batch.select([pl.col(d).hash(_SEED) for d in text]) if text else None
+        out: dict[str, np.ndarray] = {}
+        for d in self.dims:
+            column = batch.get_column(d)
+            if hashed is not None and d in text:
+                out[d] = self._codes[d].encode(column, hashed.get_column(d).to_numpy())
+            else:
+                out[d] = self._codes[d].encode_dictionary(column)
+        return out
 
     def value(self, dim: str, code: int) -> str:
         return self._codes[dim].values[code]
@@ -172,10 +199,35 @@ class _Codes:
         self.codes_of = np.zeros(64, dtype=np.int64)
         self.values: list[str] = []
 
-    def encode(self, column: pl.Series) -> np.ndarray:
+    def encode_dictionary(self, column: pl.Series) -> np.ndarray:
+        """Codes of a ``Categorical``/``Enum`` column: its categories are encoded
+        (as text, so the codes agree with text batches), rows look them up."""
+        dtype = column.dtype
+        phys = column.to_physical()
+        if phys.null_count() == phys.len():  # nothing but nulls
+            return np.full(column.len(), -1, dtype=np.int64)
+        ids = phys.drop_nulls().to_numpy().astype(np.int64)
+        # an Enum lists its categories; a Categorical's (possibly global, growing)
+        # category pool is indexed by the physical id: only ids up to the largest used
+        if isinstance(dtype, pl.Enum):
+            pool = dtype.categories
+        else:
+            assert isinstance(dtype, pl.Categorical)
+            pool = dtype.categories.to_series()
+        cats = pool.head(int(ids.max()) + 1).cast(pl.String)
+        lut = self.encode(cats, cats.hash(_SEED).to_numpy())
+        out: np.ndarray
+        if phys.null_count():
+            out = np.full(column.len(), -1, dtype=np.int64)
+            out[phys.is_not_null().to_numpy()] = lut[ids]
+        else:
+            out = lut[ids]
+        return out
+
+    def encode(self, column: pl.Series, hashes: np.ndarray) -> np.ndarray:
+        """Codes of a text column whose values hash (``_SEED``) to ``hashes``."""
         n = column.len()
-        hashes = column.hash(0x7A95).to_numpy()
-        valid = column.is_not_null().to_numpy()
+        valid = column.is_not_null().to_numpy() if column.null_count() else _all_true(n)
         out = np.empty(n, dtype=np.int64)
         new_rows = np.empty(n, dtype=np.int64)
         start = 0
