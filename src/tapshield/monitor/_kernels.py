@@ -912,13 +912,16 @@ def close_rates(
     warm: bool, te_x: np.ndarray, te_n: np.ndarray, tstate: np.ndarray, tthr: np.ndarray,
     ta1: np.ndarray, tb1: np.ndarray, tfx: np.ndarray, tfn: np.ndarray, share: np.ndarray,
     tallow: np.ndarray, rho_t: float, h_traffic: float,
+    # recovery thresholds: per-slice attempts per second over the horizon
+    bucket_s: float, horizon_s: float, rec_error: float,
     # recoveries found: rows (slice, signal, estimated end)
     rec_out: np.ndarray,
 ) -> int:
     """A bucket boundary's work on the slice tests in one call: :func:`flush`, then
     :func:`bucket_update`, then the list of tests whose recovery statistic is done.
 
-    One compiled call instead of three dispatches and a NumPy scan per bucket
+    Then each slice's recovery threshold (see ``DetectorBank._recovery_thresholds``).
+    One compiled call instead of several dispatches and NumPy passes per bucket
     (a day has 8,640 buckets). Returns the number of rows of ``rec_out`` filled,
     rate tests first (slice-major), then traffic-share tests.
     """
@@ -928,6 +931,12 @@ def close_rates(
                   ra0, ra1, rb0, rb1, fx, fn, p_mean, p_hi, p_llr, lat_thr, ratios, h_rate,
                   freeze, prior, z, arm, warm, te_x, te_n, tstate, tw, tthr, ta0, ta1, tb0, tb1,
                   tfx, tfn, share, tallow, rho_t, h_traffic)
+    # the reverse (recovery) test restarts like any CUSUM: about one false recovery per
+    # e^h observations, so h = ln(the slice's observations in the horizon / error)
+    for s in range(n_slices):
+        per_s = ne[s, 0] * (1.0 - decay) / bucket_s
+        obs = max(per_s * horizon_s, 1.0)
+        hrec[s] = math.log(obs / rec_error)
     k = 0
     s_n = rdone.shape[1]
     for s in range(n_slices):

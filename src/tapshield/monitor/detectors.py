@@ -331,6 +331,7 @@ class DetectorBank:
             cfg.arm_events, self.warm,
             self.te_x, self.te_n, self.tstate, self.tthr, self.ta1, self.tb1, self.tfx,
             self.tfn, self.share, self.tallow, cfg.traffic_ratio, self.h_traffic,
+            self.bucket_us / 1e6, cfg.recovery_horizon.total_seconds(), cfg.recovery_error,
             self._rec_out,
         )
         self._national(lam_index)
@@ -380,13 +381,9 @@ class DetectorBank:
         Wald's single-test ``e^-h`` but about one false recovery per ``e^h``
         observations: over a wave lasting ``recovery_horizon`` its threshold is
         ``ln(observations in the horizon / recovery_error)``, per slice from its
-        traffic (the traffic tests observe national events)."""
-        n = self.n
+        traffic (computed in :func:`_kernels.close_rates`; the traffic tests
+        observe national events: their threshold is set here)."""
         horizon_s = self.cfg.recovery_horizon.total_seconds()
-        bucket_s = self.bucket_us / 1e6
-        per_s = self.ne[:n, 0] * (1.0 - self.decay) / bucket_s
-        obs = np.maximum(per_s * horizon_s, 1.0)
-        self.hrec[:n] = np.log(obs / self.cfg.recovery_error)
         nat = max(self.lam_per_s * horizon_s, 1.0)
         self.h_rec_t = math.log(nat / self.cfg.recovery_error)
 

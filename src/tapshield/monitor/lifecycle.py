@@ -70,6 +70,7 @@ def _noise(expected: float) -> float:
 
 
 RATE_SIGNALS = (kn.SIG_TECHNICAL, kn.SIG_DECLINE, kn.SIG_RISK, kn.SIG_LATENCY)
+_NEVER = 2**62
 Ref = tuple[int, int]
 
 
@@ -196,6 +197,8 @@ class Lifecycle:
         self._lv: View | None = None
         self._lv_key: tuple[int, int, int] = (-1, -1, -1)
         self._primary_idx: int | None = None
+        self._next_hold = _NEVER
+        """No member's hold ends before this (its members are looked at from then on)."""
 
     # -- crossings ------------------------------------------------------------------
 
@@ -404,20 +407,28 @@ class Lifecycle:
             m = self.alerts[aid].members[ref]
             m.ended_us = r.ended
             m.hold_until = r.ended + self.us["hold"]
+            self._next_hold = min(self._next_hold, m.hold_until)
         for ref, until in list(self.orphans.items()):
             if until <= t_end:
                 if self.bank.state(*ref) == HOLD:
                     self.bank.idle(*ref)
                 del self.orphans[ref]
         self._retest(t_end, seq, out)
+        # members whose hold ended leave their wave (looked for only when one is due)
+        holds_due = t_end >= self._next_hold
+        if holds_due:
+            self._next_hold = _NEVER
         for a in list(self.alerts.values()):
-            for ref, m in list(a.members.items()):
-                if m.hold_until is not None and m.hold_until <= t_end and \
-                        self.bank.state(*ref) == HOLD:
+            for ref, m in list(a.members.items()) if holds_due else ():
+                if m.hold_until is None:
+                    continue
+                if m.hold_until <= t_end and self.bank.state(*ref) == HOLD:
                     self.bank.idle(*ref)
                     a.ended_us = max(a.ended_us or 0, m.ended_us or t_end)
                     del a.members[ref]
                     self.owner.pop(ref, None)
+                else:
+                    self._next_hold = min(self._next_hold, m.hold_until)
             if not a.scope():
                 # the wave's own slices are back to normal: what they explained goes too
                 out.append(self._resolve(a, t_end))
@@ -616,6 +627,8 @@ class Lifecycle:
                                       seq))
 
     def _freeze_maintenance(self, now: int) -> None:
+        if not self.windows:
+            return  # nothing is ever frozen
         bank, infos = self.bank, self.registry.infos
         active = [w for w in self.windows if w.start_us <= now <= w.end_us + self.us["grace"]]
         if not active:
