@@ -150,6 +150,8 @@ class Alert:
     last_review_us: int = 0
     figures: dict[str, Any] = field(default_factory=dict)
     _scope: tuple[int, list[Member]] = field(default=(-1, []), repr=False, compare=False)
+    _explaining: dict[tuple[int, bool], tuple[int, list[int]]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.members, Members):
@@ -162,6 +164,26 @@ class Alert:
         if self._scope[0] != version or version < 0:
             self._scope = (version, [m for m in members.values() if m.role == "scope"])
         return self._scope[1]
+
+    def explaining(self, signal: int, traffic: bool) -> list[int]:
+        """Slices whose events may explain a crossing of ``signal`` (see
+        :meth:`Lifecycle._explain`): for a rate signal the scope members of the
+        same signal (a technical wave explains slowness too), for a traffic drop
+        every member. Rebuilt only when the members change; do not modify."""
+        members = self.members
+        version = members.version if isinstance(members, Members) else -2
+        key = (signal, traffic)
+        got = self._explaining.get(key)
+        if got is not None and got[0] == version and version >= 0:
+            return got[1]
+        if traffic:
+            slices = [m.slice for m in members.values()]
+        else:
+            slices = [m.slice for m in self.scope()
+                      if m.signal == signal
+                      or (signal == kn.SIG_LATENCY and m.signal == kn.SIG_TECHNICAL)]
+        self._explaining[key] = (version, slices)
+        return slices
 
     def set_role(self, m: Member, role: Literal["scope", "absorbed"]) -> None:
         m.role = role
@@ -198,6 +220,7 @@ class Lifecycle:
         self._lv_key: tuple[int, int, int] = (-1, -1, -1)
         self._primary_idx: int | None = None
         self._next_hold = _NEVER
+        self._meet: dict[tuple[int, int], bool] = {}
         """No member's hold ends before this (its members are looked at from then on)."""
 
     # -- crossings ------------------------------------------------------------------
@@ -255,27 +278,21 @@ class Lifecycle:
         Otherwise the same fault seen in another signal is joined by the
         grouping rule.
         """
-        t_info = self.registry.infos[c.slice].mapping
+        infos = self.registry.infos
+        t_info = infos[c.slice].mapping
         now = c.ts
-        owners: list[tuple[str, list[int], list[dict[str, str]]]] = []
+        related: list[tuple[str, list[int], list[dict[str, str]]]] = []
         traffic = c.signal not in RATE_SIGNALS
         for a in self.alerts.values():
-            if traffic:
-                slices = [m.slice for m in a.members.values()]
-            else:
-                slices = [m.slice for m in a.scope()
-                          if m.signal == c.signal
-                          or (c.signal == kn.SIG_LATENCY and m.signal == kn.SIG_TECHNICAL)]
+            slices = a.explaining(c.signal, traffic)
             if a.window is not None and not slices:
                 slices = [m.slice for m in a.members.values()]
-            if not slices:
-                continue
-            owners.append((a.alert_id, slices, [self.registry.infos[s].mapping for s in slices]))
+            if slices and any(self._meets(c.slice, s) for s in slices):
+                related.append((a.alert_id, slices, [infos[s].mapping for s in slices]))
         for w in self.windows:
-            if w.start_us <= now <= w.end_us + self.us["grace"]:
+            if w.start_us <= now <= w.end_us + self.us["grace"] and intersects(t_info, w.scope):
                 idx = self.registry.index_of(w.scope)
-                owners.append(("window:" + w.key, [idx] if idx is not None else [], [w.scope]))
-        related = [(o, sl, ds) for o, sl, ds in owners if any(intersects(t_info, d) for d in ds)]
+                related.append(("window:" + w.key, [idx] if idx is not None else [], [w.scope]))
         if not related and (c.index >= 0 or traffic):
             return False, c.cp, None  # a fresh crossing with no open wave near it
         if traffic:
@@ -646,6 +663,15 @@ class Lifecycle:
         return None
 
     # -- figures ----------------------------------------------------------------------
+
+    def _meets(self, a: int, b: int) -> bool:
+        """Can an event be in both slices (:func:`intersects`, remembered: slices never change)."""
+        key = (a, b)
+        got = self._meet.get(key)
+        if got is None:
+            infos = self.registry.infos
+            got = self._meet[key] = intersects(infos[a].mapping, infos[b].mapping)
+        return got
 
     def _mask(self, view: View, s: int | None) -> np.ndarray:
         """Rows of ``view`` in slice ``s`` (read-only, cached on the view)."""
