@@ -28,75 +28,88 @@ OK, MISSING, BAD, RANGE = 0, 1, 2, 3
 
 _TS_MIN_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 _TS_MAX_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
-_INLINE = 12
+INLINE_BYTES = _INLINE = 12
 """Arrow string views keep strings of at most 12 bytes inside the view."""
 
 Views = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_NEWEST = pl.CompatLevel.newest()
+_STRING_VIEW = pa.string_view()
+_NO_NULLS = np.zeros(0, dtype=np.bool_)
+_NO_DATA = np.zeros(1, dtype=np.uint8)
+_NO_STARTS = np.zeros(1, dtype=np.int64)
 
 
-def _views(series: pl.Series) -> Views:
-    """Zero-copy access to one chunk of a string Series.
+def _views(arr: pa.Array) -> Views:
+    """Zero-copy access to one Arrow string-view array.
 
-    Returns ``(views, view_bytes, data, starts, nulls)``:
-
-    ``views`` is ``uint32[n, 4]`` (length, prefix or inline bytes, buffer
-    index, offset), ``view_bytes`` the same memory as flat bytes (inline
-    strings start at ``16 * row + 4``), ``data`` the data buffers one after
-    the other (copied only when Polars holds several) with ``starts[i]`` the
-    position of buffer ``i`` in it, and ``nulls`` a null mask (empty when the
-    chunk has no nulls, the common case).
+    Returns ``(views, view_bytes, data, starts, nulls)``: ``views`` is
+    ``uint32[n, 4]`` (length, prefix or inline bytes, buffer index, offset),
+    ``view_bytes`` the same memory as flat bytes (inline strings start at
+    ``16 * row + 4``), ``data`` the data buffers one after the other (copied
+    only when there are several) with ``starts[i]`` the position of buffer
+    ``i`` in it, and ``nulls`` a null mask (empty when there are no nulls,
+    the common case).
     """
-    n = len(series)
-    nulls = series.is_null().to_numpy() if series.null_count() else np.zeros(0, dtype=np.bool_)
+    if arr.type != _STRING_VIEW:
+        arr = arr.cast(_STRING_VIEW)
+    n = len(arr)
     if n == 0:
-        empty = np.zeros(0, dtype=np.uint32).reshape(0, 4)
-        return empty, np.zeros(1, np.uint8), np.zeros(1, np.uint8), np.zeros(1, np.int64), nulls
-    arr = series.to_arrow(compat_level=_NEWEST)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if arr.type != pa.string_view():
-        arr = arr.cast(pa.string_view())
+        return np.zeros((0, 4), dtype=np.uint32), _NO_DATA, _NO_DATA, _NO_STARTS, _NO_NULLS
     buffers = arr.buffers()
     off = arr.offset
+    nulls = _NO_NULLS
+    if arr.null_count:
+        bits = np.frombuffer(buffers[0], dtype=np.uint8)
+        nulls = ~np.unpackbits(bits, bitorder="little")[off : off + n].astype(np.bool_)
     views = np.frombuffer(buffers[1], dtype=np.uint32, count=4 * (off + n)).reshape(-1, 4)[off:]
     flat = np.frombuffer(buffers[1], dtype=np.uint8, count=16 * (off + n))[16 * off :]
+    if len(buffers) == 2:
+        return views, flat, _NO_DATA, _NO_STARTS, nulls
     parts = [np.frombuffer(b, dtype=np.uint8) for b in buffers[2:] if b is not None]
     if not parts:
-        return views, flat, np.zeros(1, np.uint8), np.zeros(1, np.int64), nulls
+        return views, flat, _NO_DATA, _NO_STARTS, nulls
+    if len(parts) == 1:
+        return views, flat, parts[0], _NO_STARTS, nulls
     starts = np.zeros(len(parts), dtype=np.int64)
-    if len(parts) > 1:
-        np.cumsum([len(p) for p in parts[:-1]], out=starts[1:])
-    data = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return views, flat, data, starts, nulls
-
-
-_NEWEST = pl.CompatLevel.newest()
-
-
-def _chunked(series: pl.Series) -> list[tuple[int, Views]]:
-    """``(first row, views)`` per chunk: a CSV batch arrives in dozens of chunks,
-    and gluing them together would copy every column once more (it costs a
-    third of the read)."""
-    if series.dtype != pl.String:
-        series = series.cast(pl.String)
-    if series.n_chunks() == 1:
-        return [(0, _views(series))]
-    out = []
-    first = 0
-    for chunk in series.get_chunks():
-        out.append((first, _views(chunk)))
-        first += len(chunk)
-    return out
+    np.cumsum([len(p) for p in parts[:-1]], out=starts[1:])
+    return views, flat, np.concatenate(parts), starts, nulls
 
 
 class Text:
-    """A string column's buffers, looked up once for several kernels."""
+    """A string column's buffers, chunk by chunk, looked up once for several kernels.
 
-    __slots__ = ("chunks", "n")
+    A CSV batch arrives in dozens of chunks, and gluing them together would
+    copy every column once more (it costs a third of the read), so kernels
+    run chunk by chunk. Every kernel also records the shortest and longest
+    non-null value it saw (``bounds``), which answers "is any value empty"
+    and "is any too long" without another pass.
+    """
 
-    def __init__(self, series: pl.Series) -> None:
-        self.n = len(series)
-        self.chunks = _chunked(series)
+    __slots__ = ("bounds", "chunks", "inline", "n", "scanned")
+
+    def __init__(self, column: pl.Series | pa.ChunkedArray | pa.Array) -> None:
+        if isinstance(column, pl.Series):
+            if column.dtype != pl.String:
+                column = column.cast(pl.String)
+            arrays = (
+                [column.to_arrow(compat_level=_NEWEST)]
+                if column.n_chunks() == 1
+                else [c.to_arrow(compat_level=_NEWEST) for c in column.get_chunks()]
+            )
+        elif isinstance(column, pa.ChunkedArray):
+            arrays = column.chunks
+        else:
+            arrays = [column]
+        self.chunks: list[tuple[int, Views]] = []
+        first = 0
+        for arr in arrays:
+            self.chunks.append((first, _views(arr)))
+            first += len(arr)
+        self.n = first
+        self.inline = all(v[2] is _NO_DATA for _, v in self.chunks)
+        """No value is longer than 12 bytes (no data buffers)."""
+        self.bounds = np.array([1 << 40, -1], dtype=np.int64)
+        self.scanned = False
 
 
 def _text(column: pl.Series | Text) -> Text:
@@ -255,12 +268,20 @@ def _parse_views(
     nulls: np.ndarray,
     out: np.ndarray,
     status: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     """Kind 0: timestamps, kind 1: amounts; one pass over the views."""
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(out)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            status[r] = MISSING
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             status[r] = MISSING
             continue
         if ln <= _INLINE:
@@ -277,6 +298,8 @@ def _parse_views(
                 v, st = _amount_one(data, a, a + ln)
         out[r] = v
         status[r] = st
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 def _parse(column: pl.Series | Text, kind: int) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +308,10 @@ def _parse(column: pl.Series | Text, kind: int) -> tuple[np.ndarray, np.ndarray]
     status = np.zeros(text.n, dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
         end = first + len(views)
-        _parse_views(kind, views, flat, data, starts, nulls, out[first:end], status[first:end])
+        _parse_views(
+            kind, views, flat, data, starts, nulls, out[first:end], status[first:end], text.bounds
+        )
+    text.scanned = True
     return out, status
 
 
@@ -377,16 +403,26 @@ def _channel_views(
     nulls: np.ndarray,
     table: np.ndarray,
     status: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(status)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            status[r] = MISSING
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
             status[r] = _channel_one(flat, 16 * r + 4, ln, table)
         else:
             status[r] = _channel_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 @njit(cache=True, nogil=True)
@@ -398,16 +434,26 @@ def _region_views(
     nulls: np.ndarray,
     table: np.ndarray,
     status: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(status)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            status[r] = MISSING
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
             status[r] = _region_one(flat, 16 * r + 4, ln, table)
         else:
             status[r] = _region_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 @njit(cache=True, nogil=True)
@@ -419,16 +465,26 @@ def _code_views(
     nulls: np.ndarray,
     table: np.ndarray,
     status: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(status)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            status[r] = MISSING
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
             status[r] = _code_one(flat, 16 * r + 4, ln, table)
         else:
             status[r] = _code_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 _FORMAT_KERNELS = {CHANNEL: _channel_views, REGION: _region_views, CODE: _code_views}
@@ -451,7 +507,10 @@ def check_format(
     text = _text(column)
     status = np.zeros(text.n, dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
-        kernel(views, flat, data, starts, nulls, table, status[first : first + len(views)])
+        kernel(
+            views, flat, data, starts, nulls, table, status[first : first + len(views)], text.bounds
+        )
+    text.scanned = True
     return status
 
 
@@ -513,11 +572,19 @@ def _number_views(
     nulls: np.ndarray,
     out: np.ndarray,
     status: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(out)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            status[r] = MISSING
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             status[r] = MISSING
             continue
         if ln <= _INLINE:
@@ -528,6 +595,8 @@ def _number_views(
             v, st = _number_one(data, a, a + ln)
         out[r] = v
         status[r] = st
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 def parse_plain_numbers(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarray]:
@@ -541,7 +610,10 @@ def parse_plain_numbers(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarra
     status = np.zeros(text.n, dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
         end = first + len(views)
-        _number_views(views, flat, data, starts, nulls, out[first:end], status[first:end])
+        _number_views(
+            views, flat, data, starts, nulls, out[first:end], status[first:end], text.bounds
+        )
+    text.scanned = True
     return out, status
 
 
@@ -574,17 +646,27 @@ def _choice_views(
     choices: np.ndarray,
     lengths: np.ndarray,
     out: np.ndarray,
+    bounds: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(len(out)):
         ln = int(views[r, 0])
-        if ln == 0 or (has_nulls and nulls[r]):
+        if has_nulls and nulls[r]:
+            out[r] = NO_VALUE
+            continue
+        lo = min(lo, ln)
+        hi = max(hi, ln)
+        if ln == 0:
             out[r] = NO_VALUE
         elif ln <= _INLINE:
             out[r] = _choice_one(flat, 16 * r + 4, ln, choices, lengths)
         else:
             a = starts[views[r, 2]] + int(views[r, 3])
             out[r] = _choice_one(data, a, ln, choices, lengths)
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 def match_choices(column: pl.Series | Text, choices: tuple[str, ...]) -> np.ndarray:
@@ -604,32 +686,34 @@ def match_choices(column: pl.Series | Text, choices: tuple[str, ...]) -> np.ndar
     out = np.zeros(text.n, dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
         end = first + len(views)
-        _choice_views(views, flat, data, starts, nulls, table, lengths, out[first:end])
+        _choice_views(views, flat, data, starts, nulls, table, lengths, out[first:end], text.bounds)
+    text.scanned = True
     return out
 
 
 @njit(cache=True, nogil=True)
-def _length_range(views: np.ndarray, nulls: np.ndarray) -> tuple[int, int]:
+def _length_range(views: np.ndarray, nulls: np.ndarray, bounds: np.ndarray) -> None:
     has_nulls = len(nulls) > 0
-    lo = 1 << 40
-    hi = -1
+    lo = bounds[0]
+    hi = bounds[1]
     for r in range(views.shape[0]):
-        if has_nulls and nulls[r]:
-            continue
-        ln = int(views[r, 0])
-        lo = min(lo, ln)
-        hi = max(hi, ln)
-    return lo, hi
+        if not (has_nulls and nulls[r]):
+            lo = min(lo, int(views[r, 0]))
+            hi = max(hi, int(views[r, 0]))
+    bounds[0] = lo
+    bounds[1] = hi
 
 
 def byte_length_range(column: pl.Series | Text) -> tuple[int, int]:
     """``(shortest, longest)`` byte length of the non-null strings (``(-1, -1)`` if none).
 
-    Read from the views alone: enough to know that no value is empty and none
-    is too long, without a pass over the text.
+    Read from the views alone (no pass over the text), or from what a kernel
+    already saw.
     """
-    lo, hi = 1 << 40, -1
-    for _, (views, _, _, _, nulls) in _text(column).chunks:
-        a, b = _length_range(views, nulls)
-        lo, hi = min(lo, int(a)), max(hi, int(b))
+    text = _text(column)
+    if not text.scanned:
+        for _, (views, _, _, _, nulls) in text.chunks:
+            _length_range(views, nulls, text.bounds)
+        text.scanned = True
+    lo, hi = int(text.bounds[0]), int(text.bounds[1])
     return (-1, -1) if hi < 0 else (lo, hi)

@@ -231,3 +231,20 @@ def test_a_broken_record_late_in_the_file_keeps_every_row_in_place(tmp_path: Pat
         assert frame["event_id"].to_list() == expected
         assert pl.concat(seen).select("row", "errors").rows() == [(broken, "*: field_count")]
         assert reader.stats.rows == n and reader.stats.slow_path
+
+
+def test_short_records_are_padded_wherever_a_chunk_starts(tmp_path: Path) -> None:
+    """A record with fewer fields than the header has its trailing fields empty,
+    also when it is the first record of a chunk."""
+    frame = rows(*[{} for _ in range(40)])
+    lines = frame.write_csv().splitlines()
+    for i in range(1, len(lines), 3):  # drop risk_decision (the last column)
+        lines[i] = lines[i].rsplit(",", 1)[0]
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join(lines) + "\n")
+    whole = EventReader(path).read_all()
+    assert whole.height == 40 and whole["risk_decision"].null_count() == 14
+    for chunk_rows in (1, 3, 7):
+        reader = EventReader(path, chunk_rows=chunk_rows)
+        assert pl.concat(list(reader)).equals(whole)
+        assert not reader.stats.slow_path

@@ -46,11 +46,6 @@ class Piece:
         return data
 
 
-def balanced(data: bytes) -> bool:
-    """Whether ``data`` holds an even number of quotes (ends outside a quoted field)."""
-    return b'"' not in data or data.count(b'"') % 2 == 0
-
-
 def record_end(buf: bytes, pos: int = 0) -> int:
     """Position after the first newline outside quotes at or after ``pos``, or -1."""
     quoted = False
@@ -109,7 +104,7 @@ def probed_pieces(fd: int, offset: int, size: int, piece_bytes: int) -> Iterator
 
     A record longer than a piece makes a longer piece (the next newline).
     Whether a cut fell inside a quoted field is for the reader of the piece
-    to check (:func:`balanced`).
+    to check (an odd number of ``"`` in the piece).
     """
     while offset < size:
         end = offset + piece_bytes

@@ -38,7 +38,6 @@ from tapshield.errors import ContractError, RowError
 from tapshield.events.csvsplit import (
     PIECE_BYTES,
     Piece,
-    balanced,
     header_end,
     probed_pieces,
     quoted_pieces,
@@ -243,24 +242,37 @@ class EventReader:
         def task(pieces: list[Piece]) -> Callable[[], _CsvChunk]:
             def run() -> _CsvChunk:
                 frames = []
+                quoted = False
                 for piece in pieces:
                     data = piece.load(fd)
-                    if not balanced(data):
-                        return _CsvChunk(pieces[0].offset, None, misaligned=True)
+                    if b'"' in data:
+                        if data.count(b'"') % 2:
+                            return _CsvChunk(pieces[0].offset, None, misaligned=True)
+                        quoted = True
                     try:
                         # Every field is read (no projection), which is what makes
-                        # Polars notice a record with more fields than the header.
+                        # Polars notice a record with more fields than the header;
+                        # a short first record is padded like any other.
                         frames.append(
-                            pl.read_csv(data, has_header=False, schema=schema, encoding="utf8")
+                            pl.read_csv(
+                                data,
+                                has_header=False,
+                                schema=schema,
+                                encoding="utf8",
+                                missing_columns="insert",
+                            )
                         )
                     except pl.exceptions.PolarsError:
                         # A record Polars cannot split: the exact reader takes over.
                         return _CsvChunk(pieces[0].offset, None)
                     del data
                 batch = frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
-                return _CsvChunk(
-                    pieces[0].offset, parse(batch.select(cols).with_row_index(ROW, offset=1), types)
+                # Without a single quote no field can be the empty string: an
+                # empty field is null, which the column's null count tells.
+                parsed = parse(
+                    batch.select(cols).with_row_index(ROW, offset=1), types, blank_free=not quoted
                 )
+                return _CsvChunk(pieces[0].offset, parsed)
 
             return run
 

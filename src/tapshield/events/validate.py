@@ -46,6 +46,7 @@ from tapshield.parsing import (
     BAD,
     CHANNEL,
     CODE,
+    INLINE_BYTES,
     MISSING,
     NO_MATCH,
     NO_VALUE,
@@ -306,7 +307,10 @@ def _kernel_values(
 
 
 def parse(
-    frame: pl.DataFrame, input_schema: Mapping[str, pl.DataType] | None = None
+    frame: pl.DataFrame,
+    input_schema: Mapping[str, pl.DataType] | None = None,
+    *,
+    blank_free: bool = False,
 ) -> pl.DataFrame:
     """Stage 1: parse a wire-shaped batch into canonical columns plus rule flags.
 
@@ -319,12 +323,16 @@ def parse(
     Text columns are checked by compiled kernels walking Polars' own string
     buffers (:mod:`tapshield.parsing`): timestamps, amounts, latencies,
     channels, regions, response codes and the two enumerations in one pass
-    each; "required", "at most 128 bytes" and "empty means null" are answered
-    for a whole column from its shortest and longest value first, and only a
-    column where some row could break them is checked row by row. Natively
-    typed Parquet columns are validated as they are (Polars expressions),
-    never cast to text first. Most of the time is spent without the GIL, so
-    batches validate in parallel threads.
+    each. "Required", "at most 128 bytes" and "empty means null" are answered
+    for a whole column first (from its null count, from the shortest and
+    longest value a kernel saw, from strings all short enough to sit in their
+    views), and only a column where some row could break them is checked row
+    by row. ``blank_free`` is the caller's word that no text value is the
+    empty string (a CSV chunk without a single ``"``: an empty field is null),
+    which spares those columns a look at every value. Natively typed Parquet
+    columns are validated as they are (Polars expressions), never cast to text
+    first. Most of the time is spent without the GIL, so batches validate in
+    parallel threads.
     """
     schema = dict(input_schema if input_schema is not None else frame.schema)
     schema.pop(ROW, None)
@@ -348,9 +356,11 @@ def parse(
     def raw(c: str) -> pl.Series:
         return frame.get_column(_raw(c))
 
-    # Each text column's buffers are looked up once, for all the kernels that read it.
-    texts = {c: Text(raw(c)) for c in WIRE_NAMES if dt[c] == pl.String}
-    lengths = {c: byte_length_range(t) for c, t in texts.items()}
+    # Each text column's buffers are looked up once (one Arrow export of the
+    # batch), for all the kernels that read it.
+    textual = [c for c in WIRE_NAMES if dt[c] == pl.String]
+    arrow = frame.select(_raw(c) for c in textual).to_arrow(compat_level=pl.CompatLevel.newest())
+    texts = {c: Text(arrow.column(_raw(c))) for c in textual}
 
     def as_text(c: str, expr: pl.Expr | None = None) -> Text:
         """A column as text for a kernel (no copy when it already is text)."""
@@ -360,12 +370,49 @@ def parse(
             frame.select((_as_text(_raw(c), dt[c]) if expr is None else expr).alias(c)).to_series()
         )
 
+    # -- kernels: every text column that needs parsing, in one pass each
+    ts_plan = _ts(dt["ts"])
+    ts_status = amount_status = None
+    if ts_plan is None:
+        us, ts_status = parse_timestamps(as_text("ts"))
+        ts_value = _kernel_values("ts", us, ts_status, TS_DTYPE)
+    amount_plan = _amount(dt["amount"])
+    if amount_plan is None:
+        fen, amount_status = parse_amounts(as_text("amount"))
+        amount_value = _kernel_values("amount_fen", fen, amount_status)
+    if dt["latency_ms"] == pl.String:
+        latency_value, bad_latency = _text_latency(raw("latency_ms"), texts["latency_ms"])
+    formats = {c: check_format(as_text(c), kind) for c, kind in _FORMATS.items()}
+    code = _code(dt["response_code"])
+    classes = check_format(as_text("response_code", code), CODE, _CODE_CLASSES)
+    enums: dict[str, tuple[pl.Series, np.ndarray]] = {}
+    for c, dtype in (("outcome", OUTCOME_DTYPE), ("risk_decision", RISK_DTYPE)):
+        if dt[c] == pl.String:
+            enums[c] = _text_enum(c, texts[c], dtype)
+        else:
+            enum_values = frame.select(
+                _as_text(_raw(c), dt[c]).cast(dtype, strict=False).alias(c)
+            ).to_series()
+            codes = _enum_codes(enum_values)
+            present = ~frame.select(_missing(_as_text(_raw(c), dt[c]))).to_series().to_numpy()
+            enums[c] = enum_values, np.where(
+                (codes == NO_VALUE) & present, NO_MATCH, codes
+            ).astype(np.uint8)
+
+    # -- what a whole column can tell
+    def may_be_empty(c: str) -> bool:
+        return c in texts and not blank_free and byte_length_range(texts[c])[0] == 0
+
     def may_be_absent(c: str) -> bool:
-        return raw(c).null_count() > 0 or (c in lengths and lengths[c][0] == 0)
+        return raw(c).null_count() > 0 or may_be_empty(c)
 
     def may_exceed(c: str, limit: int) -> bool:
-        return c not in lengths or lengths[c][1] > limit
+        if c not in texts:
+            return True  # a typed column: ask the expression
+        t = texts[c]
+        return not (t.inline and limit >= INLINE_BYTES) and byte_length_range(t)[1] > limit
 
+    # -- flags, in the order the error text lists them
     strings: tuple[str, ...] = (*ID_COLUMNS, "channel", "region", *OPTIONAL_STRINGS)
     text: dict[str, pl.Expr] = {c: _as_text(_raw(c), dt[c]) for c in strings}
     values: list[pl.Expr | pl.Series] = []
@@ -375,65 +422,43 @@ def parse(
         if mask.any():
             flags[_flag(rule, column)] = _like(layout, pl.Series(mask))
 
-    # Flags are added in the order the error text lists them.
     for c in REQUIRED:
         if may_be_absent(c):
             flags[_flag("required", c)] = _absent(_raw(c), dt[c])
     for c in ID_COLUMNS:
         if may_exceed(c, MAX_ID_BYTES):
             flags[_flag("id_format", c)] = (text[c].str.len_bytes() > MAX_ID_BYTES).fill_null(False)
-
-    ts_plan = _ts(dt["ts"])
     if ts_plan is not None:
         values.append(ts_plan[0].alias("ts"))
         if not isinstance(dt["ts"], pl.Datetime):
             flags[_flag("ts_format", "ts")] = ts_plan[1].fill_null(False)
         flags[_flag("ts_range", "ts")] = _ts_range(ts_plan[0])
     else:
-        us, status = parse_timestamps(as_text("ts"))
-        values.append(_kernel_values("ts", us, status, TS_DTYPE))
-        flag("ts_format", "ts", status == BAD)
-        flag("ts_range", "ts", status == RANGE)
-
-    amount_plan = _amount(dt["amount"])
+        assert ts_status is not None
+        values.append(ts_value)
+        flag("ts_format", "ts", ts_status == BAD)
+        flag("ts_range", "ts", ts_status == RANGE)
     if amount_plan is not None:
         values.append(amount_plan[0].alias("amount_fen"))
         flags[_flag("amount_format", "amount")] = amount_plan[1].fill_null(False)
     else:
-        fen, status = parse_amounts(as_text("amount"))
-        values.append(_kernel_values("amount_fen", fen, status))
-        flag("amount_format", "amount", status == BAD)
-
+        assert amount_status is not None
+        values.append(amount_value)
+        flag("amount_format", "amount", amount_status == BAD)
     if dt["latency_ms"] == pl.String:
-        latency_value, bad_latency = _text_latency(raw("latency_ms"), texts["latency_ms"])
         values.append(latency_value)
         flag("latency_format", "latency_ms", bad_latency)
     else:
         latency, bad_latency_expr = _latency(dt["latency_ms"])
         values.append(latency.alias("latency_ms"))
         flags[_flag("latency_format", "latency_ms")] = bad_latency_expr
-
-    for c, kind in _FORMATS.items():
-        flag(f"{c}_format", c, check_format(as_text(c), kind) == BAD)
-    code = _code(dt["response_code"])
-    classes = check_format(as_text("response_code", code), CODE, _CODE_CLASSES)
+    for c, status in formats.items():
+        flag(f"{c}_format", c, status == BAD)
     flag("response_code_format", "response_code", classes == BAD)
-
-    enums: dict[str, np.ndarray] = {}
-    for c, dtype in (("outcome", OUTCOME_DTYPE), ("risk_decision", RISK_DTYPE)):
-        if dt[c] == pl.String:
-            enum_values, codes = _text_enum(c, texts[c], dtype)
-        else:
-            enum_values = frame.select(
-                _as_text(_raw(c), dt[c]).cast(dtype, strict=False).alias(c)
-            ).to_series()
-            codes = _enum_codes(enum_values)
-            present = ~frame.select(_missing(_as_text(_raw(c), dt[c]))).to_series().to_numpy()
-            codes = np.where((codes == NO_VALUE) & present, NO_MATCH, codes).astype(np.uint8)
+    for c, (enum_values, codes) in enums.items():
         values.append(enum_values)
-        enums[c] = codes
         flag(f"{c}_enum", c, codes == NO_MATCH)
-    outcome = enums["outcome"]
+    outcome = enums["outcome"][1]
     approved = outcome == OUTCOMES.index("approved")
     flag(
         "outcome_code_mismatch",
@@ -447,14 +472,14 @@ def parse(
                 text[c].str.len_bytes() > MAX_TEXT_BYTES
             ).fill_null(False)
 
-    # Canonical text. Text that arrived as text is used as it is (no copy);
+    # -- canonical text. Text that arrived as text is used as it is (no copy);
     # optional text that was present but empty becomes null (rare: checked first).
     def blank_to_null(e: pl.Expr) -> pl.Expr:
         return pl.when(e.str.len_bytes() == 0).then(None).otherwise(e)
 
     if dt["response_code"] != pl.String:
         values.append(code.alias("response_code"))
-    elif lengths["response_code"][0] == 0:
+    elif may_be_empty("response_code"):
         values.append(blank_to_null(pl.col(_raw("response_code"))).alias("response_code"))
     else:
         values.append(pl.col(_raw("response_code")).alias("response_code"))
@@ -472,7 +497,7 @@ def parse(
             continue
         if dt[c] != pl.String:
             values.append(text[c].alias(c))
-        elif c in OPTIONAL_STRINGS and lengths[c][0] == 0:
+        elif c in OPTIONAL_STRINGS and may_be_empty(c):
             values.append(blank_to_null(pl.col(c)).alias(c))
 
     # Every new column is cut into the chunks the batch arrived in (a CSV batch
