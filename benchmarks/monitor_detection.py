@@ -20,8 +20,10 @@ per fault of ``truth.json``:
   resolution) of the alerts matched to the fault.
 
 False pages are notifying alerts that match no must-page fault (waves starting
-after the scenario's end are not scored: the simulator's stream ends with a
-trickle of retries that looks exactly like a national silence); the
+after the scenario's end are not scored: scenario files generated before the
+simulator stopped at the scenario's end finish with a trickle of retries; the
+monitor itself no longer judges a traffic drop in a file's last partial
+bucket); the
 ``quiet-week`` scenario (7 days, festival spike and decoys, no real fault)
 gives false pages per simulated week.
 
@@ -201,8 +203,8 @@ def score(name: str, alerts: list[AlertEvent], frame: pl.DataFrame) -> tuple[lis
         a.alert_id for a in alerts
         if a.notify and a.state in ("firing", "escalated")
         and owner.get(a.alert_id) not in must_ids
-        # the simulator emits retries of the last taps after the scenario's end: the
-        # stream then dwindles like a real national silence; that tail is not scored
+        # older scenario files hold retries of the last taps after the scenario's end:
+        # the stream then dwindles like a real national silence; that tail is not scored
         and a.started_at < truth.end
     })
     return results, false_pages

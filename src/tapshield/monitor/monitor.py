@@ -121,6 +121,8 @@ class Monitor:
         # lifecycle takes stops at the event being decided on (a sequence number)
         self.recent.add(Chunk(self.seq, ts, p["cls"], p["dup"], p["lat"], p["amt"], p["pay"],
                               p["dev"], p["member"]))
+        taps = np.r_[0, np.cumsum(p["taps"])].tolist()
+        lates = np.r_[0, np.cumsum(p["late"])].tolist()
         for lo_, hi_ in itertools.pairwise(bounds.tolist()):
             lo, hi = int(lo_), int(hi_)
             b = int(bucket[lo])
@@ -130,8 +132,8 @@ class Monitor:
             seg = slice(lo, hi)
             crossings = self.bank.run(ts[seg], p["cls"][seg], p["dup"][seg], p["lat"][seg],
                                       p["lbin"][seg], p["amt"][seg], p["member"][:, seg])
-            self._bucket_taps += int(p["taps"][seg].sum())
-            late = int(p["late"][seg].sum())
+            self._bucket_taps += taps[hi] - taps[lo]
+            late = lates[hi] - lates[lo]
             self._bucket_late += late
             self.late_events += late
             self._last_seq = self.seq + hi - 1
