@@ -82,10 +82,12 @@ class Text:
     copy every column once more (it costs a third of the read), so kernels
     run chunk by chunk. Every kernel also records the shortest and longest
     non-null value it saw (``bounds``), which answers "is any value empty"
-    and "is any too long" without another pass.
+    and "is any too long" without another pass. The buffers are looked up
+    only when a kernel needs them: whether every value sits inside its view
+    (at most 12 bytes) is known from the buffer count alone.
     """
 
-    __slots__ = ("bounds", "chunks", "inline", "n", "scanned")
+    __slots__ = ("_chunks", "arrays", "bounds", "n", "scanned")
 
     def __init__(self, column: pl.Series | pa.ChunkedArray | pa.Array) -> None:
         if isinstance(column, pl.Series):
@@ -100,16 +102,32 @@ class Text:
             arrays = column.chunks
         else:
             arrays = [column]
-        self.chunks: list[tuple[int, Views]] = []
-        first = 0
-        for arr in arrays:
-            self.chunks.append((first, _views(arr)))
-            first += len(arr)
-        self.n = first
-        self.inline = all(v[2] is _NO_DATA for _, v in self.chunks)
-        """No value is longer than 12 bytes (no data buffers)."""
+        self.arrays: list[pa.Array] = [
+            a if a.type == _STRING_VIEW else a.cast(_STRING_VIEW) for a in arrays
+        ]
+        self.n = sum(len(a) for a in self.arrays)
+        self._chunks: list[tuple[int, Views]] | None = None
         self.bounds = np.array([1 << 40, -1], dtype=np.int64)
         self.scanned = False
+
+    @property
+    def chunks(self) -> list[tuple[int, Views]]:
+        """``(first row, views)`` per chunk."""
+        if self._chunks is None:
+            chunks = []
+            first = 0
+            for arr in self.arrays:
+                chunks.append((first, _views(arr)))
+                first += len(arr)
+            self._chunks = chunks
+        return self._chunks
+
+    @property
+    def inline(self) -> bool:
+        """No value is longer than 12 bytes (no data buffers at all)."""
+        return all(
+            all(b is None or b.size == 0 for b in a.buffers()[2:]) for a in self.arrays
+        )
 
 
 def _text(column: pl.Series | Text) -> Text:

@@ -284,8 +284,8 @@ class EventReader:
             size = os.fstat(fd).st_size
             # Tasks of about chunk_rows records, read in pieces of at most 16 MB.
             target = max(1, int(self.chunk_rows * per_record * 0.95))
-            piece_bytes = min(target, PIECE_BYTES)
-            per_task = max(1, round(target / piece_bytes))
+            per_task = -(-target // PIECE_BYTES)
+            piece_bytes = -(-target // per_task)
             pieces: Iterator[Piece] = probed_pieces(fd, offset, size, piece_bytes)
             done = 0
             while True:
