@@ -17,7 +17,8 @@ Measured in the same run, each ``--repeat`` times (median reported):
   test, no lifecycle, no latency sketch: much less work than the monitor does.
 
 Events per second are wall-clock (and CPU seconds are shown, since this
-2-core machine is shared). Run:
+2-core machine is shared; the load average before and after the runs says how
+shared it was). Run:
 ``.venv/bin/python benchmarks/monitor_throughput.py --scale 10 --repeat 3``
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -103,6 +105,7 @@ def main() -> None:
     pdf = frame.select("ts", "outcome", *DIMS).with_columns(
         pl.col("outcome").cast(pl.String)).to_pandas()
     run_memory(frames[:2])  # compile / warm the caches once
+    load_before = os.getloadavg()
     rows: dict[str, list[tuple[float, float]]] = {"memory": [], "parquet": [], "pandas": []}
     alerts = 0
     for _ in range(args.repeat):
@@ -112,7 +115,10 @@ def main() -> None:
         rows["parquet"].append((w, c))
         w, c, _ = timed(lambda: run_pandas(pdf))
         rows["pandas"].append((w, c))
-    out: dict[str, Any] = {"events": n, "scale": args.scale, "alert_changes": alerts}
+    out: dict[str, Any] = {"events": n, "scale": args.scale, "alert_changes": alerts,
+                           "batch_rows": args.batch_rows, "repeat": args.repeat,
+                           "load_avg_1m_before_after": [round(load_before[0], 2),
+                                                        round(os.getloadavg()[0], 2)]}
     for k, v in rows.items():
         wall = statistics.median(x[0] for x in v)
         cpu = statistics.median(x[1] for x in v)
