@@ -30,6 +30,8 @@ _TS_MIN_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 _TS_MAX_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 INLINE_BYTES = _INLINE = 12
 """Arrow string views keep strings of at most 12 bytes inside the view."""
+_NO_DAY = -(1 << 62)
+"""No date remembered yet (see ``_ts_one``)."""
 
 Views = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _NEWEST = pl.CompatLevel.newest()
@@ -168,8 +170,13 @@ def _days_in_month(y: int, m: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ts_one(data: np.ndarray, a: int, b: int) -> tuple[int, int]:
-    """``(epoch microseconds, status)`` of the timestamp text ``data[a:b]`` (``b > a``)."""
+def _ts_one(data: np.ndarray, a: int, b: int, last: np.ndarray) -> tuple[int, int]:
+    """``(epoch microseconds, status)`` of the timestamp text ``data[a:b]`` (``b > a``).
+
+    ``last`` remembers the previous valid date (its ten bytes and day number):
+    most rows share their date with the row before, and then only the time
+    of day is parsed.
+    """
     ln = b - a
     # epoch milliseconds: 1-16 digits and nothing else
     if ln <= 16:
@@ -185,22 +192,35 @@ def _ts_one(data: np.ndarray, a: int, b: int) -> tuple[int, int]:
     # RFC 3339: YYYY-MM-DD(T|t| )HH:MM:SS[.f{1,9}](Z|z|(+|-)HH[:]MM)
     if ln < 20:
         return 0, BAD
-    y = _digits(data, a, 4)
-    mo = _digits(data, a + 5, 2)
-    d = _digits(data, a + 8, 2)
+    date_head = 0
+    for k in range(8):
+        date_head = (date_head << 8) | int(data[a + k])
+    date_tail = (int(data[a + 8]) << 8) | int(data[a + 9])
+    if date_head == last[0] and date_tail == last[1] and last[2] != _NO_DAY:
+        days = last[2]
+    else:
+        y = _digits(data, a, 4)
+        mo = _digits(data, a + 5, 2)
+        d = _digits(data, a + 8, 2)
+        if (
+            y < 0 or mo < 1 or mo > 12 or d < 1
+            or data[a + 4] != 45 or data[a + 7] != 45
+            or d > _days_in_month(y, mo)
+        ):
+            return 0, BAD
+        days = _days_from_civil(y, mo, d)
+        last[0] = date_head
+        last[1] = date_tail
+        last[2] = days
     h = _digits(data, a + 11, 2)
     mi = _digits(data, a + 14, 2)
     s = _digits(data, a + 17, 2)
     sep = data[a + 10]
     if (
-        y < 0 or mo < 1 or mo > 12 or d < 1 or h < 0 or h > 23 or mi < 0 or mi > 59
-        or s < 0 or s > 60
-        or data[a + 4] != 45 or data[a + 7] != 45
+        h < 0 or h > 23 or mi < 0 or mi > 59 or s < 0 or s > 60
         or data[a + 13] != 58 or data[a + 16] != 58
         or not (sep == 84 or sep == 116 or sep == 32)
     ):
-        return 0, BAD
-    if d > _days_in_month(y, mo):
         return 0, BAD
     i = a + 19
     frac_us = 0
@@ -241,7 +261,6 @@ def _ts_one(data: np.ndarray, a: int, b: int) -> tuple[int, int]:
     if s == 60:  # leap second: the instant folds onto the next second
         s = 59
         frac_us = 999999
-    days = _days_from_civil(y, mo, d)
     secs = days * 86400 + h * 3600 + mi * 60 + s - off_s
     us = secs * 1000000 + frac_us
     return us, (OK if _TS_MIN_US <= us < _TS_MAX_US else RANGE)
@@ -290,6 +309,7 @@ def _parse_views(
 ) -> None:
     """Kind 0: timestamps, kind 1: amounts; one pass over the views."""
     has_nulls = len(nulls) > 0
+    last = np.full(3, _NO_DAY, dtype=np.int64)
     lo = bounds[0]
     hi = bounds[1]
     for r in range(len(out)):
@@ -305,13 +325,13 @@ def _parse_views(
         if ln <= _INLINE:
             a = 16 * r + 4
             if kind == 0:
-                v, st = _ts_one(flat, a, a + ln)
+                v, st = _ts_one(flat, a, a + ln, last)
             else:
                 v, st = _amount_one(flat, a, a + ln)
         else:
             a = starts[views[r, 2]] + int(views[r, 3])
             if kind == 0:
-                v, st = _ts_one(data, a, a + ln)
+                v, st = _ts_one(data, a, a + ln, last)
             else:
                 v, st = _amount_one(data, a, a + ln)
         out[r] = v
@@ -408,6 +428,39 @@ def _code_one(data: np.ndarray, a: int, ln: int, table: np.ndarray) -> int:
     return int(table[data[a] * 256 + data[a + 1]])
 
 
+# Short text repeats: a column of channels, regions or codes holds a handful of
+# distinct values. A value of at most 12 bytes is its view (length and bytes),
+# so the kernels below remember the verdict for the last view seen in each of
+# 4096 slots and check a repeat with two integer compares instead of walking
+# its bytes (a loop whose length changes from row to row costs a mispredicted
+# branch per row, more than the check itself).
+
+_MEMO_BITS = 12
+_NOT_A_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+
+def _memo_keys() -> tuple[np.ndarray, np.ndarray]:
+    return (
+        np.zeros(1 << _MEMO_BITS, dtype=np.uint64),
+        np.full(1 << _MEMO_BITS, _NOT_A_KEY, dtype=np.uint64),
+    )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _inline_key(views: np.ndarray, r: int, ln: int) -> tuple[np.uint64, np.uint64, int]:
+    """``(bytes 0-7, bytes 8-11 and length, slot)`` of an inline string (``ln <= 12``)."""
+    low = np.uint64(views[r, 1]) | (np.uint64(views[r, 2]) << np.uint64(32))
+    high = np.uint64(views[r, 3])
+    if ln < 8:
+        low &= (np.uint64(1) << np.uint64(8 * ln)) - np.uint64(1)
+        high = np.uint64(0)
+    elif ln < 12:
+        high &= (np.uint64(1) << np.uint64(8 * (ln - 8))) - np.uint64(1)
+    high |= np.uint64(ln) << np.uint64(32)
+    mixed = (low * np.uint64(0x9E3779B97F4A7C15)) ^ (high * np.uint64(0xC2B2AE3D27D4EB4F))
+    return low, high, int(mixed >> np.uint64(64 - _MEMO_BITS))
+
+
 # One loop per format, not one loop switching on the format per row: each loop
 # is then compiled for its own check, which is what makes them cheap.
 
@@ -422,6 +475,9 @@ def _channel_views(
     table: np.ndarray,
     status: np.ndarray,
     bounds: np.ndarray,
+    memo_low: np.ndarray,
+    memo_high: np.ndarray,
+    memo: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
     lo = bounds[0]
@@ -436,7 +492,15 @@ def _channel_views(
         if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
-            status[r] = _channel_one(flat, 16 * r + 4, ln, table)
+            low, high, slot = _inline_key(views, r, ln)
+            if memo_high[slot] == high and memo_low[slot] == low:
+                status[r] = memo[slot]
+            else:
+                verdict = _channel_one(flat, 16 * r + 4, ln, table)
+                memo_low[slot] = low
+                memo_high[slot] = high
+                memo[slot] = verdict
+                status[r] = verdict
         else:
             status[r] = _channel_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
     bounds[0] = lo
@@ -453,6 +517,9 @@ def _region_views(
     table: np.ndarray,
     status: np.ndarray,
     bounds: np.ndarray,
+    memo_low: np.ndarray,
+    memo_high: np.ndarray,
+    memo: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
     lo = bounds[0]
@@ -467,7 +534,15 @@ def _region_views(
         if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
-            status[r] = _region_one(flat, 16 * r + 4, ln, table)
+            low, high, slot = _inline_key(views, r, ln)
+            if memo_high[slot] == high and memo_low[slot] == low:
+                status[r] = memo[slot]
+            else:
+                verdict = _region_one(flat, 16 * r + 4, ln, table)
+                memo_low[slot] = low
+                memo_high[slot] = high
+                memo[slot] = verdict
+                status[r] = verdict
         else:
             status[r] = _region_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
     bounds[0] = lo
@@ -484,6 +559,9 @@ def _code_views(
     table: np.ndarray,
     status: np.ndarray,
     bounds: np.ndarray,
+    memo_low: np.ndarray,
+    memo_high: np.ndarray,
+    memo: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
     lo = bounds[0]
@@ -498,7 +576,15 @@ def _code_views(
         if ln == 0:
             status[r] = MISSING
         elif ln <= _INLINE:
-            status[r] = _code_one(flat, 16 * r + 4, ln, table)
+            low, high, slot = _inline_key(views, r, ln)
+            if memo_high[slot] == high and memo_low[slot] == low:
+                status[r] = memo[slot]
+            else:
+                verdict = _code_one(flat, 16 * r + 4, ln, table)
+                memo_low[slot] = low
+                memo_high[slot] = high
+                memo[slot] = verdict
+                status[r] = verdict
         else:
             status[r] = _code_one(data, starts[views[r, 2]] + int(views[r, 3]), ln, table)
     bounds[0] = lo
@@ -524,9 +610,12 @@ def check_format(
     kernel = _FORMAT_KERNELS[kind]
     text = _text(column)
     status = np.zeros(text.n, dtype=np.uint8)
+    memo_low, memo_high = _memo_keys()
+    memo = np.zeros(len(memo_low), dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
+        part = status[first : first + len(views)]
         kernel(
-            views, flat, data, starts, nulls, table, status[first : first + len(views)], text.bounds
+            views, flat, data, starts, nulls, table, part, text.bounds, memo_low, memo_high, memo
         )
     text.scanned = True
     return status
@@ -591,6 +680,10 @@ def _number_views(
     out: np.ndarray,
     status: np.ndarray,
     bounds: np.ndarray,
+    memo_low: np.ndarray,
+    memo_high: np.ndarray,
+    memo: np.ndarray,
+    memo_status: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
     lo = bounds[0]
@@ -606,8 +699,17 @@ def _number_views(
             status[r] = MISSING
             continue
         if ln <= _INLINE:
-            a = 16 * r + 4
-            v, st = _number_one(flat, a, a + ln)
+            low, high, slot = _inline_key(views, r, ln)
+            if memo_high[slot] == high and memo_low[slot] == low:
+                v = memo[slot]
+                st = memo_status[slot]
+            else:
+                a = 16 * r + 4
+                v, st = _number_one(flat, a, a + ln)
+                memo_low[slot] = low
+                memo_high[slot] = high
+                memo[slot] = v
+                memo_status[slot] = st
         else:
             a = starts[views[r, 2]] + int(views[r, 3])
             v, st = _number_one(data, a, a + ln)
@@ -626,10 +728,14 @@ def parse_plain_numbers(column: pl.Series | Text) -> tuple[np.ndarray, np.ndarra
     text = _text(column)
     out = np.zeros(text.n, dtype=np.float64)
     status = np.zeros(text.n, dtype=np.uint8)
+    memo_low, memo_high = _memo_keys()
+    memo = np.zeros(len(memo_low), dtype=np.float64)
+    memo_status = np.zeros(len(memo_low), dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
         end = first + len(views)
         _number_views(
-            views, flat, data, starts, nulls, out[first:end], status[first:end], text.bounds
+            views, flat, data, starts, nulls, out[first:end], status[first:end], text.bounds,
+            memo_low, memo_high, memo, memo_status,
         )
     text.scanned = True
     return out, status
@@ -665,6 +771,9 @@ def _choice_views(
     lengths: np.ndarray,
     out: np.ndarray,
     bounds: np.ndarray,
+    memo_low: np.ndarray,
+    memo_high: np.ndarray,
+    memo: np.ndarray,
 ) -> None:
     has_nulls = len(nulls) > 0
     lo = bounds[0]
@@ -679,7 +788,15 @@ def _choice_views(
         if ln == 0:
             out[r] = NO_VALUE
         elif ln <= _INLINE:
-            out[r] = _choice_one(flat, 16 * r + 4, ln, choices, lengths)
+            low, high, slot = _inline_key(views, r, ln)
+            if memo_high[slot] == high and memo_low[slot] == low:
+                out[r] = memo[slot]
+            else:
+                code = _choice_one(flat, 16 * r + 4, ln, choices, lengths)
+                memo_low[slot] = low
+                memo_high[slot] = high
+                memo[slot] = code
+                out[r] = code
         else:
             a = starts[views[r, 2]] + int(views[r, 3])
             out[r] = _choice_one(data, a, ln, choices, lengths)
@@ -702,9 +819,14 @@ def match_choices(column: pl.Series | Text, choices: tuple[str, ...]) -> np.ndar
     lengths = np.array([len(e) for e in encoded], dtype=np.int64)
     text = _text(column)
     out = np.zeros(text.n, dtype=np.uint8)
+    memo_low, memo_high = _memo_keys()
+    memo = np.zeros(len(memo_low), dtype=np.uint8)
     for first, (views, flat, data, starts, nulls) in text.chunks:
         end = first + len(views)
-        _choice_views(views, flat, data, starts, nulls, table, lengths, out[first:end], text.bounds)
+        _choice_views(
+            views, flat, data, starts, nulls, table, lengths, out[first:end], text.bounds,
+            memo_low, memo_high, memo,
+        )
     text.scanned = True
     return out
 

@@ -32,6 +32,7 @@ from tapshield.parsing import (
     code_classes,
     match_choices,
     parse_plain_numbers,
+    parse_timestamps,
 )
 
 ALPHABET = st.sampled_from([*list("aZ09_.:-/ -é\n"), "CN", "GD", "-", "00", "approved", "1.5"])
@@ -112,3 +113,38 @@ def test_length_range_of_present_values(values: list[str | None]) -> None:
     present = [len(v.encode()) for v in values if v is not None]
     expected = (min(present), max(present)) if present else (-1, -1)
     assert byte_length_range(_chunked(values)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                [
+                    "2026-11-11T20:00:00.250+08:00",
+                    "2026-11-11T20:00:60Z",
+                    "2026-11-11 25:00:00Z",
+                    "2026-02-29T00:00:00Z",
+                    "2024-02-29T23:59:59.999999999-05:30",
+                    "2026-11-11T20:00:00",
+                    "1899-12-31T23:59:59Z",
+                    "1795737600758",
+                    "2026-11-1xT20:00:00Z",
+                    "",
+                ]
+            ),
+            st.from_regex(r"\A20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z\Z"),
+        ),
+        max_size=30,
+    )
+)
+def test_timestamps_do_not_depend_on_the_row_before(values: list[str | None]) -> None:
+    """The kernel remembers the previous row's date; every row must still read
+    exactly as it would alone."""
+    got_us, got_status = parse_timestamps(_chunked(values))
+    for v, us, status in zip(values, got_us, got_status, strict=True):
+        alone_us, alone_status = parse_timestamps(pl.Series([v], dtype=pl.String))
+        assert status == alone_status[0], v
+        if status == OK:
+            assert us == alone_us[0], v
