@@ -148,3 +148,21 @@ def test_timestamps_do_not_depend_on_the_row_before(values: list[str | None]) ->
         assert status == alone_status[0], v
         if status == OK:
             assert us == alone_us[0], v
+
+
+def test_id_index_answers_like_a_set() -> None:
+    """Across bitmap growths and run merges, the index knows exactly what was added."""
+    from tapshield.events.idindex import EventIdIndex
+
+    rng = np.random.default_rng(7)
+    index, added = EventIdIndex(), set()
+    for batch in range(60):
+        fresh = rng.integers(0, 2**64, 3000, dtype=np.uint64)
+        again = np.array(sorted(added)[: batch * 50], dtype=np.uint64)
+        queries = np.sort(np.concatenate([fresh, again, np.zeros(batch % 2, dtype=np.uint64)]))
+        seen = index.seen_sorted(queries)
+        assert seen.tolist() == [int(q) in added for q in queries]
+        new = np.unique(queries[~seen])
+        index.add_sorted(new)
+        added.update(int(q) for q in new)
+        assert index.size == len(added)
