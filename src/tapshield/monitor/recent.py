@@ -31,8 +31,10 @@ MIN_CAPACITY = 4096
 AHEAD = 32768
 """Rows a derived array is computed beyond what was asked (see :meth:`RecentEvents.derived`)."""
 MAX_DERIVED = 512
-"""Derived arrays kept at most (each is one byte per buffered event): the slices
-of the open waves and their signals, with room to spare."""
+"""Derived arrays kept at most, least recently used dropped first (each is one
+byte per buffered event, written only where asked): the slices of the open
+waves and their signals, 80-odd at a time on a busy day at ten times normal
+traffic; a cache smaller than what is in use would recompute everything."""
 
 
 @dataclass(slots=True)
@@ -233,13 +235,14 @@ class RecentEvents:
     def _cover(self, key: Any, fn: Callable[[View], np.ndarray], lo: int,
                hi: int) -> np.ndarray:
         """The cached array of ``key``, computed at least over rows ``lo:hi``."""
-        got = self._derived.get(key)
+        got = self._derived.pop(key, None)  # re-inserted below: the dict is in LRU order
         if got is not None and got[0] <= lo and hi <= got[1]:
+            self._derived[key] = got
             return got[2]
         ahead = min(self._end, hi + AHEAD)
         if got is None:
             if len(self._derived) >= MAX_DERIVED:
-                self._derived.clear()
+                del self._derived[next(iter(self._derived))]  # the least recently used
             part = np.asarray(fn(self._rows(lo, ahead, with_base=False)))
             arr = np.empty(self._cap, dtype=part.dtype)
             arr[lo:ahead] = part
