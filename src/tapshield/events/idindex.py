@@ -6,7 +6,7 @@ hashes of accepted ids in a few sorted runs merged like a binary counter
 (log-structured): 8 bytes per event, each batch looked up with a galloping
 merge-join (cost ``O(k log(n / k))`` for ``k`` queries against ``n`` entries)
 and merged in linear time. In front of the runs sits a bitmap of the hashes'
-top bits (16 bits per accepted event, so at most one query in sixteen gets
+top bits (8 bits per accepted event, so at most one query in eight gets
 past it): a batch's sorted hashes test it front to back, and only those whose
 bit is set are looked up in the runs, which for a file without repeats is
 almost none. Two different ids collide with probability about ``n^2 / 2^65``
@@ -89,7 +89,7 @@ def _set_bits(words: np.ndarray, shift: int, keys: np.ndarray) -> None:
 class EventIdIndex:
     SEED = 0x7A95_11E1
     _MIN_BITS = 16
-    _BITS_PER_EVENT = 16
+    _BITS_PER_EVENT = 8
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray] = []
@@ -135,7 +135,7 @@ class EventIdIndex:
     def _grow_bits(self) -> None:
         """A larger bitmap, filled from the runs (amortised: it grows geometrically)."""
         while self.size * self._BITS_PER_EVENT > (1 << self._bits):
-            self._bits += 2
+            self._bits += 1
         self._words = np.zeros((1 << self._bits) // 64, dtype=np.uint64)
         for run in self._runs:
             _set_bits(self._words, 64 - self._bits, run)
