@@ -248,3 +248,26 @@ def test_short_records_are_padded_wherever_a_chunk_starts(tmp_path: Path) -> Non
         reader = EventReader(path, chunk_rows=chunk_rows)
         assert pl.concat(list(reader)).equals(whole)
         assert not reader.stats.slow_path
+
+
+def test_a_consumer_may_stop_early(tmp_path: Path) -> None:
+    """Abandoning a reader halfway waits for its workers and frees the file."""
+    frame = rows(*[{} for _ in range(300)]).with_columns(
+        pl.format("e{}", pl.int_range(pl.len())).alias("event_id")
+    )
+    for fmt in ("csv", "parquet"):
+        path = tmp_path / f"stop.{fmt}"
+        write_events(read_events_frame(frame), path)
+        batches = iter(EventReader(path, chunk_rows=10))
+        first = next(batches)
+        assert 0 < first.height <= 10
+        batches.close()  # type: ignore[attr-defined]
+        assert EventReader(path).read_all().height == 300
+
+
+def read_events_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    from tapshield.events.validate import validate_frame
+
+    result = validate_frame(frame)
+    assert result.rejects.height == 0
+    return result.valid

@@ -24,7 +24,7 @@ import io
 import json
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -276,6 +276,7 @@ class EventReader:
 
             return run
 
+        results: Generator[_CsvChunk, None, None] | None = None
         try:
             found = header_end(fd)
             if found is None:
@@ -289,14 +290,16 @@ class EventReader:
             pieces: Iterator[Piece] = probed_pieces(fd, offset, size, piece_bytes)
             done = 0
             while True:
-                tasks = (task(group) for group in _groups(pieces, per_task))
-                for chunk in _ahead(tasks):
+                results = _ahead(task(group) for group in _groups(pieces, per_task))
+                for chunk in results:
                     if chunk.misaligned:
                         # A probe cut inside a quoted field (quoted newlines): cut
                         # the rest of the file counting quotes.
+                        results.close()
                         pieces = quoted_pieces(fd, chunk.offset, piece_bytes)
                         break
                     if chunk.parsed is None:
+                        results.close()
                         self.stats.slow_path = True
                         yield from self._csv_python(offset=chunk.offset, first_row=done + 1)
                         return
@@ -309,6 +312,10 @@ class EventReader:
         except OSError as exc:
             raise ContractError(f"{self.path.name}: unreadable CSV ({exc})") from exc
         finally:
+            # Workers still reading must be done before the descriptor goes
+            # (a consumer may stop early): closing the pipeline waits for them.
+            if results is not None:
+                results.close()
             os.close(fd)
 
     def _csv_python(
@@ -462,7 +469,9 @@ def _open_text(path: Path, gz: bool, offset: int | None = None) -> IO[str]:
     )
 
 
-def _ahead(tasks: Iterable[Callable[[], R]], depth: int = WORKERS) -> Iterator[R]:
+def _ahead(
+    tasks: Iterable[Callable[[], R]], depth: int = WORKERS
+) -> Generator[R, None, None]:
     """The results of ``tasks`` in order, ``depth`` of them computed at a time in threads.
 
     The next task is started before a result is handed out, so the caller's
