@@ -126,7 +126,8 @@ def run_events(
     rb1: np.ndarray,
     rvreset: np.ndarray,
     rdone: np.ndarray,
-    hrec: np.ndarray,
+    ne: np.ndarray,
+    hpar: np.ndarray,
     h_rec_t: float,
     h_rec_n: float,
     # traffic-share tests [M]
@@ -372,7 +373,7 @@ def run_events(
                 elif rrec[s, sig] == 1 and rdone[s, sig] == 0:
                     # reverse test: successes are evidence of recovery
                     v = rv[s, sig] + m * rb0[s, sig]
-                    if v >= hrec[s]:
+                    if v >= recovery_h(ne[s, 0], hpar):
                         rdone[s, sig] = 1
                     else:
                         v += rb1[s, sig]
@@ -383,6 +384,22 @@ def run_events(
                 rlast[s, sig] = cnt[s] + 1
             cnt[s] += 1
     return nx
+
+
+@nb.njit(cache=True, nogil=True)
+def recovery_h(ne0: float, hpar: np.ndarray) -> float:
+    """A slice's recovery (reverse-test) threshold from its weighted attempt count.
+
+    The reverse test restarts like any CUSUM: about one false recovery per
+    ``e^h`` observations, so ``h = ln(the slice's attempts over the horizon /
+    error)``, with ``hpar = [decay per bucket, bucket seconds, horizon seconds,
+    error]``. The count changes only at bucket boundaries, so computing it
+    where a recovery test needs it (rarely) gives what computing it for every
+    slice at each boundary would.
+    """
+    per_s = ne0 * (1.0 - hpar[0]) / hpar[1]
+    obs = max(per_s * hpar[2], 1.0)
+    return math.log(obs / hpar[3])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -410,7 +427,8 @@ def flush(
     rb0: np.ndarray,
     rvreset: np.ndarray,
     rdone: np.ndarray,
-    hrec: np.ndarray,
+    ne: np.ndarray,
+    hpar: np.ndarray,
     tw: np.ndarray,
     ta0: np.ndarray,
     tlast: np.ndarray,
@@ -444,7 +462,7 @@ def flush(
             if rrec[s, sig] == 1 and rdone[s, sig] == 0:
                 v = rv[s, sig] + m * rb0[s, sig]
                 rv[s, sig] = v
-                if v >= hrec[s]:
+                if v >= recovery_h(ne[s, 0], hpar):
                     rdone[s, sig] = 1
             rlast[s, sig] = cnt[s]
         if s > 0:
@@ -900,7 +918,7 @@ def first_amounts(keys: np.ndarray, amounts: np.ndarray) -> tuple[int, int]:
 def close_rates(
     # flush
     rw: np.ndarray, ra0: np.ndarray, rlast: np.ndarray, cnt: np.ndarray, rrec: np.ndarray,
-    rv: np.ndarray, rb0: np.ndarray, rvreset: np.ndarray, rdone: np.ndarray, hrec: np.ndarray,
+    rv: np.ndarray, rb0: np.ndarray, rvreset: np.ndarray, rdone: np.ndarray, hpar: np.ndarray,
     tw: np.ndarray, ta0: np.ndarray, tlast: np.ndarray, trec: np.ndarray, tv: np.ndarray,
     tb0: np.ndarray, tvreset: np.ndarray, tdone: np.ndarray, big_n: int, t_end: int,
     # bucket_update
@@ -912,31 +930,22 @@ def close_rates(
     warm: bool, te_x: np.ndarray, te_n: np.ndarray, tstate: np.ndarray, tthr: np.ndarray,
     ta1: np.ndarray, tb1: np.ndarray, tfx: np.ndarray, tfn: np.ndarray, share: np.ndarray,
     tallow: np.ndarray, rho_t: float, h_traffic: float,
-    # recovery thresholds: per-slice attempts per second over the horizon
-    bucket_s: float, horizon_s: float, rec_error: float,
     # recoveries found: rows (slice, signal, estimated end)
     rec_out: np.ndarray,
 ) -> int:
     """A bucket boundary's work on the slice tests in one call: :func:`flush`, then
     :func:`bucket_update`, then the list of tests whose recovery statistic is done.
 
-    Then each slice's recovery threshold (see ``DetectorBank._recovery_thresholds``).
     One compiled call instead of several dispatches and NumPy passes per bucket
     (a day has 8,640 buckets). Returns the number of rows of ``rec_out`` filled,
     rate tests first (slice-major), then traffic-share tests.
     """
-    flush(rw, ra0, rlast, cnt, rrec, rv, rb0, rvreset, rdone, hrec, tw, ta0, tlast, trec, tv,
+    flush(rw, ra0, rlast, cnt, rrec, rv, rb0, rvreset, rdone, ne, hpar, tw, ta0, tlast, trec, tv,
           tb0, tvreset, tdone, big_n, t_end, n_slices)
     bucket_update(acc, n_slices, decay, t_decay, xe, ne, season, ext_frozen, rstate, rw, rthr,
                   ra0, ra1, rb0, rb1, fx, fn, p_mean, p_hi, p_llr, lat_thr, ratios, h_rate,
                   freeze, prior, z, arm, warm, te_x, te_n, tstate, tw, tthr, ta0, ta1, tb0, tb1,
                   tfx, tfn, share, tallow, rho_t, h_traffic)
-    # the reverse (recovery) test restarts like any CUSUM: about one false recovery per
-    # e^h observations, so h = ln(the slice's observations in the horizon / error)
-    for s in range(n_slices):
-        per_s = ne[s, 0] * (1.0 - decay) / bucket_s
-        obs = max(per_s * horizon_s, 1.0)
-        hrec[s] = math.log(obs / rec_error)
     k = 0
     s_n = rdone.shape[1]
     for s in range(n_slices):

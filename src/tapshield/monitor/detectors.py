@@ -117,8 +117,6 @@ class DetectorBank:
     share: np.ndarray
     ext_frozen: np.ndarray
     tallow: np.ndarray
-    hrec: np.ndarray
-    """Per slice, the recovery test's threshold (see :meth:`_recovery_thresholds`)."""
     """Whether the slice has a traffic-share test (see ``MonitorConfig.traffic_dims``)."""
     # latency and counters
     lat_thr: np.ndarray
@@ -170,6 +168,9 @@ class DetectorBank:
         self.last_lat_roll: int | None = None
         self.lam_per_s = 0.0
         self._rec_out = np.zeros((64, 3), dtype=np.int64)
+        self.hpar = np.array([self.decay, self.bucket_us / 1e6,
+                              cfg.recovery_horizon.total_seconds(), cfg.recovery_error])
+        """Parameters of a slice's recovery threshold (:func:`_kernels.recovery_h`)."""
         self._tallow_n = -1
         """Slices with a traffic-share test (``-1``: count again)."""
         self._tidx = np.zeros(0, dtype=np.int64)
@@ -196,7 +197,6 @@ class DetectorBank:
             "te_n": (np.float64, 0.0), "tstate": (np.int8, 0), "tfx": (np.float64, 0.0),
             "tfn": (np.float64, 0.0), "share": (np.float64, 0.0),
             "ext_frozen": (np.bool_, False), "tallow": (np.bool_, False),
-            "hrec": (np.float64, 4.6),
         }
 
         def grow(name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> None:
@@ -262,7 +262,7 @@ class DetectorBank:
         nx = kn.run_events(
             ts, cls, dup, lat, lbin, amt, member, self.tick_us,
             self.rw, self.rcp, self.ra0, self.ra1, self.rthr, self.rlast, self.cnt,
-            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.hrec,
+            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.ne, self.hpar,
             self.h_rec_t, self.h_rec_n,
             self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
             self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow, self._traffic_slices(),
@@ -322,7 +322,7 @@ class DetectorBank:
             self._rec_out = np.zeros((2 * n * (kn.N_RATE + 1), 3), dtype=np.int64)
         n_rec = kn.close_rates(
             self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0, self.rvreset,
-            self.rdone, self.hrec, self.tw, self.ta0, self.tlast, self.trec, self.tv, self.tb0,
+            self.rdone, self.hpar, self.tw, self.ta0, self.tlast, self.trec, self.tv, self.tb0,
             self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end,
             self.acc, n, self.decay, self.t_decay,
             self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rthr, self.ra1,
@@ -331,7 +331,6 @@ class DetectorBank:
             cfg.arm_events, self.warm,
             self.te_x, self.te_n, self.tstate, self.tthr, self.ta1, self.tb1, self.tfx,
             self.tfn, self.share, self.tallow, cfg.traffic_ratio, self.h_traffic,
-            self.bucket_us / 1e6, cfg.recovery_horizon.total_seconds(), cfg.recovery_error,
             self._rec_out,
         )
         self._national(lam_index)
@@ -381,8 +380,8 @@ class DetectorBank:
         Wald's single-test ``e^-h`` but about one false recovery per ``e^h``
         observations: over a wave lasting ``recovery_horizon`` its threshold is
         ``ln(observations in the horizon / recovery_error)``, per slice from its
-        traffic (computed in :func:`_kernels.close_rates`; the traffic tests
-        observe national events: their threshold is set here)."""
+        traffic (computed where needed: :func:`_kernels.recovery_h`; the traffic
+        tests observe national events: their threshold is set here)."""
         horizon_s = self.cfg.recovery_horizon.total_seconds()
         nat = max(self.lam_per_s * horizon_s, 1.0)
         self.h_rec_t = math.log(nat / self.cfg.recovery_error)
