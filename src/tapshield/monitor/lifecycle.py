@@ -321,11 +321,10 @@ class Lifecycle:
                 return False, int(view.ts[rows[start]]), None
             return True, c.cp, None
         first, _sl, first_ds = related[0]
-        if any(refines(t_info, d) for d in first_ds) and \
-                not 0.0 >= self.bank.threshold(c.signal):
-            # the first wave's scope contains the slice (the usual case: a child of
-            # the wave): with its events out nothing is left, and it shares the most
-            # events with the slice (all of them; the first wins a tie)
+        if any(refines(t_info, d) for d in first_ds) and self.bank.threshold(c.signal) > 0.0:
+            # the first wave's scope contains the slice (a child of the wave): with its
+            # events out nothing is left (an empty test never crosses), and it shares
+            # the most events with the slice (all of them; the first wins a tie)
             return True, c.cp, first if self._mask(view, c.slice).any() else None
         # everything below only concerns the slice's own events: work on its rows
         rows = self._rows(view, c.slice)
