@@ -47,6 +47,8 @@ TAP_WINDOW_US = 120 * 1_000_000
 """A payment_id seen again within 2 minutes is a retry of the same tap, not a
 new tap (customers retry within seconds; the simulator's and real apps' retry
 chains end well inside two minutes)."""
+TAP_PIECE = 16_384
+"""Rows per call of the compiled tap counter (see :meth:`Monitor._first_taps`)."""
 MAX_GAP_BUCKETS = 8640
 """A gap in the stream longer than a day of buckets is jumped over rather than
 walked bucket by bucket (expectations do not decay across it)."""
@@ -354,23 +356,32 @@ class Monitor:
         return dup
 
     def _first_taps(self, ts: np.ndarray, pay: np.ndarray) -> np.ndarray:
-        """True for the first attempt of each tap (payment_id) seen recently."""
+        """True for the first attempt of each tap (payment_id) seen recently.
+
+        A batch goes through in pieces of ``TAP_PIECE`` rows, so the table only
+        holds the taps of the window plus one piece (it stays in cache); taps
+        older than the window are dropped whenever it fills. The result does
+        not depend on when that happens (a dropped tap is older than the window).
+        """
         n = ts.shape[0]
-        if 2 * (self._tap_used + n) > self._tap_table.shape[0]:
-            # make room first: drop taps older than the window, grow if still crowded
-            cutoff = int(ts[0]) - TAP_WINDOW_US
-            size = self._tap_table.shape[0]
-            while True:
-                table = np.zeros(size, dtype=np.uint64)
-                seen = np.zeros(size, dtype=np.int64)
-                kept = kn.compact_taps(self._tap_table, self._tap_seen, table, seen, cutoff)
-                if 2 * (kept + n) <= size:
-                    break
-                size *= 2
-            self._tap_table, self._tap_seen, self._tap_used = table, seen, kept
         out = np.empty(n, dtype=np.bool_)
-        self._tap_used += kn.first_taps(self._tap_table, self._tap_seen, pay, ts,
-                                        TAP_WINDOW_US, out)
+        for lo in range(0, n, TAP_PIECE):
+            hi = min(n, lo + TAP_PIECE)
+            k = hi - lo
+            if 2 * (self._tap_used + k) > self._tap_table.shape[0]:
+                # make room first: drop taps older than the window, grow if still crowded
+                cutoff = int(ts[lo]) - TAP_WINDOW_US
+                size = self._tap_table.shape[0]
+                while True:
+                    table = np.zeros(size, dtype=np.uint64)
+                    seen = np.zeros(size, dtype=np.int64)
+                    kept = kn.compact_taps(self._tap_table, self._tap_seen, table, seen, cutoff)
+                    if 4 * (kept + k) <= size:
+                        break
+                    size *= 2
+                self._tap_table, self._tap_seen, self._tap_used = table, seen, kept
+            self._tap_used += kn.first_taps(self._tap_table, self._tap_seen, pay[lo:hi],
+                                            ts[lo:hi], TAP_WINDOW_US, out[lo:hi])
         return out
 
     # -- outputs --------------------------------------------------------------------------
