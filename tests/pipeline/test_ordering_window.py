@@ -58,3 +58,17 @@ def test_window_keeps_only_the_retention() -> None:
     recent = w.since(start + timedelta(minutes=25))
     assert recent.height == 10
     assert recent["ts"].is_sorted()
+
+
+def test_window_keeps_the_retention_before_a_long_batch_starts() -> None:
+    """A replay chunk spanning hours must not evict the past its first alerts compare with."""
+    w = EventWindow(timedelta(minutes=30))
+    w.add(frame([0, 10 * 60_000, 29 * 60_000]))
+    # the next batch starts a minute later and runs five hours
+    w.add(frame([30 * 60_000 + k * 60_000 for k in range(300)]))
+    start = datetime.fromtimestamp(T0 / 1000, tz=UTC)
+    assert w.earliest == start
+    assert w.since(start).height == 303
+    # a batch starting more than the retention after the first one evicts it
+    w.add(frame([29 * 60_000 + 300 * 60_000 + 31 * 60_000]))
+    assert w.earliest is not None and w.earliest > start + timedelta(minutes=29)

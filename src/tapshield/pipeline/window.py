@@ -3,7 +3,14 @@
 Diagnosis compares the wave with its recent normal past, so the pipeline keeps
 the last ``retention`` of event time (a list of micro-batches, evicted whole
 once entirely older than the horizon): memory is bounded by traffic x
-retention, whatever the length of the replay.
+retention plus one batch, whatever the length of the replay.
+
+The horizon is measured back from the *oldest* event of the newest batch, not
+its newest: the alerts raised while that batch is processed carry event times
+from anywhere inside it, and each needs the ``retention`` before it. A replay
+of a quiet file in 500,000-row chunks hands over batches that span hours; a
+horizon measured from their end would evict the very baseline a diagnosis of
+an alert at the batch's start compares against.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ class EventWindow:
         assert isinstance(lo, int) and isinstance(hi, int)
         self._frames.append((lo, hi, batch))
         self.rows += batch.height
-        newest = max(f[1] for f in self._frames)
-        horizon = newest - self.retention_us
+        # Batches arrive in event-time order (after the Reorderer), so ``lo`` is
+        # the earliest time anyone can still ask about.
+        horizon = lo - self.retention_us
         while self._frames and self._frames[0][1] < horizon:
             self.rows -= self._frames.popleft()[2].height
 
