@@ -184,6 +184,7 @@ def main() -> None:
             "median_seconds": statistics.median(x["seconds"] for x in runs[n]),
             "median_cpu_seconds": statistics.median(x["cpu_seconds"] for x in runs[n]),
             "events_per_second": eps(n),
+            # MiB (VmHWM is in KiB); compared with arrow_bytes in bytes below
             "peak_extra_mb": max(x["peak_kb"] - x["base_kb"] for x in runs[n]) / 1024,
         }
         for n in names
@@ -200,7 +201,7 @@ def main() -> None:
     for n, r in results.items():
         print(f"| {n} | {r['events_per_second']:,.0f} | {r['events_per_second'] / raw_csv:.2f}x "
               f"| {r['events_per_second'] / pandas:.2f}x | {r['median_cpu_seconds']:.2f} | "
-              f"{r['peak_extra_mb'] * 1e6 / arrow_bytes:.2f}x |")
+              f"{r['peak_extra_mb'] * 2**20 / arrow_bytes:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "source": source,
                                          "arrow_bytes": arrow_bytes, "results": results},

@@ -4,15 +4,16 @@ Validation runs in two stages so that a replay of a 10-million-row file and a
 live micro-batch of fifty events share one code path and the common case (a
 clean file) costs little more than reading it:
 
-1. :func:`parse` applies pure Polars expressions that parse every column
-   into its canonical type and compute one boolean flag per (rule, column).
-   They run inside a lazy scan, so the streaming engine parses and checks
-   while it reads, on every core.
-2. :func:`finish` takes a collected batch, parses text timestamps and
-   amounts with compiled single-pass kernels (:mod:`tapshield.parsing`; a general
-   ``strptime`` costs more than reading the file), detects duplicate
-   ``event_id`` s across batches, and splits the batch into canonical rows and
-   rejected rows with their reasons.
+1. :func:`parse` turns one wire-shaped batch into canonical columns plus
+   one boolean flag per (rule, column). Text timestamps, amounts and the
+   short coded columns are parsed by compiled single-pass kernels
+   (:mod:`tapshield.parsing`; a general ``strptime`` costs more than reading
+   the file) that release the GIL, so the readers run it on several chunks at
+   once in worker threads. It depends on nothing but its batch.
+2. :func:`finish` runs in stream order on the calling thread: it detects
+   duplicate ``event_id`` s across batches (the one piece of state a stream
+   carries) and splits the batch into canonical rows and rejected rows with
+   their reasons.
 
 Nothing is dropped silently: every input row ends up either in
 ``ValidationResult.valid`` or in ``ValidationResult.rejects`` with an
