@@ -147,7 +147,7 @@ def test_overlapping_faults_each_get_their_incident_and_duplicates_are_listed() 
     )
     incs = [
         incident("a", 101, 104, [{"region": "CN-GD"}], "network"),
-        incident("b", 121, 123, [{"channel": "qr"}], "interface"),
+        incident("b", 121, 123, [{"channel": "qr"}], "interface", end=135),
         incident("b2", 140, 141, [{"channel": "qr"}], "interface", failed=30),
     ]
     assert assign(incs, truth) == {"a": "gd", "b": "qr", "b2": "qr"}
@@ -264,3 +264,22 @@ def test_drill_cli_grades_existing_output(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "drill scorecard" in res.output
     res = runner.invoke(app, ["drill", "--truth", str(tmp_path / "truth.json")])
     assert res.exit_code == 2
+
+
+def test_incidents_nested_in_a_wider_one_at_the_same_time_are_not_counted_twice() -> None:
+    """A region's attack and the merchant notices inside it: the region's count only."""
+    truth = Truth(scenario="nested", start=T0, end=minutes(300),
+                  faults=[fault("farm", "fraud_attack", [{"region": "CN-GD"}], 100, 160)])
+    incs = [
+        incident("region", 100, 101, [{"region": "CN-GD"}], "fraud_attack", level=1,
+                 end=160, failed=100),
+        incident("shop", 110, 111, [{"region": "CN-GD", "merchant_id": "m1"}], "fraud_attack",
+                 level=4, end=120, failed=40),
+        incident("again", 130, 131, [{"region": "CN-GD"}], "fraud_attack", level=4,
+                 end=150, failed=60),
+        incident("later", 165, 166, [{"region": "CN-GD", "merchant_id": "m2"}],
+                 "fraud_attack", level=4, end=170, failed=7),
+    ]
+    assert set(assign(incs, truth).values()) == {"farm"}
+    farm = score(incs, truth).faults[0]
+    assert farm.failed_payments_reported == 100 + 7

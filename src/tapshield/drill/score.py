@@ -24,7 +24,9 @@ first): cause right = equal to the true cause; scope F1 = the F1 score of the
 exact combination sets (``{channel: nfc}`` is not ``{channel: nfc, region:
 CN-GD}``), scope right = F1 of 1. *Failed payments* reported = the sum over
 assigned incidents, against the true count and the exact-window count (see
-:mod:`tapshield.simulate.truth`).
+:mod:`tapshield.simulate.truth`), leaving out an incident whose scope lies
+inside another assigned incident's that overlaps it in time (a merchant's
+notice inside a region's attack): its taps are already counted there.
 
 **False pages.** A paging incident assigned to no must-page fault (to a decoy,
 to a harmless change, or to nothing) is a false page; so is a notifying
@@ -37,7 +39,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tapshield.incident import Incident
@@ -73,6 +75,36 @@ def compatible(a: Scope, b: Scope) -> bool:
             if all(cb.get(k, v) == v for k, v in ca.items()):
                 return True
     return False
+
+
+def covers(wide: Scope, narrow: Scope) -> bool:
+    """Does every combination of ``narrow`` lie inside one of ``wide``?"""
+    if not wide:
+        return True
+    return bool(narrow) and all(
+        any(all(cn.get(k) == v for k, v in cw.items()) for cw in wide) for cn in narrow)
+
+
+def counted(incidents: Sequence[Incident]) -> list[Incident]:
+    """The incidents whose failed payments are not already counted by a wider one.
+
+    An incident is left out when another one covers its scope and overlaps it
+    in time; of two with the same scope, the earlier detected one counts.
+    Pieces of a wave that follow one another all count.
+    """
+    far = datetime.max.replace(tzinfo=UTC)
+
+    def overlap(a: Incident, b: Incident) -> bool:
+        return a.start <= (b.end or far) and b.start <= (a.end or far)
+
+    def inside(i: Incident, j: Incident) -> bool:
+        if j is i or not covers(j.scope, i.scope) or not overlap(i, j):
+            return False
+        if covers(i.scope, j.scope):  # the same traffic: the first one counts
+            return (j.detected_at, j.id) < (i.detected_at, i.id)
+        return True
+
+    return [i for i in incidents if not any(inside(i, j) for j in incidents)]
 
 
 def pages(incident: Incident) -> bool:
@@ -249,7 +281,7 @@ def score(
             fs.scope_reported = [dict(c) for c in first.scope]
             fs.scope_f1 = round(scope_f1(first.scope, f.scope), 4)
             fs.scope_right = fs.scope_f1 >= 1.0 - 1e-9
-            fs.failed_payments_reported = sum(i.failed_payments for i in mine)
+            fs.failed_payments_reported = sum(i.failed_payments for i in counted(mine))
         if saved_by_failover is not None:
             fs.saved_by_failover = int(saved_by_failover.get(f.id, 0))
         scores.append(fs)
