@@ -266,8 +266,8 @@ def test_drill_cli_grades_existing_output(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
-def test_incidents_nested_in_a_wider_one_at_the_same_time_are_not_counted_twice() -> None:
-    """A region's attack and the merchant notices inside it: the region's count only."""
+def test_incidents_overlapping_in_time_and_scope_are_counted_once() -> None:
+    """A region's attack and the notices on the same traffic: the paging incident's count."""
     truth = Truth(scenario="nested", start=T0, end=minutes(300),
                   faults=[fault("farm", "fraud_attack", [{"region": "CN-GD"}], 100, 160)])
     incs = [
@@ -275,8 +275,8 @@ def test_incidents_nested_in_a_wider_one_at_the_same_time_are_not_counted_twice(
                  end=160, failed=100),
         incident("shop", 110, 111, [{"region": "CN-GD", "merchant_id": "m1"}], "fraud_attack",
                  level=4, end=120, failed=40),
-        incident("again", 130, 131, [{"region": "CN-GD"}], "fraud_attack", level=4,
-                 end=150, failed=60),
+        incident("again", 130, 131, [{"region": "CN-GD"}, {"region": "CN-FJ"}],
+                 "fraud_attack", level=4, end=150, failed=60),
         incident("later", 165, 166, [{"region": "CN-GD", "merchant_id": "m2"}],
                  "fraud_attack", level=4, end=170, failed=7),
     ]

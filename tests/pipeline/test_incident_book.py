@@ -105,3 +105,24 @@ def test_without_diagnosis_the_fired_slice_is_the_scope() -> None:
     inc = book.incidents()[0]
     assert inc.scope == [{"channel": "nfc"}] and inc.cause == "unknown" and inc.level == 4
     assert "monitor fired on technical" in inc.evidence[0]
+
+
+def test_a_wave_opened_and_resolved_inside_one_long_batch_counts_only_its_own_taps() -> None:
+    """A replay chunk spans hours: the taps after the wave's end are not the wave's."""
+    window = EventWindow(timedelta(hours=2))
+    book = IncidentBook(diagnose=Recorder([{"channel": "nfc"}]), window=window,
+                        changes=empty_changes())
+    batch = attempts([
+        (1.5, "p1", "nfc", "failed", "10.00"),
+        (2.5, "p2", "nfc", "failed", "20.00"),
+        (4.0, "p1", "qr", "approved", "10.00"),   # rescued within the tail
+        (30.0, "p2", "qr", "approved", "20.00"),  # too late to call it a rescue
+        (50.0, "p3", "nfc", "failed", "7.00"),    # long after the wave
+    ])
+    book.observe(batch, T0 + timedelta(minutes=50))
+    window.add(batch)
+    ended = {"ended_at": T0 + timedelta(minutes=3)}
+    book.on_alerts([ev("firing", 2.0), ev("resolved", 3.0, figures=ended)])
+    inc = book.incidents()[0]
+    assert inc.end == T0 + timedelta(minutes=3)
+    assert (inc.failed_attempts, inc.failed_payments, inc.lost_fen) == (2, 1, 2000)

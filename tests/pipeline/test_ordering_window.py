@@ -67,8 +67,10 @@ def test_window_keeps_the_retention_before_a_long_batch_starts() -> None:
     # the next batch starts a minute later and runs five hours
     w.add(frame([30 * 60_000 + k * 60_000 for k in range(300)]))
     start = datetime.fromtimestamp(T0 / 1000, tz=UTC)
-    assert w.earliest == start
+    assert w.earliest == start and w.holds_since(start - timedelta(hours=1))
     assert w.since(start).height == 303
     # a batch starting more than the retention after the first one evicts it
     w.add(frame([29 * 60_000 + 300 * 60_000 + 31 * 60_000]))
     assert w.earliest is not None and w.earliest > start + timedelta(minutes=29)
+    assert not w.holds_since(start + timedelta(minutes=300))
+    assert w.holds_since(start + timedelta(minutes=330))

@@ -24,9 +24,8 @@ first): cause right = equal to the true cause; scope F1 = the F1 score of the
 exact combination sets (``{channel: nfc}`` is not ``{channel: nfc, region:
 CN-GD}``), scope right = F1 of 1. *Failed payments* reported = the sum over
 assigned incidents, against the true count and the exact-window count (see
-:mod:`tapshield.simulate.truth`), leaving out an incident whose scope lies
-inside another assigned incident's that overlaps it in time (a merchant's
-notice inside a region's attack): its taps are already counted there.
+:mod:`tapshield.simulate.truth`), counting once the incidents that overlap in
+time and scope (the paging one first): they measured the same taps.
 
 **False pages.** A paging incident assigned to no must-page fault (to a decoy,
 to a harmless change, or to nothing) is a false page; so is a notifying
@@ -77,34 +76,25 @@ def compatible(a: Scope, b: Scope) -> bool:
     return False
 
 
-def covers(wide: Scope, narrow: Scope) -> bool:
-    """Does every combination of ``narrow`` lie inside one of ``wide``?"""
-    if not wide:
-        return True
-    return bool(narrow) and all(
-        any(all(cn.get(k) == v for k, v in cw.items()) for cw in wide) for cn in narrow)
-
-
 def counted(incidents: Sequence[Incident]) -> list[Incident]:
-    """The incidents whose failed payments are not already counted by a wider one.
+    """The incidents whose failed payments are not already counted by another.
 
-    An incident is left out when another one covers its scope and overlaps it
-    in time; of two with the same scope, the earlier detected one counts.
-    Pieces of a wave that follow one another all count.
+    Two incidents of one fault that overlap in time and in scope measured the
+    same taps (a merchant's notice inside a region's attack, a second alert on
+    the same wave): only one counts, the paging one before a notice, then the
+    first detected. Pieces of a wave that follow one another all count.
     """
     far = datetime.max.replace(tzinfo=UTC)
 
     def overlap(a: Incident, b: Incident) -> bool:
-        return a.start <= (b.end or far) and b.start <= (a.end or far)
+        return (a.start <= (b.end or far) and b.start <= (a.end or far)
+                and compatible(a.scope, b.scope))
 
-    def inside(i: Incident, j: Incident) -> bool:
-        if j is i or not covers(j.scope, i.scope) or not overlap(i, j):
-            return False
-        if covers(i.scope, j.scope):  # the same traffic: the first one counts
-            return (j.detected_at, j.id) < (i.detected_at, i.id)
-        return True
-
-    return [i for i in incidents if not any(inside(i, j) for j in incidents)]
+    kept: list[Incident] = []
+    for inc in sorted(incidents, key=lambda i: (not pages(i), i.detected_at, i.id)):
+        if not any(overlap(inc, k) for k in kept):
+            kept.append(inc)
+    return kept
 
 
 def pages(incident: Incident) -> bool:

@@ -29,6 +29,7 @@ class EventWindow:
         self.retention_us = int(retention.total_seconds() * 1_000_000)
         self._frames: deque[tuple[int, int, pl.DataFrame]] = deque()  # (min_us, max_us, frame)
         self.rows = 0
+        self._evicted_us: int | None = None  # newest event time evicted so far
 
     def add(self, batch: pl.DataFrame) -> None:
         if batch.height == 0:
@@ -42,7 +43,13 @@ class EventWindow:
         # the earliest time anyone can still ask about.
         horizon = lo - self.retention_us
         while self._frames and self._frames[0][1] < horizon:
-            self.rows -= self._frames.popleft()[2].height
+            _, gone_hi, gone = self._frames.popleft()
+            self.rows -= gone.height
+            self._evicted_us = max(gone_hi, self._evicted_us or gone_hi)
+
+    def holds_since(self, start: datetime) -> bool:
+        """Is every event seen with ``ts >= start`` still here (nothing of it evicted)?"""
+        return self._evicted_us is None or self._evicted_us < epoch_us(start)
 
     @property
     def earliest(self) -> datetime | None:

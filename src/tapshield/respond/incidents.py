@@ -42,6 +42,9 @@ class RecentEvents(Protocol):
     def since(self, start: datetime) -> pl.DataFrame:
         """Retained canonical events with ``ts >= start``, time-ordered."""
 
+    def holds_since(self, start: datetime) -> bool:
+        """Are all events with ``ts >= start`` seen so far still retained?"""
+
 FAILURE_EXPRS: dict[str, Callable[[], pl.Expr]] = {
     "technical": technical_expr,
     "decline": business_decline_expr,
@@ -90,8 +93,10 @@ class TapLedger:
             }
         )
 
-    def observe(self, batch: pl.DataFrame, *, start: datetime, end: datetime | None) -> None:
-        """Add a batch: failing attempts in scope and ``[start, end]``, then rescues."""
+    def observe(self, batch: pl.DataFrame, *, start: datetime, end: datetime | None,
+                rescue_until: datetime | None = None) -> None:
+        """Add a batch: failing attempts in scope and ``[start, end]``, then rescues
+        by approvals up to ``rescue_until`` (``None``: any approval in the batch)."""
         if batch.height == 0:
             return
         window = pl.col("ts") >= start
@@ -109,7 +114,10 @@ class TapLedger:
                 "payment_id", keep="first", maintain_order=True
             )
         if self._taps.height:
-            approved = batch.filter(pl.col("outcome") == "approved")["payment_id"]
+            ok = pl.col("outcome") == "approved"
+            if rescue_until is not None:
+                ok = ok & (pl.col("ts") <= rescue_until)
+            approved = batch.filter(ok)["payment_id"]
             self._taps = self._taps.with_columns(
                 pl.col("rescued") | pl.col("payment_id").is_in(approved.implode())
             )
@@ -187,6 +195,11 @@ class IncidentBook:
             ended = ev.figures.get("ended_at")
             inc.end = ended if isinstance(ended, datetime) else ev.ts
             entry.closed_at = ev.ts
+            # The batch this came in may run past the end (a replay chunk spans
+            # hours): what was counted from it while the incident was open did
+            # not know the end yet. Count again, now bounded.
+            self._remeasure(entry, entry.ledger.failure)
+            self._refresh(entry)
         inc.extra["level_history"] = [
             {"ts": h["ts"].astimezone(self._tz).isoformat(timespec="milliseconds"),
              "state": h["state"], "level": h["level"]}
@@ -246,18 +259,25 @@ class IncidentBook:
                 + (", ".join(f"{k}={v}" for k, v in ev.slice.items()) or "the whole flow")
             ]
         entry.diagnosed_at = ev.ts
-        earliest = self._window.earliest
-        if earliest is not None and earliest <= inc.start:
+        self._remeasure(entry, failure)
+        self._refresh(entry)
+
+    def _rescue_until(self, inc: Incident) -> datetime | None:
+        return inc.end + self.policy.rescue_tail if inc.end is not None else None
+
+    def _remeasure(self, entry: _Open, failure: str) -> None:
+        inc = entry.incident
+        if self._window.holds_since(inc.start):
             # The window still holds the whole wave: measure it afresh in the
             # (possibly new) scope. It already contains the current batch.
             ledger = TapLedger(inc.scope, failure)
-            ledger.observe(self._window.since(inc.start), start=inc.start, end=inc.end)
+            ledger.observe(self._window.since(inc.start), start=inc.start, end=inc.end,
+                           rescue_until=self._rescue_until(inc))
             entry.ledger = ledger
         else:
             # A long wave outlived the window: keep what was counted, count
             # the new scope from here on.
             entry.ledger.scope, entry.ledger.failure = inc.scope, failure
-        self._refresh(entry)
 
     def _rediagnose(self, entry: _Open, ev: AlertEvent) -> None:
         self._diagnose_into(entry, ev)
@@ -276,7 +296,8 @@ class IncidentBook:
             if entry.closed_at is not None and now - entry.closed_at > self.policy.rescue_tail:
                 continue
             inc = entry.incident
-            entry.ledger.observe(batch, start=inc.start, end=inc.end)
+            entry.ledger.observe(batch, start=inc.start, end=inc.end,
+                                 rescue_until=self._rescue_until(inc))
             self._refresh(entry)
 
     def _refresh(self, entry: _Open) -> None:
