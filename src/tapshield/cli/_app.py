@@ -12,6 +12,7 @@ Exit codes (every command):
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -26,8 +27,21 @@ EXIT_OK = 0
 EXIT_REJECTS = 1
 EXIT_USAGE = 2
 
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 120
+"""Columns when the output is a file, a pipe or a CI log (Rich assumes 80 there,
+which folds the incident and scorecard tables into unreadable slivers).
+``COLUMNS`` still wins."""
+
+
+def _console(stderr: bool = False) -> Console:
+    probe = Console(stderr=stderr)
+    if probe.is_terminal or "COLUMNS" in os.environ:
+        return probe
+    return Console(stderr=stderr, width=PIPED_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 app = typer.Typer(
     name="tapshield",
