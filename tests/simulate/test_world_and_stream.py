@@ -174,3 +174,20 @@ def test_live_stream_paces_windows_of_event_time(scenario: Scenario, events: pl.
         )
     )
     assert max(ff) <= 30 * 60 / 600 + 1e-6  # the first hour was not paced
+
+
+def test_fraud_episodes_started_near_the_end_stop_at_it(
+    tmp_path: Path, small_traffic: Path
+) -> None:
+    """Background fraud comes in episodes of many taps; one started in the last
+    minute must not run past the scenario (a trickle after it reads as a silence)."""
+    import yaml
+
+    data = yaml.safe_load(small_traffic.read_text(encoding="utf-8"))
+    data["fraud"]["share_of_taps"] = 0.05
+    heavy = tmp_path / "heavy-fraud.yaml"
+    heavy.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    for seed in (1, 2, 3):
+        sc = write_scenario(tmp_path, heavy, name=f"fraud-{seed}", duration="20m", seed=seed)
+        events = pl.concat(list(generate(sc)))
+        assert events["ts"].max() < sc.end_ts  # type: ignore[operator]

@@ -154,7 +154,12 @@ class Generator:
             csum = np.cumsum(gaps)
             offset = csum - np.repeat(csum[first], sizes)
             ts = start[ep] + offset
-            parts.append(self._fraud_arrays(name, ts, ep, n_ep, next_id, rng, attack=-1))
+            part = self._fraud_arrays(name, ts, ep, n_ep, next_id, rng, attack=-1)
+            if ts.max() >= self.end_us:
+                # An episode started near the end runs past it: the scenario's
+                # window is the contract (a trickle after it reads as a silence).
+                part = _take(part, np.flatnonzero(part["ts"] < self.end_us))
+            parts.append(part)
             next_id += 2 * n + 2 * n_ep
         for f in w.faults:
             if f.kind != "fraud_attack":
