@@ -283,3 +283,17 @@ def test_incidents_overlapping_in_time_and_scope_are_counted_once() -> None:
     assert set(assign(incs, truth).values()) == {"farm"}
     farm = score(incs, truth).faults[0]
     assert farm.failed_payments_reported == 100 + 7
+
+
+def test_incidents_of_another_cause_are_not_the_faults_failed_payments() -> None:
+    truth = Truth(scenario="other", start=T0, end=minutes(300),
+                  faults=[fault("gd", "network", [{"region": "CN-GD"}], 100, 160)])
+    incs = [
+        incident("net", 100, 101, [{"region": "CN-GD"}], "network", end=130, failed=80),
+        incident("later", 140, 141, [{"region": "CN-GD"}], "unknown", level=4, end=160,
+                 failed=20),
+        incident("fraud", 150, 151, [{"merchant_id": "m1"}], "fraud_attack", level=4,
+                 end=155, failed=9),
+    ]
+    gd = score(incs, truth).faults[0]
+    assert gd.failed_payments_reported == 100

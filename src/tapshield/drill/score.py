@@ -25,7 +25,8 @@ exact combination sets (``{channel: nfc}`` is not ``{channel: nfc, region:
 CN-GD}``), scope right = F1 of 1. *Failed payments* reported = the sum over
 assigned incidents, against the true count and the exact-window count (see
 :mod:`tapshield.simulate.truth`), counting once the incidents that overlap in
-time and scope (the paging one first): they measured the same taps.
+time and scope (the paging one first): they measured the same taps; incidents
+put down to another cause are not counted.
 
 **False pages.** A paging incident assigned to no must-page fault (to a decoy,
 to a harmless change, or to nothing) is a false page; so is a notifying
@@ -271,7 +272,10 @@ def score(
             fs.scope_reported = [dict(c) for c in first.scope]
             fs.scope_f1 = round(scope_f1(first.scope, f.scope), 4)
             fs.scope_right = fs.scope_f1 >= 1.0 - 1e-9
-            fs.failed_payments_reported = sum(i.failed_payments for i in counted(mine))
+            # the pipeline's own claim about this fault: not incidents it put down
+            # to another cause (a fraud notice at a merchant during a network fault)
+            claims = [i for i in mine if i.cause in (f.cause, "unknown")]
+            fs.failed_payments_reported = sum(i.failed_payments for i in counted(claims))
         if saved_by_failover is not None:
             fs.saved_by_failover = int(saved_by_failover.get(f.id, 0))
         scores.append(fs)
