@@ -94,3 +94,16 @@ def test_live_mode_writes_paced_jsonl(tmp_path: Path, scenario: Scenario) -> Non
     )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "changes.csv").exists()
+
+
+def test_prefetch_writes_the_same_files(tmp_path: Path, scenario: Scenario) -> None:
+    assert scenario.source is not None
+    outs = []
+    for flag in ([], ["--prefetch"]):
+        out = tmp_path / ("pre" if flag else "plain")
+        res = runner.invoke(app, ["simulate", str(scenario.source), "--out", str(out), *flag])
+        assert res.exit_code == 0, res.output
+        outs.append(out)
+    assert pl.read_parquet(outs[0] / "events.parquet").equals(
+        pl.read_parquet(outs[1] / "events.parquet"))
+    assert (outs[0] / "truth.json").read_text() == (outs[1] / "truth.json").read_text()

@@ -147,8 +147,10 @@ def simulate(
     changed it, the fraud pattern behind it and whether the lender really
     authorised it: per-event truth for risk models and routers.
     ``background=True`` generates the next batches in a thread while one is
-    written; off by default because on this shared 2-core machine it measured
-    slower (BENCHMARKS.md, simulator section), kept for idle multi-core hosts.
+    written (``tapshield simulate --prefetch``): 1.65x faster when a second core
+    is free, 12 % slower when the neighbours keep both cores busy (both measured,
+    BENCHMARKS.md, simulator section); off by default, since the output is the
+    same and a busy shared host is the worse case to be slow on.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
