@@ -92,14 +92,14 @@ def cube_from_leaves(
     dims = tuple(dims)
     cur = (
         _dims_as_text(current, dims)
-        .group_by(dims)
+        .group_by(dims, maintain_order=True)
         .agg(pl.col(failures).cast(pl.Float64).sum().alias("_f"),
              pl.col(total).cast(pl.Float64).sum().alias("_n"))
     )
     if history is not None and history.height:
         hist = (
             _dims_as_text(history, dims)
-            .group_by([*dims, bucket])
+            .group_by([*dims, bucket], maintain_order=True)
             .agg(pl.col(failures).cast(pl.Float64).sum().alias("_f"),
                  pl.col(total).cast(pl.Float64).sum().alias("_n"))
         )

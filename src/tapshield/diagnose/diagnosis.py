@@ -178,7 +178,8 @@ def _screen_volume(frame: pl.DataFrame, dims: Sequence[str], keep: Sequence[str]
     """
     now = pl.col("_bucket") == 0
     tables = pl.collect_all([
-        frame.lazy().group_by(d).agg(now.sum().alias("n"), (~now).sum().alias("nb"))
+        frame.lazy().group_by(d, maintain_order=True)
+        .agg(now.sum().alias("n"), (~now).sum().alias("nb"))
         for d in dims
     ])
     scores: dict[str, float] = {}

@@ -177,7 +177,7 @@ def screen_dims(frame: pl.DataFrame, failed: str, dims: Sequence[str],
     cell, cells, _, _ = _pairs(cell, cells, codes[top], cards[top])
     inside = scores(top, broken)
     rest = {d: max(outside.get(d, (0.0,))[0], inside.get(d, (0.0,))[0])
-            for d in set(outside) | set(inside)}
+            for d in dims if d in outside or d in inside}  # in dims order: ties break alike
     chosen = [top, *sorted(rest, key=lambda k: -rest[k])][:MAX_DIMS]
     for d in keep:
         if d not in chosen and d in dims:
@@ -233,7 +233,7 @@ def event_cube(frame: pl.DataFrame, failed: str, dims: Sequence[str]) -> Cube:
     agg = (
         frame.lazy()
         .with_columns(pl.struct(dims).hash().alias("_key"))
-        .group_by("_key", "_bucket")
+        .group_by("_key", "_bucket", maintain_order=True)
         .agg(pl.col(failed).sum().alias("failures"), pl.len().alias("total"),
              *[pl.col(d).first() for d in dims])
         .drop("_key")
@@ -252,10 +252,10 @@ def volume_cube(frame: pl.DataFrame, dims: Sequence[str], history: int) -> Cube:
     the attempts that did not come. The history buckets are treated the same
     way against the same mean, so ordinary wander is the baseline.
     """
-    agg = frame.group_by([*dims, "_bucket"]).agg(pl.len().alias("obs"))
+    agg = frame.group_by([*dims, "_bucket"], maintain_order=True).agg(pl.len().alias("obs"))
     mean = (
         agg.filter(pl.col("_bucket") < 0)
-        .group_by(dims)
+        .group_by(dims, maintain_order=True)
         .agg((pl.col("obs").sum() / history).alias("exp"))
     )
     buckets = pl.DataFrame({"_bucket": list(range(-history, 1))}, schema={"_bucket": pl.Int64})

@@ -197,9 +197,9 @@ def _excess_codes(cur: pl.DataFrame, base: pl.DataFrame, col: str) -> list[tuple
     """Which response codes carry the extra failures (share of the excess)."""
     if cur.height == 0:
         return []
-    c = (cur.filter(pl.col(col)).group_by("response_code").len()
+    c = (cur.filter(pl.col(col)).group_by("response_code", maintain_order=True).len()
          .rename({"len": "now"}))
-    b = (base.filter(pl.col(col)).group_by("response_code").len()
+    b = (base.filter(pl.col(col)).group_by("response_code", maintain_order=True).len()
          .rename({"len": "before"}))
     t = c.join(b, on="response_code", how="left", nulls_equal=True).fill_null(0)
     scale = cur.height / max(base.height, 1)
@@ -207,7 +207,7 @@ def _excess_codes(cur: pl.DataFrame, base: pl.DataFrame, col: str) -> list[tuple
     total = float(t.get_column("x").sum())
     if total <= 0:
         return []
-    t = t.sort("x", descending=True)
+    t = t.sort("x", descending=True, maintain_order=True)
     return [(str(code) if code is not None else "none", float(x) / total)
             for code, x in t.select("response_code", "x").iter_rows() if x >= 0.01 * total]
 
@@ -219,8 +219,10 @@ def _name_of(cols: dict[str, str], col: str) -> str:
 def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str,
             flow_ratio: float) -> tuple[int, int]:
     """(values whose ratio at least doubled, significantly; values with enough attempts)."""
-    a = cur.group_by(dim).agg(pl.col(col).sum().alias("f"), pl.len().alias("n"))
-    b = base.group_by(dim).agg(pl.col(col).sum().alias("fb"), pl.len().alias("nb"))
+    a = cur.group_by(dim, maintain_order=True).agg(
+        pl.col(col).sum().alias("f"), pl.len().alias("n"))
+    b = base.group_by(dim, maintain_order=True).agg(
+        pl.col(col).sum().alias("fb"), pl.len().alias("nb"))
     t = a.join(b, on=dim, how="left", nulls_equal=True).fill_null(0).filter(
         pl.col("n") >= MIN_SLICE)
     if t.height == 0:
@@ -303,7 +305,8 @@ def _fraud_shape(declined: pl.DataFrame, frame: pl.DataFrame, start: datetime
     """How concentrated the risk declines are on devices and accounts."""
     if declined.height == 0:
         return {}
-    per_dev = declined.group_by("device_id").len().sort("len", descending=True)
+    per_dev = (declined.group_by("device_id", maintain_order=True).len()
+               .sort("len", descending=True, maintain_order=True))
     n = declined.height
     top5 = float(per_dev.head(5).get_column("len").sum()) / n
     devices = per_dev.height
@@ -334,7 +337,8 @@ def _fingerprint(declined: pl.DataFrame, inside: pl.DataFrame) -> dict[str, tupl
         return out
     base = inside.filter(pl.col("_bucket") < 0)
     for d in FINGERPRINT_DIMS:
-        top = declined.group_by(d).len().sort("len", descending=True).head(1)
+        top = (declined.group_by(d, maintain_order=True).len()
+               .sort("len", descending=True, maintain_order=True).head(1))
         if top.height == 0:
             continue
         value, count = top.row(0)
