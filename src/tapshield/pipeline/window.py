@@ -57,10 +57,14 @@ class EventWindow:
             return None
         return from_epoch_us(min(f[0] for f in self._frames))
 
-    def since(self, start: datetime) -> pl.DataFrame:
+    def since(self, start: datetime, until: datetime | None = None) -> pl.DataFrame:
+        """Retained events with ``start <= ts`` (and ``ts <= until``), time-ordered."""
         cut = epoch_us(start)
-        parts = [f for lo, hi, f in self._frames if hi >= cut]
+        end = epoch_us(until) if until is not None else None
+        parts = [f for lo, hi, f in self._frames if hi >= cut and (end is None or lo <= end)]
         if not parts:
             return empty_events()
         frame = pl.concat(parts, rechunk=False)
-        return frame.filter(pl.col("ts").cast(pl.Int64) >= cut).sort("ts", maintain_order=True)
+        ts = pl.col("ts").cast(pl.Int64)
+        keep = ts >= cut if end is None else ts.is_between(cut, end)
+        return frame.filter(keep).sort("ts", maintain_order=True)

@@ -39,8 +39,8 @@ class RecentEvents(Protocol):
     def earliest(self) -> datetime | None:
         """Oldest retained event time (``None`` when empty)."""
 
-    def since(self, start: datetime) -> pl.DataFrame:
-        """Retained canonical events with ``ts >= start``, time-ordered."""
+    def since(self, start: datetime, until: datetime | None = None) -> pl.DataFrame:
+        """Retained canonical events with ``start <= ts`` (``<= until``), time-ordered."""
 
     def holds_since(self, start: datetime) -> bool:
         """Are all events with ``ts >= start`` seen so far still retained?"""
@@ -237,7 +237,8 @@ class IncidentBook:
         if self._diagnose is not None:
             baseline_start = inc.start - self.policy.baseline
             request = DiagnosisRequest(
-                events=self._window.since(baseline_start),
+                # a replay batch runs past the alert: diagnosis looks no further
+                events=self._window.since(baseline_start, until=ev.ts),
                 changes=self._changes,
                 baseline_start=baseline_start,
                 start=inc.start,
@@ -271,8 +272,9 @@ class IncidentBook:
             # The window still holds the whole wave: measure it afresh in the
             # (possibly new) scope. It already contains the current batch.
             ledger = TapLedger(inc.scope, failure)
-            ledger.observe(self._window.since(inc.start), start=inc.start, end=inc.end,
-                           rescue_until=self._rescue_until(inc))
+            until = self._rescue_until(inc)
+            ledger.observe(self._window.since(inc.start, until=until), start=inc.start,
+                           end=inc.end, rescue_until=until)
             entry.ledger = ledger
         else:
             # A long wave outlived the window: keep what was counted, count
