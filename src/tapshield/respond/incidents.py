@@ -35,10 +35,6 @@ Diagnoser = Callable[[DiagnosisRequest], Diagnosis]
 class RecentEvents(Protocol):
     """The retained recent events (the pipeline's window)."""
 
-    @property
-    def earliest(self) -> datetime | None:
-        """Oldest retained event time (``None`` when empty)."""
-
     def since(self, start: datetime, until: datetime | None = None) -> pl.DataFrame:
         """Retained canonical events with ``start <= ts`` (``<= until``), time-ordered."""
 
