@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from tapshield.monitor.generic import nab
+from tapshield.detect import nab
 
 NAB_ROOT = Path(os.environ.get("TAPSHIELD_SHARED", Path(__file__).resolve().parents[2] / "shared")
                 ) / "data" / "nab"

@@ -2,7 +2,7 @@
 
 Every NAB row is fed, in file order, to a fresh detector per file (one fixed
 configuration, nothing per file), and scored with the faithful re-implementation
-of NAB's rules in :mod:`tapshield.monitor.generic.nab`. Reported:
+of NAB's rules in :mod:`tapshield.detect.nab`. Reported:
 
 1. **fixed configuration**: the detector's own ``alert`` column (``p < 1e-3``,
    one alert per 50 samples): the figure that matters in production;
@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_baselines import random_scores, rolling_z, windowed_gaussian
 from nab_corpus import HELD_OUT, NabFile, load
-from tapshield.monitor.generic import (
+from tapshield.detect import (
     DEFAULT_CONFIG,
     GenericDetector,
     nab,
 )
-from tapshield.monitor.generic.kernels import alert_rule
+from tapshield.detect.kernels import alert_rule
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]

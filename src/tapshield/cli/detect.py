@@ -12,10 +12,10 @@ from rich.table import Table
 
 from tapshield.cli._app import UsageError, app, console, err_console, friendly
 from tapshield.cli._progress import steps
+from tapshield.detect import DEFAULT_CONFIG
+from tapshield.detect.run import detect_series, driver_names, results_frame
+from tapshield.detect.series import read_series
 from tapshield.errors import ContractError
-from tapshield.monitor.generic import DEFAULT_CONFIG
-from tapshield.monitor.generic.run import detect_series, driver_names, results_frame
-from tapshield.monitor.generic.series import read_series
 from tapshield.timeutil import DEFAULT_TZ
 
 _SHOWN_ALERTS = 10

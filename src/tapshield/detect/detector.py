@@ -25,7 +25,7 @@ day before?* The detector asks exactly those, with three features:
    but persists (Fisher's combination over time).
 
 Each feature becomes a p-value against its own history
-(:mod:`tapshield.monitor.generic.kernels`), so no scale, unit or per-metric
+(:mod:`tapshield.detect.kernels`), so no scale, unit or per-metric
 threshold ever enters. The three are combined by their harmonic mean,
 ``p = 3 / sum_k 1/p_k`` (Wilson, "The harmonic mean p-value for combining
 dependent tests", PNAS 2019): robust to the strong dependence between the
@@ -55,7 +55,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
-from tapshield.monitor.generic.kernels import (
+from tapshield.detect.kernels import (
     N_FEATURES,
     N_FSTATE,
     N_ISTATE,
@@ -97,7 +97,7 @@ class DetectorConfig:
       new windows rather than over one window seen many times);
     * ``calib_memory``, ``calib_min``, ``tail_fraction``, ``tail_min``,
       ``xi_max``, ``refit``: the p-value calibration (see
-      :mod:`tapshield.monitor.generic.kernels`).
+      :mod:`tapshield.detect.kernels`).
     """
 
     alpha: float = 1e-3

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapshield.monitor.generic import DEFAULT_CONFIG, GenericDetector, Verdicts
-from tapshield.monitor.generic.kernels import N_FSTATE, N_ISTATE, alert_rule, tail_learn, tail_p
+from tapshield.detect import DEFAULT_CONFIG, GenericDetector, Verdicts
+from tapshield.detect.kernels import N_FSTATE, N_ISTATE, alert_rule, tail_learn, tail_p
 
 STEP_US = 300_000_000  # 5 minutes
 DAY = 288

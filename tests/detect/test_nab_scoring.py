@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapshield.monitor.generic import nab
+from tapshield.detect import nab
 
 N = 2000
 WINDOWS = [(800, 899), (1500, 1599)]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tapshield.cli import app
-from tapshield.monitor.generic import GenericDetector
+from tapshield.detect import GenericDetector
 
 runner = CliRunner()
 NAB_FILE = "nab/data/realKnownCause/ec2_request_latency_system_failure.csv"

@@ -7,14 +7,14 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from tapshield.monitor.generic.detector import (
+from tapshield.detect.detector import (
     DEFAULT_CONFIG,
     FEATURES,
     DetectorConfig,
     GenericDetector,
     Verdicts,
 )
-from tapshield.monitor.generic.series import Series
+from tapshield.detect.series import Series
 
 #: points handed to the detector per call (results do not depend on it)
 CHUNK = 20_000

@@ -2,10 +2,10 @@
 
 * :class:`GenericDetector` (one fixed configuration, :data:`DEFAULT_CONFIG`);
 * :func:`detect_frame`: the detector over a Polars frame of ``timestamp, value``;
-* :mod:`tapshield.monitor.generic.nab`: the Numenta Anomaly Benchmark's scoring rules.
+* :mod:`tapshield.detect.nab`: the Numenta Anomaly Benchmark's scoring rules.
 """
 
-from tapshield.monitor.generic.detector import (
+from tapshield.detect.detector import (
     DEFAULT_CONFIG,
     FEATURES,
     DetectorConfig,
