@@ -34,14 +34,14 @@ class NabFile:
         return self.name.split("/")[0]
 
     def stream_us(self) -> npt.NDArray[np.int64]:
-        """Epoch microseconds nudged to strictly increase, so every NAB row is one point.
+        """Epoch microseconds of every row, in file order, as ``tapshield detect`` feeds them.
 
         Eight NAB files repeat or step back a timestamp (clock changes in the
-        source data); NAB scores every row in file order, so each such row is
-        moved forward by a few microseconds instead of being merged.
+        source data); NAB scores every row in file order, and so does the
+        detector: a row that does not advance in time is scored as arriving just
+        after the previous one (:class:`tapshield.detect.GenericDetector`).
         """
-        us = self.timestamps.astype("datetime64[us]").astype(np.int64)
-        return np.maximum.accumulate(us) + np.arange(us.size, dtype=np.int64)
+        return self.timestamps.astype("datetime64[us]").astype(np.int64)
 
 
 def load(root: Path = NAB_ROOT) -> list[NabFile]:

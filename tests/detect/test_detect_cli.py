@@ -31,10 +31,13 @@ def test_detect_on_a_nab_file(shared_data: Path, tmp_path: Path,
     assert code == 0, out
     # the default output goes to the current directory, beside nothing else
     result = pl.read_csv(tmp_path / "latency.detect.csv")
-    assert result.columns == ["timestamp", "value", "anomaly_score", "alert"]
+    assert result.columns == ["timestamp", "value", "anomaly_score", "alert", "repeat", "gap"]
     source = pl.read_csv(src)
-    assert result.height == source.height - 11, "11 rows repeat a timestamp: merged"
-    assert "11 row(s) repeat an earlier timestamp" in out
+    assert result.height == source.height, "one output row per input row"
+    assert result["timestamp"].to_list() == source["timestamp"].to_list(), "in input order"
+    assert int(result["repeat"].sum()) == 11, "11 rows repeat a timestamp: flagged, kept"
+    assert "11 row(s) do not advance in time (11 repeat the latest timestamp" in (
+        out.replace("\n", " "))
     assert result["anomaly_score"].min() >= 0.0 and result["anomaly_score"].max() <= 1.0
     assert set(result["alert"].unique().to_list()) <= {0, 1}
     assert 1 <= int(result["alert"].sum()) <= 30
@@ -43,7 +46,7 @@ def test_detect_on_a_nab_file(shared_data: Path, tmp_path: Path,
     assert late.height >= 1
     assert "alerts" in out and "results written to" in out
 
-    # same answer as the detector called directly on the repaired series
+    # same answer as the detector called directly on the rows in file order
     ts = (result["timestamp"].str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us")
           .dt.replace_time_zone("Asia/Shanghai").dt.convert_time_zone("UTC")
           .cast(pl.Int64).to_numpy())
@@ -91,26 +94,44 @@ def test_bad_input_is_one_line_naming_row_and_column(tmp_path: Path, content: st
     assert not (tmp_path / "r.csv").exists(), "nothing written for an unusable file"
 
 
-def test_unsorted_and_duplicate_timestamps_are_fixed_or_refused(tmp_path: Path) -> None:
+def test_repeats_gaps_and_missing_values_keep_one_row_each_in_input_order(
+        tmp_path: Path) -> None:
     src = _write(tmp_path, "timestamp,value\n1700000000,1\n1700000300,2\n1700000600,\n"
-                           "1700000300,4\n1700000200,5\n")
+                           "1700000300,4\n1700000200,5\n1700000900,6\n1700001200,7\n"
+                           "1700001500,8\n1700005100,9\n1700005400,10\n")
     out_file = tmp_path / "r.csv"
     code, out = _detect(str(src), "--out", str(out_file))
     assert code == 0, out
-    assert "2 row(s) out of time order (first: row 4); sorted by time" in out
-    assert "1 row(s) repeat an earlier timestamp (first: row 4); merged by averaging" in out
-    assert "1 empty or NaN value(s) (first: row 3); kept as missing points" in out
+    text = out.replace("\n", " ")
+    assert "2 row(s) do not advance in time (2 go back in time; first: row 4)" in text
+    assert "flagged in column 'repeat'" in text
+    assert "1 gap(s) in time (first: row 9)" in text
+    assert "1 empty or NaN value(s) (first: row 3); kept as missing points" in text
     res = pl.read_csv(out_file)
-    assert res["timestamp"].to_list() == [1700000000, 1700000200, 1700000300, 1700000600]
-    assert res["value"].to_list() == [1.0, 5.0, 3.0, None], "duplicates averaged, gap kept"
-    assert res["anomaly_score"].to_list()[-1] is None, "a missing point is not scored"
+    assert res["timestamp"].to_list() == [1700000000, 1700000300, 1700000600, 1700000300,
+                                          1700000200, 1700000900, 1700001200, 1700001500,
+                                          1700005100, 1700005400]
+    assert res["value"].to_list() == [1.0, 2.0, None, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    assert res["repeat"].to_list() == [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+    assert res["gap"].to_list() == [0, 0, 0, 0, 0, 0, 0, 0, 1, 0]
+    assert res["anomaly_score"].to_list()[2] is None, "a missing point is not scored"
+    assert res["anomaly_score"].null_count() == 1, "every other row, repeats too, is scored"
     code, out = _detect(str(src), "--out", str(out_file), "--strict")
     assert code == 2
-    assert "row 4 (line 5), column 'timestamp': timestamp is earlier than the previous row" in (
+    assert "row 4 (line 5), column 'timestamp': timestamp is earlier than a previous row" in (
         out.replace("\n", ""))
     dup = _write(tmp_path, "timestamp,value\n1700000000,1\n1700000000,2\n", "dup.csv")
     code, out = _detect(str(dup), "--out", str(out_file), "--strict")
-    assert code == 2 and "repeats an earlier row" in out
+    assert code == 2 and "repeats the previous row" in out
+
+
+def test_a_file_in_reverse_time_order_is_kept_and_called_out(tmp_path: Path) -> None:
+    body = "".join(f"{1_700_000_000 + 300 * (30 - i)},{i}\n" for i in range(30))
+    src = _write(tmp_path, "timestamp,value\n" + body)
+    code, out = _detect(str(src), "--out", str(tmp_path / "r.csv"))
+    assert code == 0, out
+    assert "does not look sorted by time" in out.replace("\n", " ")
+    assert pl.read_csv(tmp_path / "r.csv").height == 30
 
 
 @pytest.mark.parametrize(

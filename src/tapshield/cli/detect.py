@@ -42,24 +42,28 @@ def detect(
                            help="Zone of timestamps written without an offset."),
     strict: bool = typer.Option(
         False, "--strict",
-        help="Refuse unsorted or repeated timestamps instead of sorting / averaging them.",
+        help="Refuse repeated or earlier timestamps instead of scoring and flagging them.",
     ),
 ) -> None:
     """Score every point of a metric for anomalies with one fixed configuration.
 
-    Writes [bold]timestamp,value,anomaly_score,alert[/] (the NAB results layout):
-    anomaly_score is 1 - p, the probability-like confidence that the point is
-    unusual for this metric; alert is 1 where p < 0.001 and no alert fired in
-    the previous 50 points. Timestamps: YYYY-MM-DD HH:MM:SS (in --tz),
-    RFC 3339, or epoch seconds / milliseconds.
+    Writes one row per input row, in input order:
+    [bold]timestamp,value,anomaly_score,alert,repeat,gap[/] (the NAB results
+    layout plus two flags): anomaly_score is 1 - p, the probability-like
+    confidence that the point is unusual for this metric; alert is 1 where
+    p < 0.001 and no alert fired in the previous 50 points; repeat marks a
+    timestamp that does not advance, gap a row after a gap in time.
+    Timestamps: YYYY-MM-DD HH:MM:SS (in --tz), RFC 3339, or epoch seconds /
+    milliseconds.
     """
     target = out if out is not None else default_out(series_file)
     if series_file.exists() and target.exists() and target.resolve() == series_file.resolve():
         raise UsageError("--out must not overwrite the input file")
     series = read_series(series_file, time_col, value_col, tz=tz, strict=strict)
     messages = series.fixups.messages()
-    if len(series) > 1:
-        step_s = float(np.median(np.diff(series.ts_us))) / 1e6
+    step_us = series.median_step_us()
+    if step_us is not None:
+        step_s = step_us / 1e6
         if step_s < FINEST_STEP_S:
             messages.append(
                 f"sampled every {step_s:g} s: the time-of-day features look back a bounded "
@@ -86,7 +90,7 @@ def detect(
 
     alerts = [i for i, a in enumerate(verdicts.alert.tolist()) if a]
     table = Table(show_header=False, box=None)
-    table.add_row("rows read", f"{series.rows_read:,}")
+    table.add_row("rows read and written", f"{series.rows_read:,}")
     table.add_row("points scored", f"{int(np.isfinite(series.values).sum()):,}")
     table.add_row("timestamps", series.time_format)
     table.add_row("alerts", f"[red]{len(alerts):,}[/]" if alerts else "0")

@@ -170,10 +170,13 @@ class Verdicts:
 class GenericDetector:
     """Streaming detector: ``update(ts, x)`` scores a point against the past, then learns it.
 
-    Timestamps must strictly increase (sort and de-duplicate first; the
-    ``detect`` command does). ``NaN`` values are missing points: reported with
-    a ``NaN`` p-value (and score) and not learned. Results do not depend on how the stream is cut
-    into batches.
+    Points are taken in arrival order. A point whose timestamp does not advance
+    (it repeats the previous one or goes back: a joined export, a clock stepping
+    back) is still scored and learned, as if it arrived one microsecond after the
+    previous point: nothing is dropped or merged, and the detector's clock never
+    runs backwards. ``NaN`` values are missing points: reported with a ``NaN``
+    p-value (and score) and not learned. Results do not depend on how the stream
+    is cut into batches.
     """
 
     _BUF = 16384  # samples of history kept (a week of 1-minute data and more)
@@ -205,7 +208,7 @@ class GenericDetector:
         return int(self._ctr[0])
 
     def update_many(self, ts_us: npt.ArrayLike, values: npt.ArrayLike) -> Verdicts:
-        """Score and learn a batch; ``ts_us`` are epoch microseconds, strictly increasing."""
+        """Score and learn a batch; ``ts_us`` are epoch microseconds in arrival order."""
         ts = np.ascontiguousarray(ts_us, dtype=np.int64)
         xs = np.ascontiguousarray(values, dtype=np.float64)
         if ts.shape != xs.shape or ts.ndim != 1:
@@ -213,15 +216,6 @@ class GenericDetector:
         if np.isinf(xs).any():
             raise ValueError(f"value at position {int(np.flatnonzero(np.isinf(xs))[0])} "
                              "is infinite")
-        if ts.size:
-            bad = np.flatnonzero(np.diff(ts) <= 0) + 1
-            if self.n_seen and ts[0] <= self._ctr[2]:
-                bad = np.r_[0, bad]
-            if bad.size:
-                raise ValueError(
-                    f"timestamps must strictly increase: position {int(bad[0])} is not after "
-                    "the previous point"
-                )
         p = np.empty(ts.size, dtype=np.float64)
         alert = np.empty(ts.size, dtype=np.bool_)
         driver = np.empty(ts.size, dtype=np.int8)

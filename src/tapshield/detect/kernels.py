@@ -210,7 +210,14 @@ def process(ci: np.ndarray, cf: np.ndarray,
             continue
         t = ctr[0]
         oldest = max(0, t - buf + 1)
-        if t > 0:
+        if t > 0 and tau <= ctr[2]:
+            # a repeated or earlier timestamp (a joined export, a clock stepping back):
+            # the point is still scored and learned, as arriving just after the previous
+            # one, so the detector's clock never runs backwards and no row is lost; it
+            # says nothing about the sampling step, so the last step is repeated
+            tau = ctr[2] + 1
+            steps[t % STEPS] = steps[(t - 1) % STEPS]
+        elif t > 0:
             steps[t % STEPS] = tau - ring_ts[(t - 1) % buf]
         ring_ts[t % buf] = tau
         ring_x[t % buf] = x

@@ -39,16 +39,21 @@ def detect_series(series: Series, config: DetectorConfig = DEFAULT_CONFIG,
 
 
 def results_frame(series: Series, verdicts: Verdicts) -> pl.DataFrame:
-    """``timestamp, value, anomaly_score, alert`` (the NAB results layout).
+    """``timestamp, value, anomaly_score, alert, repeat, gap``: one row per input row.
 
-    Missing points keep an empty value and an empty score. ``anomaly_score`` is
-    ``1 - p``; ``alert`` is 1 where the detector raised an alert.
+    The first four columns are the NAB results layout. Rows are the input's, in
+    its order (nothing merged, dropped or added). Missing points keep an empty
+    value and an empty score. ``anomaly_score`` is ``1 - p``; ``alert`` is 1 where
+    the detector raised an alert; ``repeat`` is 1 where the timestamp does not
+    advance (repeated or earlier), ``gap`` where the row follows a gap in time.
     """
     return pl.DataFrame({
         "timestamp": series.labels,
         "value": series.values,
         "anomaly_score": 1.0 - verdicts.p_value,
         "alert": verdicts.alert.astype(np.int8),
+        "repeat": series.repeat.astype(np.int8),
+        "gap": series.gap.astype(np.int8),
     }).with_columns(pl.col("value").fill_nan(None), pl.col("anomaly_score").fill_nan(None))
 
 

@@ -15,13 +15,17 @@ naming the row (1 = first data row), the column and the rule: an empty file, a
 missing column, an unparsable timestamp, a value that is not a number, an
 infinite value, a timestamp in a different format from the first one.
 
-Documented fix-ups (each reported in :class:`FixUps`, never silent; refused with
-``strict=True``):
+**One output row per input row, always, in input order.** Nothing is sorted,
+merged, dropped or added; what is unusual is flagged and reported (each in
+:class:`FixUps` with its count and first row, never silent):
 
-* rows out of time order are sorted (stable, so equal instants keep file order);
-* rows with the same instant are merged into one point whose value is the mean
-  of their values (the usual cause is an export joined twice or a clock
-  change; the mean is the least surprising single value);
+* a row whose timestamp does not advance (it repeats the latest earlier one, or
+  goes back: a joined export, a clock stepping back an hour) is flagged
+  ``repeat``; the detector scores and learns it as arriving just after the
+  previous row (refused with ``strict=True``);
+* a row that follows a gap in time (more than :data:`GAP_FACTOR` times the
+  median of the previous :data:`GAP_STEPS` sampling steps) is flagged ``gap``;
+  the detector needs no repair for it: it looks values up by time of day;
 * an empty value (or ``NaN``) is a *missing point*: kept in the output with no
   score and never learned by the detector (a scrape that failed is not a zero).
 """
@@ -49,25 +53,45 @@ _NAIVE = re.compile(r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d+)?)?$")
 EPOCH_MS_FROM = 100_000_000_000
 
 
+#: a step longer than this many times the recent median step is a gap
+GAP_FACTOR = 2.0
+#: sampling steps whose median is the expected step
+GAP_STEPS = 16
+#: more than this share of rows going back in time: the file is probably not in time order
+UNSORTED_SHARE = 0.1
+
+
 @dataclass(frozen=True, slots=True)
 class FixUps:
-    """What was repaired while reading, with the first row concerned (1-based data rows)."""
+    """What is unusual in the rows, with the first row concerned (1-based data rows)."""
 
-    out_of_order: int = 0
-    first_out_of_order: int | None = None
-    duplicates_merged: int = 0
-    first_duplicate: int | None = None
+    repeated: int = 0  # timestamp equal to the latest earlier one
+    earlier: int = 0  # timestamp before the latest earlier one
+    first_repeat: int | None = None  # first row of either kind
+    gaps: int = 0
+    first_gap: int | None = None
     missing_values: int = 0
     first_missing: int | None = None
+    rows: int = 0
 
     def messages(self) -> list[str]:
         out = []
-        if self.out_of_order:
-            out.append(f"{self.out_of_order} row(s) out of time order (first: row "
-                       f"{self.first_out_of_order}); sorted by time")
-        if self.duplicates_merged:
-            out.append(f"{self.duplicates_merged} row(s) repeat an earlier timestamp (first: row "
-                       f"{self.first_duplicate}); merged by averaging their values")
+        if self.repeated or self.earlier:
+            kinds = []
+            if self.repeated:
+                kinds.append(f"{self.repeated} repeat the latest timestamp")
+            if self.earlier:
+                kinds.append(f"{self.earlier} go back in time")
+            out.append(f"{self.repeated + self.earlier} row(s) do not advance in time ("
+                       + ", ".join(kinds) + f"; first: row {self.first_repeat}): kept in "
+                       "input order, scored as just after the previous row, flagged in "
+                       "column 'repeat'")
+        if self.earlier > UNSORTED_SHARE * self.rows:
+            out.append("the file does not look sorted by time (many rows go back): sort it "
+                       "by time first, or the detector sees a scrambled series")
+        if self.gaps:
+            out.append(f"{self.gaps} gap(s) in time (first: row {self.first_gap}): flagged in "
+                       "column 'gap'")
         if self.missing_values:
             out.append(f"{self.missing_values} empty or NaN value(s) (first: row "
                        f"{self.first_missing}); kept as missing points, not scored")
@@ -76,17 +100,65 @@ class FixUps:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """A metric ready for the detector: one point per distinct instant, in time order."""
+    """A metric ready for the detector: one point per input row, in input order."""
 
-    ts_us: npt.NDArray[np.int64]  # epoch microseconds, strictly increasing
+    ts_us: npt.NDArray[np.int64]  # epoch microseconds as read (may repeat or go back)
     values: npt.NDArray[np.float64]  # NaN = missing point
-    labels: list[str]  # the timestamp text as written in the file (first of merged rows)
+    labels: list[str]  # the timestamp text as written in the file
     rows_read: int
     time_format: str
     fixups: FixUps = field(default_factory=FixUps)
+    repeat: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
+    gap: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
 
     def __len__(self) -> int:
         return int(self.ts_us.size)
+
+    def median_step_us(self) -> float | None:
+        """Median of the positive sampling steps (``None`` with fewer than two instants)."""
+        d = np.diff(self.ts_us)
+        d = d[d > 0]
+        return float(np.median(d)) if d.size else None
+
+
+def flag_repeats(ts_us: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.bool_],
+                                                         npt.NDArray[np.bool_]]:
+    """``(repeat, earlier)``: rows whose timestamp equals / precedes the latest earlier one."""
+    if ts_us.size == 0:
+        return np.zeros(0, dtype=np.bool_), np.zeros(0, dtype=np.bool_)
+    latest = np.maximum.accumulate(ts_us)
+    prev = np.r_[np.iinfo(np.int64).min, latest[:-1]]
+    return ts_us == prev, ts_us < prev
+
+
+def flag_gaps(ts_us: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Rows that follow a gap: a step above ``GAP_FACTOR`` x the median of the previous steps.
+
+    Causal, like the detector: the expected step is the median of the previous
+    :data:`GAP_STEPS` positive steps (at least three of them), so a change of
+    sampling rate is flagged once and then becomes the new normal. Rows that do
+    not advance in time are not steps (they are flagged ``repeat``).
+    """
+    n = ts_us.size
+    out = np.zeros(n, dtype=np.bool_)
+    if n < 5:
+        return out
+    latest = np.maximum.accumulate(ts_us)
+    d = np.diff(latest)  # d[i-1]: step into row i, 0 for rows that do not advance
+    pos = np.flatnonzero(d > 0)
+    pd = d[pos].astype(np.float64)
+    if pd.size < 4:
+        return out
+    # med[k]: median of the positive steps pd[k-GAP_STEPS:k] (k = steps seen before)
+    med = np.full(pd.size, np.nan)
+    for k in range(3, min(GAP_STEPS, pd.size)):
+        med[k] = np.median(pd[:k])
+    if pd.size > GAP_STEPS:
+        win = np.lib.stride_tricks.sliding_window_view(pd[:-1], GAP_STEPS)
+        med[GAP_STEPS:] = np.median(win, axis=1)
+    hit = pd > GAP_FACTOR * med  # NaN compares False
+    out[pos[hit] + 1] = True
+    return out
 
 
 def _error(row: int, column: str, rule: str, value: str | None) -> ContractError:
@@ -188,40 +260,25 @@ def series_from_frame(df: pl.DataFrame, time_col: str, value_col: str, *,
         raise _error(i + 1, value_col, "value is infinite", str(raw[i]))
     miss = np.isnan(v)
 
-    order = np.argsort(ts, kind="stable")
-    backwards = np.flatnonzero(np.diff(ts) < 0) + 1
-    ts_s = ts[order]
-    dup = np.r_[False, ts_s[1:] == ts_s[:-1]]
-    if strict and backwards.size:
-        i = int(backwards[0])
-        raise _error(i + 1, time_col, "timestamp is earlier than the previous row (--strict)",
-                     str(text[i]))
-    if strict and dup.any():
-        i = int(order[np.flatnonzero(dup)[0]])
-        raise _error(i + 1, time_col, "timestamp repeats an earlier row (--strict)", str(text[i]))
+    repeated, earlier = flag_repeats(ts)
+    late = repeated | earlier
+    if strict and late.any():
+        i = int(np.flatnonzero(late)[0])
+        rule = ("timestamp repeats the previous row" if repeated[i]
+                else "timestamp is earlier than a previous row")
+        raise _error(i + 1, time_col, f"{rule} (--strict)", str(text[i]))
+    gap = flag_gaps(ts)
 
-    v_s = v[order]
-    group = np.cumsum(~dup) - 1
-    n_groups = int(group[-1]) + 1
-    ok = ~np.isnan(v_s)
-    sums = np.bincount(group, weights=np.where(ok, v_s, 0.0), minlength=n_groups)
-    counts = np.bincount(group, weights=ok.astype(np.float64), minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        merged = np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
-    firsts = order[~dup]
-    labels = text.gather(pl.Series(firsts)).to_list()
+    def first(mask: npt.NDArray[np.bool_]) -> int | None:
+        return int(np.flatnonzero(mask)[0]) + 1 if mask.any() else None
 
     fix = FixUps(
-        out_of_order=int(backwards.size),
-        first_out_of_order=int(backwards[0]) + 1 if backwards.size else None,
-        duplicates_merged=int(dup.sum()),
-        first_duplicate=int(order[np.flatnonzero(dup)[0]]) + 1 if dup.any() else None,
-        missing_values=int(miss.sum()),
-        first_missing=int(np.flatnonzero(miss)[0]) + 1 if miss.any() else None,
+        repeated=int(repeated.sum()), earlier=int(earlier.sum()), first_repeat=first(late),
+        gaps=int(gap.sum()), first_gap=first(gap),
+        missing_values=int(miss.sum()), first_missing=first(miss), rows=df.height,
     )
-    return Series(ts_us=ts_s[~dup].astype(np.int64), values=merged.astype(np.float64),
-                  labels=[str(s) for s in labels], rows_read=df.height, time_format=fmt,
-                  fixups=fix)
+    return Series(ts_us=ts.astype(np.int64), values=v, labels=text.to_list(),
+                  rows_read=df.height, time_format=fmt, fixups=fix, repeat=late, gap=gap)
 
 
 def read_series(path: Path, time_col: str = "timestamp", value_col: str = "value", *,
