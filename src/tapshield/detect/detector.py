@@ -68,7 +68,7 @@ DAY_US = 86_400_000_000
 HOUR_US = 3_600_000_000
 
 #: names of the features, in the order of :attr:`Verdicts.driver`
-FEATURES = ("seasonal", "pattern", "pattern_accumulated", "level", "sustained")
+FEATURES = ("seasonal", "pattern", "pattern_accumulated", "level")
 assert len(FEATURES) == N_FEATURES
 
 
@@ -108,9 +108,6 @@ class DetectorConfig:
     pattern_memory: int = 3000
     phase_tolerance_us: int = HOUR_US
     accumulate: int = 10
-    sustain: int = 10
-    scale_halfwidth: int = 15
-    local_scale: int = 60
     calib_memory: int = 5000
     calib_min: int = 100
     tail_fraction: float = 0.02
@@ -122,8 +119,7 @@ class DetectorConfig:
         if not 0.0 < self.alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")
         for name in ("refractory", "season_days", "window_blocks", "block", "pattern_memory",
-                     "accumulate", "sustain", "scale_halfwidth", "local_scale", "calib_memory",
-                     "calib_min", "tail_min", "refit"):
+                     "accumulate", "calib_memory", "calib_min", "tail_min", "refit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.pattern_memory <= self.window_length:
@@ -136,8 +132,7 @@ class DetectorConfig:
     def _ints(self) -> npt.NDArray[np.int64]:
         return np.array([self.refractory, self.season_days, self.window_blocks, self.block,
                          self.pattern_memory, self.phase_tolerance_us, self.accumulate,
-                         self.calib_min, self.tail_min, self.refit, self.sustain,
-                         self.scale_halfwidth, self.local_scale], dtype=np.int64)
+                         self.calib_min, self.tail_min, self.refit], dtype=np.int64)
 
     def _floats(self) -> npt.NDArray[np.float64]:
         return np.array([self.alpha, self.tail_fraction, self.xi_max], dtype=np.float64)
@@ -196,7 +191,6 @@ class GenericDetector:
         self._cf = config._floats()
         self._ring_ts = np.zeros(buf, dtype=np.int64)
         self._ring_x = np.zeros(buf, dtype=np.float64)
-        self._ring_r = np.full(buf, np.nan, dtype=np.float64)  # residuals, for feature 5
         self._ring_w = np.zeros((wbuf, config.window_blocks), dtype=np.float64)
         self._steps = np.zeros(STEPS, dtype=np.int64)
         self._acc = np.zeros(config.accumulate, dtype=np.float64)
@@ -225,9 +219,9 @@ class GenericDetector:
         p = np.empty(ts.size, dtype=np.float64)
         alert = np.empty(ts.size, dtype=np.bool_)
         driver = np.empty(ts.size, dtype=np.int8)
-        process(self._ci, self._cf, self._ring_ts, self._ring_x, self._ring_w, self._ring_r,
-                self._steps, self._acc, self._ctr, self._cal_ring, self._cal_srt, self._cal_ist,
-                self._cal_fst, ts, xs, p, alert, driver)
+        process(self._ci, self._cf, self._ring_ts, self._ring_x, self._ring_w, self._steps,
+                 self._acc, self._ctr, self._cal_ring, self._cal_srt, self._cal_ist,
+                 self._cal_fst, ts, xs, p, alert, driver)
         return Verdicts(p_value=p, alert=alert, driver=driver)
 
     def update(self, ts: datetime | int, value: float) -> Verdict:

@@ -142,8 +142,8 @@ def tail_learn(v: float, ring: np.ndarray, srt: np.ndarray, ist: np.ndarray, fst
         _refit(srt, ist, fst, tail_fraction, tail_min, xi_max)
 
 
-#: features per point: seasonal, pattern, pattern accumulated, level (cold start), sustained
-N_FEATURES = 5
+#: features per point: seasonal, pattern, pattern accumulated, level (cold start)
+N_FEATURES = 4
 STEPS = 16  # recent sampling intervals kept to judge "within one sample"
 _RESOLUTION = 1e-9  # relative differences below this are rounding, not signal
 _RECENT = 21  # samples whose median is the expectation before a day of history exists
@@ -174,7 +174,7 @@ def _resolved(diff: float, magnitude: float) -> float:
 
 @njit(cache=True, nogil=True)
 def process(ci: np.ndarray, cf: np.ndarray,
-             ring_ts: np.ndarray, ring_x: np.ndarray, ring_w: np.ndarray, ring_r: np.ndarray,
+             ring_ts: np.ndarray, ring_x: np.ndarray, ring_w: np.ndarray,
              steps: np.ndarray, acc: np.ndarray, ctr: np.ndarray,
              cal_ring: np.ndarray, cal_srt: np.ndarray, cal_ist: np.ndarray, cal_fst: np.ndarray,
              ts: np.ndarray, xs: np.ndarray,
@@ -189,9 +189,6 @@ def process(ci: np.ndarray, cf: np.ndarray,
     cmin = ci[7]
     tmin = ci[8]
     refit = ci[9]
-    sustain = ci[10]
-    halfwidth = ci[11]
-    local = ci[12]
     alpha = cf[0]
     tfrac = cf[1]
     ximax = cf[2]
@@ -200,7 +197,7 @@ def process(ci: np.ndarray, cf: np.ndarray,
     wbuf = ring_w.shape[0]
     season = np.empty(3 * season_days)
     win = np.empty(blocks)
-    feats = np.empty(N_FEATURES)
+    feats = np.empty(4)
     recent = np.empty(_RECENT)
 
     for r in range(ts.shape[0]):
@@ -233,10 +230,6 @@ def process(ci: np.ndarray, cf: np.ndarray,
         else:
             step = 0.0
         m = 0
-        # mean |residual| around the same time of day on previous days: the metric's own
-        # noise level at this hour (a per-minute rate is far noisier at night than at noon)
-        scale_sum = 0.0
-        scale_n = 0
         for d in range(1, season_days + 1):
             target = tau - d * 86_400_000_000
             if t == 0 or target < ring_ts[oldest % buf] - step:
@@ -251,56 +244,15 @@ def process(ci: np.ndarray, cf: np.ndarray,
                 best_j = j - 1
             if best_j < 0:
                 continue
-            for jj in range(max(oldest, best_j - halfwidth), min(t, best_j + halfwidth + 1)):
-                rv = ring_r[jj % buf]
-                if not math.isnan(rv):
-                    scale_sum += abs(rv)
-                    scale_n += 1
             for dj in range(-1, 2):
                 jj = best_j + dj
                 if oldest <= jj < t:
                     season[m] = ring_x[jj % buf]
                     m += 1
         feats[0] = np.nan
-        resid = np.nan
         if m > 0:
             med = np.median(season[:m])
             feats[0] = _resolved(abs(x - med), abs(x) + abs(med))
-            resid = x - med
-        elif t > 0:
-            nr = min(t, _RECENT)
-            for k in range(nr):
-                recent[k] = ring_x[(t - 1 - k) % buf]
-            resid = x - np.median(recent[:nr])
-        ring_r[t % buf] = resid
-
-        # 5. sustained shift: the mean signed residual of the last `sustain` samples, in
-        # units of the noise level at this time of day (of the last `local` samples before
-        # the week's history has ten residuals around this hour)
-        feats[4] = np.nan
-        if t >= local + sustain and not math.isnan(resid):
-            if scale_n >= 10:
-                scale = scale_sum / scale_n
-            else:
-                scale = 0.0
-                cnt = 0
-                for k in range(sustain, sustain + local):
-                    rv = ring_r[(t - k) % buf]
-                    if not math.isnan(rv):
-                        scale += abs(rv)
-                        cnt += 1
-                scale = scale / cnt if cnt else 0.0
-            shift = 0.0
-            for k in range(sustain):
-                rv = ring_r[(t - k) % buf]
-                shift += 0.0 if math.isnan(rv) else rv
-            shift = abs(shift) / sustain
-            shift = _resolved(shift, abs(x))
-            if scale > _RESOLUTION * abs(x):
-                feats[4] = shift / scale
-            else:
-                # no noise at all at this hour so far: any shift is beyond everything seen
-                feats[4] = 0.0 if shift == 0.0 else 1e300
 
         # 2. pattern novelty at this time of day
         feats[1] = np.nan
@@ -355,7 +307,6 @@ def process(ci: np.ndarray, cf: np.ndarray,
             med = np.median(recent[:nr])
             feats[3] = _resolved(abs(x - med), abs(x) + abs(med))
         p3 = tail_p(feats[3], cal_srt[3], cal_ist[3], cal_fst[3], cmin)
-        p4 = tail_p(feats[4], cal_srt[4], cal_ist[4], cal_fst[4], cmin)
 
         for f in range(N_FEATURES):
             tail_learn(feats[f], cal_ring[f], cal_srt[f], cal_ist[f], cal_fst[f],
@@ -371,11 +322,8 @@ def process(ci: np.ndarray, cf: np.ndarray,
             if p2 < pmin:
                 pmin = p2
                 drv = 2
-            if p4 < pmin:
-                pmin = p4
-                drv = 4
-            # harmonic mean p-value of the four (see the detector's docstring)
-            p = min(1.0, 4.0 / (1.0 / p0 + 1.0 / p1 + 1.0 / p2 + 1.0 / p4))
+            # harmonic mean p-value of the three (see the detector's docstring)
+            p = min(1.0, 3.0 / (1.0 / p0 + 1.0 / p1 + 1.0 / p2))
         else:
             drv = 3
             p = p3
