@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         splits["simulator held-out seeds"] = sim_items(HELD_OUT_SEEDS)
     results: dict[str, Any] = {}
     print("| data | detector | event F1 | precision | recall | detected / windows | "
-          "false episodes |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+          "false episodes | per 1000 points |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, items in splits.items():
         r = evaluate(items)
         results[name] = r
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             label = det + (f" {d['params']}" if "params" in d else "")
             print(f"| {name} | {label} | {d['f1']:.3f} | {d['precision']:.3f} | "
                   f"{d['recall']:.3f} | {d['detected']} / {d['detected'] + d['missed']} | "
-                  f"{d['false_episodes']} |")
+                  f"{d['false_episodes']} | {1000 * d['false_episodes'] / r['points']:.2f} |")
         ratio = r["ratio vs best tuned baseline"]
         print(f"| {name} | **tapshield / best tuned baseline** | "
-              f"{ratio:.2f}x | | | | |" if ratio is not None else "")
+              f"{ratio:.2f}x | | | | | |" if ratio is not None else "")
     with open("/proc/loadavg") as fh:
         results["loadavg"] = fh.read().split()[:3]
     if args.json:
