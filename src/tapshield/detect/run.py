@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from tapshield.detect.detector import (
@@ -42,19 +43,24 @@ def results_frame(series: Series, verdicts: Verdicts) -> pl.DataFrame:
     """``timestamp, value, anomaly_score, alert, repeat, gap``: one row per input row.
 
     The first four columns are the NAB results layout. Rows are the input's, in
-    its order (nothing merged, dropped or added). Missing points keep an empty
-    value and an empty score. ``anomaly_score`` is ``1 - p``; ``alert`` is 1 where
+    its order (nothing merged, dropped or added); the value is written as it was
+    read (no float round trip). Missing points keep an empty value and an empty
+    score. ``anomaly_score`` is ``1 - p``; ``alert`` is 1 where
     the detector raised an alert; ``repeat`` is 1 where the timestamp does not
     advance (repeated or earlier), ``gap`` where the row follows a gap in time.
     """
+    value: pl.Series | npt.NDArray[np.float64] = (
+        pl.Series(series.value_text, dtype=pl.String) if series.value_text is not None
+        else series.values)
     return pl.DataFrame({
         "timestamp": series.labels,
-        "value": series.values,
+        "value": value,
         "anomaly_score": 1.0 - verdicts.p_value,
         "alert": verdicts.alert.astype(np.int8),
         "repeat": series.repeat.astype(np.int8),
         "gap": series.gap.astype(np.int8),
-    }).with_columns(pl.col("value").fill_nan(None), pl.col("anomaly_score").fill_nan(None))
+    }).with_columns(pl.col("anomaly_score").fill_nan(None)).with_columns(
+        pl.col("value").fill_nan(None) if series.value_text is None else pl.col("value"))
 
 
 def driver_names(verdicts: Verdicts) -> list[str | None]:

@@ -108,6 +108,7 @@ class Series:
     rows_read: int
     time_format: str
     fixups: FixUps = field(default_factory=FixUps)
+    value_text: list[str | None] | None = None  # the value as written (None: missing)
     repeat: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
     gap: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=np.bool_))
 
@@ -277,7 +278,8 @@ def series_from_frame(df: pl.DataFrame, time_col: str, value_col: str, *,
         gaps=int(gap.sum()), first_gap=first(gap),
         missing_values=int(miss.sum()), first_missing=first(miss), rows=df.height,
     )
-    return Series(ts_us=ts.astype(np.int64), values=v, labels=text.to_list(),
+    written = pl.Series(raw).set(pl.Series(miss), None).to_list() if miss.any() else raw.to_list()
+    return Series(ts_us=ts.astype(np.int64), values=v, labels=text.to_list(), value_text=written,
                   rows_read=df.height, time_format=fmt, fixups=fix, repeat=late, gap=gap)
 
 
