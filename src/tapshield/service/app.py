@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -85,6 +86,7 @@ def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 AUTH = (401, 403, 413, 429, 503)
+_ANSWER_KEYS = tuple(s.AuthorizeAnswer.model_fields)
 
 
 # -- the edge middleware -----------------------------------------------------------
@@ -215,6 +217,8 @@ Reader = Annotated[Principal, Depends(require("operator", *READERS))]
 HealthReader = Annotated[Principal, Depends(require("gateway", "operator", *READERS))]
 IncidentReader = Annotated[Principal, Depends(require("operator", "partner", *READERS))]
 AttemptId = Annotated[str, Path(min_length=1, max_length=128)]
+IncidentId = Annotated[str, Path(min_length=1, max_length=64)]
+SilenceId = Annotated[str, Path(min_length=1, max_length=36)]
 
 
 def _actor(p: Principal) -> str:
@@ -289,6 +293,14 @@ def create_app(settings: ServiceSettings | None = None, *,
         return _problem(exc.status, exc.code, exc.detail,
                         request.scope.get("state", {}).get("request_id"), exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape (loc, msg, type), without echoing the input back: it may
+        # hold personal data, or a NaN that JSON cannot even carry.
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", "value_error"))} for e in exc.errors()]})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
@@ -319,7 +331,10 @@ def create_app(settings: ServiceSettings | None = None, *,
             carrier=body.carrier, os=body.os, app_version=body.app_version,
             device_model=body.device_model, merchant_category=body.merchant_category,
             ts=time.time())
-        answer, replayed = await _await(rt.ledger.authorize(req))
+        stored, replayed = await _await(rt.ledger.authorize(req))
+        # One key order whatever the database did to it (JSONB sorts keys): a
+        # replay is byte for byte the first answer.
+        answer = {k: stored[k] for k in _ANSWER_KEYS}
         if replayed:
             rt.metrics.replays.inc()
             return _json(answer, headers={"Idempotent-Replayed": "true"})
@@ -421,8 +436,6 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise ApiError(404, "unknown_incident", f"no incident {incident_id}")
         return got
 
-    IncidentId = Annotated[str, Path(min_length=1, max_length=64)]
-
     @app.get("/v1/incidents/{incident_id}", tags=["incidents"],
              response_model=s.IncidentDetail, responses=_err(*AUTH, 404),
              summary="One incident with its handling history")
@@ -480,8 +493,6 @@ def create_app(settings: ServiceSettings | None = None, *,
         return {"total": total, "items": items}
 
     # -- silences ----------------------------------------------------------------
-
-    SilenceId = Annotated[str, Path(min_length=1, max_length=36)]
 
     @app.post("/v1/silences", tags=["silences"], response_model=s.SilenceOut, status_code=201,
               responses=_err(*AUTH), summary="Create a silence")
