@@ -161,6 +161,25 @@ def test_a_restarted_worker_answers_the_same(db_url: str, tmp_path: Path) -> Non
         again.stop()
 
 
+def test_router_health_survives_a_restart(db_url: str, tmp_path: Path) -> None:
+    rt = ServiceRuntime(settings_for(db_url, tmp_path))
+    rt.start()
+    for _ in range(4):
+        pid = uuid.uuid4().hex
+        ok(rt.ledger.authorize(req(pid, "f" + pid)))
+        ok(rt.ledger.report("f" + pid, AttemptResult("failed", "91", 100.0)))
+    assert rt.router.is_down("nfc", "CN-GD")
+    rt.stop()  # the final checkpoint
+    again = ServiceRuntime(settings_for(db_url, tmp_path))
+    again.start()
+    try:
+        assert again.restored_keys == 2 and again.router.is_down("nfc", "CN-GD")
+        pid = uuid.uuid4().hex
+        assert ok(again.ledger.authorize(req(pid, "g" + pid)))[0]["channel"] == "qr"
+    finally:
+        again.stop()
+
+
 def test_racing_workers_start_each_attempt_once(runtimes: list[ServiceRuntime]) -> None:
     """Both workers get the same 40 requests at once, plus a second attempt id for
     each tap: every attempt id has one answer, every tap exactly one attempt."""

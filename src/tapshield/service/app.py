@@ -303,6 +303,10 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body FastAPI could not even decode (not UTF-8)
+            return JSONResponse(status_code=422, content={"detail": [
+                {"loc": ["body"], "msg": "the body is not JSON in UTF-8",
+                 "type": "json_invalid"}]})
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http_error")
         return _problem(exc.status_code, code, str(exc.detail),
