@@ -208,7 +208,8 @@ def test_request_ids_and_logs_without_personal_data(api: Api,
         r = api("POST", "/v1/authorize", json=body(), headers={"X-Request-ID": "gw-123.4"})
         bad = api("POST", "/v1/authorize", json=body(), headers={"X-Request-ID": "no spaces!"})
     assert r.headers["x-request-id"] == "gw-123.4"
-    assert bad.headers["x-request-id"] != "no spaces!" and len(bad.headers["x-request-id"]) == 32
+    rid = bad.headers["x-request-id"]
+    assert rid != "no spaces!" and len(rid) >= 13 and rid.isalnum()
 
 
 def test_json_log_lines_carry_no_personal_data(db_url: str, tmp_path: Path,

@@ -133,6 +133,8 @@ class KeyStore:
         self.path = path
         self.recheck_s = recheck_s
         self._by_id: dict[str, tuple[str, Principal]] = {}
+        self._verified: dict[str, Principal] = {}
+        """Keys already checked (cleared whenever the file is re-read)."""
         self._mtime: float | None = None
         self._next_check = 0.0
         self._lock = threading.Lock()
@@ -157,6 +159,7 @@ class KeyStore:
         with self._lock:
             self._by_id = table
             self._mtime = mtime
+            self._verified = {}
         return len(table)
 
     def _maybe_reload(self) -> None:
@@ -177,6 +180,9 @@ class KeyStore:
     def authenticate(self, key: str) -> Principal | None:
         """The principal of ``key``, or ``None`` (unknown, disabled, malformed)."""
         self._maybe_reload()
+        hit = self._verified.get(key)
+        if hit is not None:
+            return hit
         if not key.startswith(PREFIX):
             return None
         key_id, sep, _ = key[len(PREFIX):].partition("_")
@@ -186,7 +192,11 @@ class KeyStore:
         if found is None:
             return None
         digest, principal = found
-        return principal if hmac.compare_digest(digest, hash_key(key)) else None
+        if not hmac.compare_digest(digest, hash_key(key)):
+            return None
+        if len(self._verified) < 10_000:
+            self._verified[key] = principal
+        return principal
 
     def __len__(self) -> int:
         return len(self._by_id)

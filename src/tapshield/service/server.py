@@ -58,7 +58,7 @@ def serve(settings: ServiceSettings, *, host: str, port: int,
     common = dict(
         http="httptools", loop="uvloop", lifespan="on", access_log=False, server_header=False,
         timeout_graceful_shutdown=int(max(1, settings.limits.drain_timeout_s)),
-        limit_concurrency=settings.limits.max_concurrency,
+        limit_concurrency=settings.limits.max_concurrency, timeout_worker_healthcheck=60,
         log_config=logs.uvicorn_log_config(settings.log_level), proxy_headers=False,
     )
     for sig in (signal.SIGTERM, signal.SIGINT):

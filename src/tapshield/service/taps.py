@@ -25,6 +25,7 @@ queueing behind one commit per request.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -93,7 +94,12 @@ class OutcomeListener(Protocol):
 
 @dataclass(slots=True)
 class _Op:
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | None = None
+    """For callers on plain threads (tests, tools)."""
+    loop: asyncio.AbstractEventLoop | None = None
+    afut: asyncio.Future[Any] | None = None
+    """For callers on an event loop: delivered with one wake-up per batch."""
+    done: bool = False
 
 
 @dataclass(slots=True)
@@ -148,6 +154,18 @@ def request_doc(r: TapRequest) -> dict[str, Any]:
             "ts": r.ts}
 
 
+def _deliver(items: list[tuple[_Op, bool, Any]]) -> None:
+    """Runs on the caller's event loop."""
+    for op, good, value in items:
+        f = op.afut
+        if f is None or f.done():  # the request was cancelled (client went away)
+            continue
+        if good:
+            f.set_result(value)
+        else:
+            f.set_exception(value)
+
+
 def _differs(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Fields a replay changed (``ts`` is when it arrived, not part of the request)."""
     return sorted(k for k in now if k != "ts" and before.get(k) != now[k])
@@ -176,8 +194,9 @@ class TapLedger:
         self.on_batch = on_batch
         self.eligible_default = tuple(router.config.order)
         dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self._insert_stmt = postgresql.insert if dialect == "postgresql" else sqlite.insert
         self._q: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._outbox: list[tuple[_Op, bool, Any]] = []
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -212,12 +231,66 @@ class TapLedger:
         return self._submit(_Report(attempt_id=attempt_id, inquiry=authorised,
                                     is_inquiry=True))
 
+    async def authorize_async(self, request: TapRequest) -> tuple[dict[str, Any], bool]:
+        """:meth:`authorize` for a caller on an event loop."""
+        return await self._submit_async(_Authorize(request=request))  # type: ignore[no-any-return]
+
+    async def report_async(self, attempt_id: str, result: AttemptResult) -> dict[str, Any]:
+        return await self._submit_async(  # type: ignore[no-any-return]
+            _Report(attempt_id=attempt_id, result=result))
+
+    async def resolve_async(self, attempt_id: str, authorised: bool | None) -> dict[str, Any]:
+        return await self._submit_async(  # type: ignore[no-any-return]
+            _Report(attempt_id=attempt_id, inquiry=authorised, is_inquiry=True))
+
     def _submit(self, op: _Op) -> Future[Any]:
+        op.future = Future()
+        self._enqueue(op)
+        return op.future
+
+    async def _submit_async(self, op: _Op) -> Any:
+        op.loop = asyncio.get_running_loop()
+        op.afut = op.loop.create_future()
+        self._enqueue(op)
+        return await op.afut
+
+    def _enqueue(self, op: _Op) -> None:
         if self._closed or self._thread is None:
-            op.future.set_exception(Busy("the service is shutting down"))
+            self._err(op, Busy("the service is shutting down"))
+            self._flush()
         else:
             self._q.put(op)
-        return op.future
+
+    # -- delivering answers ------------------------------------------------------
+
+    def _ok(self, op: _Op, value: Any) -> None:
+        if not op.done:
+            op.done = True
+            self._outbox.append((op, True, value))
+
+    def _err(self, op: _Op, exc: BaseException) -> None:
+        if not op.done:
+            op.done = True
+            self._outbox.append((op, False, exc))
+
+    def _flush(self) -> None:
+        """Hand out what the last transaction decided: thread futures at once,
+        event-loop futures with one wake-up per loop."""
+        out, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, bool, Any]]] = {}
+        for op, good, value in out:
+            if op.future is not None:
+                if good:
+                    op.future.set_result(value)
+                else:
+                    op.future.set_exception(value)
+            elif op.loop is not None:
+                by_loop.setdefault(op.loop, []).append((op, good, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
 
     # -- the thread ------------------------------------------------------------
 
@@ -266,8 +339,9 @@ class TapLedger:
                 fn(part)  # type: ignore[operator]
             except Exception as exc:  # the database is down, a bug: fail these, not the thread
                 for o in part:
-                    if not o.future.done():
-                        o.future.set_exception(exc)
+                    if not o.done:
+                        self._err(o, exc)
+            self._flush()
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - t0)
 
@@ -280,10 +354,18 @@ class TapLedger:
                 return
             pending = self._authorize_round(pending)
         for o in pending:
-            o.future.set_exception(Busy("concurrent attempts of the same tap; retry"))
+            self._err(o, Busy("concurrent attempts of the same tap; retry"))
 
     def _authorize_round(self, ops: list[_Authorize]) -> list[_Authorize]:
-        """One transaction; returns the requests to try again (lost a race)."""
+        """One transaction; returns the requests to try again (lost a race).
+
+        Most requests start a new tap, so each is first inserted as attempt 1
+        of a new tap, without reading anything. Only those whose insert
+        conflicts (a replay, a later attempt of a known tap, a race) read the
+        tap's history and are answered from it. ``Decider.decide`` may thus
+        run for a request that turns out to be a replay: it must not change
+        state (engines learn from :class:`OutcomeListener` instead).
+        """
         now = self.clock()
         by_attempt: dict[str, list[_Authorize]] = {}
         for o in ops:
@@ -291,48 +373,55 @@ class TapLedger:
             by_attempt.setdefault(o.request.attempt_id, []).append(o)
         later: list[_Authorize] = []
         done: list[tuple[list[_Authorize], Any]] = []
-        inserts: list[dict[str, Any]] = []
         answers: dict[str, dict[str, Any]] = {}
+        won: set[str] = set()
         with self.engine.begin() as conn:
-            pids = {group[0].request.payment_id for group in by_attempt.values()
-                    if group[0].request is not None}
-            rows = conn.execute(
-                select(t.attempts).where(t.attempts.c.payment_id.in_(pids))
-                .order_by(t.attempts.c.payment_id, t.attempts.c.number)
-            ).mappings().all()
-            history: dict[str, list[dict[str, Any]]] = {}
-            stored: dict[str, Any] = {}
-            for r in rows:
-                history.setdefault(r["payment_id"], []).append(dict(r))
-                stored[r["attempt_id"]] = r
+            fresh: list[dict[str, Any]] = []
             started: set[str] = set()
             for attempt_id, group in by_attempt.items():
                 req = group[0].request
                 assert req is not None
-                if attempt_id in stored:
-                    prior = stored[attempt_id]
-                    changed = _differs(prior["request"], request_doc(req))
-                    done.append((group, (prior["answer"], True) if not changed else TapConflict(
-                        "attempt_id_reused", f"attempt_id {attempt_id} was answered for a "
-                        f"request with other {', '.join(changed)}")))
-                    continue
                 if req.payment_id in started:  # one new attempt per tap per round
                     later.extend(group)
                     continue
                 started.add(req.payment_id)
-                try:
-                    row = self._new_attempt(req, history.get(req.payment_id, []), now)
-                except TapConflict as exc:
-                    done.append((group, exc))
-                    continue
-                inserts.append(row)
+                row = self._new_attempt(req, [], now)
+                fresh.append(row)
                 answers[attempt_id] = row["answer"]
-            won: set[str] = set()
-            if inserts:
-                stmt = self._insert(t.attempts).on_conflict_do_nothing().returning(
-                    t.attempts.c.attempt_id)
-                won = set(conn.execute(stmt, inserts).scalars().all())
-            lost = [r["attempt_id"] for r in inserts if r["attempt_id"] not in won]
+            won = self._insert(conn, fresh)
+            known = [r["attempt_id"] for r in fresh if r["attempt_id"] not in won]
+            second: list[dict[str, Any]] = []
+            if known:
+                reqs = {a: by_attempt[a][0].request for a in known}
+                history, stored = self._load(conn, {r.payment_id for r in reqs.values()
+                                                    if r is not None})
+                for attempt_id, req in reqs.items():
+                    assert req is not None
+                    group = by_attempt[attempt_id]
+                    prior = stored.get(attempt_id)
+                    if prior is not None:
+                        changed = _differs(prior["request"], request_doc(req))
+                        done.append((group, (prior["answer"], True) if not changed else
+                                     TapConflict("attempt_id_reused",
+                                                 f"attempt_id {attempt_id} was answered for a "
+                                                 f"request with other {', '.join(changed)}")))
+                        continue
+                    rows = history.get(req.payment_id, [])
+                    if not rows:  # the id is taken by another payment's attempt
+                        done.append((group, TapConflict(
+                            "attempt_id_reused",
+                            f"attempt_id {attempt_id} already belongs to another payment")))
+                        continue
+                    try:
+                        row = self._new_attempt(req, rows, now)
+                    except TapConflict as exc:
+                        done.append((group, exc))
+                        continue
+                    second.append(row)
+                    answers[attempt_id] = row["answer"]
+            won2 = self._insert(conn, second)
+            won |= won2
+            lost = [r["attempt_id"] for r in second if r["attempt_id"] not in won2]
             clash: dict[str, dict[str, Any]] = {}
             if lost:
                 for r in conn.execute(select(t.attempts.c.attempt_id, t.attempts.c.payment_id,
@@ -343,12 +432,12 @@ class TapLedger:
         for group, outcome in done:
             for o in group:
                 if isinstance(outcome, Exception):
-                    o.future.set_exception(outcome)
+                    self._err(o, outcome)
                 else:
-                    o.future.set_result(outcome)
+                    self._ok(o, outcome)
         for attempt_id in won:
             for o in by_attempt[attempt_id]:
-                o.future.set_result((answers[attempt_id], False))
+                self._ok(o, (answers[attempt_id], False))
         for attempt_id in lost:
             group = by_attempt[attempt_id]
             other = clash.get(attempt_id)
@@ -360,11 +449,33 @@ class TapLedger:
                 exc = TapConflict("attempt_id_reused",
                                   f"attempt_id {attempt_id} already belongs to another payment")
                 for o in group:
-                    o.future.set_exception(exc)
+                    self._err(o, exc)
             else:
                 for o in group:  # the same request raced on another worker: its answer
-                    o.future.set_result((other["answer"], True))
+                    self._ok(o, (other["answer"], True))
         return later
+
+    def _insert(self, conn: Any, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert what does not clash with a stored row; the attempt ids inserted."""
+        if not rows:
+            return set()
+        stmt = self._insert_stmt(t.attempts).on_conflict_do_nothing().returning(
+            t.attempts.c.attempt_id)
+        return set(conn.execute(stmt, rows).scalars().all())
+
+    @staticmethod
+    def _load(conn: Any, pids: set[str]) -> tuple[dict[str, list[dict[str, Any]]],
+                                                  dict[str, dict[str, Any]]]:
+        """The stored attempts of these taps: by payment (in order) and by attempt id."""
+        history: dict[str, list[dict[str, Any]]] = {}
+        stored: dict[str, dict[str, Any]] = {}
+        for r in conn.execute(select(t.attempts).where(t.attempts.c.payment_id.in_(pids))
+                              .order_by(t.attempts.c.payment_id, t.attempts.c.number)
+                              ).mappings():
+            row = dict(r)
+            history.setdefault(row["payment_id"], []).append(row)
+            stored[row["attempt_id"]] = row
+        return history, stored
 
     def _new_attempt(self, req: TapRequest, rows: list[dict[str, Any]], now: float
                      ) -> dict[str, Any]:
@@ -542,9 +653,9 @@ class TapLedger:
             self.router.observe(ch, region, at, outcome, code, latency)
         for o, res in results:
             if isinstance(res, Exception):
-                o.future.set_exception(res)
+                self._err(o, res)
             else:
-                o.future.set_result(res)
+                self._ok(o, res)
         if settled:
             for listener in self.listeners:
                 listener.settled(settled)
