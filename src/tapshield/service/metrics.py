@@ -88,6 +88,18 @@ class ServiceMetrics:
                                    "Router health checkpoints written", ["outcome"],
                                    registry=reg)
 
+        # Known label values start at 0, so rates and alerts see them before the
+        # first event (an absent series is not a zero).
+        from tapshield.service.config import ROLES
+
+        for role in ROLES:
+            self.rate_limited.labels(role)
+        for code in ("attempt_pending", "attempt_unresolved", "tap_closed", "attempt_id_reused",
+                     "not_routed", "no_inquiry_pending"):
+            self.conflicts.labels(code)
+        for outcome in ("ok", "error"):
+            self.checkpoints.labels(outcome)
+
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.batch_duration.observe(seconds)
