@@ -133,7 +133,7 @@ def main() -> None:
     script.write_text(LUA_AUTHORIZE.replace("KEY", key))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(work / "serve.log", "wb")  # noqa: SIM115
+    log = open(work / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "tapshield", "serve", "--config",
                              str(work / "serve.yaml"), "--port", str(port)], cwd=work, env=env,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -40,7 +40,7 @@ class LiveServer:
 
     def start(self, timeout: float = 90.0) -> LiveServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TAPSHIELD_")}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tapshield", "serve", "--config", str(self.config_path),
              "--port", str(self.port), *self.extra_args],

@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-from schemathesis import checks
+from schemathesis import GenerationMode, checks
 
 from tapshield.service.keys import create_key
 

@@ -22,7 +22,7 @@ from tapshield.service import tables as t
 from tapshield.service.config import DecisionRule, DecisionSettings
 from tapshield.service.decision import TapRequest
 from tapshield.service.runtime import ServiceRuntime
-from tapshield.service.taps import AttemptResult, TapConflict, UnknownAttempt
+from tapshield.service.taps import AttemptResult, TapConflictError, UnknownAttemptError
 
 from .conftest import settings_for
 
@@ -39,7 +39,7 @@ def ok(fut: Future[Any]) -> Any:
 
 
 def conflict(fut: Future[Any]) -> str:
-    with pytest.raises(TapConflict) as exc:
+    with pytest.raises(TapConflictError) as exc:
         fut.result(timeout=30)
     return exc.value.code
 
@@ -132,7 +132,7 @@ def test_decisions_and_misuse(runtimes: list[ServiceRuntime]) -> None:
     assert ans["reasons"] == ["blocked_merchant: merchant on the deny list"]
     assert conflict(a.ledger.authorize(req(pid, "r2" + pid))) == "tap_closed"
     assert conflict(a.ledger.report("r1" + pid, AttemptResult("approved"))) == "not_routed"
-    with pytest.raises(UnknownAttempt):
+    with pytest.raises(UnknownAttemptError):
         a.ledger.report("never-" + pid, AttemptResult("approved")).result(30)
     # The same attempt id with another amount, or for another payment: refused.
     pid2 = uuid.uuid4().hex
@@ -206,7 +206,7 @@ def test_racing_workers_start_each_attempt_once(runtimes: list[ServiceRuntime]) 
             try:
                 ans, _ = f.result(30)
                 answers.setdefault(aid, set()).add(repr(sorted(ans.items())))
-            except TapConflict as exc:
+            except TapConflictError as exc:
                 assert exc.code == "attempt_pending"
     assert all(len(v) == 1 for v in answers.values())
     with a.tap_engine.connect() as conn:
@@ -254,7 +254,7 @@ def test_never_two_attempts_outstanding_nor_two_authorised(
             elif n_attempts[tap] and op in ("approved", "declined", "failed", "timeout"):
                 code = {"approved": "00", "declined": "05", "failed": "91"}.get(op)
                 rt.ledger.report(last, AttemptResult(op, code, 100.0)).result(30)
-        except (TapConflict, UnknownAttempt):
+        except (TapConflictError, UnknownAttemptError):
             pass
         with rt.tap_engine.connect() as conn:
             rows = conn.execute(sa.select(t.attempts.c.state)

@@ -29,9 +29,9 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield import __version__
 from tapshield.route.router import Probe
@@ -43,7 +43,7 @@ from tapshield.service.keys import Principal
 from tapshield.service.metrics import render
 from tapshield.service.runtime import ServiceRuntime
 from tapshield.service.silences import Matcher
-from tapshield.service.taps import AttemptResult, Busy, TapConflict, UnknownAttempt
+from tapshield.service.taps import AttemptResult, BusyError, TapConflictError, UnknownAttemptError
 
 log = logging.getLogger("tapshield.service.http")
 
@@ -265,12 +265,12 @@ def _json(doc: Any, status: int = 200, headers: dict[str, str] | None = None) ->
 async def _await(call: Awaitable[Any]) -> Any:
     try:
         return await call
-    except TapConflict as exc:
+    except TapConflictError as exc:
         raise ApiError(409, exc.code, exc.detail) from None
-    except UnknownAttempt as exc:
+    except UnknownAttemptError as exc:
         raise ApiError(404, "unknown_attempt", f"no answer was given for attempt {exc}") \
             from None
-    except Busy as exc:
+    except BusyError as exc:
         raise ApiError(503, "busy", str(exc), {"Retry-After": "1"}) from None
     except (OperationalError, DBAPIError) as exc:
         log.error("database error", extra={"error": type(exc).__name__})
@@ -476,7 +476,7 @@ def create_app(settings: ServiceSettings | None = None, *,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ) -> dict[str, Any]:
-        items, total = rt.desk.list(
+        items, total = rt.desk.find(
             status=status, level_at_most=level, cause=cause, since=_utc(since), limit=limit,
             offset=offset, partner=principal.partner if principal.role == "partner" else None)
         return {"total": total, "items": items}
@@ -565,7 +565,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     ) -> dict[str, Any]:
         now = datetime.now(UTC)
         return {"items": [x.to_dict(now) for x in
-                          rt.silences.list(include_expired=include_expired, limit=limit)]}
+                          rt.silences.find(include_expired=include_expired, limit=limit)]}
 
     @app.get("/v1/silences/{silence_id}", tags=["silences"], response_model=s.SilenceOut,
              responses=_err(*AUTH, 404), summary="One silence")

@@ -52,11 +52,11 @@ class _Strict(BaseModel):
 class ChannelProfileSettings(_Strict):
     """Normal behaviour of one channel (see :class:`tapshield.route.ChannelProfile`)."""
 
-    normal_failure_rate: float = Field(0.01, gt=0.0, lt=1.0)
-    slow_ms: float = Field(3_000.0, gt=0.0)
-    typical_ms: float = Field(300.0, gt=0.0)
-    inquiry_ms: float = Field(400.0, gt=0.0)
-    inquiry_timeout_ms: float = Field(1_500.0, gt=0.0)
+    normal_failure_rate: float = Field(default=0.01, gt=0.0, lt=1.0)
+    slow_ms: float = Field(default=3_000.0, gt=0.0)
+    typical_ms: float = Field(default=300.0, gt=0.0)
+    inquiry_ms: float = Field(default=400.0, gt=0.0)
+    inquiry_timeout_ms: float = Field(default=1_500.0, gt=0.0)
 
 
 class RouterSettings(_Strict):
@@ -64,14 +64,14 @@ class RouterSettings(_Strict):
 
     order: tuple[str, ...] = ("nfc", "qr", "debit_card", "wallet")
     profiles: dict[str, ChannelProfileSettings] = Field(default_factory=dict)
-    outage_failure_rate: float = Field(0.5, gt=0.0, lt=1.0)
-    false_elimination_every: float = Field(1_000_000.0, gt=1.0)
-    false_readmission: float = Field(0.001, gt=0.0, lt=1.0)
-    half_life_s: float = Field(300.0, gt=0.0)
-    probe_interval_s: float = Field(1.0, gt=0.0)
-    heartbeat_after_s: float = Field(60.0, gt=0.0)
-    budget_ms: float = Field(15_000.0, gt=0.0)
-    give_up_below: float = Field(0.05, ge=0.0, lt=1.0)
+    outage_failure_rate: float = Field(default=0.5, gt=0.0, lt=1.0)
+    false_elimination_every: float = Field(default=1_000_000.0, gt=1.0)
+    false_readmission: float = Field(default=0.001, gt=0.0, lt=1.0)
+    half_life_s: float = Field(default=300.0, gt=0.0)
+    probe_interval_s: float = Field(default=1.0, gt=0.0)
+    heartbeat_after_s: float = Field(default=60.0, gt=0.0)
+    budget_ms: float = Field(default=15_000.0, gt=0.0)
+    give_up_below: float = Field(default=0.05, ge=0.0, lt=1.0)
     regional: bool = True
 
     @field_validator("order")
@@ -108,10 +108,10 @@ class DecisionRule(_Strict):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.-]+$")
     decision: DecisionName
-    reason: str = Field("", max_length=200)
+    reason: str = Field(default="", max_length=200)
     when: dict[str, list[str]] = Field(default_factory=dict)
-    amount_at_least: Decimal | None = Field(None, ge=0, decimal_places=2)
-    amount_below: Decimal | None = Field(None, ge=0, decimal_places=2)
+    amount_at_least: Decimal | None = Field(default=None, ge=0, decimal_places=2)
+    amount_below: Decimal | None = Field(default=None, ge=0, decimal_places=2)
 
     @field_validator("when")
     @classmethod
@@ -133,7 +133,7 @@ class DecisionSettings(_Strict):
 
     default: DecisionName = "approve"
     rules: list[DecisionRule] = Field(default_factory=list)
-    version: str = Field("rules-1", max_length=64)
+    version: str = Field(default="rules-1", max_length=64)
     """Carried on every answer, so a diagnosis can name the rule set."""
 
 
@@ -152,13 +152,13 @@ def _default_rates() -> dict[str, RateLimit]:
 class LimitSettings(_Strict):
     """Protection of the service itself."""
 
-    max_body_bytes: int = Field(64 * 1024, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
     """An authorize request is a few hundred bytes; anything near this is abuse."""
-    max_concurrency: int = Field(2_048, gt=0)
+    max_concurrency: int = Field(default=2_048, gt=0)
     """Requests in flight per worker before new ones get 503 at once."""
     rate_limits: dict[str, RateLimit] = Field(default_factory=_default_rates)
     """Per API key, by role (a key file entry may override its own)."""
-    drain_timeout_s: float = Field(20.0, gt=0.0)
+    drain_timeout_s: float = Field(default=20.0, gt=0.0)
     """SIGTERM: how long in-flight requests get to finish before the process stops."""
 
     @field_validator("rate_limits")
@@ -185,7 +185,7 @@ class ServiceSettings(BaseSettings):
     """SQLAlchemy URL; default ``TAPSHIELD_DB_URL`` or ``tapshield.db`` in the working dir."""
     redis_url: str | None = None
     """Router health shared between workers; without it each worker routes alone."""
-    redis_namespace: str = Field("tapshield", min_length=1, max_length=64)
+    redis_namespace: str = Field(default="tapshield", min_length=1, max_length=64)
     keys_file: Path = Path("tapshield-keys.json")
     """Hashed API keys (``tapshield keys create`` appends to it); relative to the
     config file's directory when given there, else to the working directory."""
@@ -201,12 +201,12 @@ class ServiceSettings(BaseSettings):
     restarting, not a power cut of the machine (the last commits may roll back);
     ``full`` also survives that, at one disk flush per transaction. Production
     runs PostgreSQL, which flushes every commit."""
-    workers: int = Field(1, ge=1, le=64)
-    checkpoint_interval_s: float = Field(10.0, gt=0.0)
+    workers: int = Field(default=1, ge=1, le=64)
+    checkpoint_interval_s: float = Field(default=10.0, gt=0.0)
     """Router health is written to the database this often (and at shutdown)."""
-    share_interval_s: float = Field(0.05, gt=0.0)
+    share_interval_s: float = Field(default=0.05, gt=0.0)
     """Redis sync period of the router's shared health."""
-    attempt_retention_days: float = Field(35.0, gt=0.0)
+    attempt_retention_days: float = Field(default=35.0, gt=0.0)
     """Answers kept for idempotent replays (a chargeback window, not forever)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_requests: bool = True

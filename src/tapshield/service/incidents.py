@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import ColumnElement, Engine, func, insert, select
 
 from tapshield.service import tables as st
 from tapshield.storage import tables as t
@@ -70,7 +70,7 @@ class IncidentDesk:
                      "assignee": r["assignee"], "note": r["note"]})
         return out
 
-    def list(self, *, status: str | None = None, level_at_most: int | None = None,
+    def find(self, *, status: str | None = None, level_at_most: int | None = None,
              cause: str | None = None, since: datetime | None = None, limit: int = 100,
              offset: int = 0, partner: Mapping[str, str] | None = None
              ) -> tuple[list[dict[str, Any]], int]:
@@ -78,7 +78,7 @@ class IncidentDesk:
         scopes are JSON, and a partner's incidents are few)."""
         q = select(t.incidents.c.doc, t.incidents.c.run_id)
         count = select(func.count()).select_from(t.incidents)
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         if status == "open":
             conds.append(t.incidents.c.end.is_(None))
         elif status == "closed":
@@ -139,7 +139,7 @@ class IncidentDesk:
         """Alert state changes, newest first."""
         q = select(t.alerts.c.doc, t.alerts.c.seq)
         count = select(func.count()).select_from(t.alerts)
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         if incident_id is not None:
             conds.append(t.alerts.c.incident_id == incident_id)
         if alert_id is not None:

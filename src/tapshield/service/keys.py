@@ -172,10 +172,8 @@ class KeyStore:
         except FileNotFoundError:
             mtime = None
         if mtime != self._mtime:
-            try:
+            with contextlib.suppress(ContractError):  # a half-edited file: keep the keys
                 self.reload()
-            except ContractError:
-                pass  # a half-edited file: keep the keys we have
 
     def authenticate(self, key: str) -> Principal | None:
         """The principal of ``key``, or ``None`` (unknown, disabled, malformed)."""

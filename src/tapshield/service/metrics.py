@@ -155,7 +155,7 @@ def build_registry(runtime: Any, router_collector: Any) -> CollectorRegistry:
     if mp is not None:
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(reg, path=mp)
+        multiprocess.MultiProcessCollector(reg, path=mp)  # type: ignore[no-untyped-call]
     else:
         own = runtime.metrics.own
         assert own is not None

@@ -132,7 +132,7 @@ class ResultRequest(_In):
 
     outcome: Literal["approved", "declined", "failed", "timeout"]
     response_code: Code | None = None
-    latency_ms: float | None = Field(None, ge=0.0, allow_inf_nan=False)
+    latency_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _code_matches(self) -> ResultRequest:
@@ -249,7 +249,7 @@ Instant = Annotated[datetime, AfterValidator(_aware)]
 
 class SilenceIn(_In):
     matchers: list[MatcherIn] = Field(min_length=1, max_length=32)
-    starts_at: Instant | None = Field(None, description="Default: now")
+    starts_at: Instant | None = Field(default=None, description="Default: now")
     ends_at: Instant
     comment: str = Field(min_length=1, max_length=1000)
 
@@ -329,12 +329,12 @@ class AlertList(_Out):
 
 
 class AcknowledgeIn(_In):
-    note: str | None = Field(None, max_length=4000)
+    note: str | None = Field(default=None, max_length=4000)
 
 
 class AssignIn(_In):
     assignee: str = Field(min_length=1, max_length=128)
-    note: str | None = Field(None, max_length=4000)
+    note: str | None = Field(default=None, max_length=4000)
 
 
 class NoteIn(_In):
@@ -342,7 +342,7 @@ class NoteIn(_In):
 
 
 class ResolveIn(_In):
-    note: str | None = Field(None, max_length=4000)
+    note: str | None = Field(default=None, max_length=4000)
 
 
 # -- errors & probes of the service itself --------------------------------------

@@ -20,6 +20,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tapshield.errors import ContractError
 from tapshield.service import logs
@@ -55,12 +56,16 @@ def serve(settings: ServiceSettings, *, host: str, port: int,
         raise ContractError(f"database {settings.resolved_database_url()}: {exc}") from None
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
-    common = dict(
-        http="httptools", loop="uvloop", lifespan="on", access_log=False, server_header=False,
-        timeout_graceful_shutdown=int(max(1, settings.limits.drain_timeout_s)),
-        limit_concurrency=settings.limits.max_concurrency, timeout_worker_healthcheck=60,
-        log_config=logs.uvicorn_log_config(settings.log_level), proxy_headers=False,
-    )
+    common: dict[str, Any] = {
+        "http": "httptools", "loop": "uvloop", "lifespan": "on", "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": int(max(1, settings.limits.drain_timeout_s)),
+        "limit_concurrency": settings.limits.max_concurrency,
+        # Workers import the whole application before they answer the supervisor's
+        # health pings; on a busy machine that takes longer than uvicorn's 5 s.
+        "timeout_worker_healthcheck": 60,
+        "log_config": logs.uvicorn_log_config(settings.log_level), "proxy_headers": False,
+    }
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     log.info("listening", extra={"url": f"http://{host}:{bound}", "workers": settings.workers,
@@ -69,7 +74,7 @@ def serve(settings: ServiceSettings, *, host: str, port: int,
         from tapshield.service.app import create_app
 
         app = create_app(settings, migrate_schema=False)
-        server = uvicorn.Server(uvicorn.Config(app, **common))  # type: ignore[arg-type]
+        server = uvicorn.Server(uvicorn.Config(app, **common))
         server.run(sockets=[sock])
         if not server.started:
             log.error("the service did not start (see the errors above)")
@@ -84,7 +89,7 @@ def serve(settings: ServiceSettings, *, host: str, port: int,
     with tempfile.TemporaryDirectory(prefix="tapshield-metrics-") as mp:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = mp
         config = uvicorn.Config("tapshield.service.app:create_app_from_env", factory=True,
-                                workers=settings.workers, **common)  # type: ignore[arg-type]
+                                workers=settings.workers, **common)
         Multiprocess(config, sockets=[sock]).run()
     log.info("exited cleanly")
     return 0

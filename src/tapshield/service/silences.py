@@ -75,7 +75,7 @@ class Silence:
         return {**self._doc, "status": self.status(now)}
 
 
-def _from_row(r: Mapping[str, Any]) -> Silence:
+def _from_row(r: Any) -> Silence:
     return Silence(r["id"], tuple(Matcher(**m) for m in r["matchers"]), r["starts_at"],
                    r["ends_at"], r["created_by"], r["comment"], r["created_at"],
                    r["updated_at"])
@@ -110,7 +110,7 @@ class SilenceStore:
                          .values(ends_at=now, updated_at=now))
         return self.get(silence_id)
 
-    def list(self, *, include_expired: bool = True, limit: int = 500) -> list[Silence]:
+    def find(self, *, include_expired: bool = True, limit: int = 500) -> list[Silence]:
         q = select(t.silences).order_by(t.silences.c.created_at.desc()).limit(limit)
         if not include_expired:
             q = q.where(t.silences.c.ends_at > datetime.now(UTC))
@@ -120,4 +120,4 @@ class SilenceStore:
     def active(self, now: datetime | None = None) -> list[Silence]:
         """Silences in force at ``now`` (what the monitor's suppression reads)."""
         now = now or datetime.now(UTC)
-        return [s for s in self.list(include_expired=False) if s.status(now) == "active"]
+        return [s for s in self.find(include_expired=False) if s.status(now) == "active"]

@@ -26,12 +26,13 @@ queueing behind one commit per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -48,7 +49,7 @@ MAX_BATCH = 512
 ROUNDS = 3
 
 
-class TapConflict(Exception):
+class TapConflictError(Exception):
     """The request is valid but the tap's state forbids it (HTTP 409)."""
 
     def __init__(self, code: str, detail: str) -> None:
@@ -57,11 +58,11 @@ class TapConflict(Exception):
         self.detail = detail
 
 
-class UnknownAttempt(LookupError):
+class UnknownAttemptError(LookupError):
     """No answer was ever given for this attempt id (HTTP 404)."""
 
 
-class Busy(RuntimeError):
+class BusyError(RuntimeError):
     """The tap book could not settle a race in time; the client may retry (HTTP 503)."""
 
 
@@ -256,7 +257,7 @@ class TapLedger:
 
     def _enqueue(self, op: _Op) -> None:
         if self._closed or self._thread is None:
-            self._err(op, Busy("the service is shutting down"))
+            self._err(op, BusyError("the service is shutting down"))
             self._flush()
         else:
             self._q.put(op)
@@ -287,10 +288,8 @@ class TapLedger:
             elif op.loop is not None:
                 by_loop.setdefault(op.loop, []).append((op, good, value))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
 
     # -- the thread ------------------------------------------------------------
 
@@ -332,11 +331,14 @@ class TapLedger:
         t0 = time.perf_counter()
         auths = [o for o in batch if isinstance(o, _Authorize)]
         reports = [o for o in batch if isinstance(o, _Report)]
-        for part, fn in ((auths, self._authorize_batch), (reports, self._report_batch)):
+        for part, is_auth in ((auths, True), (reports, False)):
             if not part:
                 continue
             try:
-                fn(part)  # type: ignore[operator]
+                if is_auth:
+                    self._authorize_batch(auths)
+                else:
+                    self._report_batch(reports)
             except Exception as exc:  # the database is down, a bug: fail these, not the thread
                 for o in part:
                     if not o.done:
@@ -354,7 +356,7 @@ class TapLedger:
                 return
             pending = self._authorize_round(pending)
         for o in pending:
-            self._err(o, Busy("concurrent attempts of the same tap; retry"))
+            self._err(o, BusyError("concurrent attempts of the same tap; retry"))
 
     def _authorize_round(self, ops: list[_Authorize]) -> list[_Authorize]:
         """One transaction; returns the requests to try again (lost a race).
@@ -402,19 +404,19 @@ class TapLedger:
                     if prior is not None:
                         changed = _differs(prior["request"], request_doc(req))
                         done.append((group, (prior["answer"], True) if not changed else
-                                     TapConflict("attempt_id_reused",
+                                     TapConflictError("attempt_id_reused",
                                                  f"attempt_id {attempt_id} was answered for a "
                                                  f"request with other {', '.join(changed)}")))
                         continue
                     rows = history.get(req.payment_id, [])
                     if not rows:  # the id is taken by another payment's attempt
-                        done.append((group, TapConflict(
+                        done.append((group, TapConflictError(
                             "attempt_id_reused",
                             f"attempt_id {attempt_id} already belongs to another payment")))
                         continue
                     try:
                         row = self._new_attempt(req, rows, now)
-                    except TapConflict as exc:
+                    except TapConflictError as exc:
                         done.append((group, exc))
                         continue
                     second.append(row)
@@ -446,10 +448,11 @@ class TapLedger:
             if other is None:
                 later.extend(group)  # another worker started this tap's attempt: re-read
             elif other["payment_id"] != req.payment_id:
-                exc = TapConflict("attempt_id_reused",
-                                  f"attempt_id {attempt_id} already belongs to another payment")
+                reused = TapConflictError(
+                    "attempt_id_reused",
+                    f"attempt_id {attempt_id} already belongs to another payment")
                 for o in group:
-                    self._err(o, exc)
+                    self._err(o, reused)
             else:
                 for o in group:  # the same request raced on another worker: its answer
                     self._ok(o, (other["answer"], True))
@@ -479,11 +482,11 @@ class TapLedger:
 
     def _new_attempt(self, req: TapRequest, rows: list[dict[str, Any]], now: float
                      ) -> dict[str, Any]:
-        """The row for a new attempt of ``req``'s tap (raises TapConflict)."""
+        """The row for a new attempt of ``req``'s tap (raises TapConflictError)."""
         if rows:
             session = self._rebuild(rows, self.router)
             if session.done:
-                raise TapConflict(
+                raise TapConflictError(
                     "tap_closed",
                     f"payment {req.payment_id} is already {session.status.value} "
                     f"({session.reason}); a new attempt would risk a second charge")
@@ -491,12 +494,12 @@ class TapLedger:
             if pend is not None:
                 last = rows[pend.number - 1]
                 if pend.state is AttemptState.AMBIGUOUS:
-                    raise TapConflict(
+                    raise TapConflictError(
                         "attempt_unresolved",
                         f"attempt {last['attempt_id']} on {pend.channel} timed out and may "
                         "have been authorised: report its status inquiry first "
                         f"(POST /v1/attempts/{last['attempt_id']}/inquiry)")
-                raise TapConflict(
+                raise TapConflictError(
                     "attempt_pending",
                     f"attempt {last['attempt_id']} on {pend.channel} has no result yet: "
                     f"report it first (POST /v1/attempts/{last['attempt_id']}/result)")
@@ -588,16 +591,16 @@ class TapLedger:
                                       .where(t.attempts.c.payment_id.in_(pids))
                                       .order_by(t.attempts.c.payment_id, t.attempts.c.number)
                                       ).mappings():
-                    row = dict(r)
-                    history.setdefault(row["payment_id"], []).append(row)
-                    where[row["attempt_id"]] = row
+                    found = dict(r)
+                    history.setdefault(found["payment_id"], []).append(found)
+                    where[found["attempt_id"]] = found
             for o in ops:
                 row = where.get(o.attempt_id)
                 if row is None:
-                    results.append((o, UnknownAttempt(o.attempt_id)))
+                    results.append((o, UnknownAttemptError(o.attempt_id)))
                     continue
                 if row["channel"] is None:
-                    results.append((o, TapConflict(
+                    results.append((o, TapConflictError(
                         "not_routed", f"attempt {o.attempt_id} was not routed to any channel "
                         f"({row['tap_reason']}); there is no outcome to report")))
                     continue
@@ -610,7 +613,7 @@ class TapLedger:
                     if before is not AttemptState.AMBIGUOUS and before not in (
                             AttemptState.AUTHORISED, AttemptState.NOT_AUTHORISED,
                             AttemptState.REVERSED):
-                        results.append((o, TapConflict(
+                        results.append((o, TapConflictError(
                             "no_inquiry_pending",
                             f"attempt {o.attempt_id} is {before.value}: nothing to resolve")))
                         continue
