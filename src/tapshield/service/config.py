@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -267,8 +268,9 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> ServiceSe
         settings = ServiceSettings(**overrides)
     except ValidationError as exc:
         raise ContractError(_explain(exc, p)) from None
-    except (ValueError, OSError) as exc:  # unreadable YAML / TOML
-        raise ContractError(f"{p}: {exc}") from None
+    except (ValueError, OSError, yaml.YAMLError) as exc:  # unreadable YAML / TOML
+        raise ContractError(f"{p}: not a readable config file: "
+                            f"{' '.join(str(exc).split())}") from None
     finally:
         _CONFIG_FILE.reset(token)
     if p is not None:
@@ -292,6 +294,6 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = ".".join(str(x) for x in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{loc}: {' '.join(str(err['msg']).split())}")
     more = exc.error_count() - len(parts)
     return f"{where}: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")

@@ -130,6 +130,18 @@ def migrate(url: str) -> None:
         store.close()
 
 
+def load_monitor_config(settings: ServiceSettings) -> Any:
+    """The monitoring config, checked at start so a bad file stops it (the live
+    monitor that uses it is wired in phase 2)."""
+    if settings.monitor is None:
+        return None
+    from tapshield.monitor.config import MonitorConfig
+
+    if isinstance(settings.monitor, str):
+        return MonitorConfig.load(settings.monitor)
+    return MonitorConfig.from_mapping(dict(settings.monitor), source="config: monitor")
+
+
 class ServiceRuntime:
     """One worker's running parts (see the module docstring)."""
 
@@ -143,6 +155,7 @@ class ServiceRuntime:
         self.engine = self.store.engine
         self.tap_engine = _tap_engine(self.store.url, settings.sqlite_synchronous)
         self.router_config = settings.router.to_router_config()
+        self.monitor_config = load_monitor_config(settings)
         self.share: Any = None
         if settings.redis_url:
             from tapshield.route.shared import RedisShare

@@ -47,8 +47,9 @@ def serve(settings: ServiceSettings, *, host: str, port: int,
     """Run until SIGTERM/SIGINT; returns the exit status (0 after a clean stop)."""
     import uvicorn
 
-    from tapshield.service.runtime import migrate
+    from tapshield.service.runtime import load_monitor_config, migrate
 
+    load_monitor_config(settings)  # a bad monitoring config stops the start here
     logs.setup(settings.log_level)
     try:
         migrate(settings.resolved_database_url())
