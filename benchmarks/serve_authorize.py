@@ -15,7 +15,7 @@ server process(es), closed loop with ``--connections`` connections. The load
 average before and after is printed: the machine may be shared.
 
     .venv/bin/python benchmarks/serve_authorize.py [--workers 2] [--connections 32]
-        [--seconds 10] [--rounds 3] [--db URL] [--out results.json]
+        [--seconds 10] [--rounds 3] [--db URL] [--server uvicorn|granian] [--out FILE]
 
 Goals (issue 13): at least 3,000 decisions/s with p99 under 20 ms, and at least
 0.5x the bare endpoint's throughput.
@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--no-request-log", action="store_true",
                     help="turn the per-request JSON log off (default: on, as in production)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
+    ap.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                    help="uvicorn: `tapshield serve` as shipped; granian: the same application "
+                    "under granian (pip install granian), for the comparison")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -150,7 +153,7 @@ def main() -> None:
             sys.exit("the service did not become ready; see " + str(work / "serve.log"))
         time.sleep(1.0 if args.workers == 1 else 3.0)  # let every worker finish starting
         load_before = loadavg()
-        print(f"server: {args.workers} worker(s), db {args.db or 'sqlite (temp)'}; "
+        print(f"server: {args.server}, {args.workers} worker(s), db {args.db or 'sqlite (temp)'}; "
               f"wrk {args.threads} thread(s), {args.connections} connections; "
               f"load average {load_before}", flush=True)
         run_wrk(url + "/v1/authorize", args.warmup, args.connections, args.threads, script)
@@ -176,7 +179,8 @@ def main() -> None:
         return float(statistics.median(r[k] for r in rows))
 
     res = {
-        "workers": args.workers, "connections": args.connections, "seconds": args.seconds,
+        "server": args.server, "workers": args.workers, "connections": args.connections,
+        "seconds": args.seconds,
         "rounds": args.rounds, "db": args.db or "sqlite", "request_log": not args.no_request_log,
         "authorize_rps": med(auth, "rps"), "authorize_p50_ms": med(auth, "p50_ms"),
         "authorize_p99_ms": med(auth, "p99_ms"), "authorize_non_2xx": sum(

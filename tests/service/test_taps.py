@@ -161,6 +161,29 @@ def test_a_restarted_worker_answers_the_same(db_url: str, tmp_path: Path) -> Non
         again.stop()
 
 
+def test_stopping_answers_everything_already_queued(db_url: str, tmp_path: Path) -> None:
+    """SIGTERM's last step: requests the server accepted are all answered and
+    committed before the tap book stops; later ones are refused, not lost."""
+    rt = ServiceRuntime(settings_for(db_url, tmp_path))
+    rt.start()
+    reqs = [req(f"s-{uuid.uuid4().hex}", f"sa-{uuid.uuid4().hex}") for _ in range(300)]
+    futs = [rt.ledger.authorize(r) for r in reqs]
+    rt.stop()
+    answers = [f.result(0) for f in futs]  # all done already: no waiting
+    assert all(a["channel"] == "nfc" and not replayed for a, replayed in answers)
+    from tapshield.service.taps import BusyError
+
+    with pytest.raises(BusyError):
+        rt.ledger.authorize(reqs[0]).result(0)
+    again = ServiceRuntime(settings_for(db_url, tmp_path))
+    again.start()
+    try:
+        got, replayed = ok(again.ledger.authorize(reqs[-1]))
+        assert replayed and got == answers[-1][0]
+    finally:
+        again.stop()
+
+
 def test_router_health_survives_a_restart(db_url: str, tmp_path: Path) -> None:
     rt = ServiceRuntime(settings_for(db_url, tmp_path))
     rt.start()
