@@ -64,7 +64,7 @@ def test_a_bad_config_is_one_line_naming_the_field(tmp_path: Path, text: str,
 def test_keys_are_stored_hashed_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     kid, key = create_key(path, "operator", name="li.wei")
-    pid, pkey = create_key(path, "partner", partner={"channel": "nfc"})
+    _, pkey = create_key(path, "partner", partner={"channel": "nfc"})
     raw = path.read_text()
     assert key not in raw and pkey not in raw and kid in raw
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
