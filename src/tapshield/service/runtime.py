@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from tapshield.route.metrics import RouterCollector
@@ -61,12 +62,11 @@ class Checkpoints:
 
     def save(self, name: str, doc: dict[str, Any]) -> None:
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            changed = conn.execute(st.checkpoints.update()
-                                   .where(st.checkpoints.c.name == name)
-                                   .values(taken_at=now, doc=doc)).rowcount
-            if not changed:
-                conn.execute(st.checkpoints.insert().values(name=name, taken_at=now, doc=doc))
+        ins = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(
+            st.checkpoints).values(name=name, taken_at=now, doc=doc)
+        with self.engine.begin() as conn:  # an upsert: workers starting together may race
+            conn.execute(ins.on_conflict_do_update(index_elements=[st.checkpoints.c.name],
+                                                   set_={"taken_at": now, "doc": doc}))
 
     def load(self, name: str) -> tuple[datetime, dict[str, Any]] | None:
         with self.engine.connect() as conn:
