@@ -79,7 +79,10 @@ def _tap_engine(url: str, synchronous: str = "normal") -> Engine:
     """The tap book's own engine. SQLite: ``BEGIN IMMEDIATE``, so a worker takes
     the write lock before reading a tap (two processes cannot both read the
     same history and then collide on upgrading to a writer)."""
-    eng = create_engine(url, future=True, pool_pre_ping=True)
+    # No pre-ping: it would cost a round trip per transaction on the hot path. A
+    # connection lost (database restart) fails one batch (503, retryable) and is
+    # replaced on the next.
+    eng = create_engine(url, future=True)
     if eng.dialect.name == "sqlite":
         @event.listens_for(eng, "connect")
         def _connect(dbapi_conn: Any, _rec: Any) -> None:
