@@ -40,6 +40,11 @@ def next_slot(now: float, interval: float) -> float:
     return (math.floor(now / interval) + 1.0) * interval
 
 
+_STATE = ("t", "s", "n", "stat", "eliminated", "eliminated_at", "eliminations", "readmit",
+          "trial", "next_probe", "last_outcome")
+"""The fields of a key's state (everything but its rules)."""
+
+
 class KeyHealth:
     """Mutable health state of one key. Not thread-safe on its own."""
 
@@ -152,6 +157,34 @@ class KeyHealth:
             self.next_probe = math.inf
             return True
         return False
+
+    def to_state(self) -> dict[str, float | bool | int | None]:
+        """Everything but the rules, as plain JSON values (infinities and NaN
+        become ``None``), so a service can checkpoint the key and a restarted
+        one carry on from it instead of learning the channel again."""
+        out: dict[str, float | bool | int | None] = {}
+        for name in _STATE:
+            v = getattr(self, name)
+            out[name] = None if isinstance(v, float) and not math.isfinite(v) else v
+        return out
+
+    @classmethod
+    def from_state(cls, rules: KeyRules, state: dict[str, float | bool | int | None]
+                   ) -> KeyHealth:
+        """The key :meth:`to_state` described, under (possibly new) ``rules``."""
+        h = cls(rules, float(state.get("t") or 0.0))
+        for name in _STATE:
+            v = state.get(name)
+            if name in ("eliminated", "trial"):
+                setattr(h, name, bool(v))
+            elif name == "eliminations":
+                setattr(h, name, int(v or 0))
+            elif v is None:
+                setattr(h, name, math.inf if name == "next_probe" else
+                        math.nan if name == "eliminated_at" else getattr(h, name))
+            else:
+                setattr(h, name, float(v))
+        return h
 
     def snapshot(self, now: float) -> dict[str, float | bool | int]:
         """Plain view for metrics, logs and the CLI."""

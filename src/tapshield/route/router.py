@@ -414,6 +414,52 @@ class Router:
             rows.append({"channel": ch, "region": scope or None, **h.snapshot(now)})
         return rows
 
+    def export_state(self) -> dict[str, Any]:
+        """The health of every key as plain JSON (for a checkpoint).
+
+        Counters since start are left out: they restart with the process, as
+        Prometheus counters do.
+        """
+        with self._lock:
+            return {
+                "version": 1,
+                "t0": self._t0,
+                "keys": [{"channel": ch, "region": scope, **h.to_state()}
+                         for (ch, scope), h in sorted(self._keys.items())],
+                "next_heartbeat": dict(self._next_heartbeat),
+            }
+
+    def restore_state(self, doc: dict[str, Any]) -> int:
+        """Carry on from :meth:`export_state`'s output; returns the keys restored.
+
+        Keys of channels this router does not route (the configuration
+        changed) are dropped; the rest keep their statistics under the
+        current rules, so a channel eliminated before a restart is still
+        eliminated after it.
+        """
+        if doc.get("version") != 1:
+            raise ValueError(f"unknown router state version {doc.get('version')!r}")
+        restored = 0
+        with self._lock:
+            self._keys.clear()
+            self._eliminated.clear()
+            t0 = doc.get("t0")
+            self._t0 = float(t0) if t0 is not None else None
+            for row in doc.get("keys", []):
+                ch, scope = str(row["channel"]), str(row.get("region") or NATIONAL)
+                rules = self._rules.get(ch)
+                if rules is None:
+                    continue
+                h = KeyHealth.from_state(rules, row)
+                self._keys[(ch, scope)] = h
+                if h.eliminated:
+                    self._eliminated.add((ch, scope))
+                restored += 1
+            self._next_heartbeat = {str(k): float(v)
+                                    for k, v in doc.get("next_heartbeat", {}).items()
+                                    if k in self._rules}
+        return restored
+
     def warm(self, observations: Iterable[tuple[str, str, float, int]]) -> None:
         """Apply a batch of past observations (e.g. from shared state at start)."""
         with self._lock:

@@ -100,6 +100,16 @@ class RedisShare:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
+    @property
+    def position(self) -> str:
+        """Id of the last stream entry applied (saved with a router checkpoint)."""
+        return self._last_id
+
+    def seek(self, position: str) -> None:
+        """Apply peers' entries after ``position`` only (a restored checkpoint
+        already holds the evidence up to it)."""
+        self._last_id = position
+
     def attach(self, router: Router) -> None:
         """Called by :class:`Router` when it is built with ``share=self``."""
         self._router = router
