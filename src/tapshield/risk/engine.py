@@ -335,8 +335,8 @@ class RiskEngine:
 
     # -- many requests -----------------------------------------------------------------
 
-    def decide_batch(self, requests: pl.DataFrame, labels: pl.DataFrame | None = None,
-                     *, lender: list[str] | None = None) -> pl.DataFrame:
+    def decide_batch(self, requests: pl.DataFrame, labels: pl.DataFrame | None = None
+                     ) -> pl.DataFrame:
         """Decide a frame of validated requests in event-time order (no look-ahead).
 
         Returns one row per request, in the input's order: ``event_id, score,
@@ -344,53 +344,46 @@ class RiskEngine:
         ``rule_version``, ``model_version``. Operator restrictions apply in their
         validity window; step-up results are not known in a replay.
         """
-        n = requests.height
-        score = np.full(n, np.nan)
-        rows_all = np.zeros(0, np.int64)
-        contrib_rows: list[tuple[np.ndarray, np.ndarray]] = []
-        feats_keep: dict[str, np.ndarray] = {}
-        names = self._rule_names()
-        for name in names:
-            if name in _FEATURE_POS:
-                feats_keep[name] = np.full(n, np.nan, np.float32)
-        model = self.model
-        lend_cols = model.lender if model is not None else []
+        parts: list[pl.DataFrame] = []
         for rows, feats in self.state.iter_batch(requests, labels):
-            rows_all = np.concatenate([rows_all, rows])
-            for name, arr in feats_keep.items():
-                arr[rows] = feats[:, _FEATURE_POS[name]]
-            if model is None:
-                continue
-            lend = (requests[rows].select(lend_cols).to_numpy().astype(np.float32)
-                    if lend_cols else None)
+            part = self.decide_features(requests[rows], feats)
+            parts.append(part.with_columns(pl.Series("_pos", rows)))
+        if not parts:
+            return self.decide_features(requests, np.zeros((0, len(FEATURES)), np.float32))
+        return pl.concat(parts).sort("_pos").drop("_pos")
+
+    def decide_features(self, requests: pl.DataFrame, feats: np.ndarray) -> pl.DataFrame:
+        """Decisions for requests whose features are already computed (a backtest
+        computes them once and decides them under two configurations)."""
+        n = requests.height
+        model = self.model
+        score = np.full(n, np.nan)
+        model_reasons: list[str] = [""] * n
+        if model is not None and n:
+            lend = (requests.select(model.lender).to_numpy().astype(np.float32)
+                    if model.lender else None)
             x = model.matrix(feats, lend)
-            p = model.proba(model.raw_batch(x))
-            score[rows] = p
-            hot = p > model.thresholds.step_up
-            if hot.any():
+            score = model.proba(model.raw_batch(x))
+            hot = np.flatnonzero(score > model.thresholds.step_up)
+            if hot.size:
                 _, c = model.forest.contributions(x[hot])
-                contrib_rows.append((rows[hot], c))
-        frame = requests.select("event_id", *[c for c in TEXT_NAMES if c in requests.columns
-                                              and c != "event_id"])
-        frame = frame.with_columns(pl.Series("score", score),
-                                   *[pl.Series(k, v).fill_nan(None) for k, v in
-                                     feats_keep.items()])
+                for r, crow in zip(hot.tolist(), c, strict=True):
+                    model_reasons[r] = ";".join(_top_reasons(crow, model.columns))
+        keep = [c for c in TEXT_NAMES if c in requests.columns]
+        frame = requests.select("event_id", "ts", *keep, *[
+            c for c in requests.columns if c.startswith("f_")])
+        extra = [pl.Series(name, feats[:, _FEATURE_POS[name]]).fill_nan(None)
+                 for name in self._rule_names() if name in _FEATURE_POS]
+        frame = frame.with_columns(pl.Series("score", score).fill_nan(None), *extra,
+                                   pl.Series("_model_reasons", model_reasons, dtype=pl.String))
         if model is not None:
             t = model.thresholds
             model_dec = np.where(score > t.decline, "decline",
                                  np.where(score > t.step_up, "step_up", "approve"))
-            frame = frame.with_columns(pl.Series("model_decision", model_dec))
+            frame = frame.with_columns(pl.Series("model_decision", model_dec, dtype=pl.String))
         else:
             frame = frame.with_columns(pl.lit(None, pl.String).alias("model_decision"))
-        model_reasons = np.full(n, "", dtype=object)
-        if model is not None:
-            for rows, c in contrib_rows:
-                for r, crow in zip(rows, c, strict=True):
-                    model_reasons[r] = ";".join(_top_reasons(crow, model.columns))
-        frame = frame.with_columns(pl.Series("_model_reasons", model_reasons.tolist(),
-                                             dtype=pl.String))
-        ts = requests["ts"]
-        return self._combine_frame(frame, ts)
+        return self._combine_frame(frame, requests["ts"])
 
     def _rule_names(self) -> set[str]:
         out: set[str] = set()
@@ -453,7 +446,7 @@ class RiskEngine:
                                               pl.lit(f"model:{self.model.version}="),
                                               pl.col("model_decision"), pl.lit(";")])
                                .alias("shadow"))
-        f = f.with_columns(ts.alias("_ts"))
+        f = f.with_columns(ts.alias("_ts")).with_columns(pl.col("score").fill_nan(None))
         for kind, col in (("user", "user_id"), ("device", "device_id")):
             if col not in f.columns:
                 continue

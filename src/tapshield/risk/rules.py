@@ -71,6 +71,11 @@ _ARITH: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 }
 
 
+_ALLOWED: tuple[type[ast.AST], ...] = (
+    ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.Compare, ast.BinOp,
+    ast.Constant, ast.List, ast.Tuple, ast.Load, ast.In, ast.NotIn, *_CMP, *_ARITH)
+
+
 def _constant(node: ast.expr) -> Value:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str) \
             and not isinstance(node.value, bool):
@@ -102,10 +107,7 @@ class Condition:
                 if not known(node.id):
                     raise RuleError(f"unknown name {node.id!r} in {text!r}")
                 names.add(node.id)
-            elif not isinstance(node, ast.BoolOp | ast.And | ast.Or | ast.UnaryOp | ast.Not
-                                | ast.USub | ast.Compare | ast.BinOp | ast.Constant
-                                | ast.List | ast.Tuple | ast.Load | ast.In | ast.NotIn
-                                | tuple(_CMP) | tuple(_ARITH)):
+            elif not isinstance(node, _ALLOWED):
                 raise RuleError(f"{type(node).__name__} is not allowed in {text!r}")
             if isinstance(node, ast.Constant) and isinstance(node.value, bool | type(None)):
                 raise RuleError(f"use comparisons, not {node.value!r}, in {text!r}")
@@ -256,7 +258,7 @@ def _pl(node: ast.expr) -> pl.Expr:  # noqa: C901 - one case per node type
             if isinstance(op, ast.In | ast.NotIn):
                 assert isinstance(right, ast.List | ast.Tuple)
                 values = [_constant(e) for e in right.elts]
-                member = a.is_in(pl.lit(pl.Series(values)), nulls_equal=False)
+                member = a.is_in(values, nulls_equal=False)
                 member = ~member if isinstance(op, ast.NotIn) else member
                 terms.append(pl.when(a.is_null()).then(None).otherwise(member))
             else:
