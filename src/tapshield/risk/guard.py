@@ -43,6 +43,24 @@ from scipy.stats import binom
 DEFAULT_SEGMENTS: tuple[str, ...] = ("region", "device_model", "app_version", "channel",
                                      "carrier", "os", "merchant_category")
 WATCHED_COMPONENTS = ("risk_rules", "risk_model", "risk")
+CONCENTRATION = ("merchant_id", "device_id", "user_id")
+"""A segment whose new declines sit mostly at one merchant, device or account is a
+local event (a card-testing run at one shop, a device farm), not a change that
+misfires across the segment; the monitor and diagnosis own those."""
+
+
+def _concentrated(declined: pl.DataFrame, dim: str, value: str, limit: float) -> bool:
+    if dim not in declined.columns:
+        return False
+    d = declined.filter(pl.col(dim).cast(pl.String) == value)
+    if d.height == 0:
+        return False
+    for col in CONCENTRATION:
+        if col in d.columns:
+            top = d[col].value_counts(sort=True)["count"][0]
+            if top / d.height >= limit:
+                return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +77,9 @@ class GuardConfig:
     """Pseudo-attempts at the overall rate behind a segment's baseline (a small
     segment with no declines before the change is not expected to have none)."""
     segments: tuple[str, ...] = DEFAULT_SEGMENTS
+    max_concentration: float = 0.5
+    """Share of a segment's new declines at one merchant/device/account above which
+    it is a local event, not the change (see ``CONCENTRATION``)."""
     auto_rollback: bool = False
 
 
@@ -124,6 +145,8 @@ class _Watch:
     overall: float
     expectation: Expectation | None
     after: pl.DataFrame | None = None
+    declined: list[pl.DataFrame] = field(default_factory=list)
+    """The declines since the change (few rows): to tell a misfire from a local event."""
     done: bool = False
 
 
@@ -239,6 +262,8 @@ class MisfireGuard:
             if t0 >= w.until:
                 w.done = True
                 continue
+            w.declined.append(piece.filter(pl.col("risk_decision") == "decline").select(
+                [c for c in (*self.config.segments, *CONCENTRATION) if c in piece.columns]))
             w.after = seg if w.after is None else (
                 pl.concat([w.after, seg]).group_by("dim", "value")
                 .agg(pl.col("n").sum(), pl.col("k").sum()))
@@ -277,6 +302,10 @@ class MisfireGuard:
             r["p"] = float(binom.sf(int(r["k"]) - 1, int(r["n"]), min(max(r["p_exp"], 1e-9),
                                                                     1.0)))
         hits = [r for r in rows if r["p"] < cfg.alpha]
+        if hits:
+            declined = pl.concat(w.declined, how="diagonal")
+            hits = [r for r in hits if not _concentrated(declined, r["dim"], r["value"],
+                                                         cfg.max_concentration)]
         if not hits:
             return None
         # name the segment that explains the excess best: among segments holding at
