@@ -200,8 +200,25 @@ def read_requests(path: Path | str, *, layout: str = "auto") -> Requests:
     contract = requests_contract(feats)
     result = contract.validate(wire, source=p.name)
     frame = result.valid.rename({"amount": "amount_fen"})
-    return Requests(frame=frame, rejects=result.rejects, layout=found, feature_columns=feats,
+    rejects = result.rejects
+    dup = frame["event_id"].is_duplicated() & ~frame["event_id"].is_first_distinct()
+    if dup.any():
+        rows = (pl.Series(range(1, wire.height + 1)) if "_row" not in wire.columns else
+                wire["_row"]).filter(~pl.Series(_bad_rows(wire, rejects))).filter(dup)
+        extra = frame.filter(dup).select(
+            pl.Series("row", rows, dtype=pl.Int64),
+            pl.lit("event_id: duplicate").alias("errors"),
+            *[pl.col(c).cast(pl.String) for c in ("event_id",)])
+        rejects = pl.concat([rejects, extra], how="diagonal_relaxed").sort("row")
+        frame = frame.filter(~dup)
+    return Requests(frame=frame, rejects=rejects, layout=found, feature_columns=feats,
                     ignored_columns=[c for c in result.ignored_columns if c != "_row"])
+
+
+def _bad_rows(wire: pl.DataFrame, rejects: pl.DataFrame) -> list[bool]:
+    """Which wire rows were rejected (by their 1-based row number)."""
+    rows = wire["_row"] if "_row" in wire.columns else pl.Series(range(1, wire.height + 1))
+    return rows.is_in(rejects["row"].to_list()).to_list()
 
 
 def read_labels(path: Path | str, *, layout: str = "auto",

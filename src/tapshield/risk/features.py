@@ -64,7 +64,11 @@ PER_KIND = 12
 BASE = 4
 DISTINCT_AT = BASE + PER_KIND * len(KINDS)
 LABELS_AT = DISTINCT_AT + 6
-PER_KIND_LABELS = 5
+PER_KIND_LABELS = 9
+# per-slot label memory (float64 [slot, 5]): episode start, last fraud tx time,
+# genuine labels since it, genuine amount sum (yuan), genuine count
+L_EP, L_LAST, L_GSF, L_GSUM, L_GCNT = range(5)
+EPISODE_GAP_US = 30 * 86_400_000_000
 
 
 def _feature_names() -> tuple[str, ...]:
@@ -78,7 +82,8 @@ def _feature_names() -> tuple[str, ...]:
               "user_merchants_30d", "device_users_1d", "device_users_30d"]
     for k in KINDS:
         names += [f"{k}_fraud_7d", f"{k}_fraud_30d", f"{k}_labelled_30d", f"{k}_fraud_all",
-                  f"{k}_fraud_rate"]
+                  f"{k}_fraud_rate", f"{k}_fraud_episode_age_s", f"{k}_last_fraud_age_s",
+                  f"{k}_genuine_since_fraud", f"{k}_amt_ratio_genuine"]
     return tuple(names)
 
 
@@ -138,8 +143,8 @@ def _run(op_kind: np.ndarray, op_ev: np.ndarray, op_t: np.ndarray, op_y: np.ndar
          ev_ts: np.ndarray, ev_amt: np.ndarray, ev_la: np.ndarray, ev_slot: np.ndarray,
          ev_next: np.ndarray, ev_known: np.ndarray, ev_fraud: np.ndarray,
          last: np.ndarray, last_ts: np.ndarray, tail: np.ndarray, acc: np.ndarray,
-         facc: np.ndarray, alltime: np.ndarray, glob: np.ndarray, wlen: np.ndarray,
-         tz_offset_us: int) -> None:
+         facc: np.ndarray, alltime: np.ndarray, lmem: np.ndarray, glob: np.ndarray,
+         wlen: np.ndarray, tz_offset_us: int) -> None:
     """Apply operations in order; write each request's features to ``out[op_row]``.
 
     ``op_kind`` 0 = request (event ``op_ev``, already filled in ``ev_*`` except
@@ -169,6 +174,18 @@ def _run(op_kind: np.ndarray, op_ev: np.ndarray, op_t: np.ndarray, op_y: np.ndar
                 if old < 0:
                     alltime[s, 1] += 1
                     alltime[s, 0] += y
+                    txt = ev_ts[i]
+                    if y == 1:
+                        if np.isnan(lmem[s, L_LAST]) or txt - lmem[s, L_LAST] > EPISODE_GAP_US:
+                            lmem[s, L_EP] = txt
+                        if np.isnan(lmem[s, L_LAST]) or txt > lmem[s, L_LAST]:
+                            lmem[s, L_LAST] = txt
+                            lmem[s, L_GSF] = 0.0
+                    else:
+                        lmem[s, L_GSUM] += ev_amt[i] / 100.0
+                        lmem[s, L_GCNT] += 1.0
+                        if not np.isnan(lmem[s, L_LAST]) and txt > lmem[s, L_LAST]:
+                            lmem[s, L_GSF] += 1.0
                 else:
                     alltime[s, 0] += y - old
             if old < 0:
@@ -226,6 +243,20 @@ def _run(op_kind: np.ndarray, op_ev: np.ndarray, op_t: np.ndarray, op_y: np.ndar
             row[lab + 3] = np.float32(alltime[s, 0])
             row[lab + 4] = np.float32((alltime[s, 0] + PRIOR_WEIGHT * prior)
                                       / (alltime[s, 1] + PRIOR_WEIGHT))
+            lf = lmem[s, L_LAST]
+            if np.isnan(lf):
+                row[lab + 5] = nan
+                row[lab + 6] = nan
+                row[lab + 7] = nan
+            else:
+                row[lab + 5] = np.float32((t - lmem[s, L_EP]) / 1e6)
+                row[lab + 6] = np.float32((t - lf) / 1e6)
+                row[lab + 7] = np.float32(lmem[s, L_GSF])
+            if lmem[s, L_GCNT] > 0:
+                row[lab + 8] = np.float32((amt / 100.0)
+                                          / max(lmem[s, L_GSUM] / lmem[s, L_GCNT], 0.01))
+            else:
+                row[lab + 8] = nan
         u = ev_slot[i, K_USER]
         d = ev_slot[i, K_DEVICE]
         if u >= 0:
@@ -336,6 +367,7 @@ class FeatureState:
         self.acc = np.zeros((0, nw, 8), np.int64)
         self.facc = np.zeros((0, nw, 2), np.float64)
         self.alltime = np.zeros((0, 2), np.int64)
+        self.lmem = np.zeros((0, 5), np.float64)
         self.glob = np.zeros(2, np.int64)
         self.unmatched_labels = 0
         self.pending = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8))
@@ -365,6 +397,9 @@ class FeatureState:
             self.acc = _grow(self.acc, ns, 0)
             self.facc = _grow(self.facc, ns, 0.0)
             self.alltime = _grow(self.alltime, ns, 0)
+            old = self.lmem.shape[0]
+            self.lmem = _grow(self.lmem, ns, np.nan)
+            self.lmem[old:, L_GSF:] = 0.0
 
     def _slot(self, k: int, key: str | None) -> int:
         if key is None:
@@ -381,8 +416,8 @@ class FeatureState:
               rows: np.ndarray, out: np.ndarray) -> None:
         _run(kinds, evs, times, ys, rows, out, self.ev_ts, self.ev_amt, self.ev_la,
              self.ev_slot, self.ev_next, self.ev_known, self.ev_fraud, self.last,
-             self.last_ts, self.tail, self.acc, self.facc, self.alltime, self.glob,
-             self.wlen, self.config.tz_offset_s * 1_000_000)
+             self.last_ts, self.tail, self.acc, self.facc, self.alltime, self.lmem,
+             self.glob, self.wlen, self.config.tz_offset_s * 1_000_000)
 
     # -- online ------------------------------------------------------------------------
 
@@ -576,7 +611,7 @@ class FeatureState:
 
     _ARRAYS: tuple[str, ...] = ("ev_ts", "ev_amt", "ev_la", "ev_slot", "ev_next", "ev_known",
                                 "ev_fraud", "last", "last_ts", "tail", "acc", "facc",
-                                "alltime", "glob")
+                                "alltime", "lmem", "glob")
 
     def snapshot(self, path: Path | str) -> None:
         """Write the whole state (arrays and keys) to one ``.npz`` file."""
