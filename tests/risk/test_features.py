@@ -7,7 +7,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapshield.risk.features import FEATURES, FeatureState, N_FEATURES
+from tapshield.risk.features import FEATURES, N_FEATURES, FeatureState
 from tapshield.timeutil import epoch_us
 
 
@@ -98,7 +98,7 @@ def test_windows_match_brute_force(rows: list[tuple[int, int, int, int, int, int
     }).with_columns(pl.col("label").cast(pl.Int8))
     f = FeatureState().batch(req, lab)
     col = {n: i for i, n in enumerate(FEATURES)}
-    for i, (t, u, d, amt, _y, _delay) in enumerate(rows):
+    for i, (t, u, d, _amt, _y, _delay) in enumerate(rows):
         now = t * 60
         prior = [(j, r) for j, r in enumerate(rows[:i])]
         for wname, wsec in (("1h", 3600), ("1d", 86400), ("7d", 7 * 86400)):

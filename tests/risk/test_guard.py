@@ -19,7 +19,7 @@ def window(name: str, *, before: timedelta = timedelta(minutes=50),
            after: timedelta = timedelta(minutes=20), drop_faults: bool = False) -> Scenario:
     """The library scenario cut to its risk fault (+- a margin), so a test runs in seconds."""
     sc = load_scenario(name)
-    risk = [f for f in sc.faults if f.kind == "risk_control"][0]
+    risk = next(f for f in sc.faults if f.kind == "risk_control")
     f_start = sc.at(risk.start)
     start = f_start - before
     faults = []

@@ -65,9 +65,9 @@ def _summary(d: pl.DataFrame) -> dict[str, Any]:
 def backtest(requests: pl.DataFrame, labels: pl.DataFrame, current: Side,
              candidate: Side, *, state: FeatureState | None = None) -> dict[str, Any]:
     """Replay ``requests`` (with ``labels`` as feedback from ``reported_at``)."""
-    base = RiskEngine(current.model, current.rules, state=state or FeatureState(
-        (current.model or candidate.model).feature_config if (current.model or candidate.model)
-        else None))
+    some = current.model or candidate.model
+    fcfg = some.feature_config if some is not None else None
+    base = RiskEngine(current.model, current.rules, state=state or FeatureState(fcfg))
     cand = RiskEngine(candidate.model, candidate.rules, state=base.state)
     a_parts: list[pl.DataFrame] = []
     b_parts: list[pl.DataFrame] = []
@@ -113,7 +113,7 @@ def backtest(requests: pl.DataFrame, labels: pl.DataFrame, current: Side,
     return {
         "version": candidate.version,
         "current_version": current.version,
-        "decline_rate": float((b["decision"] == "decline").mean() or 0.0),
+        "decline_rate": float(b["decision"].eq("decline").sum()) / max(1, b.height),
         "current": _summary(da),
         "candidate": _summary(db),
         "changes": changes,

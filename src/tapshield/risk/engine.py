@@ -235,12 +235,12 @@ class RiskEngine:
             j = _FEATURE_POS.get(name)
             if j is not None:
                 v = float(vec[j])
-                return None if v != v else v
+                return None if math.isnan(v) else v
             if name == "score":
                 return score
             if name.startswith("f_"):
                 lv = req.lender.get(name)
-                return None if lv is None or lv != lv else float(lv)
+                return None if lv is None or math.isnan(lv) else float(lv)
             if name in ("user_id", "device_id", "merchant_id"):
                 return getattr(req, name)  # type: ignore[no-any-return]
             return req.context.get(name)

@@ -37,7 +37,7 @@ def threshold_at(genuine_scores: np.ndarray, rate: float) -> float:
     g = np.sort(np.asarray(genuine_scores, np.float64))[::-1]
     if g.size == 0:
         return float("inf")
-    k = int(math.floor(rate * g.size + 1e-9))
+    k = math.floor(rate * g.size + 1e-9)
     if k >= g.size:
         return float("-inf")
     return float(g[k])

@@ -33,7 +33,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +124,7 @@ class Condition:
         return _pl(self._tree)
 
 
-def _py(node: ast.expr) -> Pred:  # noqa: C901 - one case per node type
+def _py(node: ast.expr) -> Pred:
     if isinstance(node, ast.Name):
         name = node.id
         return lambda row: row(name)
@@ -231,7 +230,7 @@ def _cmp_py(op: ast.cmpop, lf: Pred, right: ast.expr) -> Pred:
     return cmp
 
 
-def _pl(node: ast.expr) -> pl.Expr:  # noqa: C901 - one case per node type
+def _pl(node: ast.expr) -> pl.Expr:
     if isinstance(node, ast.Name):
         return pl.col(node.id)
     if isinstance(node, ast.Constant):
@@ -262,7 +261,7 @@ def _pl(node: ast.expr) -> pl.Expr:  # noqa: C901 - one case per node type
                 member = ~member if isinstance(op, ast.NotIn) else member
                 terms.append(pl.when(a.is_null()).then(None).otherwise(member))
             else:
-                terms.append(_CMP[type(op)](a, _pl(right)))
+                terms.append(_CMP[type(op)](a, _pl(right)))  # type: ignore[arg-type]
             left = right
         out = terms[0]
         for t in terms[1:]:
@@ -371,6 +370,3 @@ def load_rules(source: Path | str | Mapping[str, Any], *, known: Callable[[str],
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return RuleSet(version, tuple(rules), lists["allow"], lists["deny"], digest[:12])
 
-
-def is_missing(v: float) -> bool:
-    return v != v or math.isinf(v)

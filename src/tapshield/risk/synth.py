@@ -93,8 +93,8 @@ def generate(n_users: int = 2_000, days: int = 30, *, per_user_day: float = 1.0,
             label = np.concatenate([label, np.ones(m_kind.size, np.int8)])
             kind = np.concatenate([kind, m_kind])
             order = np.argsort(ts, kind="stable")
-            ts, user, device, merchant, amount, label, kind = (
-                a[order] for a in (ts, user, device, merchant, amount, label, kind))
+            ts, user, device, merchant = ts[order], user[order], device[order], merchant[order]
+            amount, label, kind = amount[order], label[order], kind[order]
     n = ts.size
     region = np.asarray(REGIONS)[user % len(REGIONS)]
     model = np.asarray(MODELS)[device % len(MODELS)]

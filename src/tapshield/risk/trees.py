@@ -116,7 +116,7 @@ def _go_left(fval: float, node: int, threshold: np.ndarray, default_left: np.nda
         fval = 0.0
     if (m == MISSING_ZERO and abs(fval) <= K_ZERO) or (m == MISSING_NAN and np.isnan(fval)):
         return bool(default_left[node])
-    return fval <= threshold[node]
+    return bool(fval <= threshold[node])
 
 
 @nb.njit(cache=True, nogil=True)
