@@ -53,7 +53,7 @@ def test_metrics_on_hand_examples() -> None:
     s = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
     assert average_precision(y, s) == pytest.approx((1 + 2 / 3) / 2)
     assert threshold_at(np.array([0.1, 0.2, 0.3, 0.4]), 0.25) == 0.3
-    assert recall_at(y, s, 0.0) == 1.0  # both frauds score above every genuine but one
+    assert recall_at(y, s, 0.0) == 0.5  # only 0.9 is above every genuine score
     assert recall_at(y, s, 0.34) == 1.0
     a, _b = fit_platt(np.array([-2.0, -1.0, 1.0, 2.0]), np.array([0, 0, 1, 1]))
     assert a > 0

@@ -278,7 +278,8 @@ class RiskEngine:
         x[0, : model.eng_index.size] = vec[model.eng_index]
         for j, name in enumerate(model.lender):
             v = req.lender.get(name)
-            x[0, model.eng_index.size + j] = math.nan if v is None else float(v)
+            # float32, as in training and in the batch path
+            x[0, model.eng_index.size + j] = math.nan if v is None else float(np.float32(v))
         return x
 
     def _combine(self, model_dec: str | None, fired: list[Rule], req: Request,
@@ -367,8 +368,9 @@ class RiskEngine:
             hot = np.flatnonzero(score > model.thresholds.step_up)
             if hot.size:
                 _, c = model.forest.contributions(x[hot])
-                for r, crow in zip(hot.tolist(), c, strict=True):
-                    model_reasons[r] = ";".join(_top_reasons(crow, model.columns))
+                for r, text in zip(hot.tolist(), _top_reasons_many(c, model.columns),
+                                   strict=True):
+                    model_reasons[r] = text
         keep = [c for c in TEXT_NAMES if c in requests.columns]
         frame = requests.select("event_id", "ts", *keep, *[
             c for c in requests.columns if c.startswith("f_")])
@@ -517,6 +519,20 @@ def _top_reasons(contrib: np.ndarray, columns: list[str],
     """The ``k`` features that pushed the score up most, as ``model:<feature>``."""
     order = np.argsort(-contrib, kind="stable")[:k]
     return [f"model:{columns[j]}" for j in order if contrib[j] > 0]
+
+
+def _top_reasons_many(contrib: np.ndarray, columns: list[str],
+                      k: int = REASONS_PER_DECISION) -> list[str]:
+    """:func:`_top_reasons` for many rows at once (``;``-joined), same order and ties."""
+    if contrib.shape[0] == 0:
+        return []
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    vals = np.take_along_axis(contrib, order, axis=1)
+    names = np.asarray([f"model:{c}" for c in columns], dtype=object)
+    out = []
+    for row_idx, row_val in zip(order, vals, strict=True):
+        out.append(";".join(names[row_idx[row_val > 0]]))
+    return out
 
 
 def request_from_row(row: Mapping[str, Any], lender: tuple[str, ...] = ()) -> Request:

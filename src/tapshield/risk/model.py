@@ -101,12 +101,13 @@ class RiskModel:
         return [*self.engineered, *self.lender]
 
     def matrix(self, eng: np.ndarray, lender: np.ndarray | None) -> np.ndarray:
-        """Model input rows from engineered features and the lender's columns."""
-        x = eng[:, self.eng_index].astype(np.float64)
+        """Model input rows (float32, as the state machine computes them) from
+        engineered features and the lender's columns."""
+        x = eng[:, self.eng_index]
         if self.lender:
             assert lender is not None
-            x = np.hstack([x, np.asarray(lender, np.float64)])
-        return x
+            x = np.hstack([x, np.asarray(lender, np.float32)])
+        return np.ascontiguousarray(x, np.float32)
 
     def proba(self, raw: np.ndarray) -> np.ndarray:
         a, b = self.calibration
