@@ -39,6 +39,17 @@ def test_train_score_backtest_end_to_end(tmp_path: Path, files) -> None:  # type
     assert (model / "model.txt").exists() and (model / "state.npz").exists()
     meta = json.loads((model / "model.json").read_text())
     assert meta["thresholds"]["budget"] == {"decline": 0.001, "step_up": 0.01}
+    # the service's way in: the same directory, one request at a time
+    from tapshield.risk.engine import RiskEngine, request_from_row
+
+    engine = RiskEngine.from_dir(model)
+    first = pl.read_csv(new, infer_schema=False).row(0, named=True)
+    req = read_one(new)
+    d1 = engine.decide(req)
+    n = engine.state.n_events
+    assert engine.decide(req) == d1 and engine.state.n_events == n  # redelivery: same answer
+    assert d1.model_version == meta["version"] and first["event_id"] == d1.event_id
+    assert request_from_row  # the helper the service uses for frames
     scores = tmp_path / "scores.csv"
     res = runner.invoke(app, ["risk", "score", str(new), "--model", str(model),
                               "--labels", str(new_lab), "--out", str(scores)])
@@ -72,6 +83,13 @@ def test_train_score_backtest_end_to_end(tmp_path: Path, files) -> None:  # type
     gate = json.loads((tmp_path / "m2" / "train-report.json").read_text())["gate"]
     assert gate["promote"] is False
     assert json.loads((tmp_path / "m2" / "model.json").read_text())["version"] == meta["version"]
+
+
+def read_one(path: Path):  # type: ignore[no-untyped-def]
+    from tapshield.risk.contract import read_requests
+    from tapshield.risk.engine import request_from_row
+
+    return request_from_row(read_requests(path).frame.row(0, named=True))
 
 
 def test_bad_input_is_one_line_and_exit_codes(tmp_path: Path, files) -> None:  # type: ignore[no-untyped-def]

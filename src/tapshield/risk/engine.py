@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ from tapshield.timeutil import epoch_us, from_epoch_us
 
 DECISIONS = ("approve", "step_up", "decline")
 REASONS_PER_DECISION = 3
+RECENT_DECISIONS = 100_000
+"""Decisions remembered by ``event_id`` so a redelivered request gets the same answer."""
 _FEATURE_POS = {n: i for i, n in enumerate(FEATURES)}
 
 
@@ -142,6 +145,22 @@ class RiskEngine:
         self.lifted: list[dict[str, str]] = []
         self.trusted: dict[tuple[str, str], int] = {}
         self._pending_step_up: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._recent: OrderedDict[str, Decision] = OrderedDict()
+        self._lock = threading.RLock()
+        """The state is one mutable structure: a service's worker threads take turns."""
+
+    @classmethod
+    def from_dir(cls, model_dir: Path | str, rules: Path | str | None = None, *,
+                 config: EngineConfig | None = None) -> RiskEngine:
+        """Load a model directory (and its saved history, if any) and a rules file."""
+        from tapshield.risk.model import STATE_FILE
+        from tapshield.risk.rules import load_rules
+
+        d = Path(model_dir)
+        model = RiskModel.load(d)
+        state = FeatureState.restore(d / STATE_FILE) if (d / STATE_FILE).exists() else None
+        rs = load_rules(rules, known=known_name(tuple(model.lender))) if rules else EMPTY_RULES
+        return cls(model, rs, state=state, config=config)
 
     # -- versions ----------------------------------------------------------------------
 
@@ -211,6 +230,19 @@ class RiskEngine:
     # -- one request -------------------------------------------------------------------
 
     def decide(self, req: Request) -> Decision:
+        """Decide one request. A repeat of a recent ``event_id`` (at-least-once
+        delivery) gets the same decision again; the state counts it once."""
+        with self._lock:
+            again = self._recent.get(req.event_id)
+            if again is not None:
+                return again
+            d = self._decide(req)
+            self._recent[req.event_id] = d
+            if len(self._recent) > RECENT_DECISIONS:
+                self._recent.popitem(last=False)
+            return d
+
+    def _decide(self, req: Request) -> Decision:
         t = epoch_us(req.ts)
         vec = self.state.one(req.event_id, t, req.amount_fen, req.user_id, req.device_id,
                              req.merchant_id)
@@ -316,12 +348,17 @@ class RiskEngine:
 
     def label(self, event_id: str, label: int, reported_at: datetime) -> bool:
         """A label from its ``reported_at`` on (features only use it afterwards)."""
-        return self.state.label_one(event_id, int(label), epoch_us(reported_at))
+        with self._lock:
+            return self.state.label_one(event_id, int(label), epoch_us(reported_at))
 
     def observe_result(self, event_id: str, passed: bool, at: datetime) -> None:
         """The gateway's step-up result. A pass is evidence for the customer (a
         genuine label for that request, and no new step-up on this device for a
         while); a failure restricts the device to step-up."""
+        with self._lock:
+            self._observe(event_id, passed, at)
+
+    def _observe(self, event_id: str, passed: bool, at: datetime) -> None:
         who = self._pending_step_up.pop(event_id, None)
         if passed:
             self.state.label_one(event_id, 0, epoch_us(at))

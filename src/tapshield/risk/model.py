@@ -49,20 +49,22 @@ class TrainConfig:
     """LightGBM settings and the split. Defaults were chosen on the early weeks of
     the development data only (docs/risk.md, BENCHMARKS.md)."""
 
-    num_leaves: int = 15
-    learning_rate: float = 0.03
-    max_rounds: int = 600
-    early_stopping: int = 80
+    num_leaves: int = 31
+    learning_rate: float = 0.02
+    max_rounds: int = 900
+    early_stopping: int = 120
     min_rounds: int = 60
     min_data_in_leaf: int = 50
-    feature_fraction: float = 0.7
+    feature_fraction: float = 0.5
     bagging_fraction: float = 0.8
     lambda_l2: float = 5.0
     valid_share: float = 0.2
     max_genuine: int = 250_000
     refit: bool = False
     seed: int = 7
-    threads: int = 2
+    threads: int = 1
+    """LightGBM threads. One by default: on a shared host OpenMP threads that wait
+    for a busy core stalled a 2-thread training run for half an hour."""
 
     def params(self) -> dict[str, Any]:
         return {
