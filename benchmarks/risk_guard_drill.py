@@ -16,8 +16,8 @@ harmless rule change logged at the attack's start (the attack's declines must
 not be blamed on it), and ``gateway-canary`` / ``app-release-rollout``
 (technical failures and deploys, no rule change).
 Baseline in the same run: a naive guard (``min_excess=1, min_ratio=1,
-min_lift=0, alpha=0.05``, no concentration check) to show what the effect
-floor and the local-event check buy.
+min_lift=0, alpha=0.05``, no local-event or traffic-surge check) to show what the effect
+floor and the attack checks buy.
 
     python benchmarks/risk_guard_drill.py [--scenarios a,b,...]
 """
@@ -107,7 +107,7 @@ def main() -> None:
     args = ap.parse_args()
     base = GuardConfig()
     naive = replace(base, min_excess=1, min_ratio=1.0, min_lift=0.0, alpha=0.05,
-                    max_concentration=1.01)
+                    max_concentration=1.01, max_surge=1e9)
     load0 = os.getloadavg()
     rows = [drill(s, {"guard": base, "naive": naive}) for s in args.scenarios.split(",")]
     doc = {"measured_at": datetime.now(tz=UTC).isoformat(timespec="seconds"),

@@ -145,7 +145,8 @@ def run(name: str, data: Path, splits: list[tuple[str, float | datetime, float |
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get(
+        "TAPSHIELD_SHARED", ROOT.parent / "shared")) / "data")
     ap.add_argument("--only", choices=["card", "payment"], default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results-risk_quality.json")

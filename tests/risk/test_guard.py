@@ -16,25 +16,26 @@ from tapshield.timeutil import to_rfc3339
 
 
 def window(name: str, *, before: timedelta = timedelta(minutes=50),
-           after: timedelta = timedelta(minutes=20), drop_faults: bool = False) -> Scenario:
+           after: timedelta = timedelta(minutes=20), drop_faults: bool = False,
+           kind: str = "risk_control") -> Scenario:
     """The library scenario cut to its risk fault (+- a margin), so a test runs in seconds."""
     sc = load_scenario(name)
-    risk = next(f for f in sc.faults if f.kind == "risk_control")
+    risk = next(f for f in sc.faults if f.kind == kind)
     f_start = sc.at(risk.start)
     start = f_start - before
     faults = []
     for f in sc.faults:
-        if f.kind != "risk_control":
+        if f.kind != kind:
             continue
         faults.append(f.model_copy(update={"start": to_rfc3339(sc.at(f.start))}))
     changes = list(sc.changes)
-    if drop_faults:  # the same rule change, harmless: no fault behind it
+    if drop_faults or kind == "fraud_attack":  # a harmless rule change at that moment
         from tapshield.simulate.model import ChangeRow
 
         changes.append(ChangeRow.model_validate({
             "ts": to_rfc3339(f_start), "kind": "rule_change", "component": "risk_rules",
             "version": getattr(risk, "rule_version", "rules-x")}))
-        faults = []
+        faults = faults if kind == "fraud_attack" else []
     return sc.model_copy(update={"start": to_rfc3339(start),
                                  "duration": before + risk.duration + after,
                                  "faults": faults, "changes": changes})
@@ -113,3 +114,13 @@ def test_a_harmless_rule_change_is_not_flagged() -> None:
     guard = MisfireGuard(changes_of(sc))
     assert replay(sc, guard) == []
     assert guard._watches, "the change was watched"
+
+
+def test_an_attack_after_a_harmless_change_is_not_blamed_on_it() -> None:
+    """A device farm's declines (many per phone) right after a rule change are the
+    attack being blocked, not the change misfiring."""
+    sc = window("fraud-device-farm", kind="fraud_attack", after=timedelta(minutes=0))
+    assert any(c.version == "rules-x" for c in sc.changes)
+    events = pl.concat(list(generate(sc)))
+    assert (events["risk_decision"] == "decline").sum() > 300  # the attack is there
+    assert replay(sc, MisfireGuard(changes_of(sc))) == []

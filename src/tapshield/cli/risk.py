@@ -134,7 +134,8 @@ def train_cmd(
     save_state: bool = typer.Option(True, "--state/--no-state",
                                     help="Save the history's feature state with the model, "
                                     "so scoring later requests continues from it."),
-    threads: int = typer.Option(1, "--threads", help="LightGBM threads (more only on a quiet host)."),
+    threads: int = typer.Option(1, "--threads",
+                                help="LightGBM threads (more only on a quiet host)."),
     max_rejects: int = typer.Option(0, "--max-rejects", help="Rejected rows tolerated."),
 ) -> None:
     """Train the fraud model on a time split: LightGBM, calibrated, thresholds from the

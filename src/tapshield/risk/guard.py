@@ -44,9 +44,32 @@ DEFAULT_SEGMENTS: tuple[str, ...] = ("region", "device_model", "app_version", "c
                                      "carrier", "os", "merchant_category")
 WATCHED_COMPONENTS = ("risk_rules", "risk_model", "risk")
 CONCENTRATION = ("merchant_id", "device_id", "user_id")
-"""A segment whose new declines sit mostly at one merchant, device or account is a
-local event (a card-testing run at one shop, a device farm), not a change that
-misfires across the segment; the monitor and diagnosis own those."""
+"""A misfiring change declines many customers on many devices across its segment
+(about one decline per device: the tap and perhaps a retry). New declines that
+sit at one merchant (card testing at one shop) or pile up on few devices or
+accounts (a device farm: 9 declines per phone in the simulator) are a local
+event, an attack the engine rightly blocks: the monitor and diagnosis own it."""
+MAX_PER_DEVICE = 3.0
+
+
+def _surge(w: _Watch, r: dict[str, Any], now: datetime, limit: float) -> bool:
+    """Did the segment's extra declines arrive with as many extra attempts?
+
+    A change declines the segment's usual traffic (retries after a decline add a
+    fraction: 0.2-0.4 extra attempts per decline in the simulator's misfires); an
+    attack *adds* the attempts that get declined (a device farm: 1.0-1.1). The
+    segment's expected attempts are its pre-change rate, scaled by how the traffic
+    *outside* it moved since (an attack inside the segment must not raise its own
+    expectation). Not judged for segments too small before the change.
+    """
+    outside_before = w.base_attempts - r["n0"]
+    if w.base_minutes < 10 or r["n0"] < 30 or outside_before <= 0:
+        return False
+    elapsed = max((now - w.start).total_seconds() / 60, 1 / 60)
+    factor = ((w.attempts_after - r["n"]) / elapsed) / (outside_before / w.base_minutes)
+    expected_n = r["n0"] / w.base_minutes * elapsed * factor
+    extra = r["n"] - expected_n
+    return bool(r["excess"] > 0 and extra >= limit * r["excess"])
 
 
 def _concentrated(declined: pl.DataFrame, dim: str, value: str, limit: float) -> bool:
@@ -55,11 +78,13 @@ def _concentrated(declined: pl.DataFrame, dim: str, value: str, limit: float) ->
     d = declined.filter(pl.col(dim).cast(pl.String) == value)
     if d.height == 0:
         return False
-    for col in CONCENTRATION:
-        if col in d.columns:
-            top = d[col].value_counts(sort=True)["count"][0]
-            if top / d.height >= limit:
-                return True
+    if "merchant_id" in d.columns and dim != "merchant_category":
+        top = d["merchant_id"].value_counts(sort=True)["count"][0]
+        if top / d.height >= limit:
+            return True
+    for col in ("device_id", "user_id"):
+        if col in d.columns and d.height / max(1, d[col].n_unique()) >= MAX_PER_DEVICE:
+            return True
     return False
 
 
@@ -80,6 +105,9 @@ class GuardConfig:
     max_concentration: float = 0.5
     """Share of a segment's new declines at one merchant/device/account above which
     it is a local event, not the change (see ``CONCENTRATION``)."""
+    max_surge: float = 0.75
+    """Extra attempts per extra decline above which the declines came with new
+    traffic (an attack), not from a change (see ``_surge``)."""
     auto_rollback: bool = False
 
 
@@ -144,6 +172,9 @@ class _Watch:
     """dim, value, n, k before the change."""
     overall: float
     expectation: Expectation | None
+    base_minutes: float = 0.0
+    base_attempts: int = 0
+    attempts_after: int = 0
     after: pl.DataFrame | None = None
     declined: list[pl.DataFrame] = field(default_factory=list)
     """The declines since the change (few rows): to tell a misfire from a local event."""
@@ -225,6 +256,8 @@ class MisfireGuard:
                 if frames else pl.DataFrame(schema=_COUNTS))
         n_all = sum(n for t, n, _ in self._overall_hist if lb <= t < ts)
         k_all = sum(k for t, _, k in self._overall_hist if lb <= t < ts)
+        seen = [t for t, _, _ in self._overall_hist if lb <= t < ts]
+        minutes = (ts - min(seen)).total_seconds() / 60 if seen else 0.0
         overall = (k_all + 1) / (n_all + 100)
         for w in self._watches:  # a new version of the same component ends the old watch
             w.done = True
@@ -232,7 +265,7 @@ class MisfireGuard:
         if exp is None and version.startswith("rollback:"):
             return
         self._watches.append(_Watch(version, ts, ts + self.config.watch_for, base, overall,
-                                    exp))
+                                    exp, base_minutes=minutes, base_attempts=n_all))
 
     def _segments(self, piece: pl.DataFrame) -> pl.DataFrame:
         dims = [d for d in self.config.segments if d in piece.columns]
@@ -269,6 +302,7 @@ class MisfireGuard:
                 .agg(pl.col("n").sum(), pl.col("k").sum()))
             hi = piece["ts"].max()
             assert isinstance(hi, datetime)
+            w.attempts_after += piece.height
             alert = self._test(w, hi)
             if alert is not None:
                 out.append(alert)
@@ -302,16 +336,19 @@ class MisfireGuard:
             r["p"] = float(binom.sf(int(r["k"]) - 1, int(r["n"]), min(max(r["p_exp"], 1e-9),
                                                                     1.0)))
         hits = [r for r in rows if r["p"] < cfg.alpha]
-        if hits:
-            declined = pl.concat(w.declined, how="diagonal")
-            hits = [r for r in hits if not _concentrated(declined, r["dim"], r["value"],
-                                                         cfg.max_concentration)]
         if not hits:
             return None
         # name the segment that explains the excess best: among segments holding at
         # least half the largest excess, the one with the highest decline rate
         top = max(r["excess"] for r in hits)
         best = max((r for r in hits if r["excess"] >= 0.5 * top), key=lambda r: r["rate"])
+        # an attack being blocked there (its declines piled on few devices or one
+        # merchant, or arriving with as much new traffic) is not this change's doing;
+        # the broader segments that contain it only echo it
+        declined = pl.concat(w.declined, how="diagonal")
+        if _concentrated(declined, best["dim"], best["value"], cfg.max_concentration) or \
+                _surge(w, best, now, cfg.max_surge):
+            return None
         others = [{"segment": {r["dim"]: r["value"]}, "rate": r["rate"], "n": r["n"]}
                   for r in sorted(hits, key=lambda r: -r["excess"]) if r is not best][:5]
         action = "rollback" if cfg.auto_rollback else "flag"
