@@ -59,8 +59,8 @@ def main() -> None:
     args = ap.parse_args()
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    req, lab = synth.generate(n_users=20_000, days=40, seed=21)
-    res = train(req, lab, config=TrainConfig(threads=1, max_rounds=300))
+    req, lab = synth.generate(n_users=5_000, days=40, seed=21)
+    res = train(req, lab, config=TrainConfig(threads=1))
     model = res.model
     print(f"model: {len(model.forest.roots)} trees, {len(model.columns)} inputs "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
