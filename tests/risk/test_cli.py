@@ -110,7 +110,9 @@ def test_bad_input_is_one_line_and_exit_codes(tmp_path: Path, files) -> None:  #
     assert (tmp_path / "m.rejects.csv").exists() and (tmp_path / "m" / "model.txt").exists()
     res = runner.invoke(app, ["risk", "score", str(hist), "--model", str(tmp_path / "m"),
                               "--out", str(tmp_path / "s.csv")])
-    assert res.exit_code == 2 and "already in the model's history" in res.output
+    assert res.exit_code == 0 and "already in the model's history" in res.output
+    scored = pl.read_csv(tmp_path / "s.csv")
+    assert scored["event_id"].to_list() == pl.read_csv(hist)["event_id"].to_list()
     res = runner.invoke(app, ["risk", "train", str(hist), "--labels", str(hist_lab),
                               "--out", str(tmp_path / "m3"), "--budget-decline", "2"])
     assert res.exit_code == 2 and "budget" in res.output

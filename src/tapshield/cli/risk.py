@@ -226,6 +226,8 @@ def score_cmd(
     max_rejects: int = typer.Option(0, "--max-rejects", help="Rejected rows tolerated."),
 ) -> None:
     """Score requests in event-time order: event_id,score,decision,reasons."""
+    import polars as pl
+
     from tapshield.risk.engine import RiskEngine
     from tapshield.risk.features import FeatureState
     from tapshield.risk.model import STATE_FILE, RiskModel
@@ -240,16 +242,31 @@ def score_cmd(
     lab = _labels(labels, layout, label_delay, req.frame, requests,
                   out.parent / f"{out.name}.label-rejects.csv") if labels else None
     state = None
+    frame = req.frame
+    suffix = "\x1f#scored"
+    clash: list[str] = []
     if not fresh and (model / STATE_FILE).exists():
         state = FeatureState.restore(model / STATE_FILE)
         index = state.event_index
-        clash = [e for e in req.frame["event_id"].to_list() if e in index]
+        clash = [e for e in frame["event_id"].to_list() if e in index]
         if clash:
-            raise UsageError(f"{len(clash):,} requests were already in the model's history "
-                             f"(e.g. {clash[0]!r}); use --fresh to score without it")
+            # ids reused by another system (or the history scored again): the new
+            # requests are scored as new ones under an internal name, written back
+            # under their own id; their labels follow them
+            err_console.print(f"[yellow]warning:[/] {len(clash):,} request ids are already in "
+                              f"the model's history (e.g. {clash[0]!r}); scored as new "
+                              "requests (--fresh ignores the history)", highlight=False)
+            again = pl.col("event_id").is_in(clash)
+            frame = frame.with_columns(pl.when(again).then(pl.col("event_id") + suffix)
+                                       .otherwise(pl.col("event_id")).alias("event_id"))
+            if lab is not None:
+                lab = lab.with_columns(pl.when(again).then(pl.col("event_id") + suffix)
+                                       .otherwise(pl.col("event_id")).alias("event_id"))
     engine = RiskEngine(m, _rules(rules, req.feature_columns), state=state)
-    with console.status(f"scoring {req.frame.height:,} requests"):
-        res = engine.decide_batch(req.frame, lab)
+    with console.status(f"scoring {frame.height:,} requests"):
+        res = engine.decide_batch(frame, lab)
+    if clash:
+        res = res.with_columns(pl.col("event_id").str.strip_suffix(suffix))
     cols = ["event_id", "score", "decision", "reasons"]
     if detail:
         cols += ["model_decision", "shadow", "rule_version", "model_version"]
