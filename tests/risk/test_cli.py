@@ -20,7 +20,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
     d = tmp_path_factory.mktemp("risk-cli")
-    req, lab = synth.generate(n_users=500, days=40, seed=11)
+    req, lab = synth.generate(n_users=400, days=30, seed=11)
     cut = req["ts"].sort()[int(req.height * 0.75)]
     hist, new = req.filter(pl.col("ts") < cut), req.filter(pl.col("ts") >= cut)
     synth.write_files(hist, lab.filter(pl.col("event_id").is_in(hist["event_id"].to_list())),

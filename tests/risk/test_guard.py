@@ -41,8 +41,15 @@ def window(name: str, *, before: timedelta = timedelta(minutes=50),
                                  "faults": faults, "changes": changes})
 
 
+_EVENTS: dict[str, pl.DataFrame] = {}
+
+
 def replay(sc: Scenario, guard: MisfireGuard) -> list[MisfireAlert]:
-    events = pl.concat(list(generate(sc)))
+    key = sc.model_dump_json()
+    if key not in _EVENTS:  # the same window is replayed by several tests
+        _EVENTS.clear()
+        _EVENTS[key] = pl.concat(list(generate(sc)))
+    events = _EVENTS[key]
     minute = events["ts"].dt.truncate("1m")
     out: list[MisfireAlert] = []
     for _, b in events.with_columns(minute.alias("_m")).group_by("_m", maintain_order=True):
