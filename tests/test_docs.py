@@ -44,3 +44,11 @@ def test_readme_scenario_library_matches_the_library() -> None:
         sc = load_scenario(name)
         actual = {f.kind for f in sc.faults} | ({"festival"} if sc.festival else set())
         assert kinds == actual, name
+
+
+def test_risk_contract_tables_match_the_code() -> None:
+    from tapshield.risk.contract import LABELS, REQUESTS
+
+    doc = (ROOT / "docs" / "contracts.md").read_text()
+    assert _section(doc, "requests-contract") == REQUESTS.markdown().strip()
+    assert _section(doc, "labels-contract") == LABELS.markdown().strip()

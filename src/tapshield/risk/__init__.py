@@ -1,0 +1,1 @@
+"""Real-time risk control: the decision engine for each tap (docs/risk.md)."""
