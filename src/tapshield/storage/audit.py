@@ -1,0 +1,200 @@
+"""The transparency log's tables in SQLite or PostgreSQL (SQLAlchemy Core).
+
+Implements :class:`tapshield.audit.log.AuditStore`. Every append runs in one
+transaction that first updates the single ``audit_tree`` row: a row lock on
+PostgreSQL and the database write lock on SQLite, so appends from several
+processes are serialised and each sees the size the previous one committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tapshield.audit.checkpoint import Checkpoint
+from tapshield.audit.log import Entry, StoredHead
+from tapshield.audit.tiles import Tile
+from tapshield.storage import tables as t
+
+
+class _Txn:
+    def __init__(self, conn: Connection, size: int, last_ts: datetime | None) -> None:
+        self.conn = conn
+        self._size = size
+        self._last_ts = last_ts
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def last_ts(self) -> datetime | None:
+        return self._last_ts
+
+    def tiles(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], Tile]:
+        return _load_tiles(self.conn, keys)
+
+    def write(self, entries: Sequence[Entry], tiles: Sequence[Tile], size: int) -> None:
+        if entries:
+            insert_entries(self.conn, entries)
+        if tiles:
+            _upsert_tiles(self.conn, tiles)
+        last = entries[-1].ts if entries else self._last_ts
+        self.conn.execute(update(t.audit_tree).where(t.audit_tree.c.id == 1)
+                          .values(size=size, last_ts=last))
+        self._size, self._last_ts = size, last
+
+    def add_head(self, checkpoint: Checkpoint, note: str) -> None:
+        self.conn.execute(insert(t.audit_heads).values(
+            size=checkpoint.size, ts=checkpoint.timestamp, root=checkpoint.root, note=note))
+
+    def last_head(self) -> StoredHead | None:
+        row = self.conn.execute(
+            select(t.audit_heads.c.id, t.audit_heads.c.size, t.audit_heads.c.note)
+            .order_by(t.audit_heads.c.id.desc()).limit(1)).first()
+        return StoredHead(int(row.id), int(row.size), str(row.note)) if row else None
+
+
+_COLUMNS = "seq, ts, kind, actor, subject, payload"
+
+
+def insert_entries(conn: Connection, entries: Sequence[Entry], table: str = "audit_log") -> None:
+    """Bulk insert through the driver's fastest path, inside ``conn``'s transaction.
+
+    PostgreSQL: ``COPY ... FROM STDIN``; SQLite: one prepared ``executemany``.
+    The payload goes in as the canonical text the log already made (JSONB
+    parses it on PostgreSQL; SQLite's JSON is text), instead of a second
+    serialisation per row by SQLAlchemy's JSON type. Rows read back through
+    SQLAlchemy Core exactly as if it had written them (``tests/audit``).
+    """
+    dialect = conn.dialect.name
+    texts = [e.payload_json if e.payload_json is not None else _json(e.payload)
+             for e in entries]
+    if dialect == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({_COLUMNS}) FROM STDIN") as cp:
+            for e, text in zip(entries, texts, strict=True):
+                cp.write_row((e.seq, e.ts, e.kind, e.actor, e.subject, text))
+        return
+    if dialect == "sqlite":
+        stamps: dict[datetime, str] = {}
+
+        def stamp(ts: datetime) -> str:
+            s = stamps.get(ts)
+            if s is None:
+                s = stamps[ts] = ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return s
+
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.seq, stamp(e.ts), e.kind, e.actor, e.subject, text)
+             for e, text in zip(entries, texts, strict=True)])
+        return
+    target = t.audit_log if table == "audit_log" else t.metadata.tables[table]  # pragma: no cover
+    conn.execute(insert(target), [  # pragma: no cover
+        {"seq": e.seq, "ts": e.ts, "kind": e.kind, "actor": e.actor, "subject": e.subject,
+         "payload": e.payload} for e in entries])
+
+
+def _json(value: Any) -> str:
+    from tapshield.audit.canonical import dumps
+
+    return dumps(value).decode("utf-8")
+
+
+def _upsert_tiles(conn: Connection, tiles: Sequence[Tile]) -> None:
+    rows = [{"level": x.level, "idx": x.index, "width": x.width, "hashes": x.hashes}
+            for x in tiles]
+    # A batch can rewrite the same edge tile only once (the builder drains the latest copy
+    # of each), but a completed tile and the next edge tile are distinct keys.
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        pg = postgresql.insert(t.audit_tiles)
+        conn.execute(pg.on_conflict_do_update(
+            index_elements=["level", "idx"],
+            set_={"width": pg.excluded.width, "hashes": pg.excluded.hashes}), rows)
+    elif dialect == "sqlite":
+        lite = sqlite.insert(t.audit_tiles)
+        conn.execute(lite.on_conflict_do_update(
+            index_elements=["level", "idx"],
+            set_={"width": lite.excluded.width, "hashes": lite.excluded.hashes}), rows)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        for r in rows:
+            conn.execute(t.audit_tiles.delete().where(and_(
+                t.audit_tiles.c.level == r["level"], t.audit_tiles.c.idx == r["idx"])))
+            conn.execute(insert(t.audit_tiles).values(**r))
+
+
+def _load_tiles(conn: Connection, keys: Collection[tuple[int, int]]) -> dict[
+        tuple[int, int], Tile]:
+    if not keys:
+        return {}
+    c = t.audit_tiles.c
+    cond = or_(*[and_(c.level == lv, c.idx == ix) for lv, ix in keys])
+    rows = conn.execute(select(c.level, c.idx, c.width, c.hashes).where(cond)).all()
+    return {(int(r.level), int(r.idx)): Tile(int(r.level), int(r.idx), int(r.width),
+                                             bytes(r.hashes)) for r in rows}
+
+
+def _entry(r: Any) -> Entry:
+    return Entry(int(r.seq), r.ts, r.kind, r.actor, r.subject, r.payload)
+
+
+class SqlAuditStore:
+    """``AuditStore`` over an SQLAlchemy engine (schema by Alembic, ``Store.migrate``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Txn]:
+        with self.engine.begin() as conn:
+            # Write first: takes the row lock (PostgreSQL) / the write lock (SQLite)
+            # before the size is read, so no two appends see the same size.
+            conn.execute(update(t.audit_tree).where(t.audit_tree.c.id == 1)
+                         .values(size=t.audit_tree.c.size))
+            row = conn.execute(select(t.audit_tree.c.size, t.audit_tree.c.last_ts)
+                               .where(t.audit_tree.c.id == 1)).one()
+            yield _Txn(conn, int(row.size), row.last_ts)
+
+    def size(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(t.audit_tree.c.size)
+                                    .where(t.audit_tree.c.id == 1)).scalar_one())
+
+    def tiles(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], Tile]:
+        with self.engine.connect() as conn:
+            return _load_tiles(conn, keys)
+
+    def entry(self, seq: int) -> Entry | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(t.audit_log).where(t.audit_log.c.seq == seq)).first()
+        return _entry(r) if r is not None else None
+
+    def entries(self, begin: int = 0, end: int | None = None) -> Iterator[Entry]:
+        q = select(t.audit_log).where(t.audit_log.c.seq >= begin).order_by(t.audit_log.c.seq)
+        if end is not None:
+            q = q.where(t.audit_log.c.seq < end)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=5000).execute(q)
+            for r in result:
+                yield _entry(r)
+
+    def all_tiles(self, level: int) -> Iterator[Tile]:
+        c = t.audit_tiles.c
+        q = (select(c.level, c.idx, c.width, c.hashes).where(c.level == level)
+             .order_by(c.idx))
+        with self.engine.connect() as conn:
+            for r in conn.execution_options(yield_per=256).execute(q):
+                yield Tile(int(r.level), int(r.idx), int(r.width), bytes(r.hashes))
+
+    def heads(self) -> list[StoredHead]:
+        c = t.audit_heads.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.id, c.size, c.note).order_by(c.id)).all()
+        return [StoredHead(int(r.id), int(r.size), str(r.note)) for r in rows]
