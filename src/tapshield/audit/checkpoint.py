@@ -84,7 +84,7 @@ class Verifier:
 
     @classmethod
     def from_vkey(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may hold '+' itself
         if len(parts) != 3:
             raise ValueError("a verifier key reads <name>+<hash>+<key>")
         name, hexhash, raw = parts
@@ -140,7 +140,7 @@ class Signer:
 
     @classmethod
     def from_skey(cls, text: str) -> Signer:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise ValueError("a signer key reads PRIVATE+KEY+<name>+<hash>+<key>")
         name, hexhash, raw = parts[2:]

@@ -248,8 +248,9 @@ class AuditLog:
         self._publish()
         return list(range(first, first + len(entries)))
 
-    def sign_head(self, *, force: bool = True) -> str | None:
-        """Sign a head for the current size (if it grew, or ``force``); returns the note."""
+    def sign_head(self, *, force: bool = False) -> str | None:
+        """Sign a head for the current size if the tree grew since the last one (or
+        always, with ``force``); returns the new note or ``None``."""
         if self.signer is None:
             raise RuntimeError("this log has no signing key (see `tapshield audit keygen`)")
         note: str | None = None
@@ -257,7 +258,7 @@ class AuditLog:
             with self.store.transaction() as tx:
                 builder = self._edge(tx)
                 ts = max(self._clock(), tx.last_ts) if tx.last_ts else self._clock()
-                note = self._maybe_sign(tx, builder, ts, force=force)
+                note = self._maybe_sign(tx, builder, ts, force=force, grew=True)
         except BaseException:
             self._builder = None
             self._pending_notes.clear()
@@ -274,15 +275,18 @@ class AuditLog:
         return b
 
     def _maybe_sign(
-        self, tx: AppendTxn, builder: TileBuilder, ts: datetime, *, force: bool
+        self, tx: AppendTxn, builder: TileBuilder, ts: datetime, *, force: bool,
+        grew: bool = False,
     ) -> str | None:
+        """Sign a head now if ``force``, if ``grew`` and the tree grew since the last
+        head, or else if the policy says one is due."""
         if self.signer is None:
             return None
         last = tx.last_head()
         size = builder.size
         if last is not None and last.size == size and not force:
             return None
-        if not force:
+        if not force and not grew:
             due = last is None or size - last.size >= self.policy.every_entries
             if not due and last is not None:
                 body = last.note[: last.note.rfind("\n\n") + 1]

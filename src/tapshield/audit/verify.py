@@ -199,30 +199,27 @@ def verify(
                     lo, f"stored tile {x.level}/{x.index} (entries from #{lo}) is missing",
                     exact=False))
                 continue
-            if x.level == 0:
-                mine, theirs = x.row(0), s.row(0)
-                for pos in range(max(len(mine), len(theirs))):
-                    a = mine[pos] if pos < len(mine) else None
-                    b = theirs[pos] if pos < len(theirs) else None
-                    if a != b:
-                        leaf = lo + pos
-                        if a is None:
-                            removed.append(Finding(
-                                leaf, f"entries from #{leaf} were removed: the stored hashes "
-                                f"still cover {len(theirs) - len(mine)} more"))
-                        elif first_leaf is None or leaf < first_leaf:
-                            first_leaf = leaf
-                        break
-                else:
-                    tile_findings.append(Finding(
-                        lo, f"stored subtree hashes of tile 0/{x.index} (entries #{lo}.."
-                        f"#{lo + WIDTH - 1}) do not match the entries", exact=False))
-            else:
-                span = 1 << (HEIGHT * x.level)
+            diff = _first_difference(x, s)
+            if diff is None:  # pragma: no cover - equal rows mean equal tiles
+                continue
+            level, index, mine, theirs = diff
+            first = index << level
+            if level == 0 and mine is not None and theirs is not None:
+                if first_leaf is None or first < first_leaf:
+                    first_leaf = first
+            elif mine is None:
+                gone = max(first, builder.size)
+                removed.append(Finding(
+                    gone, f"entries from #{gone} were removed: the stored hashes still "
+                    "cover them"))
+            elif level == 0:
+                removed.append(Finding(
+                    first, f"entry #{first} has no stored hash: it was not appended through "
+                    "the log"))
+            elif theirs is not None:
                 tile_findings.append(Finding(
-                    x.index * WIDTH * span,
-                    f"stored subtree hashes of tile {x.level}/{x.index} (entries from "
-                    f"#{x.index * WIDTH * span}) do not match the entries", exact=False))
+                    first, f"the stored hash of entries #{first}..#{first + (1 << level) - 1} "
+                    f"(tile {x.level}/{x.index}) does not match them", exact=False))
 
     pending = 0
     for e in store.entries():
@@ -292,6 +289,21 @@ def verify(
     report.newest_head = good_size if heads else None
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _first_difference(
+    mine: Tile, theirs: Tile
+) -> tuple[int, int, bytes | None, bytes | None] | None:
+    """The lowest differing node of two copies of a tile: ``(tree level, node index,
+    my hash, stored hash)``, a hash ``None`` where that copy lacks the node."""
+    for r in range(HEIGHT):
+        a_row, b_row = mine.row(r), theirs.row(r)
+        for pos in range(max(len(a_row), len(b_row))):
+            a = a_row[pos] if pos < len(a_row) else None
+            b = b_row[pos] if pos < len(b_row) else None
+            if a != b:
+                return (HEIGHT * mine.level + r, (mine.index << (HEIGHT - r)) + pos, a, b)
+    return None
 
 
 def _explain(
