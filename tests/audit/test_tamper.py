@@ -2,8 +2,8 @@
 ``tapshield audit verify`` (exit 1, the first bad entry named); an untouched log
 verifies (exit 0). On SQLite and on the real PostgreSQL.
 
-Each test builds a log of 3,000 records appended in batches, with a head signed
-every 500 entries and every head also kept in a witness file (the partner's
+Each test builds a log of 1,500 records appended in batches of 50, with a head
+signed every 250 entries and every head also kept in a witness file (the partner's
 copy), then plays an insider with full database access.
 """
 
@@ -29,8 +29,8 @@ from tapshield.storage import Store
 from tapshield.storage.audit import SqlAuditStore, insert_entries
 
 runner = CliRunner()
-N = 3000
-EVERY = 500
+N = 1500
+EVERY = 250
 ORIGIN = "bank.example/tapshield-audit"
 
 
@@ -72,12 +72,12 @@ def log(db_url: str, tmp_path: Path) -> Iterator[Log]:
                      policy=HeadPolicy(every_entries=EVERY, every_seconds=1e9),
                      on_head=lambda note: append_witness(witness, note),
                      clock=lambda: next(ticks))
-    for start in range(0, N, 100):
+    for start in range(0, N, 50):
         audit.append_batch([
             Record("incident.opened" if i % 7 else "alert.page", "pipeline", f"INC-{i:05d}",
                    {"level": i % 4, "lost_fen": i * 1001, "scope": [{"channel": "nfc"}]})
-            for i in range(start, start + 100)])
-    assert audit.sign_head() is not None  # the last 400 entries
+            for i in range(start, start + 50)])
+    assert audit.sign_head() is not None  # the last 200 entries
     assert audit.sign_head() is None  # nothing new to sign
     yield Log(db_url, store, vkey, witness, signer)
     store.close()
@@ -106,7 +106,7 @@ def test_an_untouched_log_verifies(log: Log) -> None:
     code, report = log.verify("--witness", str(log.witness))
     assert code == 0, report
     assert report["ok"] is True and report["rows"] == N
-    # heads at 100 (the first batch), 600, 1,100, ..., 2,600, and 3,000 signed at the end
+    # heads at 50 (the first batch), 300, 550, ..., 1,300, and 1,500 signed at the end
     assert report["heads"] == report["witness_heads"] == N // EVERY + 1
     assert report["newest_signed_size"] == N
 
@@ -153,11 +153,11 @@ def test_deleting_a_row_and_renumbering_is_caught(log: Log) -> None:
 
 def _forged(seq: int) -> Entry:
     return Entry(seq, datetime(2026, 12, 5, 9, 5, tzinfo=UTC), "incident.closed",
-                 "operator:mallory", "INC-01500", {"reason": "false alarm"})
+                 "operator:mallory", "INC-01000", {"reason": "false alarm"})
 
 
 def test_inserting_a_row_is_caught(log: Log) -> None:
-    k = 1500
+    k = 1000
     log.sql("UPDATE audit_log SET seq = -(seq + 1) WHERE seq >= :k", k=k)
     log.sql("UPDATE audit_log SET seq = -seq WHERE seq < 0")
     with log.store.engine.begin() as conn:
@@ -175,7 +175,7 @@ def test_appending_a_row_behind_the_logs_back_is_caught(log: Log) -> None:
 
 
 def test_swapping_two_rows_is_caught(log: Log) -> None:
-    i, j = 1111, 2222
+    i, j = 555, 1111
     log.sql("UPDATE audit_log SET seq = -1 WHERE seq = :i", i=i)
     log.sql("UPDATE audit_log SET seq = :i WHERE seq = :j", i=i, j=j)
     log.sql("UPDATE audit_log SET seq = :j WHERE seq = -1", j=j)
@@ -184,20 +184,20 @@ def test_swapping_two_rows_is_caught(log: Log) -> None:
 
 
 def test_truncating_the_tail_is_caught_by_the_heads_in_the_database(log: Log) -> None:
-    log.sql("DELETE FROM audit_log WHERE seq >= 2600")
-    log.sql("UPDATE audit_tree SET size = 2600")
+    log.sql("DELETE FROM audit_log WHERE seq >= 1300")
+    log.sql("UPDATE audit_tree SET size = 1300")
     code, report = log.verify()
-    assert code == 1 and _first_bad(report) == 2600, report
+    assert code == 1 and _first_bad(report) == 1300, report
 
 
 def test_truncating_the_tail_and_its_heads_is_caught_by_the_witness(log: Log) -> None:
-    log.sql("DELETE FROM audit_log WHERE seq >= 2600")
-    log.sql("DELETE FROM audit_heads WHERE size > 2600")
+    log.sql("DELETE FROM audit_log WHERE seq >= 1300")
+    log.sql("DELETE FROM audit_heads WHERE size > 1300")
     _rebuild_tree(log.store)
     code, report = log.verify()
     assert code == 0, "without a copy of the heads outside the database this is invisible"
     code, report = log.verify("--witness", str(log.witness))
-    assert code == 1 and _first_bad(report) == 2600, report
+    assert code == 1 and _first_bad(report) == 1300, report
 
 
 def _rewrite_tail(log: Log, k: int, *, resign: bool) -> None:
@@ -223,16 +223,16 @@ def _rewrite_tail(log: Log, k: int, *, resign: bool) -> None:
 @pytest.mark.parametrize("resign", [False, True], ids=["no-key", "stolen-key"])
 def test_rewriting_the_tail_with_a_new_valid_tree_is_caught_by_the_witness(
         log: Log, resign: bool) -> None:
-    k = 2345
+    k = 1234
     _rewrite_tail(log, k, resign=resign)
     code, report = log.verify()
     assert code == 0, "the database alone is self-consistent after a careful rewrite"
     code, report = log.verify("--witness", str(log.witness))
     assert code == 1, report
     first = _first_bad(report)
-    # The newest head that still verifies is the one of size 2,100: every entry from
+    # The newest head that still verifies is the one of size 1,050: every entry from
     # there on is unproven, and the report says the tail was rewritten.
-    assert first == 2100 and isinstance(first, int) and first <= k, report
+    assert first == 1050 and isinstance(first, int) and first <= k, report
     assert "rewritten" in json.dumps(report)
 
 
