@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tapshield.privacy import EnvKeyProvider, FileKeyProvider, Tokenizer
-from tapshield.privacy.keys import KeyError_
+from tapshield.privacy.keys import MissingKeyError
 from tapshield.privacy.mask import mask_email, mask_id, mask_phone
 from tapshield.privacy.seal import Sealer, SealError
 from tapshield.privacy.vault import Vault
@@ -36,7 +36,7 @@ def test_key_files_are_private_and_never_overwritten(keys: FileKeyProvider) -> N
     assert keys.current("seal") == 2  # highest by default...
     keys.make_current("seal", 1)
     assert keys.current("seal") == 1  # ...until one is named
-    with pytest.raises(KeyError_):
+    with pytest.raises(MissingKeyError):
         keys.make_current("seal", 7)
 
 
@@ -49,7 +49,8 @@ def test_tokens_are_stable_keyed_and_separate_kinds(keys: FileKeyProvider, tmp_p
     other = FileKeyProvider(tmp_path / "other")
     other.add("token")
     assert Tokenizer(other).token("user", "u142424") != a  # without the key: another token
-    assert tok.token("email", " Zhang.Wei@Example.com") == tok.token("email", "zhang.wei@example.com")
+    assert tok.token("email", " Zhang.Wei@Example.com") == tok.token("email",
+                                                                     "zhang.wei@example.com")
     assert tok.token("phone", "+86 138-1234-5678") == tok.token("phone", "+8613812345678")
 
 
@@ -71,7 +72,7 @@ def test_env_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     p = EnvKeyProvider(env)
     assert p.versions("seal") == [1, 2] and p.current("seal") == 1
     assert p.key("seal", 2) == bytes([2]) * 32
-    with pytest.raises(KeyError_):
+    with pytest.raises(MissingKeyError):
         EnvKeyProvider({"TAPSHIELD_KEY_SEAL_V1": "short"}).key("seal", 1)
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 from tapshield.audit.merkle import leaf_hash
 
-JsonValue: TypeAlias = "None | bool | int | str | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "bool | int | str | list[JsonValue] | dict[str, JsonValue] | None"
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
@@ -121,7 +121,7 @@ def payload_text(payload: Any) -> tuple[JsonValue, str]:
     return value, text
 
 
-_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_str = json.encoder.encode_basestring
 
 
 def leaf_text(seq: int, ts: str, kind: str, actor: str, subject: str, payload: str) -> str:

@@ -372,8 +372,8 @@ def _prepare(r: Record) -> tuple[str, str, str, JsonValue, str]:
             raise ValueError(f"audit record: {name} must be a non-empty string")
         if len(value) > limit or "\x00" in value:
             raise ValueError(f"audit record: {name} is longer than {limit} or holds a NUL")
-    value, text = payload_text(r.payload if r.payload is not None else {})
-    if not isinstance(value, dict):
+    payload, text = payload_text(r.payload if r.payload is not None else {})
+    if not isinstance(payload, dict):
         raise ValueError("audit record: the payload must be a JSON object")
-    return r.kind, r.actor, r.subject, value, text
+    return r.kind, r.actor, r.subject, payload, text
 

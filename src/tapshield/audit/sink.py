@@ -16,6 +16,7 @@ scopes name channels, regions, carriers and merchants, never a customer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -33,7 +34,7 @@ ACTOR = "tapshield/pipeline"
 def _exact(value: Any) -> Any:
     """Figures as the log accepts them: floats become short decimal strings."""
     if isinstance(value, float):
-        return str(Decimal(repr(value)).normalize()) if value == value else "NaN"
+        return "NaN" if math.isnan(value) else str(Decimal(repr(value)).normalize())
     if isinstance(value, Mapping):
         return {str(k): _exact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -19,6 +19,7 @@ class RejectFile:
     def write(self, rejects: pl.DataFrame) -> None:
         if rejects.height == 0:
             return
+        rejects = _redacted(rejects)
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "wb")
@@ -31,3 +32,19 @@ class RejectFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _redacted(rejects: pl.DataFrame) -> pl.DataFrame:
+    """Personal identifiers masked, unsplittable records withheld (the row number
+    finds the record in the input): a rejects file is passed around, the input is not."""
+    from tapshield.errors import PERSONAL_COLUMNS, redact
+
+    fixes = [
+        pl.Series(c, [redact(c, v) for v in rejects[c].cast(pl.String).to_list()],
+                  dtype=pl.String)
+        for c in (*sorted(PERSONAL_COLUMNS), "raw") if c in rejects.columns
+    ]
+    if "raw" in rejects.columns:
+        fixes[-1] = pl.Series("raw", [redact("*", v) for v in
+                                      rejects["raw"].cast(pl.String).to_list()], dtype=pl.String)
+    return rejects.with_columns(fixes)

@@ -29,7 +29,7 @@ PURPOSES = ("token", "seal")
 _NAME = re.compile(r"^([a-z][a-z0-9_-]{0,31})\.v([1-9][0-9]{0,5})\.key$")
 
 
-class KeyError_(LookupError):
+class MissingKeyError(LookupError):
     """A key that is not there (a version named by stored data, or no key at all)."""
 
 
@@ -42,7 +42,7 @@ class KeyProvider(Protocol):
         ...
 
     def key(self, purpose: str, version: int) -> bytes:
-        """The 32 bytes of one version (raises :class:`KeyError_` if unknown)."""
+        """The 32 bytes of one version (raises :class:`MissingKeyError` if unknown)."""
         ...
 
     def versions(self, purpose: str) -> list[int]:
@@ -53,9 +53,9 @@ def _decode(text: str, where: str) -> bytes:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise KeyError_(f"{where}: not base64") from None
+        raise MissingKeyError(f"{where}: not base64") from None
     if len(raw) != KEY_BYTES:
-        raise KeyError_(f"{where}: a key is {KEY_BYTES} bytes, this one {len(raw)}")
+        raise MissingKeyError(f"{where}: a key is {KEY_BYTES} bytes, this one {len(raw)}")
     return raw
 
 
@@ -82,14 +82,14 @@ class FileKeyProvider:
         if marker.exists():
             text = marker.read_text(encoding="utf-8").strip()
             if not text.isdigit():
-                raise KeyError_(f"{marker}: not a version number")
+                raise MissingKeyError(f"{marker}: not a version number")
             v = int(text)
             if v not in self.versions(purpose):
-                raise KeyError_(f"{marker} names version {v}, which has no key file")
+                raise MissingKeyError(f"{marker} names version {v}, which has no key file")
             return v
         vs = self.versions(purpose)
         if not vs:
-            raise KeyError_(f"no {purpose!r} key in {self.directory} "
+            raise MissingKeyError(f"no {purpose!r} key in {self.directory} "
                             f"(tapshield privacy keygen --dir {self.directory})")
         return vs[-1]
 
@@ -98,7 +98,8 @@ class FileKeyProvider:
         if k is None:
             p = self.directory / f"{purpose}.v{version}.key"
             if not p.exists():
-                raise KeyError_(f"{purpose!r} key version {version} is not in {self.directory}")
+                raise MissingKeyError(
+                    f"{purpose!r} key version {version} is not in {self.directory}")
             k = self._cache[(purpose, version)] = _decode(p.read_text(encoding="utf-8"), str(p))
         return k
 
@@ -116,7 +117,7 @@ class FileKeyProvider:
 
     def make_current(self, purpose: str, version: int) -> None:
         if version not in self.versions(purpose):
-            raise KeyError_(f"{purpose!r} key version {version} does not exist")
+            raise MissingKeyError(f"{purpose!r} key version {version} does not exist")
         tmp = self.directory / f".{purpose}.current.tmp"
         tmp.write_text(f"{version}\n", encoding="utf-8")
         tmp.replace(self.directory / f"{purpose}.current")  # atomic switch
@@ -142,17 +143,18 @@ class EnvKeyProvider:
         if name in self.environ:
             v = int(self.environ[name])
             if v not in self.versions(purpose):
-                raise KeyError_(f"{name} names version {v}, which is not set")
+                raise MissingKeyError(f"{name} names version {v}, which is not set")
             return v
         vs = self.versions(purpose)
         if not vs:
-            raise KeyError_(f"no {purpose!r} key in the environment ({self._prefix(purpose)}1)")
+            raise MissingKeyError(
+                f"no {purpose!r} key in the environment ({self._prefix(purpose)}1)")
         return vs[-1]
 
     def key(self, purpose: str, version: int) -> bytes:
         name = f"{self._prefix(purpose)}{version}"
         if name not in self.environ:
-            raise KeyError_(f"{name} is not set")
+            raise MissingKeyError(f"{name} is not set")
         return _decode(self.environ[name], name)
 
 

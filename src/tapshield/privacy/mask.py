@@ -7,6 +7,8 @@ They are not tokens: two customers can share a mask, so never join on them.
 
 from __future__ import annotations
 
+from tapshield.errors import mask_value
+
 
 def mask_phone(phone: str) -> str:
     """``13812345678`` -> ``138****5678``; ``+86 138 1234 5678`` -> ``+86 138****5678``."""
@@ -30,8 +32,4 @@ def mask_email(email: str) -> str:
 
 def mask_id(value: str) -> str:
     """``u142424`` -> ``u1***24``: first two and last two characters of longer ids."""
-    if len(value) <= 4:
-        return "*" * len(value)
-    if len(value) <= 6:
-        return f"{value[0]}***"
-    return f"{value[:2]}***{value[-2:]}"
+    return mask_value(value)
