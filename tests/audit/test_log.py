@@ -62,8 +62,8 @@ def test_canonical_form_refuses_floats_and_normalises_money() -> None:
         payload_text({"amount": 12.5})
     with pytest.raises(CanonicalError, match="NUL"):
         payload_text({"x": "a\x00b"})
-    value, text = payload_text({"lost": Decimal("12.50"), "at": datetime(2026, 1, 1, tzinfo=UTC),
-                                "ids": ("a", "b")})
+    _, text = payload_text({"lost": Decimal("12.50"), "at": datetime(2026, 1, 1, tzinfo=UTC),
+                            "ids": ("a", "b")})
     assert text == '{"at":"2026-01-01T00:00:00.000000Z","ids":["a","b"],"lost":"12.50"}'
 
 

@@ -90,20 +90,34 @@ def dumps(value: JsonValue) -> bytes:
 
 
 def _plain(value: Any) -> bool:
-    """True if ``value`` is already in canonical form (the common case, checked fast)."""
+    """True if ``value`` is already in canonical form (the common case, checked fast:
+    scalars are tested inline, only containers recurse)."""
     t = type(value)
-    if t is str:
-        return "\x00" not in value
-    if t is int or t is bool or value is None:
-        return True
     if t is dict:
         for k, v in value.items():
-            if type(k) is not str or not _plain(v) or "\x00" in k:
+            if type(k) is not str or "\x00" in k:
+                return False
+            tv = type(v)
+            if tv is str:
+                if "\x00" in v:
+                    return False
+            elif not (tv is int or tv is bool or v is None
+                      or ((tv is dict or tv is list) and _plain(v))):
                 return False
         return True
     if t is list:
-        return all(_plain(v) for v in value)
-    return False
+        for v in value:
+            tv = type(v)
+            if tv is str:
+                if "\x00" in v:
+                    return False
+            elif not (tv is int or tv is bool or v is None
+                      or ((tv is dict or tv is list) and _plain(v))):
+                return False
+        return True
+    if t is str:
+        return "\x00" not in value
+    return t is int or t is bool or value is None
 
 
 def payload_text(payload: Any) -> tuple[JsonValue, str]:

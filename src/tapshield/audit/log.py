@@ -28,9 +28,11 @@ from tapshield.audit.canonical import (
     payload_text,
 )
 from tapshield.audit.checkpoint import Checkpoint, NoteSigner, sign_note
-from tapshield.audit.tiles import Tile, TileBuilder, edge_tiles, locate, tiles_for
+from tapshield.audit.tiles import WIDTH, Tile, TileBuilder, edge_tiles, locate, tiles_for
 
 DEFAULT_ORIGIN = "tapshield.local/audit"
+FULL_TILE_CACHE = 2048
+"""Full tiles kept in memory for proofs (16 KiB each: 32 MiB at most)."""
 
 MAX_KIND = 64
 MAX_ACTOR = 128
@@ -117,6 +119,12 @@ class AuditStore(Protocol):
         ...
 
     def heads(self) -> list[StoredHead]: ...
+
+    def latest_head(self) -> StoredHead | None: ...
+
+    def head_of_size(self, size: int) -> StoredHead | None:
+        """The newest head signed for exactly ``size`` entries."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +220,9 @@ class AuditLog:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._builder: TileBuilder | None = None
         self._pending_notes: list[str] = []
+        self._full: dict[tuple[int, int], Tile] = {}
+        """Full tiles never change again (the log is append-only): proofs keep the ones
+        they read, like a CT log's tile cache, up to ``FULL_TILE_CACHE`` of them."""
 
     # -- appending ------------------------------------------------------------
 
@@ -316,17 +327,13 @@ class AuditLog:
     def root(self, size: int | None = None) -> bytes:
         n = self.store.size() if size is None else size
         nodes = root_nodes(n)
-        return merkle.root(n, tile_node(self.store.tiles(tiles_for(nodes))))
+        return merkle.root(n, tile_node(self._tiles(tiles_for(nodes))))
 
     def latest_head(self) -> StoredHead | None:
-        heads = self.store.heads()
-        return heads[-1] if heads else None
+        return self.store.latest_head()
 
     def head_for(self, size: int) -> StoredHead | None:
-        for h in reversed(self.store.heads()):
-            if h.size == size:
-                return h
-        return None
+        return self.store.head_of_size(size)
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> InclusionProof:
         """Proof that entry ``seq`` is in the tree of ``size`` (default: the newest signed
@@ -346,14 +353,26 @@ class AuditLog:
         entry = self.store.entry(seq)
         if entry is None:
             raise IndexError(f"entry {seq} is not in the log")
-        need = inclusion_needs(seq, size)
-        path = merkle.inclusion_proof(seq, size, tile_node(self.store.tiles(tiles_for(need))))
-        return InclusionProof(entry, size, path, note)
+        return InclusionProof(entry, size, self.inclusion_path(seq, size), note)
 
     def inclusion_path(self, seq: int, size: int) -> list[bytes]:
-        """Just the audit path (the hot path: one query for the tiles, no leaf rehash)."""
+        """Just the audit path (the hot path: at most one query for the tiles, no leaf
+        rehash; at most ``log2 size`` node hashes for the right border)."""
         need = inclusion_needs(seq, size)
-        return merkle.inclusion_proof(seq, size, tile_node(self.store.tiles(tiles_for(need))))
+        return merkle.inclusion_proof(seq, size, tile_node(self._tiles(tiles_for(need))))
+
+    def _tiles(self, keys: set[tuple[int, int]]) -> dict[tuple[int, int], Tile]:
+        out = {k: self._full[k] for k in keys if k in self._full}
+        missing = keys - out.keys()
+        if missing:
+            got = self.store.tiles(missing)
+            out.update(got)
+            for k, t in got.items():
+                if t.width == WIDTH:
+                    if len(self._full) >= FULL_TILE_CACHE:
+                        self._full.pop(next(iter(self._full)))
+                    self._full[k] = t
+        return out
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         if not 0 <= first <= second <= self.store.size():
@@ -361,8 +380,7 @@ class AuditLog:
         if first in (0, second):
             return []
         need = consistency_needs(first, second)
-        return merkle.consistency_proof(first, second,
-                                        tile_node(self.store.tiles(tiles_for(need))))
+        return merkle.consistency_proof(first, second, tile_node(self._tiles(tiles_for(need))))
 
 
 def _prepare(r: Record) -> tuple[str, str, str, JsonValue, str]:

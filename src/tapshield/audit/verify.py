@@ -23,15 +23,22 @@ proven, and says so (docs/trust.md, "what an insider can and cannot do").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from tapshield.audit import merkle
+from tapshield.audit.canonical import format_ts, leaf_text
 from tapshield.audit.checkpoint import Checkpoint, NoteError, Verifier, open_note
 from tapshield.audit.log import AuditStore, root_nodes, tile_node
 from tapshield.audit.tiles import HEIGHT, WIDTH, Tile, TileBuilder, edge_tiles, tiles_for
+
+_DUMPS = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=True).encode
+"""Canonical dumps that does not raise on a tampered value (a float, a NaN): such a row
+must be reported as not matching, not crash the verifier."""
 
 CHECK_EVERY = 64 * WIDTH
 """Leaves between two comparisons of recomputed tiles with the stored ones."""
@@ -222,6 +229,7 @@ def verify(
                     f"(tile {x.level}/{x.index}) does not match them", exact=False))
 
     pending = 0
+    stamp: tuple[datetime | None, str] = (None, "")
     for e in store.entries():
         if e.seq != expected:
             if first_gap is None:
@@ -232,7 +240,10 @@ def verify(
                 else:  # pragma: no cover - seq is the primary key, rows come sorted
                     first_gap = Finding(e.seq, f"entry #{e.seq} appears out of order")
             expected = e.seq
-        builder.push((merkle.leaf_hash(e.leaf()),))
+        if e.ts != stamp[0]:
+            stamp = (e.ts, format_ts(e.ts))
+        leaf = leaf_text(e.seq, stamp[1], e.kind, e.actor, e.subject, _canonical(e.payload))
+        builder.push((merkle.leaf_hash(leaf.encode("utf-8")),))
         expected += 1
         pending += 1
         n = builder.size
@@ -289,6 +300,12 @@ def verify(
     report.newest_head = good_size if heads else None
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _canonical(payload: Any) -> str:
+    """The canonical text of a payload read back from the database (dumped as it is:
+    whatever was stored, normalised or not, is what gets hashed)."""
+    return str(_DUMPS(payload))
 
 
 def _first_difference(

@@ -82,13 +82,12 @@ def insert_entries(conn: Connection, entries: Sequence[Entry], table: str = "aud
                 cp.write_row((e.seq, e.ts, e.kind, e.actor, e.subject, text))
         return
     if dialect == "sqlite":
-        stamps: dict[datetime, str] = {}
+        last: list[Any] = [None, ""]
 
-        def stamp(ts: datetime) -> str:
-            s = stamps.get(ts)
-            if s is None:
-                s = stamps[ts] = ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-            return s
+        def stamp(ts: datetime) -> str:  # a batch shares one time: format it once
+            if ts is not last[0]:
+                last[0], last[1] = ts, ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            return str(last[1])
 
         conn.exec_driver_sql(
             f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -198,3 +197,16 @@ class SqlAuditStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(c.id, c.size, c.note).order_by(c.id)).all()
         return [StoredHead(int(r.id), int(r.size), str(r.note)) for r in rows]
+
+    def latest_head(self) -> StoredHead | None:
+        c = t.audit_heads.c
+        with self.engine.connect() as conn:
+            r = conn.execute(select(c.id, c.size, c.note).order_by(c.id.desc()).limit(1)).first()
+        return StoredHead(int(r.id), int(r.size), str(r.note)) if r else None
+
+    def head_of_size(self, size: int) -> StoredHead | None:
+        c = t.audit_heads.c
+        with self.engine.connect() as conn:
+            r = conn.execute(select(c.id, c.size, c.note).where(c.size == size)
+                             .order_by(c.id.desc()).limit(1)).first()
+        return StoredHead(int(r.id), int(r.size), str(r.note)) if r else None
