@@ -27,6 +27,25 @@ _dumps = json.JSONEncoder(
 ).encode
 
 
+def _fast_dumps() -> Any:
+    """The C encoder built once (``JSONEncoder.encode`` builds one per call): the same
+    output as ``_dumps`` for normalised values, which hold no cycles by construction."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return _dumps
+    enc = make(None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False)
+
+    def dumps(value: Any) -> str:
+        if type(value) is str:
+            return str(json.encoder.encode_basestring(value))
+        return "".join(enc(value, 0))
+
+    return dumps
+
+
+_cdumps = _fast_dumps()
+
+
 class CanonicalError(ValueError):
     """A value that has no canonical form (a float, a NUL, a non-string key...)."""
 
@@ -127,7 +146,7 @@ def payload_text(payload: Any) -> tuple[JsonValue, str]:
     tapshield's own records are) skip the conversion walk.
     """
     value: JsonValue = payload if _plain(payload) else normalise(payload)
-    text = _dumps(value)
+    text: str = _cdumps(value)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

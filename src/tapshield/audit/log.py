@@ -234,7 +234,7 @@ class AuditLog:
 
     def append_batch(self, records: Iterable[Record | tuple[Any, ...]]) -> list[int]:
         """Append records in one transaction (all or none); returns their positions."""
-        prepared = [_prepare(Record(*r)) for r in records]
+        prepared = [_prepare(*r) for r in records]
         if not prepared:
             return []
         try:
@@ -383,15 +383,21 @@ class AuditLog:
         return merkle.consistency_proof(first, second, tile_node(self._tiles(tiles_for(need))))
 
 
-def _prepare(r: Record) -> tuple[str, str, str, JsonValue, str]:
-    for name, value, limit in (("kind", r.kind, MAX_KIND), ("actor", r.actor, MAX_ACTOR),
-                               ("subject", r.subject, MAX_SUBJECT)):
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"audit record: {name} must be a non-empty string")
-        if len(value) > limit or "\x00" in value:
-            raise ValueError(f"audit record: {name} is longer than {limit} or holds a NUL")
-    payload, text = payload_text(r.payload if r.payload is not None else {})
-    if not isinstance(payload, dict):
+def _prepare(
+    kind: str, actor: str, subject: str, payload: Mapping[str, Any] | None = None
+) -> tuple[str, str, str, JsonValue, str]:
+    if not (type(kind) is str and type(actor) is str and type(subject) is str
+            and 0 < len(kind) <= MAX_KIND and 0 < len(actor) <= MAX_ACTOR
+            and 0 < len(subject) <= MAX_SUBJECT and not kind.isspace()
+            and not actor.isspace() and not subject.isspace()
+            and "\x00" not in kind and "\x00" not in actor and "\x00" not in subject):
+        for name, value, limit in (("kind", kind, MAX_KIND), ("actor", actor, MAX_ACTOR),
+                                   ("subject", subject, MAX_SUBJECT)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"audit record: {name} must be a non-empty string")
+            if len(value) > limit or "\x00" in value:
+                raise ValueError(f"audit record: {name} is longer than {limit} or holds a NUL")
+    body, text = payload_text(payload if payload is not None else {})
+    if not isinstance(body, dict):
         raise ValueError("audit record: the payload must be a JSON object")
-    return r.kind, r.actor, r.subject, payload, text
-
+    return kind, actor, subject, body, text
