@@ -143,3 +143,27 @@ def test_masks() -> None:
     assert mask_phone("13812345678") == "138****5678"
     assert mask_email("zhang.wei@example.com") == "z***@example.com"
     assert mask_id("u142424") == "u1***24"
+
+
+def test_rotation_through_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tapshield.cli import app
+
+    runner = CliRunner()
+    keys = tmp_path / "keys"
+    assert runner.invoke(app, ["privacy", "keygen", "--keys", str(keys)]).exit_code == 0
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    store = Store(db)
+    p = FileKeyProvider(keys)
+    vault = Vault(SqlVaultStore(store.engine), Tokenizer(p), Sealer(p))
+    tok = vault.put("email", "li.na@example.com")
+    res = runner.invoke(app, ["privacy", "rotate", "seal", "--keys", str(keys)])
+    assert res.exit_code == 0 and "version 2 is current" in res.output
+    res = runner.invoke(app, ["privacy", "reencrypt", "--db", db, "--keys", str(keys)])
+    assert res.exit_code == 0 and "1 value(s) re-sealed" in res.output, res.output
+    assert SqlVaultStore(store.engine).versions() == {2: 1}
+    assert Vault(SqlVaultStore(store.engine), Tokenizer(FileKeyProvider(keys)),
+                 Sealer(FileKeyProvider(keys))).reveal(tok) == "li.na@example.com"
+    res = runner.invoke(app, ["privacy", "rotate", "nope", "--keys", str(keys)])
+    assert res.exit_code == 2

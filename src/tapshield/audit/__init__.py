@@ -6,8 +6,8 @@ intervals as C2SP checkpoints; inclusion and consistency proofs are exactly
 RFC 9162's, so a partner or an auditor checks them offline, and
 ``tapshield audit verify`` re-checks the whole log. See docs/trust.md.
 
-Importing this package loads only the standard library; ``cryptography`` is
-loaded by the modules that sign or verify heads.
+The domain code needs only the standard library and ``cryptography``
+(Ed25519); the tables live in ``tapshield.storage.audit``.
 """
 
 from __future__ import annotations

@@ -20,5 +20,6 @@ from tapshield.cli import route as _route  # noqa: F401  isort: skip
 from tapshield.cli import detect as _detect  # noqa: F401  isort: skip
 from tapshield.cli import live as _live  # noqa: F401  isort: skip
 from tapshield.cli import audit as _audit  # noqa: F401  isort: skip
+from tapshield.cli import privacy as _privacy  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
