@@ -8,13 +8,15 @@ processes are serialised and each sees the size the previous one committed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from tapshield.audit.checkpoint import Checkpoint
 from tapshield.audit.log import Entry, StoredHead
@@ -134,7 +136,8 @@ def _load_tiles(conn: Connection, keys: Collection[tuple[int, int]]) -> dict[
     if not keys:
         return {}
     c = t.audit_tiles.c
-    cond = or_(*[and_(c.level == lv, c.idx == ix) for lv, ix in keys])
+    # A tuple IN with expanding parameters: one cached statement whatever the keys.
+    cond = tuple_(c.level, c.idx).in_([(int(lv), int(ix)) for lv, ix in keys])
     rows = conn.execute(select(c.level, c.idx, c.width, c.hashes).where(cond)).all()
     return {(int(r.level), int(r.idx)): Tile(int(r.level), int(r.idx), int(r.width),
                                              bytes(r.hashes)) for r in rows}
@@ -149,6 +152,16 @@ class SqlAuditStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()
+
+    def _reader(self) -> Connection:
+        """A per-thread autocommit connection for proof reads: no pool checkout and no
+        rollback round trip per proof (the hot path of serving proofs)."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._local.conn = conn
+        return conn
 
     @contextmanager
     def transaction(self) -> Iterator[_Txn]:
@@ -167,8 +180,17 @@ class SqlAuditStore:
                                     .where(t.audit_tree.c.id == 1)).scalar_one())
 
     def tiles(self, keys: Collection[tuple[int, int]]) -> dict[tuple[int, int], Tile]:
-        with self.engine.connect() as conn:
-            return _load_tiles(conn, keys)
+        try:
+            return _load_tiles(self._reader(), keys)
+        except DBAPIError:
+            self.close()  # a dropped connection: the next read opens a new one
+            raise
+
+    def close(self) -> None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     def entry(self, seq: int) -> Entry | None:
         with self.engine.connect() as conn:
