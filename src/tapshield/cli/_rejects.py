@@ -39,12 +39,11 @@ def _redacted(rejects: pl.DataFrame) -> pl.DataFrame:
     finds the record in the input): a rejects file is passed around, the input is not."""
     from tapshield.errors import PERSONAL_COLUMNS, redact
 
-    fixes = [
-        pl.Series(c, [redact(c, v) for v in rejects[c].cast(pl.String).to_list()],
-                  dtype=pl.String)
-        for c in (*sorted(PERSONAL_COLUMNS), "raw") if c in rejects.columns
-    ]
-    if "raw" in rejects.columns:
-        fixes[-1] = pl.Series("raw", [redact("*", v) for v in
-                                      rejects["raw"].cast(pl.String).to_list()], dtype=pl.String)
+    def redacted(column: str, as_column: str) -> pl.Series:
+        values = rejects[column].cast(pl.String).to_list()
+        return pl.Series(column, [redact(as_column, v) for v in values], dtype=pl.String)
+
+    fixes = [redacted(c, c) for c in sorted(PERSONAL_COLUMNS) if c in rejects.columns]
+    if "raw" in rejects.columns:  # the text of a record that could not be split
+        fixes.append(redacted("raw", "*"))
     return rejects.with_columns(fixes)
