@@ -74,8 +74,13 @@ def test_a_drill_leaves_no_raw_identifier_anywhere(tmp_path: Path) -> None:
     scenario.write_text(SCENARIO)
     out = tmp_path / "drill"
     db = f"sqlite:///{tmp_path / 'tapshield.db'}"
+    res = runner.invoke(app, ["audit", "keygen", "bank.example/drill-audit", "--out",
+                              str(tmp_path / "audit-keys")])
+    assert res.exit_code == 0, res.output
+    vkey = res.stdout.strip().splitlines()[-1]
+    env = {"TAPSHIELD_AUDIT_SIGNER_FILE": str(tmp_path / "audit-keys" / "audit.skey")}
     res = runner.invoke(app, ["drill", str(scenario), "--out", str(out), "--no-failover",
-                              "--audit-db", db, "--json"])
+                              "--audit-db", db, "--json"], env=env)
     assert res.exit_code == 0, res.output
     card = json.loads(res.stdout)
     assert card["summary"]["detected"] == 1, "the attack must page: else nothing was tested"
@@ -100,16 +105,21 @@ def test_a_drill_leaves_no_raw_identifier_anywhere(tmp_path: Path) -> None:
     assert vault.reveal(Tokenizer(keys).token("phone", _contact(users[0])[0])) == \
         _contact(users[0])[0]
 
-    # The decisions are on the record, and the record verifies.
-    n = store.engine.connect().exec_driver_sql("SELECT count(*) FROM audit_log").scalar()
-    assert n and n >= 2
+    # The decisions are on the record, signed, and the record verifies.
+    with store.engine.connect() as conn:
+        kinds = {k for (k,) in conn.exec_driver_sql("SELECT kind FROM audit_log")}
+    assert {"incident.opened", "incident.closed"} <= kinds, kinds
+    assert any(k.startswith("alert.") for k in kinds), kinds  # the page
     store.close()
+    res_v = runner.invoke(app, ["audit", "verify", "--db", db, "--key", vkey])
+    assert res_v.exit_code == 0 and "OK" in res_v.stdout, res_v.output
 
     files = [p for p in tmp_path.rglob("*") if p.is_file()
-             and p != out / "simulation" / "events.parquet" and "keys" not in p.parts]
+             and p != out / "simulation" / "events.parquet" and "keys" not in p.parts
+             and "audit-keys" not in p.parts]
     assert any(p.name == "incidents.json" for p in files)
     assert any(p.name == "tapshield.db" for p in files)
-    logs = {"stdout": res.stdout, "stderr": res.stderr}
+    logs = {"stdout": res.stdout, "stderr": res.stderr, "verify": res_v.output}
     hits = find_raw(files, logs, ids, literals)
     assert not hits, hits[:20]
 
