@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import polars as pl
@@ -55,18 +56,47 @@ def _contact(user: str) -> tuple[str, str]:
 
 def find_raw(paths: list[Path], texts: dict[str, str], ids: set[str],
              literals: set[str]) -> list[str]:
-    """Every place a raw identifier appears: ``where: value``."""
+    """Every place a raw identifier appears: ``where: value``.
+
+    Text is split into tokens and compared with the identifiers. A database is
+    searched twice: every value of every table (text split into tokens), and its
+    bytes, free pages and write-ahead log included, for every identifier of 6 or
+    more characters and every phone and e-mail (shorter ids, like ``d5``, occur by
+    chance in hashes and ciphertext, so only the table values are searched for them).
+    """
     hits: list[str] = []
+    long_ids = {i for i in ids if len(i) >= 6} | literals
 
     def scan(where: str, text: str) -> None:
         hits.extend(f"{where}: {t}" for t in set(TOKEN.findall(text)) & ids)
         hits.extend(f"{where}: {lit}" for lit in literals if lit in text)
 
     for p in paths:
-        scan(str(p), p.read_bytes().decode("latin-1"))
+        data = p.read_bytes()
+        if data.startswith(b"SQLite format 3") or p.name.endswith(("-wal", "-shm")):
+            raw = data.decode("latin-1")
+            hits.extend(f"{p}: {i}" for i in long_ids if i in raw)
+            if data.startswith(b"SQLite format 3"):
+                for where, text in _db_values(p):
+                    scan(where, text)
+        else:
+            scan(str(p), data.decode("latin-1"))
     for where, text in texts.items():
         scan(where, text)
     return hits
+
+
+def _db_values(path: Path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(path)
+    out: list[tuple[str, str]] = []
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in con.execute(f'SELECT * FROM "{table}"'):
+                out.extend((f"{path.name}:{table}", v) for v in row if isinstance(v, str))
+    finally:
+        con.close()
+    return out
 
 
 def test_a_drill_leaves_no_raw_identifier_anywhere(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Select, and_, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -135,12 +135,21 @@ def _load_tiles(conn: Connection, keys: Collection[tuple[int, int]]) -> dict[
         tuple[int, int], Tile]:
     if not keys:
         return {}
-    c = t.audit_tiles.c
-    # A tuple IN with expanding parameters: one cached statement whatever the keys.
-    cond = tuple_(c.level, c.idx).in_([(int(lv), int(ix)) for lv, ix in keys])
-    rows = conn.execute(select(c.level, c.idx, c.width, c.hashes).where(cond)).all()
+    rows = conn.execute(tiles_query(keys)).all()
     return {(int(r.level), int(r.idx)): Tile(int(r.level), int(r.idx), int(r.width),
                                              bytes(r.hashes)) for r in rows}
+
+
+def tiles_query(keys: Collection[tuple[int, int]]) -> Select[Any]:
+    """The tiles named by ``keys`` (tile level, index), found through the primary key."""
+    c = t.audit_tiles.c
+    by_level: dict[int, list[int]] = {}
+    for lv, ix in keys:
+        by_level.setdefault(int(lv), []).append(int(ix))
+    # ``level = L AND idx IN (...)`` per level: both engines search the primary key for
+    # it (SQLite scans the whole table for a row-value ``IN (VALUES ...)``).
+    cond = or_(*[and_(c.level == lv, c.idx.in_(ixs)) for lv, ixs in sorted(by_level.items())])
+    return select(c.level, c.idx, c.width, c.hashes).where(cond)
 
 
 def _entry(r: Any) -> Entry:
