@@ -19,6 +19,7 @@ one query and computes at most ``log2 n`` hashes for the right border.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ class Tile:
         return [self.hashes[off + i * HASH_SIZE : off + (i + 1) * HASH_SIZE] for i in range(n)]
 
 
+@functools.cache
 def _row_offset(width: int, row: int) -> int:
     return sum(width >> j for j in range(row))
 
