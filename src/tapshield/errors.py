@@ -10,6 +10,33 @@ def clip(s: str, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
+PERSONAL_COLUMNS: frozenset[str] = frozenset({"user_id", "device_id"})
+"""Input columns that identify a person: messages and reject files show them masked
+(docs/trust.md). Merchant ids name businesses and stay as sent."""
+
+
+def mask_value(value: str) -> str:
+    """``u142424`` -> ``u1***24``: recognisable by the person who sent it, useless to
+    anyone else. (``tapshield.privacy.mask`` builds its display forms on this.)"""
+    if len(value) <= 4:
+        return "*" * len(value)
+    if len(value) <= 6:
+        return f"{value[0]}***"
+    return f"{value[:2]}***{value[-2:]}"
+
+
+def redact(column: str, value: str | None) -> str | None:
+    """What a message or a rejects file may show of ``value`` in ``column``: personal
+    identifiers masked, a whole unsplittable record (column ``*``) withheld."""
+    if value is None:
+        return None
+    if column in PERSONAL_COLUMNS:
+        return mask_value(value)
+    if column == "*":
+        return f"<record of {len(value)} characters withheld: it may hold personal data>"
+    return value
+
+
 class ContractError(ValueError):
     """A file-level problem: unreadable input or a missing required column.
 
@@ -28,5 +55,6 @@ class RowError:
     value: str | None
 
     def __str__(self) -> str:
-        shown = "<empty>" if self.value is None else repr(clip(self.value))
+        value = redact(self.column, self.value)
+        shown = "<empty>" if value is None else repr(clip(value))
         return f"row {self.row}, column {self.column!r}: rule {self.rule} (value {shown})"

@@ -21,5 +21,7 @@ from tapshield.cli import detect as _detect  # noqa: F401  isort: skip
 from tapshield.cli import live as _live  # noqa: F401  isort: skip
 from tapshield.cli import serve as _serve, keys as _keys  # noqa: F401  isort: skip
 from tapshield.cli import risk as _risk  # noqa: F401  isort: skip
+from tapshield.cli import audit as _audit  # noqa: F401  isort: skip
+from tapshield.cli import privacy as _privacy  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

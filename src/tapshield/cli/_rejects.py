@@ -19,6 +19,7 @@ class RejectFile:
     def write(self, rejects: pl.DataFrame) -> None:
         if rejects.height == 0:
             return
+        rejects = _redacted(rejects)
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "wb")
@@ -31,3 +32,18 @@ class RejectFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _redacted(rejects: pl.DataFrame) -> pl.DataFrame:
+    """Personal identifiers masked, unsplittable records withheld (the row number
+    finds the record in the input): a rejects file is passed around, the input is not."""
+    from tapshield.errors import PERSONAL_COLUMNS, redact
+
+    def redacted(column: str, as_column: str) -> pl.Series:
+        values = rejects[column].cast(pl.String).to_list()
+        return pl.Series(column, [redact(as_column, v) for v in values], dtype=pl.String)
+
+    fixes = [redacted(c, c) for c in sorted(PERSONAL_COLUMNS) if c in rejects.columns]
+    if "raw" in rejects.columns:  # the text of a record that could not be split
+        fixes.append(redacted("raw", "*"))
+    return rejects.with_columns(fixes)

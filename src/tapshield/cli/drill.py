@@ -31,6 +31,10 @@ def drill(
         None, "--incidents", help="... and the pipeline's incidents.json ..."),
     alerts: Path | None = typer.Option(
         None, "--alerts", help="... and optionally its alerts.jsonl."),
+    audit_db: str | None = typer.Option(
+        None, "--audit-db", help="Also record the run's decisions (pages, incident changes) in "
+        "the transparency log of this database, signed with $TAPSHIELD_AUDIT_SIGNER_FILE's key "
+        "if set (see `tapshield audit`)."),
 ) -> None:
     """Run SCENARIO through the pipeline and print a scorecard against its ground truth."""
     from tapshield.drill import PipelineMissingError, run_drill, score
@@ -54,7 +58,8 @@ def drill(
     try:
         with console.status("drill") as status:
             result = run_drill(scenario, work, seed=seed, failover=not no_failover,
-                               progress=lambda s: status.update(f"drill: {s}"))
+                               progress=lambda s: status.update(f"drill: {s}"),
+                               sinks=_audit_sinks(audit_db, f"drill {scenario}"))
     except PipelineMissingError as exc:
         raise UsageError(str(exc)) from None
     data = result.to_dict()
@@ -63,6 +68,19 @@ def drill(
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _audit_sinks(url: str | None, run: str) -> list[object]:
+    if url is None:
+        return []
+    from tapshield.audit.log import AuditLog
+    from tapshield.audit.sink import AuditSink
+    from tapshield.audit.witness import load_signer
+    from tapshield.storage import Store
+    from tapshield.storage.audit import SqlAuditStore
+
+    log = AuditLog(SqlAuditStore(Store(url).engine), signer=load_signer())
+    return [AuditSink(log, run_id=run)]
 
 
 def _read_alerts(path: Path) -> list[AlertEvent]:

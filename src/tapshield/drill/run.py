@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -115,8 +115,11 @@ def run_drill(
     failover: bool = True,
     chunk_rows: int = 250_000,
     progress: Callable[[str], None] | None = None,
+    sinks: Sequence[Any] = (),
 ) -> DrillResult:
-    """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``."""
+    """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``.
+
+    ``sinks``: more pipeline sinks (the database, the audit log) beside the files."""
     analyze_frames, pipeline_config = _pipeline()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     out = Path(out_dir)
@@ -139,7 +142,7 @@ def run_drill(
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
     try:
         result = analyze_frames(iter(reader), changes=changes, config=pipeline_config(),
-                                out_dir=out / "analysis")
+                                out_dir=out / "analysis", sinks=sinks)
     except ImportError as exc:  # a stage of the pipeline (monitor, diagnosis) is missing
         raise PipelineMissingError(
             f"the analysis pipeline cannot run in this build ({exc})") from None

@@ -15,7 +15,9 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -105,3 +107,64 @@ alerts = Table(
     Index("ix_alerts_run_ts", "run_id", "ts"),
     Index("ix_alerts_alert_id", "alert_id"),
 )
+
+# -- trust: the transparency log and the personal-data vault (migration 0003_trust) ------------
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("payload", JsonDoc, nullable=False),
+    Index("ix_audit_log_subject", "subject"),
+)
+"""One row per leaf; ``seq`` is the leaf index. Append-only: see docs/trust.md."""
+
+audit_tiles = Table(
+    "audit_tiles",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("width", Integer, nullable=False),
+    Column("hashes", LargeBinary, nullable=False),
+)
+"""Interior hashes of the Merkle tree in tiles (``tapshield.audit.tiles``)."""
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("size", BigInteger, nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+)
+"""Signed tree heads (C2SP checkpoints); the ``note`` is the authority, the rest an index."""
+
+audit_tree = Table(
+    "audit_tree",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("last_ts", UTCDateTime, nullable=True),
+)
+"""One row (id 1): the tree size, and the row every append locks."""
+
+pii_vault = Table(
+    "pii_vault",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("key_version", Integer, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_pii_vault_key_version", "key_version"),
+)
+"""Recoverable identifiers (phone, e-mail), AES-GCM sealed, keyed by their token."""
