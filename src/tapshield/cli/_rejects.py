@@ -1,33 +1,7 @@
-"""A rejects file that exists only if something was rejected."""
+"""A rejects file that exists only if something was rejected (see :mod:`tapshield.events.rejects`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import IO
+from tapshield.events.rejects import RejectWriter as RejectFile
 
-import polars as pl
-
-
-class RejectFile:
-    """Append rejected rows (row, errors, raw, wire columns) to a CSV file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows = 0
-        self._fh: IO[bytes] | None = None
-
-    def write(self, rejects: pl.DataFrame) -> None:
-        if rejects.height == 0:
-            return
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "wb")
-            rejects.write_csv(self._fh)
-        else:
-            rejects.write_csv(self._fh, include_header=False)
-        self.rows += rejects.height
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+__all__ = ["RejectFile"]

@@ -1,0 +1,85 @@
+"""The rejects file: every rejected row, its reasons and its own bytes.
+
+A CSV file with the columns ``row``, ``errors``, ``raw`` and the contract's
+wire columns. It exists only if something was rejected.
+
+* ``raw`` is the record exactly as it was in the input: every byte, its
+  quoting, bytes that are not UTF-8, however long. It is written as one CSV
+  field (quoted with doubled ``"`` where needed), so any CSV reader gives back
+  the source bytes; when the source was not UTF-8, neither is that field.
+  It is never altered for spreadsheets: it is the evidence.
+* the wire columns show the values as read, for people: a value a
+  spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+  first) gets a leading ``'`` (OWASP's CSV-injection guidance).
+
+The Python ``csv`` module writes it: a text layer that carries undecodable
+bytes through unchanged (``surrogateescape``) makes the bytes exact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import IO
+
+import polars as pl
+
+from tapshield.events.write import formula_safe
+
+
+class RejectWriter:
+    """Append rejected rows (``row, errors, raw, <columns>``) to one CSV file.
+
+    The file is created at the first rejected row: no rows, no file.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.rows = 0
+        self._fh: IO[str] | None = None
+        self._csv: csv.DictWriter[str] | None = None
+        self._columns: list[str] | None = None
+
+    def write(self, rejects: pl.DataFrame) -> None:
+        if rejects.height == 0:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            raw = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            self._fh = io.TextIOWrapper(
+                raw, encoding="utf-8", errors="surrogateescape", newline=""
+            )
+            self._columns = list(rejects.columns)
+            self._csv = csv.DictWriter(self._fh, self._columns, lineterminator="\n")
+            self._csv.writeheader()
+        assert self._csv is not None and self._columns is not None
+        shown = rejects.with_columns(
+            formula_safe(pl.col(c)).alias(c)
+            for c, dtype in rejects.schema.items()
+            if c not in ("row", "errors", "raw") and dtype == pl.String
+        )
+        for rec in shown.iter_rows(named=True):
+            raw = rec.get("raw")
+            if isinstance(raw, bytes):
+                rec["raw"] = raw.decode("utf-8", "surrogateescape")
+            self._csv.writerow({c: rec.get(c) for c in self._columns})
+        self.rows += rejects.height
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            self._csv = None
+
+
+def read_raw(path: Path | str) -> list[bytes]:
+    """The ``raw`` column of a rejects file, as the bytes the source had (tests, tools)."""
+    csv.field_size_limit(sys.maxsize)
+    with open(path, "rb") as fh:
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="surrogateescape", newline="")
+        return [
+            (rec.get("raw") or "").encode("utf-8", "surrogateescape")
+            for rec in csv.DictReader(text)
+        ]
