@@ -61,6 +61,15 @@ _INLINE = 12
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _no_view(views: np.ndarray, col: int, r: int) -> None:
+    v = views[col, r]
+    v[0] = 0
+    v[1] = 0
+    v[2] = 0
+    v[3] = 0
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _put_view(
     views: np.ndarray, col: int, r: int, src: np.ndarray, a: int, ln: int, buffer: int
 ) -> None:
@@ -208,8 +217,10 @@ def tokenize(
             elif out >= 0:
                 if vln == 0:
                     nulls[out, r] = 1
+                    _no_view(views, out, r)
                 elif high >= 0x80 and not utf8_ok(side if vbuf else buf, va, va + vln):
                     nulls[out, r] = 1
+                    _no_view(views, out, r)
                     if status == REC_OK:
                         status = REC_ENCODING
                         bad_col = field
@@ -232,6 +243,7 @@ def tokenize(
                         o = colmap[field]
                         if o >= 0:
                             nulls[o, r] = 1
+                            _no_view(views, o, r)
                     elif status == REC_OK:
                         status = REC_FIELD_COUNT
                     field += 1
@@ -251,6 +263,7 @@ def tokenize(
             o = colmap[f]
             if o >= 0:
                 nulls[o, r] = 1
+                _no_view(views, o, r)
         rec_start[r] = rs
         rec_end[r] = re
         rec_status[r] = status
@@ -386,14 +399,100 @@ class Tokens:
     def __init__(self, data: bytes, colmap: np.ndarray, ncols: int, final: bool) -> None:
         self.buf = np.frombuffer(data, dtype=np.uint8)
         cap = line_ends(data) + 1
-        self.views = np.zeros((ncols, cap, 4), dtype=np.uint32)
-        self.nulls = np.zeros((ncols, cap), dtype=np.uint8)
-        self.rec_start = np.zeros(cap, dtype=np.int64)
-        self.rec_end = np.zeros(cap, dtype=np.int64)
-        self.rec_status = np.zeros(cap, dtype=np.uint8)
-        self.rec_col = np.zeros(cap, dtype=np.int64)
-        self.side = np.zeros(len(data) if b'""' in data else 1, dtype=np.uint8)
+        # Every slot a record uses is written by the tokenizer: no zeroing.
+        self.views = np.empty((ncols, cap, 4), dtype=np.uint32)
+        self.nulls = np.empty((ncols, cap), dtype=np.uint8)
+        self.rec_start = np.empty(cap, dtype=np.int64)
+        self.rec_end = np.empty(cap, dtype=np.int64)
+        self.rec_status = np.empty(cap, dtype=np.uint8)
+        self.rec_col = np.empty(cap, dtype=np.int64)
+        self.side = np.empty(len(data) if b'""' in data else 0, dtype=np.uint8)
         self.rows, self.resume, self.side_used = tokenize(
             self.buf, 0, len(self.buf), final, colmap, self.views, self.nulls,
             self.rec_start, self.rec_end, self.rec_status, self.rec_col, self.side,
         )
+
+
+STATUS_RULES = {REC_FIELD_COUNT: "field_count", REC_ENCODING: "encoding", REC_QUOTE: "csv_quote"}
+UTF8_BOM = b"\xef\xbb\xbf"
+OTHER_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"),
+)
+
+
+def split_header(data: bytes, name: str) -> tuple[list[str], int]:
+    """``(field names, offset of the first record)`` of a CSV file's bytes.
+
+    Refuses (``ValueError`` with one line) a file without a header, a header
+    that is not UTF-8 and UTF-16/32 text; skips a UTF-8 byte-order mark and
+    blank lines before the header.
+    """
+    import csv
+    import io
+
+    for bom, enc in OTHER_BOMS:
+        if data.startswith(bom):
+            raise ValueError(f"{name}: the file is {enc} text; save it as UTF-8")
+    start = 3 if data.startswith(UTF8_BOM) else 0
+    while start < len(data) and data[start] in (10, 13):
+        start += 1
+    state = np.zeros(2, dtype=np.int64)
+    end = scan_records(np.frombuffer(data, np.uint8), start, len(data), state, True)
+    if end < 0:
+        end = len(data)
+    text = data[start:end]
+    if not text.strip(b"\r\n"):
+        raise ValueError(f"{name}: empty file (no CSV header)")
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: the CSV header is not UTF-8 ({exc.reason})") from exc
+    fields = next(csv.reader(io.StringIO(decoded, newline="")), [])
+    return [f.strip() for f in fields], end
+
+
+def read_table_csv(data: bytes, name: str) -> tuple[list[str], list[list[str | None]], list[int],
+                                                   list[tuple[int, str, str, bytes]]]:
+    """A small CSV table with the event contract's grammar, all values as text.
+
+    Returns ``(header, columns, row numbers, broken)``: one list of values per
+    header column for the records that split cleanly, their 1-based record
+    numbers, and ``(row, column, rule, raw bytes)`` for the others (too many
+    fields, bytes that are not UTF-8, broken quoting). Raises ``ValueError``
+    for a file-level problem (no header, a duplicate column).
+    """
+    header, offset = split_header(data, name)
+    seen: set[str] = set()
+    dupes = sorted({h for h in header if h in seen or seen.add(h)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise ValueError(f"{name}: duplicate column(s) {', '.join(dupes)}")
+    body = data[offset:]
+    colmap = np.arange(len(header), dtype=np.int64)
+    tokens = Tokens(body, colmap, len(header), True)
+    columns: list[list[str | None]] = [[] for _ in header]
+    rows: list[int] = []
+    broken: list[tuple[int, str, str, bytes]] = []
+    buf = tokens.buf
+    side = tokens.side
+    for r in range(tokens.rows):
+        raw = bytes(buf[tokens.rec_start[r] : tokens.rec_end[r]])
+        status = int(tokens.rec_status[r])
+        if status:
+            col = int(tokens.rec_col[r])
+            broken.append((r + 1, header[col] if col >= 0 else "*", STATUS_RULES[status], raw))
+            continue
+        rows.append(r + 1)
+        for c in range(len(header)):
+            if tokens.nulls[c, r]:
+                columns[c].append(None)
+                continue
+            v = tokens.views[c, r]
+            ln = int(v[0])
+            if ln <= 12:
+                value = v[1:4].tobytes()[:ln]
+            else:
+                src = side if v[2] == 1 else buf
+                value = bytes(src[int(v[3]) : int(v[3]) + ln])
+            columns[c].append(value.decode("utf-8"))
+    return header, columns, rows, broken

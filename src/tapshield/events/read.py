@@ -682,10 +682,11 @@ def _view_array(
     validity = None
     if nulls is not None and nulls.any():
         validity = pa.py_buffer(np.packbits(nulls == 0, bitorder="little"))
-    return pa.Array.from_buffers(
-        _VIEW_TYPES[kind], n, [validity, pa.py_buffer(views), pa.py_buffer(data),
-                              pa.py_buffer(side)],
-    )
+    buffers = [validity, pa.py_buffer(views), pa.py_buffer(data)]
+    if len(side):
+        # Unescaped quoted values live apart (rare: only with "" inside quotes).
+        buffers.append(pa.py_buffer(side))
+    return pa.Array.from_buffers(_VIEW_TYPES[kind], n, buffers)
 
 
 def _token_frame(
@@ -693,7 +694,7 @@ def _token_frame(
 ) -> pl.DataFrame:
     """The wire columns of a tokenized run (views into its bytes, no copy of the text)."""
     n = tokens.rows
-    side = tokens.side[: max(1, tokens.side_used)]
+    side = tokens.side[: tokens.side_used]
     arrays = {
         c: _view_array("s", n, tokens.views[i, :n], tokens.buf, side, tokens.nulls[i, :n])
         for i, c in enumerate(cols)
