@@ -183,15 +183,20 @@ def _ts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
                 "column 'ts' is a timestamp without a time zone; write it UTC-adjusted "
                 "or as epoch milliseconds"
             )
-        ticks = raw.dt.replace_time_zone(None).to_physical()
+        # Physical ticks are UTC whatever the zone: scale them, never convert
+        # an out-of-range value (Polars panics formatting one).
+        ticks = raw.to_physical()
         unit = dtype.time_unit or "us"
-        per_us = {"ns": 1000, "us": 1, "ms": 0}[unit]
-        if per_us:
-            lo, hi = _TS_MIN_US * per_us, _TS_MAX_US * per_us
+        if unit == "ns":
+            inside = (ticks >= _TS_MIN_US * 1000) & (ticks < _TS_MAX_US * 1000)
+            us = ticks // 1000
+        elif unit == "ms":
+            inside = (ticks >= lo_ms) & (ticks < hi_ms)
+            us = ticks * 1000
         else:
-            lo, hi = lo_ms, hi_ms
-        inside = (ticks >= lo) & (ticks < hi)
-        parsed = pl.when(inside).then(raw.dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+            inside = (ticks >= _TS_MIN_US) & (ticks < _TS_MAX_US)
+            us = ticks
+        parsed = pl.when(inside).then(us).cast(TS_DTYPE)
         return parsed, pl.lit(False)
     if dtype.is_integer():
         inside = (raw >= lo_ms) & (raw < hi_ms)
@@ -733,6 +738,15 @@ def _rejects(bad: pl.DataFrame) -> pl.DataFrame:
 def _shown(col: str, dtype: pl.DataType) -> pl.Expr:
     """A wire column as text for the rejects file, whatever its type."""
     present = pl.col(col).is_not_null()
+    if isinstance(dtype, pl.Datetime):
+        # Polars panics formatting a timestamp past year 9999: show those as ticks.
+        ticks = pl.col(col).to_physical()
+        per_s = {"ns": 10**9, "us": 10**6, "ms": 10**3}[dtype.time_unit or "us"]
+        sane = (ticks > -62_135_596_800 * per_s) & (ticks < 253_402_300_799 * per_s)
+        shown = pl.when(sane).then(pl.col(col)).dt.replace_time_zone(None).cast(pl.String)
+        return pl.when(sane).then(shown + "Z").otherwise(
+            ticks.cast(pl.String) + f" ({dtype.time_unit} since 1970)"
+        )
     if isinstance(dtype, pl.Struct):
         return pl.when(present).then(pl.col(col).struct.json_encode())
     if dtype.is_nested():
