@@ -347,6 +347,11 @@ def _single_values(
             changes.append(pl.col(c).is_not_null().alias(_flag("type", c)))
             changes.append(_shown(c, dtype).alias(c))
             schema[c] = pl.String()
+        elif isinstance(dtype, pl.Datetime) and c != "ts":
+            # a timestamp where text is due: its text (Polars panics formatting one
+            # past year 9999, so through _shown)
+            changes.append(_shown(c, dtype).alias(c))
+            schema[c] = pl.String()
         elif dtype == pl.Binary:
             ok = utf8_valid(frame.get_column(c))
             if not ok.all():
