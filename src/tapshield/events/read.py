@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import bisect
 import json
 import re
 import os
@@ -49,7 +50,6 @@ from tapshield.events.csvsplit import (
     line_end_after,
     line_end_before,
     line_ends,
-    record_views,
     record_extent,
     scan_records,
 )
@@ -245,24 +245,41 @@ class EventReader:
         try:
             header, colmap, cols = self._csv_header(source)
             types = dict.fromkeys(cols, pl.String())
+            schema = dict.fromkeys(header, pl.String())
             flags = _structure_flags(header)
 
             def task(pieces: list[_PieceSpec]) -> Callable[[], _CsvChunk]:
                 def run() -> _CsvChunk:
                     frames = []
+                    records = _Records(source)
                     start = pieces[0][0]
                     resume = -1
                     for spec in pieces:
                         offset, _, final, _ = spec
                         data = source.load(spec)
+                        # A piece without a quote or a CR has the trivial grammar:
+                        # Polars' vectorised splitter reads it (the tokenizer's
+                        # results are the same, at a higher cost).
+                        plain = None
+                        if b'"' not in data and b"\r" not in data:
+                            plain = _plain_frame(data, schema, cols)
+                        if plain is not None:
+                            records.add(spec, plain.height)
+                            if plain.height:
+                                frames.append(plain)
+                            continue
                         tokens = Tokens(data, colmap, len(cols), final)
                         if tokens.rows:
                             frames.append(_token_frame(tokens, cols, flags))
+                            n = tokens.rows
+                            records.add(
+                                spec, n, tokens.rec_start[:n].copy(), tokens.rec_end[:n].copy()
+                            )
                         if tokens.resume < len(data):
                             resume = offset + tokens.resume
                             break
                     if not frames:
-                        return _CsvChunk(start, None, resume)
+                        return _CsvChunk(start, None, resume, records)
                     batch = frames[0] if len(frames) == 1 else pl.concat(
                         frames, rechunk=False,
                         how="vertical" if len({len(f.columns) for f in frames}) == 1
@@ -270,7 +287,7 @@ class EventReader:
                     )
                     # The tokenizer gives "no value" (null) for every empty field.
                     parsed = parse(batch.with_row_index(ROW, offset=1), types, blank_free=True)
-                    return _CsvChunk(start, parsed, resume)
+                    return _CsvChunk(start, parsed, resume, records)
 
                 return run
 
@@ -280,9 +297,16 @@ class EventReader:
                 for chunk in results:
                     if chunk.parsed is not None:
                         parsed = chunk.parsed.with_columns(pl.col(ROW).cast(pl.Int64) + done)
-                        done += parsed.height
                         for batch in parsed.iter_slices(self.chunk_rows):
-                            yield finish(batch, self.index)
+                            result = finish(batch, self.index)
+                            if result.rejects.height:
+                                # the records' own bytes, only for the rows rejected
+                                local = (result.rejects["row"] - done - 1).to_numpy()
+                                result.rejects = result.rejects.with_columns(
+                                    pl.Series("raw", chunk.records.raw(local), dtype=pl.Binary)
+                                )
+                            yield result
+                        done += parsed.height
                     if chunk.resume >= 0:
                         # A guessed cut fell inside a quoted field: go on from the
                         # first record the run did not finish.
@@ -488,6 +512,66 @@ class _CsvChunk:
     """The validated-to-be records the run finished (``None``: none)."""
     resume: int = -1
     """Where the first record the run did not finish starts (``-1``: it finished all)."""
+    records: _Records | None = None
+    """Where each parsed record's bytes are (for the rejects file's ``raw``)."""
+
+
+class _Records:
+    """Where a run's records are, to find their bytes again for rejected rows only.
+
+    Carrying every record's bytes (or the piece's buffer) through validation
+    costs a third of the read; a plain piece is only noted, and read and split
+    again if one of its rows is rejected (rare); a tokenized piece keeps its
+    records' offsets.
+    """
+
+    def __init__(self, source: _CsvSource) -> None:
+        self._source = source
+        self._parts: list[tuple[_PieceSpec, np.ndarray | None, np.ndarray | None]] = []
+        self._firsts: list[int] = []
+        self._n = 0
+        self._cache: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
+
+    def add(self, spec: _PieceSpec, rows: int, starts: np.ndarray | None = None,
+            ends: np.ndarray | None = None) -> None:
+        self._parts.append((spec, starts, ends))
+        self._firsts.append(self._n)
+        self._n += rows
+
+    def raw(self, local: np.ndarray) -> list[bytes | None]:
+        """The bytes of the run's records at 0-based positions ``local``."""
+        out: list[bytes | None] = []
+        for i in local.tolist():
+            k = bisect.bisect_right(self._firsts, i) - 1
+            if k < 0 or i >= self._n:
+                out.append(None)
+                continue
+            data, starts, ends = self._piece(k)
+            j = i - self._firsts[k]
+            out.append(data[int(starts[j]) : int(ends[j])])
+        return out
+
+    def _piece(self, k: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+        if k not in self._cache:
+            spec, starts, ends = self._parts[k]
+            data = self._source.load(spec)
+            if starts is None or ends is None:
+                starts, ends = _plain_lines(data)
+            self._cache[k] = (data, starts, ends)
+        return self._cache[k]
+
+
+def _plain_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end of every non-empty line of a piece without quotes or CRs."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == _LF)
+    if len(buf) and buf[-1] != _LF:
+        ends = np.append(ends, len(buf))
+    starts = np.zeros(len(ends), dtype=np.int64)
+    if len(ends):
+        starts[1:] = ends[:-1] + 1
+    keep = starts != ends
+    return starts[keep], ends[keep]
 
 
 _PieceSpec = tuple[int, int, bool, bytes | None]
@@ -645,6 +729,7 @@ class _CsvSource:
             scanned = len(carry)
 
     def load(self, spec: _PieceSpec) -> bytes:
+        """A piece's bytes (``os.pread``: no shared file position, workers read in parallel)."""
         offset, length, _, data = spec
         if data is not None:
             return data
@@ -679,6 +764,7 @@ def _view_array(
     kind: str, n: int, views: np.ndarray, data: np.ndarray, side: np.ndarray,
     nulls: np.ndarray | None,
 ) -> pa.Array:
+    """An Arrow view array over the tokenizer's views (no copy of the text)."""
     validity = None
     if nulls is not None and nulls.any():
         validity = pa.py_buffer(np.packbits(nulls == 0, bitorder="little"))
@@ -687,6 +773,49 @@ def _view_array(
         # Unescaped quoted values live apart (rare: only with "" inside quotes).
         buffers.append(pa.py_buffer(side))
     return pa.Array.from_buffers(_VIEW_TYPES[kind], n, buffers)
+
+
+def _plain_frame(
+    data: bytes, schema: dict[str, pl.DataType], cols: list[str]
+) -> pl.DataFrame | None:
+    """A piece with no quote and no CR, split by Polars; ``None``: let the tokenizer read it.
+
+    Polars reads such text exactly as the tokenizer does but for one thing
+    made good here: an empty line is a row of nulls for Polars (dropped: it is
+    no record). Anything Polars refuses (more fields than the header, bytes
+    that are not UTF-8) or splits into a number of rows other than the
+    piece's lines goes to the tokenizer, which names the broken records.
+    """
+    try:
+        # Every field is read (no projection), which is what makes Polars
+        # notice a record with more fields than the header.
+        frame = pl.read_csv(
+            data, has_header=False, schema=schema, encoding="utf8", missing_columns="insert"
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    # An empty line is null in every column; a column without nulls rules
+    # them out for free (an O(1) count), the rare rest is checked line by line.
+    if frame.height and min(frame.null_count().row(0)) > 0:
+        starts, ends = _plain_lines_all(data)
+        if len(starts) != frame.height:
+            return None
+        frame = frame.filter(pl.Series(starts != ends))
+    return frame.select(cols)
+
+
+def _plain_lines_all(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == _LF)
+    if len(buf) and buf[-1] != _LF:
+        ends = np.append(ends, len(buf))
+    starts = np.zeros(len(ends), dtype=np.int64)
+    if len(ends):
+        starts[1:] = ends[:-1] + 1
+    return starts, ends
+
+
+_LF = 10
 
 
 def _token_frame(
@@ -699,9 +828,6 @@ def _token_frame(
         c: _view_array("s", n, tokens.views[i, :n], tokens.buf, side, tokens.nulls[i, :n])
         for i, c in enumerate(cols)
     }
-    record = np.zeros((1, n, 4), dtype=np.uint32)
-    record_views(tokens.buf, tokens.rec_start, tokens.rec_end, n, record)
-    arrays[_RECORD] = _view_array("b", n, record[0], tokens.buf, side, None)
     frame = cast(pl.DataFrame, pl.from_arrow(pa.table(arrays)))
     status = tokens.rec_status[:n]
     if status.any():
