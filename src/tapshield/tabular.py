@@ -353,8 +353,8 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
-    data = {k: [r.get(k) for r in rows] for k in keys}
-    frame = pl.DataFrame(data, schema=dict.fromkeys(keys, pl.String()))
+    values = {k: [r.get(k) for r in rows] for k in keys}
+    frame = pl.DataFrame(values, schema=dict.fromkeys(keys, pl.String()))
     return frame.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64)), broken
 
 

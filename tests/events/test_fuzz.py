@@ -72,7 +72,7 @@ def watchdog() -> Iterator[None]:
 # -- values ----------------------------------------------------------------
 
 _NASTY_TEXT = st.text(
-    alphabet=st.sampled_from(list('ab,"\n\r =+-@\t\'é中') + ["\u2028", "\x00"]), max_size=12
+    alphabet=st.sampled_from([*'ab,"\n\r =+-@\t\'é中', "\u2028", "\x00"]), max_size=12
 )
 _NUMBERS = st.sampled_from([
     "0", "0.01", "12.5", "12.50", "-1", "1e3", "1E2", "NaN", "inf", "1e400", ".5", "5.",

@@ -115,8 +115,9 @@ def test_quoted_line_ends_across_every_cut(tmp_path: Path) -> None:
 
 def test_every_byte_is_tokenized_a_bounded_number_of_times() -> None:
     """Pathological quoting (every line opens a quote) finishes in linear work."""
-    from tapshield.events.csvsplit import Tokens
     import numpy as np
+
+    from tapshield.events.csvsplit import Tokens
 
     data = b'"\n' * 200_000 + b'a,"b\n' * 200_000
     tokens = Tokens(data, np.arange(2, dtype=np.int64), 2, True)
@@ -280,7 +281,7 @@ def test_an_incident_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
                          "end": "2026-11-11T19:00:00+08:00", "cause": "x", "scope": []}]}
     path = tmp_path / "truth.json"
     path.write_text(json.dumps(truth))
-    with pytest.raises(ContractError, match="ends .* before it starts"):
+    with pytest.raises(ContractError, match=r"ends .* before it starts"):
         load_incidents(path)
     path.write_text(json.dumps({"faults": [{"id": "f1"}]}))
     with pytest.raises(ContractError, match="not a valid truth file"):

@@ -1,4 +1,7 @@
-"""A rejects file that exists only if something was rejected (see :mod:`tapshield.events.rejects`)."""
+"""A rejects file that exists only if something was rejected.
+
+The writer is :class:`tapshield.events.rejects.RejectWriter` (next to the other writers).
+"""
 
 from __future__ import annotations
 

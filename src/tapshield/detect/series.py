@@ -238,7 +238,7 @@ def read_series(path: Path, time_col: str = "timestamp", value_col: str = "value
     from tapshield.events.csvsplit import read_table_csv
 
     try:
-        header, columns, rows, broken = read_table_csv(path.read_bytes(), path.name)
+        header, columns, _, broken = read_table_csv(path.read_bytes(), path.name)
     except ValueError as exc:
         raise ContractError(f"{path} is not a readable CSV: {clip(str(exc), 120)}") from exc
     if broken:

@@ -72,7 +72,7 @@ def _field_end(buf: np.ndarray, p: int, hi: int) -> int:
         c = buf[p]
         if c > _COMMA:
             p += 1
-        elif c == _COMMA or c == _LF or c == _CR:
+        elif c == _COMMA or c == _LF or c == _CR:  # noqa: PLR1714, SIM109 - Numba: plain compares
             return p
         else:
             p += 1
@@ -160,7 +160,7 @@ def tokenize(
     s = 0
     while p < hi:
         c0 = buf[p]
-        if c0 == _LF or c0 == _CR:
+        if c0 == _LF or c0 == _CR:  # noqa: PLR1714, SIM109 - Numba: plain compares
             p += 1  # an empty line is not a record
             continue
         rs = p
@@ -212,7 +212,7 @@ def tokenize(
                     p = closed + 1
                     if p < hi:
                         c = buf[p]
-                        if c != _COMMA and c != _LF and c != _CR:
+                        if c != _COMMA and c != _LF and c != _CR:  # noqa: PLR1714 - Numba: plain compares
                             # text after the closing quote: a broken record
                             if status == REC_OK:
                                 status = REC_QUOTE
@@ -220,12 +220,11 @@ def tokenize(
                             p = _field_end(buf, p, hi)
                             if p >= hi and not final:
                                 return r, rs, s
-                else:
-                    # a quote still open at the end of the file: an ordinary
-                    # character; the record ends at its own line end
-                    if status == REC_OK:
-                        status = REC_QUOTE
-                        bad_col = field
+                # a quote still open at the end of the file: an ordinary
+                # character; the record ends at its own line end
+                elif status == REC_OK:
+                    status = REC_QUOTE
+                    bad_col = field
             if not quoted_ok:
                 p = fs
                 p = _field_end(buf, p, hi)
@@ -317,7 +316,7 @@ def scan_records(buf: np.ndarray, lo: int, hi: int, state: np.ndarray, first: bo
                 mode = 2
             elif c == _COMMA:
                 mode = 0
-            elif c == _LF or c == _CR:
+            elif c == _LF or c == _CR:  # noqa: PLR1714, SIM109 - Numba: plain compares
                 mode = 0
                 last = p + 1
                 if first:
@@ -326,7 +325,7 @@ def scan_records(buf: np.ndarray, lo: int, hi: int, state: np.ndarray, first: bo
                 mode = 1
         elif c == _COMMA:
             mode = 0
-        elif c == _LF or c == _CR:
+        elif c == _LF or c == _CR:  # noqa: PLR1714, SIM109 - Numba: plain compares
             mode = 0
             last = p + 1
             if first:

@@ -18,13 +18,13 @@ than failing the whole file. Gzipped CSV is read by the ``csv`` module.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import io
-import bisect
 import json
-import re
 import os
+import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, BinaryIO, TypeVar, cast
+from typing import BinaryIO, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -57,8 +57,8 @@ from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (
     ROW,
-    _flag,
     ValidationResult,
+    _flag,
     finish,
     parse,
     structural_rejects,
@@ -245,7 +245,7 @@ class EventReader:
         try:
             header, colmap, cols = self._csv_header(source)
             types = dict.fromkeys(cols, pl.String())
-            schema = dict.fromkeys(header, pl.String())
+            schema: dict[str, pl.DataType] = dict.fromkeys(header, pl.String())
             flags = _structure_flags(header)
 
             def task(pieces: list[_PieceSpec]) -> Callable[[], _CsvChunk]:
@@ -299,7 +299,7 @@ class EventReader:
                         parsed = chunk.parsed.with_columns(pl.col(ROW).cast(pl.Int64) + done)
                         for batch in parsed.iter_slices(self.chunk_rows):
                             result = finish(batch, self.index)
-                            if result.rejects.height:
+                            if result.rejects.height and chunk.records is not None:
                                 # the records' own bytes, only for the rows rejected
                                 local = (result.rejects["row"] - done - 1).to_numpy()
                                 result.rejects = result.rejects.with_columns(
@@ -666,6 +666,10 @@ class _CsvSource:
         """The run's last record was unfinished at ``resume``: cut again from there."""
         self._restart = (resume, task_start)
 
+    def _take_restart(self) -> tuple[int, int] | None:
+        restart, self._restart = self._restart, None
+        return restart
+
     def runs(self, chunk_rows: int) -> Iterator[Iterator[list[_PieceSpec]]]:
         """Runs of tasks (each a few pieces, about ``chunk_rows`` records)."""
         target = max(1, int(chunk_rows * self.per_record * 0.95))
@@ -677,10 +681,10 @@ class _CsvSource:
         while self.pos < self.size:
             self._restart = None
             yield _groups(self._plain_pieces(self.pos, piece_bytes), per_task)
-            if self._restart is None:
+            restart = self._take_restart()
+            if restart is None:
                 return
-            resume, task_start = self._restart
-            self._restart = None
+            resume, task_start = restart
             if resume == task_start:
                 # One record longer than a piece (a long quoted field): find its
                 # end without holding more than a window, then read it whole.

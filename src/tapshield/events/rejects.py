@@ -47,7 +47,7 @@ class RejectWriter:
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            raw = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+            raw = open(self.path, "wb")
             self._fh = io.TextIOWrapper(
                 raw, encoding="utf-8", errors="surrogateescape", newline=""
             )
@@ -61,9 +61,9 @@ class RejectWriter:
             if c not in ("row", "errors", "raw") and dtype == pl.String
         )
         for rec in shown.iter_rows(named=True):
-            raw = rec.get("raw")
-            if isinstance(raw, bytes):
-                rec["raw"] = raw.decode("utf-8", "surrogateescape")
+            source = rec.get("raw")
+            if isinstance(source, bytes):
+                rec["raw"] = source.decode("utf-8", "surrogateescape")
             self._csv.writerow({c: rec.get(c) for c in self._columns})
         self.rows += rejects.height
 

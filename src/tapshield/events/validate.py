@@ -186,7 +186,7 @@ def _ts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
         # Physical ticks are UTC whatever the zone: scale them, never convert
         # an out-of-range value (Polars panics formatting one).
         ticks = raw.to_physical()
-        unit = dtype.time_unit or "us"
+        unit = dtype.time_unit
         if unit == "ns":
             inside = (ticks >= _TS_MIN_US * 1000) & (ticks < _TS_MAX_US * 1000)
             us = ticks // 1000
@@ -206,7 +206,7 @@ def _ts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
         exact = raw.is_finite() & (raw == raw.round(0))
         inside = (raw >= lo_ms) & (raw < hi_ms)
         parsed = pl.when(exact & inside).then(
-            (raw.cast(pl.Int64, strict=False) * 1000)
+            raw.cast(pl.Int64, strict=False) * 1000
         ).cast(TS_DTYPE)
         return parsed, raw.is_not_null() & ~exact.fill_null(False)
     return None
@@ -324,7 +324,7 @@ def _enum_codes(values: pl.Series) -> np.ndarray:
 
 def _not_single(dtype: pl.DataType) -> bool:
     """A type that is not one value: lists, maps, structs, objects, true/false."""
-    return dtype.is_nested() or dtype == pl.Boolean or dtype == pl.Object
+    return dtype.is_nested() or dtype in (pl.Boolean, pl.Object)
 
 
 def _single_values(
@@ -715,7 +715,8 @@ RECORD = "__record__"
 
 
 def _rejects(bad: pl.DataFrame) -> pl.DataFrame:
-    shape, values = [], []
+    shape: list[pl.Expr] = []
+    values: list[pl.Expr] = []
     for name in bad.columns:
         if name.startswith(_FLAG) and name != _ANY:
             rule, column = _parse_flag(name)
@@ -746,7 +747,7 @@ def _shown(col: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
         # Polars panics formatting a timestamp past year 9999: show those as ticks.
         ticks = pl.col(col).to_physical()
-        per_s = {"ns": 10**9, "us": 10**6, "ms": 10**3}[dtype.time_unit or "us"]
+        per_s = {"ns": 10**9, "us": 10**6, "ms": 10**3}[dtype.time_unit]
         sane = (ticks > -62_135_596_800 * per_s) & (ticks < 253_402_300_799 * per_s)
         shown = pl.when(sane).then(pl.col(col)).dt.replace_time_zone(None).cast(pl.String)
         return pl.when(sane).then(shown + "Z").otherwise(
