@@ -52,7 +52,7 @@ from tapshield.events.write import write_events
 
 from .helpers import GOOD
 
-HANG_SECONDS = 60
+HANG_SECONDS = 300
 FAST = settings(max_examples=50, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LONG = settings(max_examples=400, deadline=None,

@@ -44,7 +44,7 @@ def _read(path: Path, **kwargs: object) -> tuple[pl.DataFrame, pl.DataFrame, Eve
     return frame, rejects, reader
 
 
-def _validate(path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _validate(path: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``tapshield validate`` in its own process, killed if it runs past ``timeout``."""
     return subprocess.run(
         [sys.executable, "-m", "tapshield", "validate", str(path), *args],
@@ -68,7 +68,7 @@ def test_a_stray_quote_inside_a_field_is_an_ordinary_character(tmp_path: Path) -
     gz = tmp_path / "stray.csv.gz"
     gz.write_bytes(gzip.compress(text.encode()))
     for path in (plain, gz):
-        done = _validate(path, timeout=60)
+        done = _validate(path, timeout=600)
         assert done.returncode == 0, done.stderr
         frame, rejects, _ = _read(path)
         assert frame.height == 10 and rejects.height == 0

@@ -528,3 +528,55 @@ def read_table_csv(data: bytes, name: str) -> tuple[list[str], list[list[str | N
                 value = bytes(src[int(v[3]) : int(v[3]) + ln])
             columns[c].append(value.decode("utf-8"))
     return header, columns, rows, broken
+
+
+@njit(cache=True, nogil=True)
+def polars_safe(buf: np.ndarray) -> bool:
+    """Whether Polars' splitter reads this piece exactly as :func:`tokenize` would.
+
+    True for well-formed RFC 4180 text that ends outside quotes: every quote
+    opens a field, closes it (followed by ``,`` or a line end) or is doubled
+    inside it; every CR is part of a CRLF; no empty line. Anything else
+    (a stray or open quote, text after a closing quote, a lone CR, a blank
+    line, a cut inside a quoted field) is the tokenizer's: Polars would
+    refuse it, or read it differently.
+    """
+    n = len(buf)
+    p = 0
+    at_record = True
+    while p < n:
+        c = buf[p]
+        if at_record and (c == _LF or c == _CR):
+            return False  # an empty line
+        at_record = False
+        if c == _QUOTE:
+            # must open a field: only at a field start (checked by the caller's
+            # position: after a separator, a line end or at the piece start)
+            if p > 0 and buf[p - 1] != _COMMA and buf[p - 1] != _LF and buf[p - 1] != _CR:
+                return False
+            q = p + 1
+            while True:
+                while q < n and buf[q] != _QUOTE:
+                    q += 1
+                if q >= n:
+                    return False  # still open at the end of the piece
+                if q + 1 < n and buf[q + 1] == _QUOTE:
+                    q += 2
+                    continue
+                break
+            p = q + 1
+            if p < n:
+                c = buf[p]
+                if c != _COMMA and c != _LF and c != _CR:  # noqa: PLR1714 - Numba
+                    return False
+            continue
+        if c == _CR:
+            if p + 1 >= n or buf[p + 1] != _LF:
+                return False  # a lone CR
+            p += 2
+            at_record = True
+            continue
+        if c == _LF:
+            at_record = True
+        p += 1
+    return True

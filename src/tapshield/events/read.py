@@ -47,6 +47,7 @@ from tapshield.events.csvsplit import (
     REC_QUOTE,
     SAMPLE_BYTES,
     Tokens,
+    polars_safe,
     line_end_after,
     line_end_before,
     line_ends,
@@ -251,7 +252,8 @@ class EventReader:
             def task(pieces: list[_PieceSpec]) -> Callable[[], _CsvChunk]:
                 def run() -> _CsvChunk:
                     frames = []
-                    records = _Records(source)
+                    records = _Records(source, colmap)
+                    blank_free = True
                     start = pieces[0][0]
                     resume = -1
                     for spec in pieces:
@@ -261,12 +263,14 @@ class EventReader:
                         # Polars' vectorised splitter reads it (the tokenizer's
                         # results are the same, at a higher cost).
                         plain = None
-                        if b'"' not in data and b"\r" not in data:
-                            plain = _plain_frame(data, schema, cols)
+                        simple = b'"' not in data and b"\r" not in data
+                        if simple or polars_safe(np.frombuffer(data, np.uint8)):
+                            plain = _plain_frame(data, schema, cols, simple)
                         if plain is not None:
-                            records.add(spec, plain.height)
+                            records.add(spec, plain.height, simple=simple)
                             if plain.height:
                                 frames.append(plain)
+                            blank_free = blank_free and simple
                             continue
                         tokens = Tokens(data, colmap, len(cols), final)
                         if tokens.rows:
@@ -285,8 +289,11 @@ class EventReader:
                         how="vertical" if len({len(f.columns) for f in frames}) == 1
                         else "diagonal",
                     )
-                    # The tokenizer gives "no value" (null) for every empty field.
-                    parsed = parse(batch.with_row_index(ROW, offset=1), types, blank_free=True)
+                    # The tokenizer gives "no value" (null) for every empty field, and
+                    # so does Polars where there is no quote (only `""` is empty text).
+                    parsed = parse(
+                        batch.with_row_index(ROW, offset=1), types, blank_free=blank_free
+                    )
                     return _CsvChunk(start, parsed, resume, records)
 
                 return run
@@ -525,16 +532,17 @@ class _Records:
     records' offsets.
     """
 
-    def __init__(self, source: _CsvSource) -> None:
+    def __init__(self, source: _CsvSource, colmap: np.ndarray) -> None:
         self._source = source
-        self._parts: list[tuple[_PieceSpec, np.ndarray | None, np.ndarray | None]] = []
+        self._width = len(colmap)
+        self._parts: list[tuple[_PieceSpec, np.ndarray | None, np.ndarray | None, bool]] = []
         self._firsts: list[int] = []
         self._n = 0
         self._cache: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
 
     def add(self, spec: _PieceSpec, rows: int, starts: np.ndarray | None = None,
-            ends: np.ndarray | None = None) -> None:
-        self._parts.append((spec, starts, ends))
+            ends: np.ndarray | None = None, *, simple: bool = False) -> None:
+        self._parts.append((spec, starts, ends, simple))
         self._firsts.append(self._n)
         self._n += rows
 
@@ -553,10 +561,15 @@ class _Records:
 
     def _piece(self, k: int) -> tuple[bytes, np.ndarray, np.ndarray]:
         if k not in self._cache:
-            spec, starts, ends = self._parts[k]
+            spec, starts, ends, simple = self._parts[k]
             data = self._source.load(spec)
             if starts is None or ends is None:
-                starts, ends = _plain_lines(data)
+                if simple:
+                    starts, ends = _plain_lines(data)
+                else:  # quoted fields or CRLF: find the records again
+                    tokens = Tokens(data, np.full(self._width, -1, np.int64), 0, spec[2])
+                    starts = tokens.rec_start[: tokens.rows]
+                    ends = tokens.rec_end[: tokens.rows]
             self._cache[k] = (data, starts, ends)
         return self._cache[k]
 
@@ -780,7 +793,7 @@ def _view_array(
 
 
 def _plain_frame(
-    data: bytes, schema: dict[str, pl.DataType], cols: list[str]
+    data: bytes, schema: dict[str, pl.DataType], cols: list[str], simple: bool = True
 ) -> pl.DataFrame | None:
     """A piece with no quote and no CR, split by Polars; ``None``: let the tokenizer read it.
 
@@ -801,6 +814,8 @@ def _plain_frame(
     # An empty line is null in every column; a column without nulls rules
     # them out for free (an O(1) count), the rare rest is checked line by line.
     if frame.height and min(frame.null_count().row(0)) > 0:
+        if not simple:
+            return None  # (polars_safe ruled out empty lines: something else)
         starts, ends = _plain_lines_all(data)
         if len(starts) != frame.height:
             return None
