@@ -400,16 +400,6 @@ def line_ends(data: bytes) -> int:
     return data.count(b"\n") + data.count(b"\r")
 
 
-@njit(cache=True, nogil=True)
-def record_views(
-    buf: np.ndarray, rec_start: np.ndarray, rec_end: np.ndarray, n: int, views: np.ndarray
-) -> None:
-    """Binary views of each record's own bytes (for the rejects file's ``raw``)."""
-    vbytes = views.view(np.uint8).reshape(views.shape[0], views.shape[1], 16)
-    for r in range(n):
-        _put_view(views, vbytes, 0, r, buf, rec_start[r], rec_end[r] - rec_start[r], 0)
-
-
 def _line_ends(buf: np.ndarray) -> int:
     """How many ``\\n`` and ``\\r`` bytes (vectorised): room for every record."""
     return int(np.count_nonzero(buf == _LF)) + int(np.count_nonzero(buf == _CR))
@@ -546,7 +536,11 @@ def polars_safe(buf: np.ndarray) -> bool:
     at_record = True
     while p < n:
         c = buf[p]
-        if at_record and (c == _LF or c == _CR):
+        if c > _COMMA:  # an ordinary byte (all four special ones are below 45)
+            at_record = False
+            p += 1
+            continue
+        if at_record and (c == _LF or c == _CR):  # noqa: PLR1714, SIM109 - Numba: plain compares
             return False  # an empty line
         at_record = False
         if c == _QUOTE:

@@ -41,16 +41,19 @@ import pyarrow.parquet as pq
 
 from tapshield.errors import ContractError, RowError
 from tapshield.events.csvsplit import (
+    OTHER_BOMS,
     PIECE_BYTES,
     REC_ENCODING,
     REC_FIELD_COUNT,
     REC_QUOTE,
     SAMPLE_BYTES,
+    STATUS_RULES,
+    UTF8_BOM,
     Tokens,
-    polars_safe,
     line_end_after,
     line_end_before,
     line_ends,
+    polars_safe,
     record_extent,
     scan_records,
 )
@@ -589,7 +592,6 @@ def _plain_lines(data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 _PieceSpec = tuple[int, int, bool, bytes | None]
 """``(offset, length, final, data)``: data already read (gzip) or ``None`` (read it)."""
-_STATUS_RULES = {REC_FIELD_COUNT: "field_count", REC_ENCODING: "encoding", REC_QUOTE: "csv_quote"}
 _RECORD = "__record__"
 
 
@@ -641,10 +643,10 @@ class _CsvSource:
         """The header's field names; the file position moves to the first record."""
         name = self.path.name
         data = self._sample()
-        for bom, enc in _OTHER_BOMS:
+        for bom, enc in OTHER_BOMS:
             if data.startswith(bom):
                 raise ContractError(f"{name}: the file is {enc} text; save it as UTF-8")
-        start = 3 if data.startswith(_UTF8_BOM) else 0
+        start = 3 if data.startswith(UTF8_BOM) else 0
         while start < len(data) and data[start] in (10, 13):
             start += 1  # blank lines before the header
         state = np.zeros(2, dtype=np.int64)
@@ -756,11 +758,6 @@ class _CsvSource:
         return data
 
 
-_UTF8_BOM = b"\xef\xbb\xbf"
-_OTHER_BOMS = (
-    (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
-    (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"),
-)
 
 
 def _structure_flags(header: list[str]) -> dict[tuple[int, int], str]:
@@ -768,9 +765,9 @@ def _structure_flags(header: list[str]) -> dict[tuple[int, int], str]:
     out: dict[tuple[int, int], str] = {(REC_FIELD_COUNT, -1): _flag("field_count", "*")}
     for i, h in enumerate(header):
         for status in (REC_ENCODING, REC_QUOTE):
-            out[(status, i)] = _flag(_STATUS_RULES[status], h or f"column {i + 1}")
+            out[(status, i)] = _flag(STATUS_RULES[status], h or f"column {i + 1}")
     for status in (REC_ENCODING, REC_QUOTE):
-        out[(status, -1)] = _flag(_STATUS_RULES[status], "*")
+        out[(status, -1)] = _flag(STATUS_RULES[status], "*")
     return out
 
 
