@@ -450,9 +450,6 @@ def split_header(data: bytes, name: str) -> tuple[list[str], int]:
     that is not UTF-8 and UTF-16/32 text; skips a UTF-8 byte-order mark and
     blank lines before the header.
     """
-    import csv
-    import io
-
     for bom, enc in OTHER_BOMS:
         if data.startswith(bom):
             raise ValueError(f"{name}: the file is {enc} text; save it as UTF-8")
@@ -470,8 +467,63 @@ def split_header(data: bytes, name: str) -> tuple[list[str], int]:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{name}: the CSV header is not UTF-8 ({exc.reason})") from exc
-    fields = next(csv.reader(io.StringIO(decoded, newline="")), [])
-    return [f.strip() for f in fields], end
+    del decoded
+    return header_fields(text), end
+
+
+def header_fields(text: bytes) -> list[str]:
+    """The names in a header record (UTF-8 checked by the caller), by this grammar.
+
+    The tokenizer, not the ``csv`` module: a header field has no size limit
+    either (``csv`` refuses fields over 131,072 bytes).
+    """
+    width = text.count(b",") + 1
+    tokens = Tokens(text, np.arange(width, dtype=np.int64), width, True)
+    if not tokens.rows:
+        return []
+    names = []
+    for c in range(width):
+        if tokens.nulls[c, 0]:
+            names.append("")
+            continue
+        v = tokens.views[c, 0]
+        ln = int(v[0])
+        if ln <= 12:
+            value = v[1:4].tobytes()[:ln]
+        else:
+            src = tokens.side if v[2] == 1 else tokens.buf
+            value = bytes(src[int(v[3]) : int(v[3]) + ln])
+        names.append(value.decode("utf-8").strip())
+    # the record's own width (trailing fields the count of "," overestimated
+    # inside quotes are not names)
+    real = _record_width(tokens, width)
+    return names[:real]
+
+
+def _record_width(tokens: Tokens, width: int) -> int:
+    """How many fields the first record really has (quoted commas are not separators)."""
+    text = bytes(tokens.buf[tokens.rec_start[0] : tokens.rec_end[0]])
+    state = 0  # 0 field start, 1 unquoted, 2 in quotes, 3 quote in quotes
+    fields = 1
+    for c in text:
+        if state == 2:
+            state = 3 if c == _QUOTE else 2
+        elif state == 3:
+            if c == _QUOTE:
+                state = 2
+            elif c == _COMMA:
+                fields += 1
+                state = 0
+            else:
+                state = 1
+        elif c == _COMMA:
+            fields += 1
+            state = 0
+        elif state == 0 and c == _QUOTE:
+            state = 2
+        else:
+            state = 1
+    return min(fields, width)
 
 
 def read_table_csv(data: bytes, name: str) -> tuple[list[str], list[list[str | None]], list[int],

@@ -19,7 +19,6 @@ than failing the whole file. Gzipped CSV is read by the ``csv`` module.
 from __future__ import annotations
 
 import bisect
-import csv
 import gzip
 import io
 import json
@@ -50,6 +49,7 @@ from tapshield.events.csvsplit import (
     STATUS_RULES,
     UTF8_BOM,
     Tokens,
+    header_fields,
     line_end_after,
     line_end_before,
     line_ends,
@@ -665,10 +665,10 @@ class _CsvSource:
         if not text.strip(b"\r\n"):
             raise ContractError(f"{name}: empty file (no CSV header)")
         try:
-            decoded = text.decode("utf-8")
+            text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ContractError(f"{name}: the CSV header is not UTF-8 ({exc.reason})") from exc
-        fields = next(csv.reader(io.StringIO(decoded, newline="")), [])
+        fields = header_fields(text)
         self.pos = end
         body = data[end:]
         if self._fh is not None:
