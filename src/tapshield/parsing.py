@@ -41,6 +41,44 @@ _NO_DATA = np.zeros(1, dtype=np.uint8)
 _NO_STARTS = np.zeros(1, dtype=np.int64)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def utf8_ok(buf: np.ndarray, a: int, b: int) -> bool:
+    """Whether ``buf[a:b]`` is well-formed UTF-8 (no overlongs, no surrogates)."""
+    i = a
+    while i < b:
+        c = buf[i]
+        if c < 0x80:
+            i += 1
+            continue
+        if 0xC2 <= c <= 0xDF:
+            n = 1
+        elif 0xE0 <= c <= 0xEF:
+            n = 2
+        elif 0xF0 <= c <= 0xF4:
+            n = 3
+        else:
+            return False
+        if i + n >= b:
+            return False
+        c1 = buf[i + 1]
+        if c1 < 0x80 or c1 > 0xBF:
+            return False
+        if c == 0xE0 and c1 < 0xA0:
+            return False
+        if c == 0xED and c1 > 0x9F:
+            return False
+        if c == 0xF0 and c1 < 0x90:
+            return False
+        if c == 0xF4 and c1 > 0x8F:
+            return False
+        for k in range(2, n + 1):
+            ck = buf[i + k]
+            if ck < 0x80 or ck > 0xBF:
+                return False
+        i += n + 1
+    return True
+
+
 def _views(arr: pa.Array) -> Views:
     """Zero-copy access to one Arrow string-view array.
 
@@ -857,3 +895,44 @@ def byte_length_range(column: pl.Series | Text) -> tuple[int, int]:
         text.scanned = True
     lo, hi = int(text.bounds[0]), int(text.bounds[1])
     return (-1, -1) if hi < 0 else (lo, hi)
+
+
+# ---------------------------------------------------------------------------
+# UTF-8
+
+
+@njit(cache=True, nogil=True)
+def _utf8_views(
+    views: np.ndarray, flat: np.ndarray, data: np.ndarray, starts: np.ndarray,
+    nulls: np.ndarray, out: np.ndarray,
+) -> None:
+    has_nulls = len(nulls) > 0
+    for r in range(len(out)):
+        if has_nulls and nulls[r]:
+            out[r] = True
+            continue
+        ln = int(views[r, 0])
+        if ln <= _INLINE:
+            a = 16 * r + 4
+            out[r] = utf8_ok(flat, a, a + ln)
+        else:
+            a = starts[views[r, 2]] + int(views[r, 3])
+            out[r] = utf8_ok(data, a, a + ln)
+
+
+def utf8_valid(column: pl.Series) -> np.ndarray:
+    """Per row of a binary column: are its bytes UTF-8 (nulls count as valid)."""
+    out = np.ones(len(column), dtype=np.bool_)
+    first = 0
+    for chunk in column.get_chunks():
+        arr = chunk.to_arrow(compat_level=_NEWEST)
+        if arr.type != pa.binary_view():
+            arr = arr.cast(pa.binary_view())
+        views, flat, data, starts, nulls = _binary_views(arr)
+        _utf8_views(views, flat, data, starts, nulls, out[first : first + len(arr)])
+        first += len(arr)
+    return out
+
+
+def _binary_views(arr: pa.Array) -> Views:
+    return _views(arr.view(_STRING_VIEW))

@@ -126,26 +126,33 @@ class TableContract:
     def read(self, path: Path | str) -> TableResult:
         """Read and validate a CSV or JSONL (optionally .gz) file."""
         p = Path(path)
-        broken: list[tuple[int, str]] = []
+        broken: list[tuple[int, str, str]] = []
         if not p.exists():
             raise ContractError(f"{p}: no such file")
+        if p.is_dir():
+            raise ContractError(f"{p}: is a directory, not a {self.name} file")
         name = p.name.lower().removesuffix(".gz")
         try:
             if name.endswith(".csv"):
-                raw = pl.read_csv(p, infer_schema=False, raise_if_empty=False)
-                raw = raw.rename({c: c.strip() for c in raw.columns})
+                raw, broken = _read_csv(p)
             elif name.endswith((".jsonl", ".ndjson", ".json")):
                 raw, broken = _read_jsonl(p)
             else:
                 raise ContractError(f"{p.name}: unknown file type; use .csv or .jsonl")
-        except pl.exceptions.PolarsError as exc:
+        except (OSError, EOFError, ValueError) as exc:
+            if isinstance(exc, ContractError):
+                raise
+            if str(exc).startswith(p.name):
+                raise ContractError(str(exc)) from exc
             raise ContractError(f"{p.name}: unreadable {self.name} file ({exc})") from exc
+        if not raw.columns or all(c == ROW for c in raw.columns):
+            raise ContractError(f"{p.name}: empty {self.name} file (no columns)")
         result = self.validate(raw, source=p.name)
         if broken:
             extra = pl.DataFrame(
                 {
-                    "row": [n for n, _ in broken],
-                    "errors": ["*: json_syntax"] * len(broken),
+                    "row": [n for n, _, _ in broken],
+                    "errors": [f"{col}: {rule}" for _, col, rule in broken],
                     **{c: [None] * len(broken) for c in self.names},
                 },
                 schema=_empty_rejects(self).schema,
@@ -292,7 +299,26 @@ def _parse_field(f: Field, col: pl.Series) -> tuple[pl.Series, dict[str, np.ndar
     return value.alias(f.name).cast(_dtype(f)), bad
 
 
-def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+def _read_csv(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
+    """A small table's CSV with the event contract's grammar (docs/contracts.md).
+
+    CR, LF or CRLF line ends; blank lines are not records; a duplicate column
+    name refuses the file; records that cannot be split are rejected by row.
+    """
+    from tapshield.events.csvsplit import read_table_csv  # events imports this module
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    header, columns, rows, broken = read_table_csv(data, path.name)
+    frame = pl.DataFrame(
+        dict(zip(header, columns, strict=True)), schema=dict.fromkeys(header, pl.String())
+    )
+    frame = frame.with_columns(pl.Series(ROW, rows, dtype=pl.Int64))
+    return frame, [(n, col, rule) for n, col, rule, _ in broken]
+
+
+def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     """JSONL for small tables: one object per line, values kept as text.
 
     Lines that are not a JSON object come back separately, to be rejected
@@ -301,25 +327,34 @@ def _read_jsonl(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     rows: list[dict[str, str | None]] = []
     numbers: list[int] = []
-    broken: list[tuple[int, str]] = []
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                obj = None
-            if not isinstance(obj, Mapping):
-                broken.append((n, line.strip()))
-                continue
-            rows.append({k: _scalar_text(v) for k, v in obj.items()})
-            numbers.append(n)
+    broken: list[tuple[int, str, str]] = []
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    # JSON text cannot hold a raw line end, so CR, LF and CRLF all end a line.
+    for n, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+        except UnicodeDecodeError:
+            broken.append((n, "*", "encoding"))
+            continue
+        except (json.JSONDecodeError, RecursionError):
+            obj = None
+        if not isinstance(obj, Mapping):
+            broken.append((n, "*", "json_syntax"))
+            continue
+        nested = [k for k, v in obj.items() if isinstance(v, dict | list | bool)]
+        if nested:
+            broken.append((n, nested[0], "type"))
+            continue
+        rows.append({k: _scalar_text(v) for k, v in obj.items()})
+        numbers.append(n)
     keys: list[str] = []
     for r in rows:
         keys.extend(k for k in r if k not in keys)
-    data = {k: [r.get(k) for r in rows] for k in keys}
-    frame = pl.DataFrame(data, schema=dict.fromkeys(keys, pl.String()))
+    values = {k: [r.get(k) for r in rows] for k in keys}
+    frame = pl.DataFrame(values, schema=dict.fromkeys(keys, pl.String()))
     return frame.with_columns(pl.Series(ROW, numbers, dtype=pl.Int64)), broken
 
 

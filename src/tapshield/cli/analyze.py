@@ -17,6 +17,7 @@ from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, app, console, friendly
 from tapshield.cli._rejects import RejectFile
 from tapshield.events.changes import read_changes
 from tapshield.events.read import EventReader
+from tapshield.events.write import write_report_csv
 from tapshield.incident import LEVEL_NAMES
 from tapshield.money import format_fen
 from tapshield.pipeline import Analysis, AnalysisResult, PipelineConfig, analyze_frames
@@ -89,7 +90,7 @@ def run_analysis(
         change_frame = ch.valid
         change_rejects = ch.rejects.height
         if change_rejects:
-            ch.rejects.write_csv(out / "changes.rejects.csv")
+            write_report_csv(ch.rejects, out / "changes.rejects.csv")
     rejects = RejectFile(out / "rejects.csv")
     reader = EventReader(events, chunk_rows=chunk_rows, on_reject=rejects.write)
     store = Store(db or default_url(out))

@@ -19,6 +19,7 @@ from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, 
 from tapshield.cli._progress import reading_progress
 from tapshield.cli._rejects import RejectFile
 from tapshield.events.read import EventReader
+from tapshield.events.write import write_report_csv
 from tapshield.impact.assess import assess
 from tapshield.impact.config import ImpactConfig
 from tapshield.impact.incidents import load_incidents
@@ -70,7 +71,7 @@ def impact(
     rejected = reader.stats.rejected
     if pf is not None and pf.rejected:
         pf_rejects = out / "portfolio.rejects.csv"
-        pf.rejects.write_csv(pf_rejects)
+        write_report_csv(pf.rejects, pf_rejects)
         rejected += pf.rejected
         for e in pf.errors[:10]:
             console.print(f"[red]portfolio rejected[/] {e}", highlight=False, soft_wrap=True)

@@ -292,11 +292,21 @@ def read_series(path: Path, time_col: str = "timestamp", value_col: str = "value
         raise IsADirectoryError(f"is a directory, not a series file: {path}")
     if path.stat().st_size == 0:
         raise ContractError(f"{path} is empty (expected a CSV header and rows)")
+    # The event contract's CSV grammar: CR, LF or CRLF line ends, blank lines
+    # skipped, quotes as RFC 4180 (docs/contracts.md); bounded work per byte.
+    from tapshield.events.csvsplit import read_table_csv
+
     try:
-        df = pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False)
-    except pl.exceptions.NoDataError as exc:
-        raise ContractError(f"{path} is empty (expected a CSV header and rows)") from exc
-    except pl.exceptions.ComputeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed CSV"
-        raise ContractError(f"{path} is not a readable CSV: {clip(first, 120)}") from exc
+        header, columns, _, broken = read_table_csv(path.read_bytes(), path.name)
+    except ValueError as exc:
+        raise ContractError(f"{path} is not a readable CSV: {clip(str(exc), 120)}") from exc
+    if broken:
+        row, column, rule, _ = broken[0]
+        raise ContractError(
+            f"{path} is not a readable CSV: row {row}, column {column!r}: {rule} "
+            f"({len(broken)} broken record(s))"
+        )
+    df = pl.DataFrame(
+        dict(zip(header, columns, strict=True)), schema=dict.fromkeys(header, pl.String())
+    )
     return series_from_frame(df, time_col, value_col, tz=tz, strict=strict)

@@ -148,6 +148,10 @@ RULES: tuple[Rule, ...] = (
     Rule("encoding", "*", "text is UTF-8"),
     Rule("field_count", "*", "a CSV record has no more fields than the header"),
     Rule("json_syntax", "*", "each JSONL line is one JSON object"),
+    Rule("csv_quote", "*", "a field that starts with `\"` ends with a closing `\"` followed by "
+         "`,` or a line end (`\"\"` inside stands for one `\"`)"),
+    Rule("type", "*", "a single value: text, a number or a timestamp, never a list, map, "
+         "object or true/false"),
     Rule("required", "*", "a required column must have a non-empty value"),
     Rule("id_format", "event_id, payment_id, user_id, device_id, merchant_id",
          "at most 128 bytes (UTF-8)"),

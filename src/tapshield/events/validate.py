@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tapshield.errors import ContractError, RowError, clip
+from tapshield.errors import ContractError, RowError
 from tapshield.events.codes import APPROVAL_CODES
 from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import (
@@ -62,6 +62,7 @@ from tapshield.parsing import (
     parse_amounts,
     parse_plain_numbers,
     parse_timestamps,
+    utf8_valid,
 )
 from tapshield.timeutil import TS_DTYPE
 
@@ -96,6 +97,8 @@ class ValidationResult:
             for part in (rec["errors"] or "").split("; "):
                 column, _, rule = part.partition(": ")
                 value = rec.get(column) if column in WIRE_NAMES else rec.get("raw")
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
                 out.append(RowError(rec["row"], column, rule, value))
         return out
 
@@ -103,7 +106,7 @@ class ValidationResult:
 REJECT_SCHEMA: dict[str, pl.DataType] = {
     "row": pl.Int64(),
     "errors": pl.String(),
-    "raw": pl.String(),
+    "raw": pl.Binary(),
     **{name: pl.String() for name in WIRE_NAMES},
 }
 
@@ -158,23 +161,69 @@ def _raw(c: str) -> str:
     return f"{_RAW}{c}" if c in PARSED else c
 
 
+_TS_FACTOR = {"ns": 1000, "us": 1, "ms": 1}
+_MAX_FEN = 10**17 - 1
+"""The largest amount the text grammar takes (15 digits of yuan and 2 of fen),
+applied to numeric columns too: no value is wrapped round or rounded into it."""
+
+
 def _ts(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
-    """Parse expressions for a natively typed ``ts``; ``None`` for text (compiled kernel)."""
+    """Parse expressions for a natively typed ``ts``; ``None`` for text (compiled kernel).
+
+    Out-of-range values are never converted: a number of milliseconds (or a
+    timestamp's ticks) is checked against the contract's range *before* it is
+    scaled, so a huge value is rejected as ``ts_range`` instead of wrapping
+    round 2**64 into a plausible date.
+    """
     raw = pl.col(_raw("ts"))
+    lo_ms, hi_ms = _TS_MIN_US // 1000, _TS_MAX_US // 1000
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
             raise ContractError(
                 "column 'ts' is a timestamp without a time zone; write it UTC-adjusted "
                 "or as epoch milliseconds"
             )
-        return raw.dt.convert_time_zone("UTC").dt.cast_time_unit("us"), pl.lit(False)
+        # Physical ticks are UTC whatever the zone: scale them, never convert
+        # an out-of-range value (Polars panics formatting one).
+        ticks = raw.to_physical()
+        unit = dtype.time_unit
+        if unit == "ns":
+            inside = (ticks >= _TS_MIN_US * 1000) & (ticks < _TS_MAX_US * 1000)
+            us = ticks // 1000
+        elif unit == "ms":
+            inside = (ticks >= lo_ms) & (ticks < hi_ms)
+            us = ticks * 1000
+        else:
+            inside = (ticks >= _TS_MIN_US) & (ticks < _TS_MAX_US)
+            us = ticks
+        parsed = pl.when(inside).then(us).cast(TS_DTYPE)
+        return parsed, pl.lit(False)
     if dtype.is_integer():
-        return (raw.cast(pl.Int64) * 1000).cast(TS_DTYPE), pl.lit(False)
+        inside = (raw >= lo_ms) & (raw < hi_ms)
+        parsed = pl.when(inside).then(raw.cast(pl.Int64, strict=False) * 1000).cast(TS_DTYPE)
+        return parsed, pl.lit(False)
     if dtype.is_float():
         exact = raw.is_finite() & (raw == raw.round(0))
-        parsed = pl.when(exact).then((raw * 1000).cast(pl.Int64)).cast(TS_DTYPE)
-        return parsed, raw.is_not_null() & ~exact
+        inside = (raw >= lo_ms) & (raw < hi_ms)
+        parsed = pl.when(exact & inside).then(
+            raw.cast(pl.Int64, strict=False) * 1000
+        ).cast(TS_DTYPE)
+        return parsed, raw.is_not_null() & ~exact.fill_null(False)
     return None
+
+
+def _ts_out_of_range(dtype: pl.DataType) -> pl.Expr:
+    """A present, well-formed native ``ts`` that the contract's range excludes."""
+    raw = pl.col(_raw("ts"))
+    lo_ms, hi_ms = _TS_MIN_US // 1000, _TS_MAX_US // 1000
+    if isinstance(dtype, pl.Datetime):
+        parsed = _ts(dtype)
+        assert parsed is not None
+        return raw.is_not_null() & parsed[0].is_null()
+    if dtype.is_float():
+        exact = raw.is_finite() & (raw == raw.round(0))
+        return (exact & ~((raw >= lo_ms) & (raw < hi_ms))).fill_null(False)
+    return (raw.is_not_null() & ~((raw >= lo_ms) & (raw < hi_ms))).fill_null(False)
 
 
 def _ts_range(ts: pl.Expr) -> pl.Expr:
@@ -183,31 +232,40 @@ def _ts_range(ts: pl.Expr) -> pl.Expr:
 
 
 def _amount(dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr] | None:
-    """Parse expressions for a natively typed ``amount``; ``None`` for text (compiled kernel)."""
+    """Parse expressions for a natively typed ``amount``; ``None`` for text (compiled kernel).
+
+    Bounds are checked before any scaling (an ``int64`` of 184467440737095517
+    yuan would wrap round to 0.84 if multiplied first); anything that does not
+    fit is ``amount_format``, never a different amount.
+    """
     raw = pl.col(_raw("amount"))
     if isinstance(dtype, pl.Decimal):
         # The integer behind a decimal is exact: with scale s, fen = unscaled * 10^(2 - s),
         # and a finer scale is exact only when the digits beyond the fen are zero. No
         # decimal arithmetic (it costs more than the read).
-        unscaled = raw.to_physical()
+        unscaled = raw.to_physical().cast(pl.Int128)
         scale = dtype.scale
         if scale <= 2:
+            limit = _MAX_FEN // (10 ** (2 - scale))
+            good = (unscaled >= 0) & (unscaled <= limit)
             fen = unscaled * (10 ** (2 - scale))
-            good = unscaled >= 0
         else:
             step = 10 ** (scale - 2)
             fen = unscaled // step
-            good = (unscaled >= 0) & (unscaled % step == 0)
+            good = (unscaled >= 0) & (unscaled % step == 0) & (fen <= _MAX_FEN)
         parsed = pl.when(good).then(fen.cast(pl.Int64, strict=False))
         return parsed, raw.is_not_null() & parsed.is_null()
     if dtype.is_integer():
-        parsed = pl.when(raw >= 0).then(raw.cast(pl.Int64) * 100)
+        good = (raw >= 0) & (raw <= _MAX_FEN // 100)
+        parsed = pl.when(good).then(raw.cast(pl.Int64, strict=False) * 100)
         return parsed, raw.is_not_null() & parsed.is_null()
     if dtype.is_float():
         cents = raw * 100
         rounded = cents.round(0)
         exact = raw.is_finite() & ((cents - rounded).abs() <= 1e-6 * (rounded.abs() + 1))
-        parsed = pl.when(exact & (raw >= 0)).then(rounded.cast(pl.Int64, strict=False))
+        # below 2**53 fen a double still holds every whole fen exactly
+        good = exact & (raw >= 0) & (rounded < 2.0**53)
+        parsed = pl.when(good).then(rounded.cast(pl.Int64, strict=False))
         return parsed, raw.is_not_null() & parsed.is_null()
     return None
 
@@ -262,6 +320,55 @@ def _text_enum(name: str, text: Text, dtype: pl.Enum) -> tuple[pl.Series, np.nda
 def _enum_codes(values: pl.Series) -> np.ndarray:
     """Physical codes of an enum column, ``NO_VALUE`` for null."""
     return values.to_physical().cast(pl.UInt8).fill_null(NO_VALUE).to_numpy()
+
+
+def _not_single(dtype: pl.DataType) -> bool:
+    """A type that is not one value: lists, maps, structs, objects, true/false."""
+    return dtype.is_nested() or dtype in (pl.Boolean, pl.Object)
+
+
+def _single_values(
+    frame: pl.DataFrame, schema: dict[str, pl.DataType]
+) -> tuple[pl.DataFrame, dict[str, pl.DataType]]:
+    """Contract columns of a type that is not a single value, or bytes, made text.
+
+    A Parquet struct or list in ``merchant_id`` (or a boolean) is not an id: its
+    rows are rejected with the rule ``type`` (shown as JSON in the rejects
+    file), never accepted as the text of the structure. A binary column is
+    text where its bytes are UTF-8 and rejected (``encoding``) elsewhere.
+    """
+    changes: list[pl.Expr | pl.Series] = []
+    schema = dict(schema)
+    for c in WIRE_NAMES:
+        dtype = schema.get(c)
+        if dtype is None or c not in frame.columns:
+            continue
+        if _not_single(dtype):
+            changes.append(pl.col(c).is_not_null().alias(_flag("type", c)))
+            changes.append(_shown(c, dtype).alias(c))
+            schema[c] = pl.String()
+        elif isinstance(dtype, pl.Datetime) and c != "ts":
+            # a timestamp where text is due: its text (Polars panics formatting one
+            # past year 9999, so through _shown)
+            changes.append(_shown(c, dtype).alias(c))
+            schema[c] = pl.String()
+        elif dtype == pl.Binary:
+            ok = utf8_valid(frame.get_column(c))
+            if not ok.all():
+                changes.append(pl.Series(_flag("encoding", c), ~ok))
+                # rare: only the good rows' bytes are read as text (in Python)
+                values = frame.get_column(c).to_list()
+                text = [
+                    v.decode("utf-8") if good and v is not None else None
+                    for v, good in zip(values, ok.tolist(), strict=True)
+                ]
+                changes.append(pl.Series(c, text, dtype=pl.String))
+            else:
+                changes.append(pl.col(c).cast(pl.String))
+            schema[c] = pl.String()
+    if changes:
+        frame = frame.with_columns(changes)
+    return frame, schema
 
 
 def _absent(col: str, dtype: pl.DataType) -> pl.Expr:
@@ -342,6 +449,7 @@ def parse(
         raise ContractError(
             "missing required column" + ("s " if len(missing) > 1 else " ") + ", ".join(missing)
         )
+    frame, schema = _single_values(frame, schema)
     dt: dict[str, pl.DataType] = {c: schema.get(c, pl.String()) for c in WIRE_NAMES}
     n = frame.height
     layout = _layout(frame.get_column(REQUIRED[0]))
@@ -433,7 +541,7 @@ def parse(
         values.append(ts_plan[0].alias("ts"))
         if not isinstance(dt["ts"], pl.Datetime):
             flags[_flag("ts_format", "ts")] = ts_plan[1].fill_null(False)
-        flags[_flag("ts_range", "ts")] = _ts_range(ts_plan[0])
+        flags[_flag("ts_range", "ts")] = _ts_out_of_range(dt["ts"]) | _ts_range(ts_plan[0])
     else:
         assert ts_status is not None
         values.append(ts_value)
@@ -500,6 +608,11 @@ def parse(
             values.append(text[c].alias(c))
         elif c in OPTIONAL_STRINGS and may_be_empty(c):
             values.append(blank_to_null(pl.col(c)).alias(c))
+
+    # Flags a reader set already (a record's shape: field count, encoding, quoting).
+    for name in frame.columns:
+        if name.startswith(_FLAG) and name not in flags:
+            flags[name] = pl.col(name).fill_null(False)
 
     # Every new column is cut into the chunks the batch arrived in (a CSV batch
     # comes in dozens): Polars glues a frame whose columns are chunked
@@ -594,19 +707,58 @@ def finish(parsed: pl.DataFrame, index: EventIdIndex | None = None) -> Validatio
 CANONICAL_NAMES: list[str] = list(CANONICAL_SCHEMA)
 
 
+STRUCTURAL = frozenset({"field_count", "encoding", "csv_quote", "json_syntax", "type"})
+"""Rules about a record's shape: when one is broken the values were not read
+as sent, so only these are reported for the row."""
+RECORD = "__record__"
+"""The record's own bytes, when the reader has them (the rejects' ``raw``)."""
+
+
 def _rejects(bad: pl.DataFrame) -> pl.DataFrame:
-    parts = []
+    shape: list[pl.Expr] = []
+    values: list[pl.Expr] = []
     for name in bad.columns:
         if name.startswith(_FLAG) and name != _ANY:
             rule, column = _parse_flag(name)
-            parts.append(pl.when(pl.col(name)).then(pl.lit(f"{column}: {rule}")))
-    errors = pl.concat_str(parts, separator="; ", ignore_nulls=True)
+            part = pl.when(pl.col(name)).then(pl.lit(f"{column}: {rule}"))
+            (shape if rule in STRUCTURAL else values).append(part)
+    value_errors = pl.concat_str(values, separator="; ", ignore_nulls=True) if values else None
+    if shape:
+        shape_errors = pl.concat_str(shape, separator="; ", ignore_nulls=True)
+        errors = (
+            shape_errors if value_errors is None
+            else pl.when(shape_errors.str.len_bytes() > 0).then(shape_errors)
+            .otherwise(value_errors)
+        )
+    else:
+        errors = value_errors if value_errors is not None else pl.lit("")
+    raw = pl.col(RECORD) if RECORD in bad.columns else pl.lit(None, dtype=pl.Binary)
     return bad.select(
         pl.col(ROW).cast(pl.Int64).alias("row"),
         errors.alias("errors"),
-        pl.lit(None, dtype=pl.String).alias("raw"),
-        *[pl.col(_raw(c)).cast(pl.String).alias(c) for c in WIRE_NAMES],
+        raw.cast(pl.Binary).alias("raw"),
+        *[_shown(_raw(c), bad.schema[_raw(c)]).alias(c) for c in WIRE_NAMES],
     )
+
+
+def _shown(col: str, dtype: pl.DataType) -> pl.Expr:
+    """A wire column as text for the rejects file, whatever its type."""
+    present = pl.col(col).is_not_null()
+    if isinstance(dtype, pl.Datetime):
+        # Polars panics formatting a timestamp past year 9999: show those as ticks.
+        ticks = pl.col(col).to_physical()
+        per_s = {"ns": 10**9, "us": 10**6, "ms": 10**3}[dtype.time_unit]
+        sane = (ticks > -62_135_596_800 * per_s) & (ticks < 253_402_300_799 * per_s)
+        shown = pl.when(sane).then(pl.col(col)).dt.replace_time_zone(None).cast(pl.String)
+        return pl.when(sane).then(shown + "Z").otherwise(
+            ticks.cast(pl.String) + f" ({dtype.time_unit} since 1970)"
+        )
+    if isinstance(dtype, pl.Struct):
+        return pl.when(present).then(pl.col(col).struct.json_encode())
+    if dtype.is_nested():
+        as_json = pl.struct(pl.col(col).alias("v")).struct.json_encode()
+        return pl.when(present).then(as_json.str.slice(5, None).str.head(-1))
+    return pl.col(col).cast(pl.String, strict=False)
 
 
 def validate_frame(
@@ -621,18 +773,18 @@ def validate_frame(
     return finish(parse(raw), index)
 
 
-def structural_rejects(rows: Iterable[tuple[int, str, str]]) -> pl.DataFrame:
+def structural_rejects(rows: Iterable[tuple[int, str, str | bytes]]) -> pl.DataFrame:
     """Rejects for records that could not even be split into columns.
 
-    ``rows`` holds ``(row, rule, raw_text)``; used for ragged CSV lines,
-    undecodable bytes and malformed JSON lines.
+    ``rows`` holds ``(row, rule, raw)`` with the record's own bytes (kept
+    verbatim for the rejects file); used for malformed JSON lines.
     """
     data = list(rows)
     return pl.DataFrame(
         {
             "row": [r for r, _, _ in data],
             "errors": [f"*: {rule}" for _, rule, _ in data],
-            "raw": [clip(t, 2000) for _, _, t in data],
+            "raw": [t if isinstance(t, bytes) else t.encode("utf-8") for _, _, t in data],
             **{name: [None] * len(data) for name in WIRE_NAMES},
         },
         schema=REJECT_SCHEMA,

@@ -22,15 +22,53 @@ from tapshield.timeutil import DEFAULT_TZ
 
 
 def fen_to_text(col: str = "amount_fen") -> pl.Expr:
-    """Integer fen as an exact ``"123.45"`` string (no float on the way)."""
+    """Integer fen as an exact ``"123.45"`` string (no float on the way).
+
+    Negative amounts (losses, shortfalls in the impact tables) keep their sign
+    in front of the whole amount: -150 fen is ``"-1.50"`` (floor division of a
+    negative number would give ``"-2.50"``).
+    """
     fen = pl.col(col)
+    size = fen.abs()
     return pl.concat_str(
         [
-            (fen // 100).cast(pl.String),
+            pl.when(fen < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+            (size // 100).cast(pl.String),
             pl.lit("."),
-            (fen % 100).cast(pl.String).str.zfill(2),
+            (size % 100).cast(pl.String).str.zfill(2),
         ]
     )
+
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP)."""
+_PLAIN_NUMBER = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+
+
+def formula_safe(expr: pl.Expr) -> pl.Expr:
+    """A text cell a spreadsheet shows as text (OWASP's CSV-injection guidance).
+
+    A value starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return gets a leading ``'``, which spreadsheets show as text and do not
+    evaluate; plain numbers (``-12.50``) are left alone so they stay numbers.
+    Only for files written for people (the impact tables, the rejects file's
+    columns); contract files stay exact (see docs/contracts.md).
+    """
+    text = expr.cast(pl.String)
+    risky = text.str.contains(r"^[=+\-@\t\r]") & ~text.str.contains(_PLAIN_NUMBER)
+    return pl.when(risky.fill_null(False)).then(pl.lit("'") + text).otherwise(text)
+
+
+def write_report_csv(frame: pl.DataFrame, path: Path | str) -> Path:
+    """Write a table meant for a spreadsheet: every text column made formula-safe."""
+    safe = frame.with_columns(
+        formula_safe(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum)
+    )
+    target = Path(path)
+    safe.write_csv(target)
+    return target
 
 
 def ts_to_text(col: str = "ts", tz: str = DEFAULT_TZ) -> pl.Expr:
@@ -131,4 +169,7 @@ def write_events(frame: pl.DataFrame, path: Path | str, *, tz: str = DEFAULT_TZ)
     return Path(path)
 
 
-__all__ = ["EventWriter", "fen_to_text", "to_wire", "ts_to_text", "write_events"]
+__all__ = [
+    "EventWriter", "fen_to_text", "formula_safe", "to_wire", "ts_to_text", "write_events",
+    "write_report_csv",
+]

@@ -22,18 +22,45 @@ def load_incidents(path: Path | str) -> list[Incident]:
     p = Path(path)
     if not p.exists():
         raise ContractError(f"{p}: no such file")
+    if p.is_dir():
+        raise ContractError(f"{p}: is a directory, not an incidents file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ContractError(f"{p.name}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{p.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ContractError(f"{p.name}: not valid JSON ({_first_line(exc)})") from exc
     if isinstance(data, list):
         try:
-            return read_incidents(p)
+            incidents = read_incidents(p)
         except Exception as exc:  # jsonschema.ValidationError, KeyError, ValueError
-            raise ContractError(f"{p.name}: not a valid incidents.json ({exc})") from exc
-    if isinstance(data, dict) and isinstance(data.get("faults"), list):
-        return incidents_from_truth(data)
-    raise ContractError(f"{p.name}: expected incidents.json (an array) or truth.json (faults)")
+            raise ContractError(
+                f"{p.name}: not a valid incidents.json ({_first_line(exc)})"
+            ) from exc
+    elif isinstance(data, dict) and isinstance(data.get("faults"), list):
+        try:
+            incidents = incidents_from_truth(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ContractError(
+                f"{p.name}: not a valid truth file (a fault lacks or mangles {_first_line(exc)})"
+            ) from exc
+    else:
+        raise ContractError(
+            f"{p.name}: expected incidents.json (an array) or truth.json (faults)"
+        )
+    for i in incidents:
+        if i.end is not None and i.end < i.start:
+            raise ContractError(
+                f"{p.name}: incident {i.id!r} ends ({i.end.isoformat()}) before it starts "
+                f"({i.start.isoformat()})"
+            )
+    return incidents
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (jsonschema's run to dozens)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def incidents_from_truth(truth: dict[str, Any]) -> list[Incident]:

@@ -21,7 +21,7 @@ import jinja2
 import polars as pl
 
 from tapshield import __version__
-from tapshield.events.write import fen_to_text
+from tapshield.events.write import fen_to_text, write_report_csv
 from tapshield.impact.assess import ImpactResult, IncidentImpact
 from tapshield.impact.exact import ppm_text, ratio_text
 from tapshield.impact.svg import bars, paired_histogram, timeline
@@ -300,14 +300,14 @@ def write_impact(result: ImpactResult, out_dir: Path | str) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_default)
                              + "\n", encoding="utf-8")
     paths["html"].write_text(render_html(result, data), encoding="utf-8")
-    format_frame(result.merchants).write_csv(paths["merchants"])
+    write_report_csv(format_frame(result.merchants), paths["merchants"])
     if result.borrowers is not None:
         paths["borrowers"] = out / "impact_borrowers.csv"
         flat = result.borrowers.filter(pl.col("lost_net_fen") > 0).with_columns(
             pl.col("incidents").list.join(";"),
             pl.col("actions").list.eval(pl.element().struct.field("action")).list.join(";"),
         ).drop("merchant_ids")
-        format_frame(flat).write_csv(paths["borrowers"])
+        write_report_csv(format_frame(flat), paths["borrowers"])
     return paths
 
 
