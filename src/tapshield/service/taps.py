@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from tapshield.money import format_fen
 from tapshield.route.router import Decision, Router
@@ -354,7 +355,14 @@ class TapLedger:
         for _ in range(ROUNDS):
             if not pending:
                 return
-            pending = self._authorize_round(pending)
+            try:
+                pending = self._authorize_round(pending)
+            except OperationalError as exc:
+                if not _lost_to_a_peer(exc):
+                    raise
+                # another worker's transaction crossed ours and the database chose
+                # ours to roll back: nothing of it was kept, run the round again
+                continue
         for o in pending:
             self._err(o, BusyError("concurrent attempts of the same tap; retry"))
 
@@ -464,6 +472,9 @@ class TapLedger:
             return set()
         stmt = self._insert_stmt(t.attempts).on_conflict_do_nothing().returning(
             t.attempts.c.attempt_id)
+        # one key order for every worker: two batches that share taps then wait
+        # for each other instead of each holding a key the other needs (deadlock)
+        rows = sorted(rows, key=lambda r: (r["payment_id"], r["number"], r["attempt_id"]))
         return set(conn.execute(stmt, rows).scalars().all())
 
     @staticmethod
@@ -685,3 +696,10 @@ class TapLedger:
         with self.engine.begin() as conn:
             return int(conn.execute(delete(t.attempts)
                                     .where(t.attempts.c.created_at < cut)).rowcount or 0)
+
+
+def _lost_to_a_peer(exc: OperationalError) -> bool:
+    """A deadlock or serialisation failure (SQLSTATE 40P01 / 40001): the database
+    rolled this transaction back in favour of another worker's; retrying is safe."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in {"40P01", "40001"}
