@@ -63,3 +63,16 @@ def test_any_single_change_is_named(n: int, data: st.DataObject) -> None:
         store.close()
         assert not report.ok
         assert report.first_bad is not None and report.first_bad.entry == k, report.findings
+
+
+def test_deletion_inside_a_full_tile_names_the_deleted_entry(tmp_path: Path) -> None:
+    """CI found this one: deleting #208 of 257 also leaves tile 1/0's stored hash
+    (#0..#255) unmatched; the exact finding inside that range is the first bad entry,
+    not the start of the range."""
+    store = _log(tmp_path / "a.db", 257)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM audit_log WHERE seq = 208"))
+    report = verify(SqlAuditStore(store.engine), [SIGNER.verifier()], origin=ORIGIN)
+    store.close()
+    assert report.first_bad is not None and report.first_bad.entry == 208, report.findings
+    assert any(not f.exact and f.entry == 0 for f in report.findings)

@@ -83,6 +83,12 @@ class Report:
     @property
     def first_bad(self) -> Finding | None:
         with_entry = [f for f in self.findings if f.entry is not None]
+        exact = [f.entry for f in with_entry if f.exact]
+        # An inexact finding names a range ("somewhere in #0..#255"); when an exact
+        # finding inside that range explains it, the exact one is the first bad entry.
+        with_entry = [f for f in with_entry if f.exact or not any(
+            f.entry <= e <= (f.last if f.last is not None else f.entry)  # type: ignore[operator]
+            for e in exact)]
         if with_entry:
             return min(with_entry, key=lambda f: (f.entry, not f.exact))
         return self.findings[0] if self.findings else None
@@ -204,7 +210,7 @@ def verify(
             if s is None:
                 tile_findings.append(Finding(
                     lo, f"stored tile {x.level}/{x.index} (entries from #{lo}) is missing",
-                    exact=False))
+                    exact=False, last=lo + (1 << (HEIGHT * (x.level + 1))) - 1))
                 continue
             diff = _first_difference(x, s)
             if diff is None:  # pragma: no cover - equal rows mean equal tiles
@@ -226,7 +232,8 @@ def verify(
             elif theirs is not None:
                 tile_findings.append(Finding(
                     first, f"the stored hash of entries #{first}..#{first + (1 << level) - 1} "
-                    f"(tile {x.level}/{x.index}) does not match them", exact=False))
+                    f"(tile {x.level}/{x.index}) does not match them", exact=False,
+                    last=first + (1 << level) - 1))
 
     pending = 0
     stamp: tuple[datetime | None, str] = (None, "")
