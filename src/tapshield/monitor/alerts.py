@@ -14,13 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tapshield.signals import Signal
 from tapshield.timeutil import to_rfc3339
 
 AlertState = Literal["firing", "escalated", "deescalated", "reminder", "resolved", "suppressed"]
-Signal = Literal["technical", "decline", "risk_decline", "latency", "traffic_drop"]
-"""What broke away from normal: technical failures (failed/timeout/91/96/68),
-business declines, risk declines (59 / risk_decision=decline), latency, or
-traffic volume (a dead channel shows as silence)."""
 
 
 @dataclass(slots=True)

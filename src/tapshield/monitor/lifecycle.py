@@ -44,13 +44,15 @@ import numpy as np
 import polars as pl
 
 from tapshield.events.changes import scope_of
+from tapshield.levels import LEVEL_NAMES, NOTICE
 from tapshield.monitor import _kernels as kn
-from tapshield.monitor.alerts import AlertEvent, Signal
+from tapshield.monitor.alerts import AlertEvent
 from tapshield.monitor.config import MonitorConfig
 from tapshield.monitor.detectors import FIRING, HOLD, SIGNAL_NAMES, Crossing, DetectorBank, Recovery
-from tapshield.monitor.levels import LEVEL_NAMES, NOTICE, Impact, LevelTracker
+from tapshield.monitor.levels import Impact, LevelTracker
 from tapshield.monitor.recent import RecentEvents, View
 from tapshield.monitor.slices import NATIONAL, SliceRegistry, intersects, refines, slice_key
+from tapshield.signals import Signal
 from tapshield.timeutil import epoch_us, from_epoch_us
 
 FAMILY = {0: "technical", 3: "technical", 4: "technical", 5: "technical", 1: "business",
@@ -912,7 +914,7 @@ class Lifecycle:
     def _event(self, a: Alert, now: int, state: str, notify: bool) -> AlertEvent:
         info = self.registry.infos[a.slice]
         level = a.tracker.level
-        sig_name: Signal = SIGNAL_NAMES[a.signal]  # type: ignore[assignment]
+        sig_name: Signal = SIGNAL_NAMES[a.signal]
         figures = dict(a.figures)
         figures["level_name"] = LEVEL_NAMES[level]
         if a.tracker.reasons:

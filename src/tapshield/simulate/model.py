@@ -33,12 +33,10 @@ from pydantic import (
 from tapshield.errors import ContractError
 from tapshield.events.codes import BUSINESS_CODES, RISK_CODES, TECHNICAL_CODES
 from tapshield.events.schema import DIMENSIONS
-from tapshield.timeutil import parse_rfc3339
+from tapshield.timeutil import DURATION_HELP, parse_duration, parse_rfc3339
 
 # -- small value types -------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?"
-                          r"(?:(\d+(?:\.\d+)?)s)?$")
 _CODE_RE = re.compile(r"^[0-9A-Z]{2}$")
 _REGION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 _TEXT_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
@@ -48,25 +46,7 @@ class ScenarioError(ContractError):
     """A traffic model or scenario that cannot be used, with the field to fix."""
 
 
-def parse_duration(value: object) -> timedelta:
-    """``"45m"``, ``"1h30m"``, ``"2d"``, ``"90s"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text like '45m', '1h30m', '2d'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration must not be negative")
-        return timedelta(seconds=float(value))
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).strip().replace(" ", "")
-    m = _DURATION_RE.match(text)
-    if not text or m is None or not any(m.groups()):
-        raise ValueError(f"not a duration: {value!r} (use e.g. '45m', '1h30m', '2d', '90s')")
-    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-
-
-Duration = Annotated[timedelta, Field(description="'45m', '1h30m', '2d', '90s' or seconds")]
+Duration = Annotated[timedelta, Field(description=DURATION_HELP)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Weights = dict[str, Annotated[float, Field(ge=0.0)]]
