@@ -36,9 +36,9 @@ from tapshield.events.changes import read_changes
 from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import WIRE_NAMES
 from tapshield.events.validate import validate_frame
+from tapshield.metrics.monitor import MonitorCollector
 from tapshield.monitor import AlertEvent, Monitor, MonitorConfig
 from tapshield.monitor.levels import LEVEL_NAMES
-from tapshield.monitor.prom import MonitorCollector
 from tapshield.notify import AlertmanagerNotifier, Notifier, WebhookNotifier
 from tapshield.pipeline import Analysis, AnalysisResult, PipelineConfig
 from tapshield.timeutil import DEFAULT_TZ, epoch_us, to_rfc3339

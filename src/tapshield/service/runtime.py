@@ -35,7 +35,7 @@ from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from tapshield.route.metrics import RouterCollector
+from tapshield.metrics.route import RouterCollector
 from tapshield.route.router import Router
 from tapshield.service import tables as st
 from tapshield.service.config import ServiceSettings
@@ -161,7 +161,7 @@ class ServiceRuntime:
         self.monitor_config = load_monitor_config(settings)
         self.share: Any = None
         if settings.redis_url:
-            from tapshield.route.shared import RedisShare
+            from tapshield.share.redis import RedisShare
 
             self.share = RedisShare(settings.redis_url,
                                     namespace=f"{settings.redis_namespace}:route")
