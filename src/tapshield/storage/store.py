@@ -24,8 +24,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, and_, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from tapshield.errors import SetupError
 from tapshield.incident import Incident
 from tapshield.storage import tables as t
 from tapshield.timeutil import parse_rfc3339
@@ -75,6 +77,21 @@ def default_url(directory: Path | str | None = None) -> str:
     return f"sqlite:///{(base / 'tapshield.db').resolve()}"
 
 
+def _shown(url: str) -> str:
+    """The URL for a message: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _first(exc: BaseException) -> str:
+    """The driver's own first line (SQLAlchemy appends a background link)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return lines[0] if lines else type(inner).__name__
+
+
 def _normalise(url: str) -> str:
     """Plain ``postgresql://`` URLs use psycopg 3, the driver tapshield ships with."""
     u = make_url(url)
@@ -87,12 +104,23 @@ class Store:
     """Runs, incidents and alerts in SQLite or PostgreSQL, schema kept by Alembic."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.url = _normalise(url)
-        self.engine: Engine = create_engine(self.url, future=True)
+        shown = _shown(url)
+        try:
+            self.url = _normalise(url)
+            self.engine: Engine = create_engine(self.url, future=True)
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
+            raise SetupError(f"database URL {shown!r} is not usable: {_first(exc)}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        if migrate:
-            self.migrate()
+        try:
+            if migrate:
+                self.migrate()
+            else:
+                with self.engine.connect() as conn:
+                    conn.execute(text("select 1"))
+        except (sa_exc.DBAPIError, sa_exc.OperationalError, OSError) as exc:
+            self.engine.dispose()
+            raise SetupError(f"database {shown} cannot be used: {_first(exc)}") from None
 
     def migrate(self) -> None:
         """Bring the schema to the newest migrations (idempotent, and safe when
