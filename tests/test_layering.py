@@ -25,17 +25,6 @@ RESERVED_EDGES = frozenset({"app", "stream", "console"})
 """Edge packages other work is creating; classified before they land so a
 merge that adds one is checked at once (each also has a row in the map)."""
 
-KNOWN: dict[tuple[str, str], str] = {
-    # Temporary, shrinking to nothing: each entry is an import this test
-    # tolerates until the work that removes it lands in main. An entry whose
-    # import is gone fails the test, so the list cannot outlive its reason.
-    ("report", "pipeline"): "issue 11 item 1 (helper `app`): report/html.py reads the pipeline's "
-                            "result type; the use-case layer hands the report plain data",
-    ("drill", "pipeline"): "issue 11 item 1 (helper `app`): drill/run.py runs the analysis loop; "
-                           "running a drill becomes a use case of tapshield.app",
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Import:
     source: str
@@ -163,7 +152,10 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
 def _violations(imports: list[Import], layers: dict[str, str]) -> list[str]:
     bad: list[str] = []
     for imp in imports:
-        src_layer, dst_layer = layers[imp.source], layers[imp.target]
+        # a package missing from the map is checked as domain (and reported by
+        # test_every_package_is_on_the_map)
+        src_layer = layers.get(imp.source, "domain")
+        dst_layer = layers.get(imp.target, "domain")
         if src_layer == "core" and dst_layer != "core":
             bad.append(f"core imports {dst_layer}: {imp}")
         elif src_layer == "domain" and dst_layer == "edge":
@@ -186,14 +178,11 @@ def test_imports_point_inward_and_form_no_cycle() -> None:
     layers = {**dict.fromkeys(RESERVED_EDGES, "edge"), **layers_from_map()}
     imports = package_imports()
     assert imports, "the parser found no import at all"
-    tolerated = [i for i in imports if (i.source, i.target) in KNOWN]
-    checked = [i for i in imports if (i.source, i.target) not in KNOWN]
-    problems = _violations(checked, layers)
-    for comp in cycles({(i.source, i.target) for i in checked}):
-        inside = [str(i) for i in checked if i.source in comp and i.target in comp]
+    # No exception list: every import is checked.
+    problems = _violations(imports, layers)
+    for comp in cycles({(i.source, i.target) for i in imports}):
+        inside = [str(i) for i in imports if i.source in comp and i.target in comp]
         problems.append(f"import cycle between {comp}: " + "; ".join(inside))
-    gone = sorted(set(KNOWN) - {(i.source, i.target) for i in tolerated})
-    problems += [f"KNOWN entry {k} no longer occurs: remove it" for k in gone]
     assert not problems, "\n".join(problems)
 
 

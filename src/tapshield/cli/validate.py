@@ -56,7 +56,7 @@ def validate(
             for batch in reader:
                 if writer is not None:
                     writer.write(batch)
-                advance(reader)
+                advance(reader.stats.rows)
         if writer is not None:
             writer.close()
         sink.close()
