@@ -15,6 +15,7 @@ threshold until the hold ends).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -54,6 +55,30 @@ class Crossing:
     cp: int
     """Change-point estimate (microseconds): where the winning CUSUM run started."""
     value: float
+
+
+@dataclass(frozen=True, slots=True)
+class BankSnapshot:
+    """A read-only look at the detector arrays (rows ``0..n-1``), for metrics and reports."""
+
+    n: int
+    acc: np.ndarray
+    """Counts of the open bucket ``[slice, field]``."""
+    cum: np.ndarray
+    """Counts of closed buckets since the start (``+ acc`` = all so far)."""
+    hist: np.ndarray
+    lat_total: np.ndarray
+    p_mean: np.ndarray
+    """Expected rate per ``[slice, signal]``."""
+    rw: np.ndarray
+    """CUSUM statistics ``[slice, signal, design]``."""
+    rstate: np.ndarray
+    ext_frozen: np.ndarray
+    h_rate: float
+    h_traffic: float
+    h_nat: float
+    h_rec: float
+    warm: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +431,45 @@ class DetectorBank:
         self.lat_total[:n] += self.hist[:n]
         self.hist[:n] = 0
         self.last_lat_roll = t_end
+
+    # -- the only ways other modules change or read the arrays ---------------------------
+
+    def freeze(self, frozen: Sequence[bool]) -> None:
+        """Mark slices ``0..len(frozen)-1`` as frozen by an outside reason (a maintenance
+        window in force): their expectations and latency thresholds stop learning."""
+        k = len(frozen)
+        if k > self.n:
+            raise ValueError(f"freeze: {k} slices given, {self.n} watched")
+        self.ext_frozen[:k] = np.asarray(frozen, dtype=np.bool_)
+
+    def seed(self, s: int, failures: Sequence[float], attempts: float, weight: float) -> None:
+        """Start slice ``s``'s rate expectations (technical, decline, risk) at
+        ``failures[j] / attempts`` with the weight of ``weight`` events (a loaded
+        hour-of-week profile)."""
+        if not 0 <= s < self.n:
+            raise ValueError(f"seed: slice {s} is not watched (0..{self.n - 1})")
+        if attempts <= 0:
+            raise ValueError("seed: attempts must be positive")
+        for j, x in enumerate(failures[: kn.SIG_LATENCY]):
+            self.xe[s, j] = weight * x / attempts
+            self.ne[s, j] = weight
+
+    def snapshot(self) -> BankSnapshot:
+        """Read-only views of what metrics read (no copy; valid until the next batch)."""
+        n = self.n
+
+        def ro(a: np.ndarray) -> np.ndarray:
+            v = a[:n]
+            v.setflags(write=False)
+            return v
+
+        return BankSnapshot(
+            n=n, acc=ro(self.acc), cum=ro(self.cum), hist=ro(self.hist),
+            lat_total=ro(self.lat_total), p_mean=ro(self.p_mean), rw=ro(self.rw),
+            rstate=ro(self.rstate), ext_frozen=ro(self.ext_frozen),
+            h_rate=self.h_rate, h_traffic=self.h_traffic, h_nat=self.h_nat,
+            h_rec=self.h_rec, warm=self.warm,
+        )
 
     # -- state changes asked by the lifecycle -------------------------------------------
 
