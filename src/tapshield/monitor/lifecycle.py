@@ -44,7 +44,12 @@ from tapshield.monitor.alerting.emit import alert_event
 from tapshield.monitor.alerting.escalate import NotifyPolicy
 from tapshield.monitor.alerting.inhibit import Inhibitor, is_window, window_key
 from tapshield.monitor.alerting.measure import WaveMeter
-from tapshield.monitor.alerting.suppress import Suppression, Suppressor, maintenance_windows
+from tapshield.monitor.alerting.suppress import (
+    RuntimeSilence,
+    Suppression,
+    Suppressor,
+    maintenance_windows,
+)
 from tapshield.monitor.alerting.views import SliceViews
 from tapshield.monitor.alerting.waves import FAMILY, RATE_SIGNALS, Alert, Member, Ref, Window
 from tapshield.monitor.alerts import AlertEvent, AlertState
@@ -97,6 +102,16 @@ class Lifecycle:
         self._last_retest = 0
         self._next_hold = _NEVER
         """No member's hold ends before this (its members are looked at from then on)."""
+
+    @property
+    def runtime_silences(self) -> tuple[RuntimeSilence, ...]:
+        """Silences set while running (``tapshield serve``'s ``POST /v1/silences``);
+        the service replaces them as they change (see :class:`Suppressor`)."""
+        return self.suppressor.runtime
+
+    @runtime_silences.setter
+    def runtime_silences(self, silences: tuple[RuntimeSilence, ...]) -> None:
+        self.suppressor.runtime = tuple(silences)
 
     @property
     def windows(self) -> list[Window]:

@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import polars as pl
 
@@ -30,6 +31,22 @@ from tapshield.monitor.alerting.waves import Window
 from tapshield.monitor.config import Silence
 from tapshield.monitor.slices import intersects, refines
 from tapshield.timeutil import epoch_us, from_epoch_us
+
+
+class RuntimeSilence(Protocol):
+    """A silence set while running (the service's ``POST /v1/silences``): Alertmanager
+    label matchers over ``alertname``, ``signal`` and the slice's dimensions."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def comment(self) -> str: ...
+
+    @property
+    def ends_at(self) -> datetime: ...
+
+    def mutes(self, labels: dict[str, str], at: datetime) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +66,8 @@ class Suppressor:
         self.windows = list(windows)
         self.silences = list(silences)
         self.grace_us = grace_us
+        self.runtime: tuple[RuntimeSilence, ...] = ()
+        """Silences set while running, replaced as they change (see :class:`RuntimeSilence`)."""
 
     def active(self, now: int) -> list[Window]:
         """Windows in force at ``now`` (grace included), in file order."""
@@ -77,6 +96,12 @@ class Suppressor:
         for s in self.silences:
             if s.matches(slice_, signal, when):
                 return Suppression(f"silence {s.comment}".strip(), epoch_us(s.ends_at))
+        if self.runtime:
+            labels = {"alertname": "TapshieldFailureWave", "signal": signal, **slice_}
+            for rs in self.runtime:
+                if rs.mutes(labels, when):
+                    return Suppression(f"silence {rs.id} {rs.comment}".strip(),
+                                       epoch_us(rs.ends_at))
         return None
 
     def frozen(self, slices: Sequence[dict[str, str]], now: int) -> list[bool] | None:
@@ -108,4 +133,4 @@ def maintenance_windows(changes: pl.DataFrame | None) -> list[Window]:
     return out
 
 
-__all__ = ["Suppression", "Suppressor", "maintenance_windows"]
+__all__ = ["RuntimeSilence", "Suppression", "Suppressor", "maintenance_windows"]
