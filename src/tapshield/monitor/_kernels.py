@@ -104,68 +104,41 @@ N_X = 6
 
 @nb.njit(cache=True, nogil=True)
 def run_events(
-    ts: np.ndarray,
-    cls: np.ndarray,
-    dup: np.ndarray,
-    lat: np.ndarray,
-    lbin: np.ndarray,
-    amt: np.ndarray,
-    member: np.ndarray,
+    ev: tuple[np.ndarray, ...],
     tick_us: int,
-    # rate tests [M, S, K] / [M, S]
-    rw: np.ndarray,
-    rcp: np.ndarray,
-    ra0: np.ndarray,
-    ra1: np.ndarray,
-    rthr: np.ndarray,
-    rlast: np.ndarray,
-    cnt: np.ndarray,
-    rrec: np.ndarray,
-    rv: np.ndarray,
-    rb0: np.ndarray,
-    rb1: np.ndarray,
-    rvreset: np.ndarray,
-    rdone: np.ndarray,
-    ne: np.ndarray,
-    hpar: np.ndarray,
-    h_rec_t: float,
-    h_rec_n: float,
-    # traffic-share tests [M]
-    tw: np.ndarray,
-    ta0: np.ndarray,
-    ta1: np.ndarray,
-    tthr: np.ndarray,
-    tlast: np.ndarray,
-    tcp: np.ndarray,
-    trec: np.ndarray,
-    tv: np.ndarray,
-    tb0: np.ndarray,
-    tb1: np.ndarray,
-    tvreset: np.ndarray,
-    tdone: np.ndarray,
-    tallow: np.ndarray,
+    rate_state: tuple[np.ndarray, ...],
+    traffic_state: tuple[np.ndarray, ...],
     tidx: np.ndarray,
-    # national traffic
     nf: np.ndarray,
     ni: np.ndarray,
-    # latency
-    lat_thr: np.ndarray,
-    hist: np.ndarray,
-    bhist: np.ndarray,
-    # accumulators
+    latency: tuple[np.ndarray, ...],
     acc: np.ndarray,
-    # outputs
-    xrec: np.ndarray,
-    xval: np.ndarray,
+    rec: tuple[float, float, np.ndarray],
+    out: tuple[np.ndarray, np.ndarray],
     n_slices: int,
 ) -> int:
     """Feed events ``ts[i]`` (non-decreasing) through every test; return #crossings.
+
+    The arrays come in groups, as the national state does (``nf``/``ni``):
+    ``ev`` = the events' columns ``(ts, cls, dup, lat, lbin, amt, member)``;
+    ``rate_state`` / ``traffic_state`` = the slice tests' arrays in the order of
+    ``detectors._RATE_GROUP`` / ``_TRAFFIC_GROUP``; ``latency`` = ``(lat_thr,
+    hist, bhist)``; ``rec`` = the recovery thresholds ``(h_rec_t, h_rec_n,
+    hpar)``; ``out`` = the crossing records ``(xrec, xval)``.
 
     ``member[j, i]`` is event ``i``'s slice in slice set ``j`` (-1: none);
     ``tidx`` lists, in increasing order, the slices below ``n_slices`` (not
     the national one) that have a traffic-share test (``tallow``): the
     once-a-tick scan visits only those.
     """
+    ts, cls, dup, lat, lbin, amt, member = ev
+    (rw, rcp, ra0, ra1, rthr, rlast, rrec, rv, rb0, rb1, rvreset, rdone, _xe, ne, _season,
+     _rstate, _fx, _fn, _p_mean, _p_hi, _p_llr, cnt) = rate_state
+    (tw, ta0, ta1, tthr, tlast, tcp, trec, tv, tb0, tb1, tvreset, tdone, tallow, _te_x, _te_n,
+     _tstate, _tfx, _tfn, _share) = traffic_state
+    lat_thr, hist, bhist = latency
+    h_rec_t, h_rec_n, hpar = rec
+    xrec, xval = out
     n = ts.shape[0]
     d = member.shape[0]
     k_bank = rw.shape[2]
@@ -916,21 +889,19 @@ def first_amounts(keys: np.ndarray, amounts: np.ndarray) -> tuple[int, int]:
 
 @nb.njit(cache=True, nogil=True)
 def close_rates(
-    # flush
-    rw: np.ndarray, ra0: np.ndarray, rlast: np.ndarray, cnt: np.ndarray, rrec: np.ndarray,
-    rv: np.ndarray, rb0: np.ndarray, rvreset: np.ndarray, rdone: np.ndarray, hpar: np.ndarray,
-    tw: np.ndarray, ta0: np.ndarray, tlast: np.ndarray, trec: np.ndarray, tv: np.ndarray,
-    tb0: np.ndarray, tvreset: np.ndarray, tdone: np.ndarray, big_n: int, t_end: int,
-    # bucket_update
-    acc: np.ndarray, n_slices: int, decay: float, t_decay: float, xe: np.ndarray,
-    ne: np.ndarray, season: np.ndarray, ext_frozen: np.ndarray, rstate: np.ndarray,
-    rthr: np.ndarray, ra1: np.ndarray, rb1: np.ndarray, fx: np.ndarray, fn: np.ndarray,
-    p_mean: np.ndarray, p_hi: np.ndarray, p_llr: np.ndarray, lat_thr: np.ndarray,
-    ratios: np.ndarray, h_rate: float, freeze: float, prior: float, z: float, arm: float,
-    warm: bool, te_x: np.ndarray, te_n: np.ndarray, tstate: np.ndarray, tthr: np.ndarray,
-    ta1: np.ndarray, tb1: np.ndarray, tfx: np.ndarray, tfn: np.ndarray, share: np.ndarray,
-    tallow: np.ndarray, rho_t: float, h_traffic: float,
-    # recoveries found: rows (slice, signal, estimated end)
+    rate_state: tuple[np.ndarray, ...],
+    traffic_state: tuple[np.ndarray, ...],
+    acc: np.ndarray,
+    lat_thr: np.ndarray,
+    ext_frozen: np.ndarray,
+    ratios: np.ndarray,
+    hpar: np.ndarray,
+    big_n: int,
+    t_end: int,
+    n_slices: int,
+    coef: tuple[float, float, float, float, float, float, float],
+    thresholds: tuple[float, float],
+    warm: bool,
     rec_out: np.ndarray,
 ) -> int:
     """A bucket boundary's work on the slice tests in one call: :func:`flush`, then
@@ -940,6 +911,12 @@ def close_rates(
     (a day has 8,640 buckets). Returns the number of rows of ``rec_out`` filled,
     rate tests first (slice-major), then traffic-share tests.
     """
+    (rw, _rcp, ra0, ra1, rthr, rlast, rrec, rv, rb0, rb1, rvreset, rdone, xe, ne, season,
+     rstate, fx, fn, p_mean, p_hi, p_llr, cnt) = rate_state
+    (tw, ta0, ta1, tthr, tlast, _tcp, trec, tv, tb0, tb1, tvreset, tdone, tallow, te_x, te_n,
+     tstate, tfx, tfn, share) = traffic_state
+    decay, t_decay, freeze, prior, z, arm, rho_t = coef
+    h_rate, h_traffic = thresholds
     flush(rw, ra0, rlast, cnt, rrec, rv, rb0, rvreset, rdone, ne, hpar, tw, ta0, tlast, trec, tv,
           tb0, tvreset, tdone, big_n, t_end, n_slices)
     bucket_update(acc, n_slices, decay, t_decay, xe, ne, season, ext_frozen, rstate, rw, rthr,

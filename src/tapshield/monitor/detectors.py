@@ -89,6 +89,14 @@ class Recovery:
     """Estimated end of the wave in this test (microseconds)."""
 
 
+_RATE_GROUP = ("rw", "rcp", "ra0", "ra1", "rthr", "rlast", "rrec", "rv", "rb0", "rb1", "rvreset",
+               "rdone", "xe", "ne", "season", "rstate", "fx", "fn", "p_mean", "p_hi", "p_llr",
+               "cnt")
+"""The rate tests' state as the compiled kernels take it: one tuple, unpacked there
+in this order (``_kernels.run_events``, ``_kernels.close_rates``)."""
+_TRAFFIC_GROUP = ("tw", "ta0", "ta1", "tthr", "tlast", "tcp", "trec", "tv", "tb0", "tb1",
+                  "tvreset", "tdone", "tallow", "te_x", "te_n", "tstate", "tfx", "tfn", "share")
+"""The traffic-share tests' state, one tuple in this order."""
 _RATE_2D = ("rthr", "rlast", "rrec", "rv", "rb0", "rb1", "rvreset", "rdone", "xe", "ne",
             "season", "rstate", "fx", "fn", "p_mean", "p_hi")
 _RATE_3D = ("rw", "rcp", "ra0", "ra1")
@@ -267,6 +275,14 @@ class DetectorBank:
             self._tallow_n = int(self.tallow[: self.n].sum())
         return self._tidx
 
+    def _rate_group(self) -> tuple[np.ndarray, ...]:
+        """The rate tests' arrays in the order the kernels unpack them (``_RATE_GROUP``)."""
+        return tuple(getattr(self, name) for name in _RATE_GROUP)
+
+    def _traffic_group(self) -> tuple[np.ndarray, ...]:
+        """The traffic-share tests' arrays in the kernels' order (``_TRAFFIC_GROUP``)."""
+        return tuple(getattr(self, name) for name in _TRAFFIC_GROUP)
+
     def allow_traffic(self, s: int, allowed: bool) -> None:
         """Give slice ``s`` a traffic-share test or not (see ``MonitorConfig.traffic_dims``)."""
         self.tallow[s] = allowed
@@ -285,14 +301,10 @@ class DetectorBank:
             self._xrec = np.zeros((2 * need, kn.N_X), dtype=np.int64)
             self._xval = np.zeros(2 * need, dtype=np.float64)
         nx = kn.run_events(
-            ts, cls, dup, lat, lbin, amt, member, self.tick_us,
-            self.rw, self.rcp, self.ra0, self.ra1, self.rthr, self.rlast, self.cnt,
-            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.ne, self.hpar,
-            self.h_rec_t, self.h_rec_n,
-            self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
-            self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow, self._traffic_slices(),
-            self.nf, self.ni, self.lat_thr, self.hist, self.bhist, self.acc,
-            self._xrec, self._xval, self.n,
+            (ts, cls, dup, lat, lbin, amt, member), self.tick_us, self._rate_group(),
+            self._traffic_group(), self._traffic_slices(), self.nf, self.ni,
+            (self.lat_thr, self.hist, self.bhist), self.acc,
+            (self.h_rec_t, self.h_rec_n, self.hpar), (self._xrec, self._xval), self.n,
         )
         self.events += int(ts.shape[0])
         return [
@@ -346,17 +358,11 @@ class DetectorBank:
         if self._rec_out.shape[0] < n * (kn.N_RATE + 1):
             self._rec_out = np.zeros((2 * n * (kn.N_RATE + 1), 3), dtype=np.int64)
         n_rec = kn.close_rates(
-            self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0, self.rvreset,
-            self.rdone, self.hpar, self.tw, self.ta0, self.tlast, self.trec, self.tv, self.tb0,
-            self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end,
-            self.acc, n, self.decay, self.t_decay,
-            self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rthr, self.ra1,
-            self.rb1, self.fx, self.fn, self.p_mean, self.p_hi, self.p_llr, self.lat_thr,
-            self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength, self.z,
-            cfg.arm_events, self.warm,
-            self.te_x, self.te_n, self.tstate, self.tthr, self.ta1, self.tb1, self.tfx,
-            self.tfn, self.share, self.tallow, cfg.traffic_ratio, self.h_traffic,
-            self._rec_out,
+            self._rate_group(), self._traffic_group(), self.acc, self.lat_thr, self.ext_frozen,
+            self.ratios, self.hpar, int(self.ni[kn.NI_N]), t_end, n,
+            (self.decay, self.t_decay, cfg.freeze_fraction, cfg.prior_strength, self.z,
+             cfg.arm_events, cfg.traffic_ratio),
+            (self.h_rate, self.h_traffic), self.warm, self._rec_out,
         )
         self._national(lam_index)
         self._recovery_thresholds()
