@@ -35,11 +35,13 @@ of which alert owns which test; the detectors' states change through
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import timedelta
 from typing import Any
 
 import polars as pl
 
+from tapshield.monitor import _kernels as kn
 from tapshield.monitor.alerting.emit import alert_event
 from tapshield.monitor.alerting.escalate import NotifyPolicy
 from tapshield.monitor.alerting.inhibit import Inhibitor, is_window, window_key
@@ -57,7 +59,7 @@ from tapshield.monitor.config import MonitorConfig
 from tapshield.monitor.detectors import FIRING, HOLD, SIGNAL_NAMES, Crossing, DetectorBank, Recovery
 from tapshield.monitor.levels import LevelTracker
 from tapshield.monitor.recent import RecentEvents
-from tapshield.monitor.slices import NATIONAL, SliceRegistry
+from tapshield.monitor.slices import NATIONAL, SliceRegistry, refines
 from tapshield.timeutil import from_epoch_us
 
 _NEVER = 2**62
@@ -83,7 +85,7 @@ class Lifecycle:
             "group": _us(cfg.group_window), "explain": _us(cfg.explain_window),
             "hold": _us(cfg.resolve_hold), "level": _us(cfg.level_window),
             "renotify": _us(cfg.renotify_interval), "grace": _us(cfg.maintenance_grace),
-            "quiet": _us(cfg.quiet_resolve),
+            "quiet": _us(cfg.quiet_resolve), "reopen": _us(cfg.reopen_window),
         }
         self.suppressor = Suppressor(maintenance_windows(changes), cfg.silences,
                                      self.us["grace"])
@@ -99,6 +101,13 @@ class Lifecycle:
         self.late_events = 0
         self.orphans: dict[Ref, int] = {}
         """Tests left firing or on hold by a resolved alert: when their hold ends."""
+        self.resolved: dict[str, Alert] = {}
+        """Alerts resolved from firing within the last ``reopen_window`` (``one_page``):
+        the same fault returning reopens one of them instead of paging anew."""
+        self._pending_silence: Crossing | None = None
+        """A national traffic drop not yet told from a surge falling back."""
+        self.surges_ended = 0
+        """National traffic drops found to be a surge falling back (not paged)."""
         self._last_retest = 0
         self._next_hold = _NEVER
         """No member's hold ends before this (its members are looked at from then on)."""
@@ -149,6 +158,20 @@ class Lifecycle:
         explained, cp, owner_id = self.inhibitor.explain(c, seq, self.alerts.values())
         if explained and owner_id is not None:
             return self._absorb(owner_id, ref, c, cp, seq)
+        if self.cfg.one_page and c.signal == kn.SIG_NATIONAL_TRAFFIC:
+            verdict = self._silence(c, c.ts, seq)
+            if verdict is None:
+                self._pending_silence = c  # decided at the next bucket boundaries
+                return []
+            if not verdict:
+                self._not_a_silence()
+                return []
+        return self._place(c, cp, seq)
+
+    def _place(self, c: Crossing, cp: int, seq: int) -> list[AlertEvent]:
+        """A crossing no open wave explains: the same wave seen in another slice, a
+        wave with the same scope, a wave coming back, or a new one."""
+        ref = (c.slice, c.signal)
         if c.signal in RATE_SIGNALS:
             cp = self.inhibitor.change_point(c.slice, c.signal, c.ts, seq, cp)
         # a new wave in this slice, or the same wave seen in another slice
@@ -159,7 +182,65 @@ class Lifecycle:
                 self.owner[ref] = a.alert_id
                 a.started_us = min(a.started_us, cp)
                 return []
+        if self.cfg.one_page:
+            # a wave with the same scope at the same time (another family's signal in a
+            # slice an open wave is made of) is that wave: one fault, one incident
+            for a in self.alerts.values():
+                if a.window is None and cp >= a.started_us - self.us["group"] and any(
+                        m.slice == c.slice for m in a.scope()):
+                    a.members[ref] = Member(c.slice, c.signal, "scope", cp, c.ts)
+                    self.owner[ref] = a.alert_id
+                    return []
         return self._open(c, cp, seq)
+
+    def _silence(self, c: Crossing, now: int, seq: int) -> bool | None:
+        """Is the national traffic drop found by ``c`` a silence, judged against the
+        *normal* level rather than the recent one (which a surge inflates)?
+
+        The detector's own test (rate ``traffic_ratio`` x expected against the
+        expected rate, threshold ``h``) is evaluated again over the events since the
+        change point, with the surge-robust normal rate
+        (:meth:`DetectorBank.normal_rate_per_s`): at or above ``h`` it is a silence
+        (``True``); with a log-likelihood ratio below 0 (traffic nearer the normal
+        level than a tenth of it: a surge falling back) it is not (``False``); in
+        between, not yet decided (``None``)."""
+        rate = self.bank.normal_rate_per_s()
+        if rate <= 0.0:
+            return True  # no normal level yet: the detector's word stands
+        t_s = max((now - c.cp) / 1e6, 0.0)
+        n = self.recent.view(c.cp, seq).size
+        rho = self.cfg.traffic_ratio
+        llr = n * math.log(rho) + rate * t_s * (1.0 - rho)
+        if llr >= self.bank.threshold(kn.SIG_NATIONAL_TRAFFIC):
+            return True
+        return False if llr < 0.0 else None
+
+    def _not_a_silence(self) -> None:
+        """The national test fired on a surge falling back: it starts afresh."""
+        self._pending_silence = None
+        self.bank.hold(NATIONAL, kn.SIG_NATIONAL_TRAFFIC)
+        self.bank.idle(NATIONAL, kn.SIG_NATIONAL_TRAFFIC)
+        self.surges_ended += 1
+
+    def _decide_silence(self, now: int, seq: int) -> list[AlertEvent]:
+        """A national drop waiting for its verdict (see :meth:`_silence`)."""
+        c = self._pending_silence
+        assert c is not None
+        if self.bank.state(NATIONAL, kn.SIG_NATIONAL_TRAFFIC) != FIRING or (
+                now - c.ts > self.us["explain"]):
+            self._pending_silence = None  # recovered, or undecided for too long
+            if self.bank.state(NATIONAL, kn.SIG_NATIONAL_TRAFFIC) == FIRING:
+                self._not_a_silence()
+            return []
+        verdict = self._silence(c, now, seq)
+        if verdict is None:
+            return []
+        if not verdict:
+            self._not_a_silence()
+            return []
+        self._pending_silence = None
+        return self._place(Crossing(c.slice, c.signal, c.bank, -1, now, c.cp, c.value), c.cp,
+                           seq)
 
     def _absorb(self, owner_id: str, ref: Ref, c: Crossing, cp: int,
                 seq: int) -> list[AlertEvent]:
@@ -183,6 +264,10 @@ class Lifecycle:
         raw = f"{c.signal}|{info.key}|{cp}|{by_window.key if by_window else ''}"
         if suppression is None:
             suppression = self.suppressor.check(info.as_dict, SIGNAL_NAMES[c.signal], now)
+            if suppression is None and self.cfg.one_page:
+                back = self._reopenable(c.slice, FAMILY[c.signal], c.signal, now)
+                if back is not None:
+                    return self._reopen(back, c, cp, seq)
         alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
         a = Alert(alert_id, FAMILY[c.signal], c.signal, c.slice, cp, c.ts,
                   LevelTracker(self.cfg.levels, family=FAMILY[c.signal]))
@@ -199,6 +284,39 @@ class Lifecycle:
             return [self._event(a, now, "suppressed", notify=False)]
         return [self._fire(a, now)]
 
+    def _reopenable(self, s: int, family: str, signal: int, now: int) -> Alert | None:
+        """The most recently resolved alert of this family and signal, resolved within
+        the reopen window, whose scope holds slice ``s`` or that ``s`` holds (the whole
+        flow only matches itself): the same fault coming back."""
+        t = self.registry.infos[s].mapping
+        for a in reversed(list(self.resolved.values())):
+            if a.family != family or a.resolved_us is None:
+                continue
+            if now - a.resolved_us > self.us["reopen"]:
+                continue
+            if a.signal != signal:
+                continue
+            scope = [self.registry.infos[a.slice].mapping, *a.figures.get("scope", [])]
+            # the same slice, or one inside or around the wave's scope; the whole flow
+            # contains everything, so it matches only itself
+            if any(t == d or (t and d and (refines(t, d) or refines(d, t))) for d in scope):
+                return a
+        return None
+
+    def _reopen(self, a: Alert, c: Crossing, cp: int, seq: int) -> list[AlertEvent]:
+        """Fire resolved alert ``a`` again for crossing ``c`` (see :meth:`Alert.reopen`)."""
+        del self.resolved[a.alert_id]
+        a.reopen(Member(c.slice, c.signal, "scope", cp, c.ts))
+        self.alerts[a.alert_id] = a
+        self.owner[(c.slice, c.signal)] = a.alert_id
+        now = c.ts
+        impact, figures = self._measure(a, now, seq)
+        a.tracker.update(impact, from_epoch_us(now))
+        a.figures = figures
+        a.last_share = impact.share_affected
+        return [self._event(a, now, "firing", notify=self.policy.on_reopen(a, now),
+                            extra={"reopened": a.reopened})]
+
     def _fire(self, a: Alert, now: int) -> AlertEvent:
         return self._event(a, now, "firing", notify=self.policy.on_fire(a, now))
 
@@ -211,6 +329,8 @@ class Lifecycle:
                   seq: int) -> list[AlertEvent]:
         out: list[AlertEvent] = []
         out.extend(self.on_crossings(crossings, seq + 1))
+        if self._pending_silence is not None:
+            out.extend(self._decide_silence(t_end, seq))
         for r in recoveries:
             ref = (r.slice, r.signal)
             aid = self.owner.get(ref)
@@ -249,6 +369,10 @@ class Lifecycle:
                 continue
             out.extend(self._review(a, t_end, seq))
         self._freeze_maintenance(t_end)
+        if self.resolved:
+            for aid, gone in list(self.resolved.items()):
+                if gone.resolved_us is None or t_end - gone.resolved_us > self.us["reopen"]:
+                    del self.resolved[aid]
         return out
 
     def _review(self, a: Alert, now: int, seq: int) -> list[AlertEvent]:
@@ -292,8 +416,11 @@ class Lifecycle:
         return out
 
     def _resolve(self, a: Alert, now: int, ended: int | None = None) -> AlertEvent:
-        a.resolve(ended)
+        was_firing = a.state == "firing"
+        a.resolve(ended, now)
         del self.alerts[a.alert_id]
+        if self.cfg.one_page and was_firing:
+            self.resolved[a.alert_id] = a
         for ref in a.members:
             # tests the wave explained, still firing or on hold: they watch afresh at
             # the full threshold (a lower one is only for the wave that just ended)

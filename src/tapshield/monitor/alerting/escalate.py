@@ -49,6 +49,18 @@ class NotifyPolicy:
             self._notified(a, now)
         return notify
 
+    def on_reopen(self, a: Alert, now: int) -> bool:
+        """The wave came back after resolving: it pages as if it were escalating from
+        the level it last paged (a return no worse than what was paged pages no one;
+        the incident reopens and the on-call sees it there)."""
+        level = a.tracker.level
+        if not a.paged:
+            return self.on_fire(a, now)
+        if level <= min(PAGING_LEVELS, self.escalation_to) and level < a.notified_level:
+            self._notified(a, now)
+            return True
+        return False
+
     def on_level(self, a: Alert, now: int, before: int) -> tuple[ReviewState, bool] | None:
         """After a level evaluation (``before``: the level it had): the state change to
         emit and whether it pages, or ``None`` (nothing to say)."""

@@ -4,12 +4,12 @@ An :class:`Alert` is one failure wave. It is made of :class:`Member` tests
 (slice x signal): *scope* members define the wave, *absorbed* members are
 slices its scope explains (children, side effects). Its state moves
 
-    firing ──────────────▶ resolved
+    firing ──────────────▶ resolved ─▶ firing (reopened: the same fault returned)
     suppressed ─▶ firing ─▶ resolved
     suppressed ──────────▶ resolved
 
 and only through the methods here (:meth:`Alert.suppress`,
-:meth:`Alert.release`, :meth:`Alert.resolve`), so the other stages read
+:meth:`Alert.release`, :meth:`Alert.resolve`, :meth:`Alert.reopen`), so the other stages read
 the state but never set it by hand.
 """
 
@@ -111,6 +111,10 @@ class Alert:
     excess_since: int | None = None
     last_excess_us: int | None = None
     last_review_us: int = 0
+    reopened: int = 0
+    """How often the wave came back within the reopen window after resolving."""
+    resolved_us: int | None = None
+    """When it last resolved (event time), while it may still reopen."""
     figures: dict[str, Any] = field(default_factory=dict)
     _scope: tuple[int, list[Member]] = field(default=(-1, []), repr=False, compare=False)
     _explaining: dict[tuple[int, bool], tuple[int, list[int]]] = field(
@@ -157,8 +161,9 @@ class Alert:
             self.members.version += 1
 
     def flaps(self) -> int:
-        """How often its tests re-fired during their hold (a flapping wave)."""
-        return sum(m.flaps for m in self.members.values())
+        """How often the wave flapped: its tests re-fired during their hold, or the
+        whole wave came back after resolving (:meth:`reopen`)."""
+        return sum(m.flaps for m in self.members.values()) + self.reopened
 
     # -- state ----------------------------------------------------------------------
 
@@ -180,13 +185,33 @@ class Alert:
         self.started_us = started_us
         self.window = None
 
-    def resolve(self, ended_us: int | None) -> None:
+    def resolve(self, ended_us: int | None, now: int | None = None) -> None:
         """The wave is over (``ended_us``: its estimated end, if better known than now)."""
         if self.state == "resolved":
             raise ValueError(f"alert {self.alert_id} is already resolved")
         self.state = "resolved"
+        self.resolved_us = now
         if ended_us is not None:
             self.ended_us = ended_us
+
+    def reopen(self, member: Member) -> None:
+        """The same fault came back after resolving (within the reopen window): the
+        wave fires again from ``member``, keeping its start, level history and
+        notification record (so it pages again only if it gets worse)."""
+        if self.state != "resolved":
+            raise ValueError(f"alert {self.alert_id} is {self.state}, not resolved")
+        self.state = "firing"
+        self.reopened += 1
+        self.members = Members()
+        self.members[(member.slice, member.signal)] = member
+        self.slice, self.signal = member.slice, member.signal
+        self.ended_us = None
+        self.resolved_us = None
+        self.quiet_since = None
+        self.excess_since = None
+        self.last_excess_us = None
+        self.minimized_us = 0
+        self.last_review_us = 0
 
 
 __all__ = ["FAMILY", "RATE_SIGNALS", "Alert", "Member", "Members", "Ref", "Window"]
