@@ -99,7 +99,7 @@ class LiveRun:
         an ``OSError`` if the address cannot be bound."""
         from prometheus_client import CollectorRegistry, start_http_server
 
-        from tapshield.monitor.prom import MonitorCollector
+        from tapshield.metrics.monitor import MonitorCollector
 
         registry = CollectorRegistry()
         registry.register(MonitorCollector(self.monitor, lock=self.lock,

@@ -38,8 +38,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tapshield.errors import ContractError, RowError
-from tapshield.events.csvsplit import (
+from tapshield.csvgrammar import (
     OTHER_BOMS,
     PIECE_BYTES,
     REC_ENCODING,
@@ -57,6 +56,7 @@ from tapshield.events.csvsplit import (
     record_extent,
     scan_records,
 )
+from tapshield.errors import ContractError, RowError
 from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (

@@ -33,7 +33,7 @@ from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
 from tapshield.incident import Incident
 from tapshield.levels import LEVEL_NAMES
-from tapshield.monitor.alerts import AlertEvent
+from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
 from tapshield.respond.incidents import IncidentBook, IncidentPolicy
@@ -105,7 +105,7 @@ class Analysis:
         config: PipelineConfig | None = None,
         *,
         changes: pl.DataFrame | None = None,
-        monitor: Any | None = None,
+        monitor: EventMonitor | None = None,
         diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
         sinks: Sequence[Sink] = (),
         extensions: Sequence[Extension] = (),
@@ -163,7 +163,7 @@ class Analysis:
         self.window.add(ordered)
         for ext in self.extensions:
             ext.observe(ordered)
-        self.book.on_alerts(changes)
+        changes = self.book.on_alerts(changes)
         self._emit(changes)
         return changes
 
@@ -183,7 +183,7 @@ class Analysis:
         t0 = time.perf_counter()
         self._step(self.reorderer.flush())
         final: list[AlertEvent] = list(self.monitor.close())
-        self.book.on_alerts(final)
+        final = self.book.on_alerts(final)
         self._emit(final)
         self._busy += time.perf_counter() - t0
         result = AnalysisResult(
@@ -222,11 +222,8 @@ class Analysis:
         }
 
 
-def _timeline(monitor: Any) -> pl.DataFrame | None:
-    fn = getattr(monitor, "timeline", None)
-    if fn is None:
-        return None
-    frame = fn()
+def _timeline(monitor: EventMonitor) -> pl.DataFrame | None:
+    frame = monitor.timeline()
     return frame if isinstance(frame, pl.DataFrame) else None
 
 
@@ -237,7 +234,7 @@ def analyze_frames(
     config: PipelineConfig | None = None,
     out_dir: Path | None = None,
     sinks: Sequence[Sink] = (),
-    monitor: Any | None = None,
+    monitor: EventMonitor | None = None,
     diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
     on_batch: Callable[[Analysis], None] | None = None,
     extensions: Sequence[Extension] = (),
