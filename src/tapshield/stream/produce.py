@@ -142,7 +142,7 @@ def produce_file(
         steps = _paced(batch, speed) if speed > 0 else [batch]
         for step in steps:
             if speed > 0 and step.height:
-                first_us = int(step["ts"].cast(pl.Int64).min() or 0)
+                first_us = _us(step, "min")
                 if origin is None:
                     origin = (first_us, time.monotonic())
                 due = origin[1] + (first_us - origin[0]) / 1e6 / speed
@@ -166,7 +166,7 @@ def produce_file(
             if speed > 0:
                 producer.flush()
                 if on_sent is not None and step.height:
-                    on_sent(int(step["ts"].cast(pl.Int64).max() or 0), time.time())
+                    on_sent(_us(step, "max"), time.time())
     left = producer.flush(60)
     if left or failures:
         raise ContractError(
@@ -190,7 +190,14 @@ def _paced(batch: pl.DataFrame, speed: float, step_s: float = 0.25) -> list[pl.D
     """Cut a batch into slices of ``step_s`` wall seconds at ``speed`` (file order kept)."""
     us = batch["ts"].cast(pl.Int64)
     width = max(1, int(step_s * speed * 1e6))
-    first = int(us.min() or 0)
+    first = _us(batch, "min")
     group = ((us - first) // width).cum_max()
     frame = batch.with_columns(group.alias("__g"))
     return [p.drop("__g") for p in frame.partition_by("__g", maintain_order=True)]
+
+
+def _us(frame: pl.DataFrame, which: str) -> int:
+    """The earliest or latest event time of a non-empty frame, in epoch microseconds."""
+    value = getattr(frame.get_column("ts").cast(pl.Int64), which)()
+    assert isinstance(value, int)
+    return value

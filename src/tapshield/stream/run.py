@@ -42,7 +42,7 @@ class WorkerPool:
         started = []
         for _ in range(n):
             i = len(self.procs)
-            log = (open(self.log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
+            log = (open(self.log_dir / f"worker-{i}.log", "ab")
                    if self.log_dir is not None else subprocess.DEVNULL)
             proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
