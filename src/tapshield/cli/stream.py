@@ -76,12 +76,14 @@ def worker(
     commit_interval: float = typer.Option(1.0, "--commit-interval", min=0.05,
                                           help="Seconds per exactly-once checkpoint."),
     session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", min=1000),
+    group: str | None = typer.Option(
+        None, "--group", help="Consumer group (default: tapshield-workers.TOPIC)."),
 ) -> None:
     """One replica of the partitioned stage (validation, bucket counts, dead letters)."""
     from tapshield.stream.worker import WorkerSettings, run_worker
 
     run_worker(WorkerSettings(brokers, topic, commit_interval=commit_interval,
-                              session_timeout_ms=session_timeout_ms))
+                              session_timeout_ms=session_timeout_ms, group=group))
 
 
 @stream_app.command()

@@ -30,13 +30,15 @@ class WorkerPool:
     commit_interval: float = 1.0
     session_timeout_ms: int = 10_000
     log_dir: Path | None = None
+    group: str | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "tapshield", "stream", "worker",
                 "--brokers", self.brokers, "--topic", self.topic,
                 "--commit-interval", str(self.commit_interval),
-                "--session-timeout-ms", str(self.session_timeout_ms)]
+                "--session-timeout-ms", str(self.session_timeout_ms),
+                *(["--group", self.group] if self.group else [])]
 
     def start(self, n: int = 1) -> list[subprocess.Popen[bytes]]:
         started = []
