@@ -162,8 +162,7 @@ class StreamAnalysis:
                    for p in range(parts)]
             tps.append(TopicPartition(self.topics.aggregates, 0, OFFSET_BEGINNING))
             consumer.assign(tps)
-            last_release = last_mark = time.monotonic()
-            quiet = 0
+            last_release = last_mark = quiet_since = time.monotonic()
             while not self._stop:
                 msgs = consumer.consume(500, 0.2)
                 for m in msgs:
@@ -185,10 +184,10 @@ class StreamAnalysis:
                     self._mark(consumer, merger)
                     last_mark = now
                 if msgs or s.follow:
-                    quiet = 0
+                    quiet_since = now
                     continue
-                quiet += 1
-                if quiet >= 2 and self._caught_up(consumer, parts):
+                if now - quiet_since >= 0.4 and self._caught_up(consumer, parts,
+                                                                now - quiet_since):
                     break
             self._feed(merger.release(final=True))
             self._mark(consumer, merger)
@@ -239,13 +238,16 @@ class StreamAnalysis:
                                     "produce events first (tapshield stream produce)")
             time.sleep(0.5)
 
-    def _caught_up(self, consumer: Any, parts: int) -> bool:
+    def _caught_up(self, consumer: Any, parts: int, quiet: float) -> bool:
         """Replay: every input event was committed by a worker and every output read.
 
         With the loader's end-of-input marker this is exact: the workers' aggregates
         cover every partition to its end, and the canonical rows read per partition
         equal the rows they accepted (both written in the same transactions). Without
-        one it falls back to the broker's lag figures and positions.
+        one (events loaded by another producer) it falls back to the broker's lag
+        figures and read positions, once something was read and the input has been
+        quiet for ``idle_seconds``: a broker that under-reports its log end (Tansu
+        does) could otherwise end a replay early.
         """
         from confluent_kafka import TopicPartition
 
@@ -253,6 +255,8 @@ class StreamAnalysis:
         if pr.ends is not None:
             return all(pr.covered.get(p, 0) >= end for p, end in pr.ends.items()) and all(
                 pr.events.get(p, 0) == pr.accepted.get(p, 0) for p in range(parts))
+        if not self.progress.events or quiet < self.settings.idle_seconds:
+            return False
         lag = input_lag(self.settings.brokers, self.topics.events,
                         self.settings.worker_group_id, parts)
         if lag is None or sum(lag.values()) > 0:
