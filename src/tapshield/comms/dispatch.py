@@ -16,6 +16,7 @@ contact), when a log is given.
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Dispatcher:
         self.audit = audit
         self.rng = rng or random.Random()
         self.stats = DispatchStats()
+        self._lock = threading.Lock()
 
     def _delay(self, attempts: int) -> float:
         cap = min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
@@ -112,12 +114,18 @@ class Dispatcher:
             return 0
         if self.workers <= 1:
             for r in rows:
-                self._outcome(r, self._safe_send(r))
+                self._deliver(r)
         else:
             with ThreadPoolExecutor(self.workers) as pool:
-                for r, res in zip(rows, pool.map(self._safe_send, rows), strict=True):
-                    self._outcome(r, res)
+                list(pool.map(self._deliver, rows))
         return len(rows)
+
+    def _deliver(self, row: OutboxRow) -> None:
+        # each row is marked the moment its answer is in: a dispatcher killed midway
+        # leaves at most its in-flight requests (one per worker) unmarked
+        res = self._safe_send(row)
+        with self._lock:
+            self._outcome(row, res)
 
     def drain(self, *, due_by: datetime | None = None, timeout: float = 120.0,
               idle: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> bool:

@@ -80,6 +80,8 @@ class LocalHTTP:
         self.fail_next = 0
         self.hang_next = 0
         self.hang_seconds = 2.0
+        self.delay = 0.0
+        """Seconds every request takes before it is applied (a slow receiver)."""
         self.verify = verify
         """``(path, headers, body) -> None`` to accept or an error text to refuse with 401."""
         self.rejected = 0
@@ -122,6 +124,8 @@ class LocalHTTP:
                         self.end_headers()
                         self.wfile.write(err.encode())
                         return
+                if owner.delay:
+                    time.sleep(owner.delay)
                 key = next((headers[h] for h in KEY_HEADERS if h in headers), None)
                 owner.ledger.add(Received(self.path, headers, body, time.time(), key))
                 if hang:
