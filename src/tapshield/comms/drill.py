@@ -303,8 +303,10 @@ def grade(plan: ResponsePlan, incidents: Sequence[Incident], targets: LocalTarge
         "unmatched_messages": unmatched,
         "webhooks_sent": len(webhooks),
         "webhooks_rejected": targets.partners.rejected,
-        "first_notice_after_detection_s": min(firsts_notice) if firsts_notice else None,
-        "first_webhook_after_detection_s": min(firsts_hook) if firsts_hook else None,
+        "first_notice_after_detection_s": round(min(firsts_notice), 1) + 0.0
+        if firsts_notice else None,
+        "first_webhook_after_detection_s": round(min(firsts_hook), 1) + 0.0
+        if firsts_hook else None,
         "playbook_actions_done": sum(1 for s in actions if s.done),
         "playbook_actions": len(actions),
         "checklist_items_open": sum(1 for s in checks if not s.done),
