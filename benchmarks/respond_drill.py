@@ -22,12 +22,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
+from tapshield.app.drill import run_drill
 from tapshield.comms.dispatch import Dispatcher
 from tapshield.comms.drill import respond_in_drill
 from tapshield.comms.outbox import Outbox
 from tapshield.comms.receivers import LocalHTTP
 from tapshield.comms.senders import AppriseSender, Router
-from tapshield.drill import run_drill
 from tapshield.respond.responder import OutboundMessage
 
 ROOT = Path(__file__).resolve().parents[1]
