@@ -621,6 +621,9 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     app.openapi = _openapi  # type: ignore[method-assign]
     app.add_middleware(Edge, runtime=rt)
+    from tapshield.service.respond import router as respond_router
+
+    app.include_router(respond_router())  # docs/respond.md
     return app
 
 
