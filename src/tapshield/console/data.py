@@ -241,7 +241,7 @@ def province_health(rt: ServiceRuntime, open_docs: Sequence[Mapping[str, Any]],
     for p in provinces.TILES:
         cells = [{"channel": ch, "state": state.get((p.code, ch), "none")} for ch in channels]
         worst = max((c["state"] for c in cells), key=lambda s: HEALTH_RANK[s])
-        tiles.append({"code": p.code, "col": p.col + 1, "row": p.row + 1,
+        tiles.append({"code": p.code, "col": p.col - provinces.MIN_COL + 1, "row": p.row + 1,
                       "name": provinces.name(p.code, lang), "state": worst, "cells": cells,
                       "label": provinces.name(p.code, lang) + ": " + ", ".join(
                           f"{c['channel']} {t('health_' + c['state'], lang)}" for c in cells)})

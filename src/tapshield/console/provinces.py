@@ -53,7 +53,8 @@ TILES: tuple[Tile, ...] = (
 )
 
 BY_CODE = {t.code: t for t in TILES}
-COLS = 1 + max(t.col for t in TILES)
+MIN_COL = min(t.col for t in TILES)
+COLS = 1 + max(t.col for t in TILES) - MIN_COL
 ROWS = 1 + max(t.row for t in TILES)
 
 
