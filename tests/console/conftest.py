@@ -80,19 +80,41 @@ def console(outage_dir: Path) -> Iterator[Console]:
         "keys_file": "keys.json", "log_requests": False,
         # WebAuthn needs a host name for its relying party: localhost, not 127.0.0.1.
         "public_url": f"http://localhost:{port}",
-        "console": {"impact_file": "analysis/impact.json"}}
+        "console": {"impact_file": "analysis/impact.json"},
+        "decision": {"version": "rules-console-1", "rules": [
+            {"name": "large-amount", "decision": "step_up",
+             "reason": "2,000 yuan or more", "amount_at_least": "2000.00"},
+            {"name": "gambling", "decision": "decline", "reason": "merchant category 7995",
+             "when": {"merchant_category": ["7995"]}}]}}
     import yaml
 
     (outage_dir / "svc.yaml").write_text(yaml.safe_dump(config))
     op = _key(outage_dir, "operator", "on-call")
     credit = _key(outage_dir, "credit", "credit-officer")
     server = LiveServer(outage_dir, config, name="svc", port=port).start()
+    _taps(server.url, _key(outage_dir, "gateway", "gateway-1"))
     incidents = json.loads((outage_dir / "analysis" / "incidents.json").read_text())
     red = next(i["id"] for i in incidents if i["level"] == 1)
     try:
         yield Console(f"http://localhost:{port}", op, credit, outage_dir, red, server)
     finally:
         assert server.stop() == 0, server.log()
+
+
+def _taps(url: str, gateway_key: str) -> None:
+    """A few taps through the service's decision port, for the Risk page."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {gateway_key}"}) as c:
+        for i in range(60):
+            big, bet = i % 7 == 0, i % 11 == 0
+            r = c.post("/v1/authorize", json={
+                "payment_id": f"p-{i}", "attempt_id": f"p-{i}-1", "user_id": f"u-{i % 13}",
+                "device_id": f"d-{i % 13}", "merchant_id": f"m-{i % 5}",
+                "amount": "2500.00" if big else "88.00", "region": "CN-GD",
+                "merchant_category": "7995" if bet else "5812",
+                "channels": ["nfc", "qr"]})
+            assert r.status_code == 200, r.text
 
 
 @pytest.fixture(scope="session")

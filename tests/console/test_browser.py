@@ -106,6 +106,8 @@ def test_every_page_puts_the_red_outage_first(context: Any, console: Console,
     # Risk: decision rates and rules (the service's own decision log).
     page.click("nav >> text=Risk")
     assert page.locator("h2").first.inner_text().startswith("Decision rates")
+    risk = page.locator("main").inner_text()
+    assert "decline" in risk and "step_up" in risk and "large-amount" in risk
     page.screenshot(path=str(artefacts / "risk.png"))
 
 

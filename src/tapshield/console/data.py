@@ -579,7 +579,7 @@ def risk_view(rt: ServiceRuntime, risk_dir: Path | None, lang: str) -> dict[str,
              for k, v in sorted(counts.items())]
     rules = [{"name": r.name, "decision": r.decision, "reason": r.reason,
               "when": "; ".join(f"{k} in {','.join(v)}" for k, v in r.when.items()),
-              "hits": count(reasons.get(r.reason or r.name, 0))}
+              "hits": count(reasons.get(f"{r.name}: {r.reason}" if r.reason else r.name, 0))}
              for r in rt.settings.decision.rules]
     backtest = None
     if risk_dir is not None and (risk_dir / "backtest.json").is_file():

@@ -15,13 +15,14 @@ class Tile(NamedTuple):
     col: int
     row: int
     en: str
+    """Short enough for a tile at 1280 px (two names are abbreviated)."""
     zh: str
 
 
 TILES: tuple[Tile, ...] = (
-    Tile("CN-HL", 8, 0, "Heilongjiang", "黑龙江"),
+    Tile("CN-HL", 8, 0, "Heilong.", "黑龙江"),
     Tile("CN-XJ", 1, 1, "Xinjiang", "新疆"),
-    Tile("CN-NM", 4, 1, "Inner Mongolia", "内蒙古"),
+    Tile("CN-NM", 4, 1, "Inner Mong.", "内蒙古"),
     Tile("CN-BJ", 6, 1, "Beijing", "北京"),
     Tile("CN-LN", 7, 1, "Liaoning", "辽宁"),
     Tile("CN-JL", 8, 1, "Jilin", "吉林"),
