@@ -218,3 +218,31 @@ def test_no_page_without_a_session(console: Console) -> None:
                        cookies={"tapshield_console": "eyJrIjoiYSJ9.AAAA"},
                        follow_redirects=False)
     assert forged.status_code == 303
+
+
+def test_keyboard_and_phone(browser: Any, console: Console, artefacts: Path) -> None:
+    # bypass_csp: the page forbids eval, which Playwright's evaluate needs here
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True,
+                              locale="en-US")
+    try:
+        page = ctx.new_page()
+        sign_in_with_key(page, console, console.operator_key)
+        # the page itself never scrolls sideways on a phone (wide tables scroll inside)
+        width = page.evaluate("() => document.scrollingElement.scrollWidth")
+        assert width <= 390, width
+        assert "L1 red" in page.locator("section.open-incidents").inner_text()
+        page.screenshot(path=str(artefacts / "now-phone.png"), full_page=False)
+        # keyboard: the first Tab reaches the skip link, which moves focus to the content
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.className") == "skip"
+        page.keyboard.press("Enter")
+        assert page.evaluate("() => document.activeElement.id") == "main"
+        # the red incident's link is reachable by Tab and opens with Enter
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.textContent") == console.red_id:
+                break
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(rf".*/console/incidents/{console.red_id}$"))
+    finally:
+        ctx.close()
