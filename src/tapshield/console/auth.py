@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -29,12 +30,13 @@ import os
 import secrets
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tapshield.service.keys import Principal, _locked
+from tapshield.console.ports import Principal
 
 SESSION_COOKIE = "tapshield_console"
 CHALLENGE_COOKIE = "tapshield_console_challenge"
@@ -76,6 +78,19 @@ def _write_private(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _locked(keys_file: Path) -> Iterator[None]:
+    """The console's own lock beside the keys file (its secret and passkeys files)."""
+    lock = keys_file.with_name(keys_file.name + ".console.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def load_secret(keys_file: Path) -> bytes:
@@ -147,7 +162,8 @@ def new_session_token(signer: Signer, key_id: str, method: str, hours: float) ->
                                    "exp": int(now + hours * 3600), "n": secrets.token_hex(8)})
 
 
-def read_session(signer: Signer, token: str | None, lookup: Any) -> Session | None:
+def read_session(signer: Signer, token: str | None,
+                 lookup: Callable[[str], Principal | None]) -> Session | None:
     """The session of a cookie, or ``None`` (bad signature, expired, key disabled)."""
     doc = signer.verify("session", token)
     if doc is None or doc.get("m") not in ("passkey", "key"):

@@ -21,11 +21,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import column, func, select, table
 
 from tapshield.console import provinces
 from tapshield.console.i18n import t
+from tapshield.console.ports import Runtime as ServiceRuntime
 from tapshield.incident import LEVEL_NAMES
+from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
 from tapshield.report.present import (
     LEVEL_GLYPHS,
     attention_key,
@@ -35,15 +37,17 @@ from tapshield.report.present import (
     split_by_attention,
     yuan,
 )
-from tapshield.report.svg import LEVEL_COLOURS, Series, Span, line_chart
-from tapshield.service.runtime import ServiceRuntime
-from tapshield.service.tables import attempts
 from tapshield.storage import tables as st
 from tapshield.timeutil import zone
 
 TZ = "Asia/Shanghai"
 WINDOW_MIN = 120
 """The Now page shows the last two hours of data."""
+attempts = table("service_attempts", column("decision"), column("created_at"),
+                 column("number"), column("answer"))
+"""The service's tap book, read-only, for the Risk page's decision rates (the
+console does not import the service; the browser test reads real decisions
+through these columns, so a rename fails there)."""
 HEALTH_RANK = {"down": 3, "trial": 2, "ok": 1, "none": 0}
 
 

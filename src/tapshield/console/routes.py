@@ -31,9 +31,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield.console import auth, data
 from tapshield.console.i18n import negotiate, t
+from tapshield.console.ports import Runtime as ServiceRuntime
 from tapshield.report.present import count, yuan
-from tapshield.service.runtime import ServiceRuntime
-from tapshield.service.silences import Matcher
 
 STATIC = {"console.css": "text/css; charset=utf-8",
           "console.js": "text/javascript; charset=utf-8"}
@@ -443,13 +442,14 @@ def _silence(rt: ServiceRuntime, s: auth.Session, doc: dict[str, Any],
     fired = doc.get("fired_slice") or {}
     if not fired and doc.get("scope"):
         fired = doc["scope"][0]
-    matchers = [Matcher(str(k), str(v), False, True) for k, v in dict(fired).items()]
-    if not matchers:
+    labels = {str(k): str(v) for k, v in dict(fired).items()}
+    if not labels:
         return JSONResponse({"ok": False, "error": "the incident has no slice to silence"},
                             422)
     now = datetime.now(UTC)
     comment = str(body.get("note") or f"silenced from the console for {doc.get('id')}")[:500]
-    sil = rt.silences.create(matchers, now, now + timedelta(minutes=minutes), s.actor, comment)
+    sil = rt.silences.silence_labels(labels, now, now + timedelta(minutes=minutes), s.actor,
+                                     comment)
     rt.desk.act(str(doc["id"]), "note", s.actor,
                 note=f"silence {sil.id} for {minutes} min: {comment}")
     return JSONResponse({"ok": True, "silence_id": sil.id})
