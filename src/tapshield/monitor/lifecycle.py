@@ -222,6 +222,11 @@ class Lifecycle:
         self._next_hold = _NEVER
         self._meet: dict[tuple[int, int], bool] = {}
         """No member's hold ends before this (its members are looked at from then on)."""
+        self.runtime_silences: tuple[Any, ...] = ()
+        """Silences set while running (``tapshield serve``'s ``POST /v1/silences``):
+        objects with ``id``, ``comment``, ``ends_at`` and ``mutes(labels, at)``,
+        Alertmanager-style label matchers over ``alertname``, ``signal`` and the
+        slice's dimensions; replaced by the service as silences change."""
 
     # -- crossings ------------------------------------------------------------------
 
@@ -666,6 +671,11 @@ class Lifecycle:
         for s in self.cfg.silences:
             if s.matches(slice_, signal, when):
                 return f"silence {s.comment}".strip(), epoch_us(s.ends_at)
+        if self.runtime_silences:
+            labels = {"alertname": "TapshieldFailureWave", "signal": signal, **slice_}
+            for rs in self.runtime_silences:
+                if rs.mutes(labels, when):
+                    return f"silence {rs.id} {rs.comment}".strip(), epoch_us(rs.ends_at)
         return None
 
     # -- figures ----------------------------------------------------------------------
