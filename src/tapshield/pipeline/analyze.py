@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ from tapshield.monitor.alerts import AlertEvent
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
 from tapshield.respond.incidents import IncidentBook, IncidentPolicy
-from tapshield.timeutil import DEFAULT_TZ, from_epoch_us, to_rfc3339
+from tapshield.timeutil import DEFAULT_TZ, epoch_us, from_epoch_us, to_rfc3339
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,21 @@ class Analysis:
         t0 = time.perf_counter()
         ordered = self.reorderer.push(batch)
         out = self._step(ordered)
+        self._busy += time.perf_counter() - t0
+        return out
+
+    def advance(self, now: datetime) -> list[AlertEvent]:
+        """Live mode: the wall clock reached ``now``. Events held for ordering up to
+        ``now - lateness`` are processed, and the monitor closes the buckets that
+        ended by then, so a feed that falls silent is still watched."""
+        t0 = time.perf_counter()
+        watermark = now - self.config.lateness
+        out = self._step(self.reorderer.release_until(epoch_us(watermark)))
+        more = list(self.monitor.advance(watermark)) if hasattr(self.monitor, "advance") else []
+        if more:
+            self.book.on_alerts(more)
+            self._emit(more)
+            out.extend(more)
         self._busy += time.perf_counter() - t0
         return out
 

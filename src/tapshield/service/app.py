@@ -35,7 +35,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield import __version__
 from tapshield.route.router import Probe
+from tapshield.service import inbox
 from tapshield.service import schemas as s
+from tapshield.service.audit import INCIDENT_KINDS, actor_of
 from tapshield.service.config import ServiceSettings
 from tapshield.service.decision import TapRequest
 from tapshield.service.incidents import visible_to_partner
@@ -110,6 +112,7 @@ class Edge:
         self.app = app
         self.rt = runtime
         self.limit = runtime.settings.limits.max_body_bytes
+        self.events_limit = runtime.settings.max_events_body_bytes
         self.log_requests = runtime.settings.log_requests
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
@@ -147,14 +150,14 @@ class Edge:
             await send(msg)
 
         try:
-            if length is not None and length > self.limit:
+            limit = self.events_limit if scope["path"] == "/v1/events" else self.limit
+            if length is not None and length > limit:
                 m.rejected_bodies.inc()
                 await _problem(413, "body_too_large",
-                               f"request body over {self.limit} bytes", rid)(
+                               f"request body over {limit} bytes", rid)(
                     scope, receive, send_wrapped)
                 return
             seen = 0
-            limit = self.limit
 
             async def receive_limited() -> Message:
                 # A chunked body has no length up front: count it as it arrives.
@@ -409,6 +412,31 @@ def create_app(settings: ServiceSettings | None = None, *,
                              principal: Gateway) -> Response:
         return _json(await _await(rt.ledger.resolve_async(attempt_id, body.authorised)))
 
+    @app.post("/v1/events", tags=["taps"], response_model=s.EventsAnswer,
+              responses={**_err(*AUTH), 422: _VALIDATION},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"type": "array", "items": {
+                      "$ref": "#/components/schemas/EventIn"}}},
+                  "application/x-ndjson": {"schema": {"type": "string"}}}}},
+              summary="Batch ingest of payment events for the live monitor")
+    async def ingest_events(request: Request, principal: Gateway) -> Response:
+        """A JSON array or NDJSON (``application/x-ndjson``) of events in the event
+        contract (docs/contracts.md), validated with the same rules as files; the
+        accepted ones are stored before the answer, the rejects come back row by row."""
+        raw = await request.body()
+        try:
+            records = inbox.parse_body(raw, request.headers.get("content-type", ""))
+        except (ValueError, UnicodeDecodeError):
+            raise RequestValidationError([{"loc": ("body",), "msg": "the body must be a "
+                                           "JSON array of events or NDJSON in UTF-8",
+                                           "type": "json_invalid"}]) from None
+        if len(records) > 100_000:
+            raise RequestValidationError([{"loc": ("body",), "msg": "at most 100,000 events "
+                                           "per request", "type": "too_long"}])
+        accepted, rejects = await asyncio.to_thread(rt.inbox.accept, records)
+        return _json({"accepted": accepted, "rejected": len(rejects), "rejects": [
+            {"row": e.row, "column": e.column, "rule": e.rule} for e in rejects]})
+
     # -- channels ----------------------------------------------------------------
 
     @app.get("/v1/channels/health", tags=["channels"], response_model=s.ChannelHealth,
@@ -498,6 +526,8 @@ def create_app(settings: ServiceSettings | None = None, *,
              note: str | None = None) -> dict[str, Any]:
         _incident_or_404(incident_id, p)
         rt.desk.act(incident_id, action, _actor(p), assignee=assignee, note=note)
+        rt.audit.record(INCIDENT_KINDS[action], actor_of(p), incident_id,
+                        {"assignee": assignee, "note": note})
         log.info("incident action", extra={"incident_id": incident_id, "action": action,
                                            "key_id": p.key_id})
         return _incident_or_404(incident_id, p)
@@ -554,6 +584,9 @@ def create_app(settings: ServiceSettings | None = None, *,
             [Matcher(m.name, m.value, m.is_regex, m.is_equal) for m in body.matchers],
             body.starts_at or now, body.ends_at, _actor(principal), body.comment)
         log.info("silence created", extra={"silence_id": sil.id, "key_id": principal.key_id})
+        rt.audit.record("silence.created", actor_of(principal), f"silence:{sil.id}", {
+            "matchers": [m.to_dict() for m in sil.matchers], "starts_at": sil.starts_at,
+            "ends_at": sil.ends_at, "comment": sil.comment})
         return sil.to_dict(now)
 
     @app.get("/v1/silences", tags=["silences"], response_model=s.SilenceList,
@@ -583,9 +616,33 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise ApiError(404, "unknown_silence", f"no silence {silence_id}")
         log.info("silence expired", extra={"silence_id": silence_id,
                                            "key_id": principal.key_id})
+        rt.audit.record("silence.deleted", actor_of(principal), f"silence:{silence_id}",
+                        {"ends_at": sil.ends_at})
         return sil.to_dict(datetime.now(UTC))
 
     # -- operations ----------------------------------------------------------------
+
+    @app.get("/v1/monitor", tags=["incidents"], response_model=s.MonitorStatus,
+             responses=_err(*AUTH), summary="The live monitor on this worker")
+    def monitor_status(principal: Reader) -> dict[str, Any]:
+        w = rt.watch
+        if w is None:
+            return {"enabled": False, "leader": False, "restored": False, "position": 0,
+                    "events": 0, "open_alerts": 0, "pages": 0, "alert_changes": 0}
+        return {"enabled": True, **w.status()}
+
+    @app.get("/runbooks/{cause}", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}},
+                              "description": "The runbook of a cause"},
+                        404: {"model": s.Problem, "description": "Unknown cause"}},
+             summary="What on-call does for an incident of this cause (linked from alerts)")
+    def runbook(cause: Annotated[str, Path(max_length=32)]) -> Response:
+        from tapshield.service.runbooks import RUNBOOKS
+
+        body = RUNBOOKS.get(cause)
+        if body is None:
+            raise ApiError(404, "unknown_cause", f"no runbook for cause {cause}")
+        return Response(body, media_type="text/markdown; charset=utf-8")
 
     @app.get("/healthz", tags=["operations"], response_model=s.Health,
              summary="Liveness: the process answers")
@@ -616,6 +673,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             schema["components"]["schemas"]["AuthorizeRequest"] = (
                 s.AuthorizeRequest.model_json_schema(
                     ref_template="#/components/schemas/{model}"))
+            schema["components"]["schemas"]["EventIn"] = inbox.EVENT_SCHEMA
             app.openapi_schema = schema
         return app.openapi_schema
 

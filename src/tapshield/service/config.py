@@ -214,6 +214,28 @@ class ServiceSettings(BaseSettings):
     """One JSON line per request (request id, route, status, duration, key id)."""
     public_url: str = "http://127.0.0.1:8080"
     """How people reach this service (links in alerts point here)."""
+    monitor_enabled: bool = True
+    """Run the live monitor over ``POST /v1/events`` and the reported outcomes."""
+    monitor_lateness_s: float = Field(default=5.0, ge=0.0)
+    """How long the monitor waits for out-of-order events (a live feed's lag)."""
+    monitor_poll_interval_s: float = Field(default=0.5, gt=0.0)
+    monitor_checkpoint_interval_s: float = Field(default=30.0, gt=0.0)
+    """The monitor's whole state is written this often (and at shutdown)."""
+    monitor_skip_backlog: bool = False
+    """A monitor starting without a usable checkpoint reads the inbox from its
+    start (``false``, nothing is missed) or only what arrives from now on."""
+    event_retention_days: float = Field(default=7.0, gt=0.0)
+    """Inbox rows the monitor has checkpointed past are deleted after this long."""
+    checkpoint_key_file: Path = Path("tapshield-checkpoint.key")
+    """The key signing the monitor's checkpoints, outside the database (created on
+    first start, mode 0600; relative paths like ``keys_file``)."""
+    heartbeat_interval_s: float = Field(default=60.0, gt=0.0)
+    """The Watchdog alert to Alertmanager (and re-sends of firing alerts) this often."""
+    runbook_url: str | None = None
+    """Runbook link per cause in alerts; ``{cause}`` is filled in. Default: this
+    service's ``/runbooks/{cause}``."""
+    max_events_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """``POST /v1/events`` bodies may be this large (a batch of ~20,000 events)."""
 
     @field_validator("alertmanager")
     @classmethod
@@ -242,6 +264,11 @@ class ServiceSettings(BaseSettings):
         return tuple(sources)
 
     # -- derived ---------------------------------------------------------------
+
+    def resolved_checkpoint_key_file(self) -> Path:
+        """Beside the keys file when relative (both are secrets outside the database)."""
+        p = self.checkpoint_key_file
+        return p if p.is_absolute() else self.keys_file.parent / p
 
     def resolved_database_url(self) -> str:
         from tapshield.storage import default_url

@@ -38,14 +38,17 @@ from sqlalchemy.engine import make_url
 from tapshield.route.metrics import RouterCollector
 from tapshield.route.router import Router
 from tapshield.service import tables as st
+from tapshield.service.audit import ServiceAudit
 from tapshield.service.config import ServiceSettings
 from tapshield.service.decision import Decider, RuleSetDecider
+from tapshield.service.inbox import Inbox
 from tapshield.service.incidents import IncidentDesk
 from tapshield.service.keys import KeyStore
 from tapshield.service.metrics import ServiceMetrics, build_registry
 from tapshield.service.ratelimit import RateLimiter
 from tapshield.service.silences import SilenceStore
 from tapshield.service.taps import TapLedger
+from tapshield.service.watch import Watch
 from tapshield.storage.store import Store
 
 log = logging.getLogger("tapshield.service")
@@ -134,8 +137,8 @@ def migrate(url: str) -> None:
 
 
 def load_monitor_config(settings: ServiceSettings) -> Any:
-    """The monitoring config, checked at start so a bad file stops it (the live
-    monitor that uses it is wired in phase 2)."""
+    """The live monitor's config (docs/monitoring.md), checked at start so a bad
+    file stops it; ``None``: the defaults."""
     if settings.monitor is None:
         return None
     from tapshield.monitor.config import MonitorConfig
@@ -170,12 +173,16 @@ class ServiceRuntime:
         self.metrics = ServiceMetrics()
         self.ledger = TapLedger(self.tap_engine, self.router, self.decider,
                                 budget_ms=self.router_config.budget_ms,
-                                on_batch=self.metrics.observe_batch)
+                                on_batch=self.metrics.observe_batch,
+                                record_events=settings.monitor_enabled)
         self.keys = KeyStore(settings.keys_file)
         self.limiter = RateLimiter(settings.limits.rate_limits)
         self.silences = SilenceStore(self.engine)
         self.desk = IncidentDesk(self.engine)
         self.checkpoints = Checkpoints(self.engine)
+        self.audit = ServiceAudit(self.engine)
+        self.inbox = Inbox(self.engine)
+        self.watch: Watch | None = Watch(self) if settings.monitor_enabled else None
         self.registry = build_registry(self, RouterCollector(self.router))
         self.started_at = time.time()
         self.last_checkpoint: float | None = None
@@ -189,10 +196,16 @@ class ServiceRuntime:
 
     def start(self) -> None:
         self._restore()
+        self.audit.record("config.loaded", "service", "service", {
+            "decision_version": self.decider.version,
+            "decider": type(self.decider).__name__,
+            "monitor": self.watch is not None, "redis": self.share is not None})
         if self.share is not None:
             self.share.sync()
             self.share.start(self.settings.share_interval_s)
         self.ledger.start()
+        if self.watch is not None:
+            self.watch.start()
         self._jobs = threading.Thread(target=self._background, name="tapshield-jobs",
                                       daemon=True)
         self._jobs.start()
@@ -205,6 +218,8 @@ class ServiceRuntime:
         """Drain and checkpoint (the server has stopped taking requests)."""
         self.draining = True
         self.ledger.stop()
+        if self.watch is not None:
+            self.watch.stop()  # after the tap book: the last outcomes are in the inbox
         self._stop.set()
         if self._jobs is not None:
             self._jobs.join(5.0)
@@ -212,6 +227,7 @@ class ServiceRuntime:
             self.share.stop()
             self.share.sync()
         ok = self.checkpoint()
+        self.audit.close()
         log.info("stopped", extra={"checkpoint": ok})
         self.tap_engine.dispose()
         self.store.close()
@@ -261,6 +277,11 @@ class ServiceRuntime:
                     n = self.ledger.purge(self.settings.attempt_retention_days)
                     if n:
                         log.info("purged old answers", extra={"rows": n})
+                    if self.watch is not None and self.watch.leader:
+                        n = self.inbox.purge(self.settings.event_retention_days,
+                                             self.watch.checkpointed_position)
+                        if n:
+                            log.info("purged monitored events", extra={"rows": n})
                 except Exception:
                     log.exception("purge failed")
 

@@ -364,3 +364,27 @@ class Health(_Out):
 class Readiness(_Out):
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+
+
+class RejectOut(_Out):
+    row: int = Field(description="1-based position of the event in the batch")
+    column: str = Field(description="the column that broke the rule (`*`: the whole record)")
+    rule: str = Field(description="the rule (docs/contracts.md)")
+
+
+class EventsAnswer(_Out):
+    accepted: int = Field(description="events stored for the live monitor")
+    rejected: int
+    rejects: list[RejectOut] = Field(description="every rejected row with its reason "
+                                     "(values are not echoed back)")
+
+
+class MonitorStatus(_Out):
+    enabled: bool
+    leader: bool = Field(description="this worker runs the live monitor")
+    restored: bool = Field(description="the monitor resumed from a checkpoint")
+    position: int = Field(description="inbox rows the monitor has read")
+    events: int
+    open_alerts: int
+    pages: int
+    alert_changes: int

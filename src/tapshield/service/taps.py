@@ -85,6 +85,8 @@ class Settled:
     response_code: str | None
     latency_ms: float | None
     at: float
+    decision: str = "approve"
+    """The decision the attempt was authorised under (``approve`` or ``step_up``)."""
 
 
 class OutcomeListener(Protocol):
@@ -186,6 +188,7 @@ class TapLedger:
         clock: Callable[[], float] = time.time,
         listeners: Sequence[OutcomeListener] = (),
         on_batch: Callable[[int, float], None] | None = None,
+        record_events: bool = False,
     ) -> None:
         self.engine = engine
         self.router = router
@@ -194,6 +197,8 @@ class TapLedger:
         self.clock = clock
         self.listeners = list(listeners)
         self.on_batch = on_batch
+        self.record_events = record_events
+        """Also write settled attempts to the live monitor's inbox (``service_events``)."""
         self.eligible_default = tuple(router.config.order)
         dialect = engine.dialect.name
         self._insert_stmt = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -653,7 +658,8 @@ class TapLedger:
                         if not o.is_inquiry and o.result is not None:
                             settled.append(Settled(o.attempt_id, row["request"], att.channel,
                                                    o.result.outcome, o.result.response_code,
-                                                   o.result.latency_ms, now))
+                                                   o.result.latency_ms, now,
+                                                   str(row["decision"])))
                     else:  # the same result raced on another worker and won: read it
                         fresh = conn.execute(select(t.attempts)
                                              .where(t.attempts.c.attempt_id == o.attempt_id)
@@ -663,6 +669,12 @@ class TapLedger:
                         att = session.attempts[int(row["number"]) - 1]
                         action = session._action()
                 results.append((o, self._report_answer(row, session, att, action)))
+            if settled and self.record_events:
+                # the monitor's inbox, in the result's own transaction: an outcome
+                # is in the inbox exactly when it is in the tap book
+                from tapshield.service.inbox import insert, settled_rows
+
+                insert(conn, settled_rows(settled))
         for ch, region, at, outcome, code, latency in observe:
             self.router.observe(ch, region, at, outcome, code, latency)
         for o, res in results:
