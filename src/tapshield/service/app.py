@@ -34,12 +34,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield import __version__
+from tapshield.privacy.mask import mask_id
 from tapshield.route.router import Probe
 from tapshield.service import inbox
 from tapshield.service import schemas as s
 from tapshield.service.audit import INCIDENT_KINDS, actor_of
 from tapshield.service.config import ServiceSettings
-from tapshield.service.decision import TapRequest
+from tapshield.service.decision import EngineDecider, TapRequest
 from tapshield.service.incidents import visible_to_partner
 from tapshield.service.keys import Principal
 from tapshield.service.metrics import render
@@ -250,6 +251,7 @@ Gateway = Annotated[Principal, Depends(require("gateway"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Reader = Annotated[Principal, Depends(require("operator", *READERS))]
 HealthReader = Annotated[Principal, Depends(require("gateway", "operator", *READERS))]
+RiskRole = Annotated[Principal, Depends(require("risk", "operator"))]
 IncidentReader = Annotated[Principal, Depends(require("operator", "partner", *READERS))]
 AttemptId = Annotated[str, Path(min_length=1, max_length=128)]
 IncidentId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -316,6 +318,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             {"name": "channels", "description": "Router health and probes"},
             {"name": "incidents", "description": "Incidents, alerts and what people did"},
             {"name": "silences", "description": "Runtime silences (Alertmanager-style)"},
+            {"name": "risk", "description": "The risk engine: restrictions and labels"},
             {"name": "operations", "description": "Health, readiness, metrics"},
         ],
     )
@@ -401,7 +404,8 @@ def create_app(settings: ServiceSettings | None = None, *,
     async def report_result(attempt_id: AttemptId, body: s.ResultRequest,
                             principal: Gateway) -> Response:
         answer = await _await(rt.ledger.report_async(
-            attempt_id, AttemptResult(body.outcome, body.response_code, body.latency_ms)))
+            attempt_id, AttemptResult(body.outcome, body.response_code, body.latency_ms,
+                                      body.step_up_passed)))
         rt.metrics.results.labels(answer["channel"], body.outcome).inc()
         return _json(answer)
 
@@ -619,6 +623,57 @@ def create_app(settings: ServiceSettings | None = None, *,
         rt.audit.record("silence.deleted", actor_of(principal), f"silence:{silence_id}",
                         {"ends_at": sil.ends_at})
         return sil.to_dict(datetime.now(UTC))
+
+    # -- risk --------------------------------------------------------------------
+
+    def _engine() -> Any:
+        if not isinstance(rt.decider, EngineDecider):
+            raise ApiError(409, "risk_engine_off", "the risk engine is not configured "
+                           "(config `risk:`); decisions come from the `decision` rule set")
+        return rt.decider.engine
+
+    @app.get("/v1/risk/restrictions", tags=["risk"], response_model=s.RestrictionList,
+             responses=_err(*AUTH, 409), summary="Restrictions in force")
+    def list_restrictions(principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        return {"items": [r.to_dict() for r in list(eng.restrictions.values())]}
+
+    @app.post("/v1/risk/restrictions", tags=["risk"], response_model=s.RestrictionOut,
+              status_code=201, responses=_err(*AUTH, 409),
+              summary="Restrict an account or a device until a time (step_up or decline)")
+    def restrict(body: s.RestrictionIn, principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        now = datetime.now(UTC)
+        if body.until <= now:
+            raise RequestValidationError([{"loc": ("body", "until"), "msg": "must be in the "
+                                           "future", "type": "value_error"}])
+        r = eng.restrict(body.kind, body.id, action=body.action, until=body.until,
+                         since=now, reason=body.reason, by=_actor(principal))
+        rt.restrict(r)
+        rt.audit.record("risk.restricted", actor_of(principal), f"{body.kind}:{mask_id(body.id)}",
+                        {"action": body.action, "until": body.until, "reason": body.reason})
+        return dict(r.to_dict())
+
+    @app.delete("/v1/risk/restrictions/{kind}/{entity_id}", tags=["risk"],
+                response_model=s.RestrictionOut, responses=_err(*AUTH, 404, 409),
+                summary="Lift a restriction now")
+    def lift(kind: Literal["user", "device"], entity_id: AttemptId,
+             principal: RiskRole) -> dict[str, Any]:
+        _engine()
+        r = rt.lift(kind, entity_id, _actor(principal))
+        if r is None:
+            raise ApiError(404, "unknown_restriction", f"no restriction on that {kind}")
+        rt.audit.record("risk.lifted", actor_of(principal), f"{kind}:{mask_id(entity_id)}",
+                        {"action": r.action, "reason": r.reason})
+        return dict(r.to_dict())
+
+    @app.post("/v1/risk/labels", tags=["risk"], response_model=s.Accepted,
+              responses=_err(*AUTH, 409),
+              summary="Fraud labels (chargebacks, reports), used from their reported_at on")
+    def labels(body: s.LabelsIn, principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        n = sum(1 for x in body.labels if eng.label(x.event_id, x.label, x.reported_at))
+        return {"accepted": n}
 
     # -- operations ----------------------------------------------------------------
 

@@ -138,6 +138,16 @@ class DecisionSettings(_Strict):
     """Carried on every answer, so a diagnosis can name the rule set."""
 
 
+class RiskSettings(_Strict):
+    """The risk engine behind ``POST /v1/authorize`` (docs/risk.md)."""
+
+    model_dir: Path | None = None
+    """A directory from ``tapshield risk train``; unset: rules only (no model)."""
+    rules_file: Path | None = None
+    """Rules YAML with allow and deny lists (docs/risk.md)."""
+    model_mode: Literal["active", "shadow"] = "active"
+
+
 class RateLimit(_Strict):
     per_second: float = Field(gt=0.0)
     burst: float = Field(gt=0.0)
@@ -196,6 +206,9 @@ class ServiceSettings(BaseSettings):
     """Monitoring config: a YAML file path or the same keys inline (docs/monitoring.md)."""
     router: RouterSettings = RouterSettings()
     decision: DecisionSettings = DecisionSettings()
+    risk: RiskSettings | None = None
+    """The risk engine decides instead of ``decision`` when set (``risk: {}``: rules
+    only with no rules file: approve everything unless restricted)."""
     limits: LimitSettings = LimitSettings()
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     """SQLite only. ``normal`` (WAL): an answer survives the process crashing or
@@ -307,6 +320,14 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> ServiceSe
             changes["keys_file"] = base / settings.keys_file
         if isinstance(settings.monitor, str) and not Path(settings.monitor).is_absolute():
             changes["monitor"] = str(base / settings.monitor)
+        if settings.risk is not None:
+            rk: dict[str, Any] = {}
+            for f in ("model_dir", "rules_file"):
+                v = getattr(settings.risk, f)
+                if v is not None and not v.is_absolute():
+                    rk[f] = base / v
+            if rk:
+                changes["risk"] = settings.risk.model_copy(update=rk)
         if changes:
             settings = settings.model_copy(update=changes)
     try:

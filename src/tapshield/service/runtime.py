@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -40,7 +40,7 @@ from tapshield.route.router import Router
 from tapshield.service import tables as st
 from tapshield.service.audit import ServiceAudit
 from tapshield.service.config import ServiceSettings
-from tapshield.service.decision import Decider, RuleSetDecider
+from tapshield.service.decision import Decider, EngineDecider, RuleSetDecider
 from tapshield.service.inbox import Inbox
 from tapshield.service.incidents import IncidentDesk
 from tapshield.service.keys import KeyStore
@@ -54,6 +54,7 @@ from tapshield.storage.store import Store
 log = logging.getLogger("tapshield.service")
 
 ROUTER_CHECKPOINT = "router"
+RESTRICTION_PREFIX = "risk:restriction:"
 _MIGRATE_LOCK = 0x7A95_0013  # PostgreSQL advisory lock id for schema migration
 
 
@@ -70,6 +71,18 @@ class Checkpoints:
         with self.engine.begin() as conn:  # an upsert: workers starting together may race
             conn.execute(ins.on_conflict_do_update(index_elements=[st.checkpoints.c.name],
                                                    set_={"taken_at": now, "doc": doc}))
+
+    def load_prefix(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(st.checkpoints.c.name, st.checkpoints.c.doc)
+                                .where(st.checkpoints.c.name.startswith(prefix, autoescape=True))
+                                ).all()
+        return [(r[0], dict(r[1])) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(st.checkpoints)
+                                     .where(st.checkpoints.c.name == name)).rowcount)
 
     def load(self, name: str) -> tuple[datetime, dict[str, Any]] | None:
         with self.engine.connect() as conn:
@@ -169,12 +182,17 @@ class ServiceRuntime:
             self.share = RedisShare(settings.redis_url,
                                     namespace=f"{settings.redis_namespace}:route")
         self.router = Router(self.router_config, share=self.share)
-        self.decider: Decider = decider or RuleSetDecider(settings.decision)
+        if decider is None:
+            decider = (EngineDecider.from_settings(settings.risk) if settings.risk is not None
+                       else RuleSetDecider(settings.decision))
+        self.decider = decider
         self.metrics = ServiceMetrics()
         self.ledger = TapLedger(self.tap_engine, self.router, self.decider,
                                 budget_ms=self.router_config.budget_ms,
                                 on_batch=self.metrics.observe_batch,
                                 record_events=settings.monitor_enabled)
+        if isinstance(self.decider, EngineDecider):
+            self.ledger.listeners.append(self.decider)  # step-up results feed its state
         self.keys = KeyStore(settings.keys_file)
         self.limiter = RateLimiter(settings.limits.rate_limits)
         self.silences = SilenceStore(self.engine)
@@ -196,6 +214,7 @@ class ServiceRuntime:
 
     def start(self) -> None:
         self._restore()
+        self.sync_restrictions()
         self.audit.record("config.loaded", "service", "service", {
             "decision_version": self.decider.version,
             "decider": type(self.decider).__name__,
@@ -266,10 +285,54 @@ class ServiceRuntime:
         log.info("router health restored", extra={"keys": self.restored_keys,
                                                   "taken_at": taken_at.isoformat()})
 
+    # -- risk restrictions, shared by the workers through the database ------------
+
+    def restrict(self, r: Any) -> None:
+        """Store a restriction (every worker's engine applies it within seconds)."""
+        self.checkpoints.save(f"{RESTRICTION_PREFIX}{r.kind}:{r.id}", r.to_dict())
+        self.sync_restrictions()
+
+    def lift(self, kind: str, id_: str, by: str) -> Any:
+        assert isinstance(self.decider, EngineDecider)
+        name = f"{RESTRICTION_PREFIX}{kind}:{id_}"
+        stored = self.checkpoints.load(name)
+        r = self.decider.engine.lift(kind, id_, by=by)
+        if self.checkpoints.delete(name) and r is None and stored is not None:
+            from tapshield.risk.engine import Restriction
+
+            r = Restriction.from_dict(stored[1])  # set on a worker this one had not synced
+        self.sync_restrictions()
+        return r
+
+    def sync_restrictions(self) -> None:
+        if not isinstance(self.decider, EngineDecider):
+            return
+        from tapshield.risk.engine import Restriction
+
+        stored = {}
+        for _name, doc in self.checkpoints.load_prefix(RESTRICTION_PREFIX):
+            r = Restriction.from_dict(doc)
+            stored[(r.kind, r.id)] = r
+        eng = self.decider.engine
+        with eng._lock:
+            for key in [k for k, r in eng.restrictions.items()
+                        if r.by != "engine" and k not in stored]:
+                del eng.restrictions[key]  # lifted on another worker
+            for key, r in stored.items():
+                eng.restrictions[key] = r
+
     def _background(self) -> None:
         interval = self.settings.checkpoint_interval_s
         next_purge = time.monotonic() + 60.0
-        while not self._stop.wait(interval):
+        next_ckpt = time.monotonic() + interval
+        while not self._stop.wait(min(interval, 2.0)):
+            try:
+                self.sync_restrictions()
+            except Exception:
+                log.exception("restriction sync failed")
+            if time.monotonic() < next_ckpt:
+                continue
+            next_ckpt = time.monotonic() + interval
             self.checkpoint()
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + 3600.0

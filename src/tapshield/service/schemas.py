@@ -133,6 +133,9 @@ class ResultRequest(_In):
     outcome: Literal["approved", "declined", "failed", "timeout"]
     response_code: Code | None = None
     latency_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    step_up_passed: bool | None = Field(default=None, description=(
+        "For an attempt answered `step_up`: whether the customer passed strong "
+        "verification (default: an approved outcome counts as passed)"))
 
     @model_validator(mode="after")
     def _code_matches(self) -> ResultRequest:
@@ -388,3 +391,35 @@ class MonitorStatus(_Out):
     open_alerts: int
     pages: int
     alert_changes: int
+
+
+class RestrictionIn(_In):
+    kind: Literal["user", "device"]
+    id: Id
+    action: Literal["step_up", "decline"] = "step_up"
+    until: Instant = Field(description="when it expires (RFC 3339)")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RestrictionOut(_Out):
+    kind: str
+    id: str
+    action: str
+    since: str
+    until: str
+    reason: str
+    by: str
+
+
+class RestrictionList(_Out):
+    items: list[RestrictionOut]
+
+
+class LabelIn(_In):
+    event_id: Id = Field(description="the tap's payment_id (the engine's request id)")
+    label: Literal[0, 1] = Field(description="1 fraud, 0 genuine")
+    reported_at: Instant = Field(description="when the label became known")
+
+
+class LabelsIn(_In):
+    labels: list[LabelIn] = Field(max_length=10_000)

@@ -72,6 +72,7 @@ class AttemptResult:
     outcome: str
     response_code: str | None = None
     latency_ms: float | None = None
+    step_up_passed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class Settled:
     at: float
     decision: str = "approve"
     """The decision the attempt was authorised under (``approve`` or ``step_up``)."""
+    step_up_passed: bool | None = None
+    """For a stepped-up attempt: the strong verification's result, when the gateway says."""
 
 
 class OutcomeListener(Protocol):
@@ -659,7 +662,8 @@ class TapLedger:
                             settled.append(Settled(o.attempt_id, row["request"], att.channel,
                                                    o.result.outcome, o.result.response_code,
                                                    o.result.latency_ms, now,
-                                                   str(row["decision"])))
+                                                   str(row["decision"]),
+                                                   o.result.step_up_passed))
                     else:  # the same result raced on another worker and won: read it
                         fresh = conn.execute(select(t.attempts)
                                              .where(t.attempts.c.attempt_id == o.attempt_id)
