@@ -198,3 +198,41 @@ def test_runtime_silence_suppresses_new_waves(tmp_path: Path, outage: pl.DataFra
         gd = [a for a in alerts if a["slice"].get("region") == "CN-GD"]
         assert gd and all(a["state"] == "suppressed" and not a["notify"] for a in gd)
         assert "planned work" in gd[0]["figures"]["suppressed_by"]
+
+
+def test_impact_values_a_portfolio_against_stored_incidents(tmp_path: Path,
+                                                          outage: pl.DataFrame) -> None:
+    from tapshield.impact.portfolio import write_portfolio
+    from tapshield.simulate.portfolio import generate_portfolio
+    from tapshield.storage import Store
+
+    from .test_api import incident
+
+    s = settings_for(f"sqlite:///{tmp_path / 'svc.db'}", tmp_path, monitor_enabled=False)
+    gw, ops = keys(tmp_path)
+    credit = {"Authorization": f"Bearer {create_key(tmp_path / 'keys.json', 'credit')[1]}"}
+    t0 = outage["ts"][0]
+    inc = incident(start=t0 + timedelta(seconds=900), end=t0 + timedelta(seconds=1500),
+                   detected_at=t0 + timedelta(seconds=960),
+                   scope=[{"channel": "qr", "region": "CN-GD"}])
+    store = Store(s.database_url or "")
+    store.save_incidents(store.start_run("analyze"), [inc])
+    store.close()
+    book = tmp_path / "book.csv"
+    write_portfolio(generate_portfolio(outage, seed=4, borrower_share=0.5), book)
+    with TestClient(create_app(s)) as c:
+        post(c, gw, wire(outage))
+        r = c.post("/v1/impact", headers={**credit, "Content-Type": "text/csv"},
+                   content=book.read_bytes())
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert [i["id"] for i in doc["incidents"]] == [inc.id]
+        assert doc["summary"] and doc["portfolio_rejects"] == []
+        assert c.post("/v1/impact", headers={**ops, "Content-Type": "text/csv"},
+                      content=book.read_bytes()).status_code == 403
+        bad = c.post("/v1/impact", headers={**credit, "Content-Type": "text/csv"},
+                     content=b"\xff\xfe")
+        assert bad.status_code == 422
+        assert c.post("/v1/impact", headers={**credit, "Content-Type": "text/csv"},
+                      params={"incident_id": "nope"}, content=book.read_bytes()
+                      ).status_code == 404

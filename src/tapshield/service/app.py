@@ -23,8 +23,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
+import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield import __version__
+from tapshield.errors import ContractError
 from tapshield.privacy.mask import mask_id
 from tapshield.route.router import Probe
 from tapshield.service import inbox
@@ -251,6 +254,7 @@ Gateway = Annotated[Principal, Depends(require("gateway"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Reader = Annotated[Principal, Depends(require("operator", *READERS))]
 HealthReader = Annotated[Principal, Depends(require("gateway", "operator", *READERS))]
+CreditRole = Annotated[Principal, Depends(require("credit"))]
 RiskRole = Annotated[Principal, Depends(require("risk", "operator"))]
 IncidentReader = Annotated[Principal, Depends(require("operator", "partner", *READERS))]
 AttemptId = Annotated[str, Path(min_length=1, max_length=128)]
@@ -623,6 +627,74 @@ def create_app(settings: ServiceSettings | None = None, *,
         rt.audit.record("silence.deleted", actor_of(principal), f"silence:{silence_id}",
                         {"ends_at": sil.ends_at})
         return sil.to_dict(datetime.now(UTC))
+
+    # -- impact ------------------------------------------------------------------
+
+    @app.post("/v1/impact", tags=["incidents"], responses={**_err(*AUTH, 404), 422: _VALIDATION,
+              200: {"description": "impact.json (docs/impact.md)", "content": {
+                  "application/json": {"schema": {"type": "object"}}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "text/csv": {"schema": {"type": "string"}},
+                  "application/x-ndjson": {"schema": {"type": "string"}}}}},
+              summary="Value a loan book (portfolio CSV or JSONL) against stored incidents")
+    async def impact(
+        request: Request, principal: CreditRole,
+        incident_id: Annotated[list[str] | None, Query(max_length=50)] = None,
+    ) -> Response:
+        """The portfolio contract of docs/impact.md; the lost sales come from the events
+        the service holds (the live monitor's inbox). Without ``incident_id``: the 50
+        newest stored incidents."""
+        raw = await request.body()
+        kind = request.headers.get("content-type", "")
+        ids = [i for i in (incident_id or []) if 0 < len(i) <= 64]
+        try:
+            doc = await asyncio.to_thread(_value_portfolio, raw, kind, ids)
+        except LookupError as exc:
+            raise ApiError(404, "unknown_incident", str(exc)) from None
+        except (ContractError, ValueError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
+            raise RequestValidationError([{"loc": ("body",), "msg": " ".join(str(exc).split())[
+                :300], "type": "value_error"}]) from None
+        return Response(json.dumps(doc, ensure_ascii=False, default=str),
+                        media_type="application/json")
+
+    def _value_portfolio(raw: bytes, kind: str, ids: list[str]) -> dict[str, Any]:
+        import tempfile
+
+        from tapshield.impact.assess import assess
+        from tapshield.impact.portfolio import read_portfolio
+        from tapshield.impact.report import to_dict
+        from tapshield.incident import Incident
+
+        if ids:
+            got = [rt.desk.get(i) for i in ids]
+            missing = [i for i, g in zip(ids, got, strict=True) if g is None]
+            if missing:
+                raise LookupError(f"no incident {missing[0]}")
+            incs = [Incident.from_dict(g["incident"]) for g in got if g is not None]
+        else:
+            items, _ = rt.desk.find(limit=50)
+            incs = [Incident.from_dict(x["incident"]) for x in items]
+        suffix = ".jsonl" if "json" in kind else ".csv"
+        raw.decode("utf-8")
+        with tempfile.TemporaryDirectory() as d:
+            path = FilePath(d) / f"portfolio{suffix}"
+            path.write_bytes(raw)
+            pf = read_portfolio(path)
+        batches = _inbox_batches()
+        result = assess(batches, incs, pf)
+        out = to_dict(result)
+        out["portfolio_rejects"] = [str(e) for e in pf.errors]
+        out["events_source"] = "the live monitor's inbox (service_events)"
+        return out
+
+    def _inbox_batches() -> Any:
+        pos = 0
+        while True:
+            pos2, frame = rt.inbox.read(pos, 200_000)
+            if frame.height == 0:
+                return
+            yield frame
+            pos = pos2
 
     # -- risk --------------------------------------------------------------------
 
