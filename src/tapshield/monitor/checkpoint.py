@@ -21,6 +21,12 @@ configuration it was made under: after an upgrade or a config change
 :func:`restore_state` raises :class:`StaleCheckpointError` and the caller starts
 fresh (a wrong restore is worse than relearning).
 
+One rule for the classes serialised: an object whose attributes are numpy
+*views* into another of its arrays rebuilds them in ``__setstate__`` (pickle
+copies each array on its own; :class:`~tapshield.monitor.detectors.DetectorBank`
+does). ``tests/monitor/test_checkpoint.py`` holds a restored monitor to the
+uninterrupted one, event for event.
+
 This module does not know what it serialises: :func:`export_state` takes any
 object built from the allowed vocabulary (the service passes its
 :class:`~tapshield.pipeline.Analysis`, whose monitor is one part).

@@ -36,6 +36,11 @@ class Reorderer:
         self._pending = pending.filter(ts_us > watermark)
         return self._release(ready)
 
+    @property
+    def held(self) -> int:
+        """Events waiting for the watermark."""
+        return self._pending.height
+
     def release_until(self, watermark_us: int) -> pl.DataFrame:
         """Live feeds: release what is at or before ``watermark_us`` (the wall clock
         minus the lateness) even when no newer event came to push it out."""

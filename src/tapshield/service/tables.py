@@ -10,7 +10,7 @@
   the monitor's in phase 2), restored on start.
 * ``service_silences``: runtime silences (Alertmanager-style matchers, expiry).
 * ``service_incident_actions``: acknowledge / assign / note / resolve, with who and when.
-* ``service_events`` (migration ``0004_service_events``): the live monitor's inbox.
+* ``service_events`` (migration ``0006_service_events``): the live monitor's inbox.
 """
 
 from __future__ import annotations

@@ -357,12 +357,10 @@ class Watch:
             fed += frame.height
             if frame.height < READ_LIMIT:
                 break
-        last = getattr(a.monitor, "max_ts", None)
         now = datetime.now(UTC)
-        held = a.reorderer._pending.height if hasattr(a, "reorderer") else 0
         # follow the wall clock only for a current feed (a replay of old events
         # must not be told that weeks have passed)
-        if (last is not None or held) and self._current(a, now):
+        if self._current(a, now) or (a.last_ts is None and a.reorderer.held):
             a.advance(now)
         return fed
 
@@ -414,7 +412,8 @@ class Watch:
 
     def status(self) -> dict[str, Any]:
         a = self.analysis
+        opened = getattr(a.monitor, "open_alerts", list) if a is not None else list
         return {"leader": self.leader, "restored": self.restored, "position": self.position,
                 "events": a.events_seen if a is not None else 0,
-                "open_alerts": len(a.monitor.open_alerts()) if a is not None else 0,
+                "open_alerts": len(opened()),
                 "pages": self.pages, "alert_changes": self.alert_changes}

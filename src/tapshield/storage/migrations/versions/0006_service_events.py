@@ -1,7 +1,7 @@
 """The live monitor's inbox of ``tapshield serve`` (service_events).
 
-Revision ID: 0004_service_events
-Revises: 0003_trust
+Revision ID: 0006_service_events
+Revises: 0005_run_scoped
 Create Date: 2026-12-07
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from tapshield.storage.tables import JsonDoc
 
-revision = "0004_service_events"
-down_revision = "0003_trust"
+revision = "0006_service_events"
+down_revision = "0005_run_scoped"
 branch_labels = None
 depends_on = None
 
