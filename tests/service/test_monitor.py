@@ -85,10 +85,13 @@ def am_alerts(instance: str) -> list[dict[str, Any]]:
     return got
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[ServiceSettings]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceSettings]:
+    """On SQLite (file lock) and on the real PostgreSQL (advisory lock, own schema)."""
     ns = f"t-{uuid.uuid4().hex[:10]}"
-    yield settings_for(f"sqlite:///{tmp_path / 'svc.db'}", tmp_path, alertmanager=[AM_URL],
+    url = (f"sqlite:///{tmp_path / 'svc.db'}" if request.param == "sqlite"
+           else str(request.getfixturevalue("pg_schema_url")))
+    yield settings_for(url, tmp_path, alertmanager=[AM_URL],
                        redis_namespace=ns, monitor_poll_interval_s=0.1,
                        heartbeat_interval_s=60.0, public_url="http://tapshield.test:8080")
 

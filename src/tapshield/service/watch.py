@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import hashlib
 import logging
 import secrets
 import threading
@@ -89,6 +90,7 @@ class _Leadership:
     def __init__(self, rt: ServiceRuntime) -> None:
         self.engine = rt.engine
         self._conn: Connection | None = None
+        self._key = _LEADER_LOCK
         self._fh: IO[str] | None = None
         db = make_url(rt.url).database if self.engine.dialect.name == "sqlite" else None
         self._path = Path(db + ".monitor.lock") if db and db != ":memory:" else None
@@ -96,8 +98,13 @@ class _Leadership:
     def acquire(self) -> bool:
         if self.engine.dialect.name == "postgresql":
             conn = self.engine.connect()
+            # one leader per schema: services sharing a database in other schemas
+            # (and parallel test runs) do not wait for each other
+            schema = str(conn.execute(text("select current_schema()")).scalar() or "")
+            self._key = _LEADER_LOCK ^ int.from_bytes(
+                hashlib.sha256(schema.encode()).digest()[:4], "big")
             got = bool(conn.execute(text("select pg_try_advisory_lock(:k)"),
-                                    {"k": _LEADER_LOCK}).scalar())
+                                    {"k": self._key}).scalar())
             conn.commit()
             if got:
                 self._conn = conn
@@ -118,7 +125,7 @@ class _Leadership:
     def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.execute(text("select pg_advisory_unlock(:k)"), {"k": _LEADER_LOCK})
+                self._conn.execute(text("select pg_advisory_unlock(:k)"), {"k": self._key})
                 self._conn.commit()
             with contextlib.suppress(Exception):
                 self._conn.close()
