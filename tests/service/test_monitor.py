@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -201,6 +203,15 @@ def test_runtime_silence_suppresses_new_waves(tmp_path: Path, outage: pl.DataFra
         gd = [a for a in alerts if a["slice"].get("region") == "CN-GD"]
         assert gd and all(a["state"] == "suppressed" and not a["notify"] for a in gd)
         assert "planned work" in gd[0]["figures"]["suppressed_by"]
+        # the leader's monitor metrics are on /metrics, and still pass promtool
+        text = c.get("/metrics").text
+        assert "tapshield_event_time_seconds" in text and "tapshield_open_alerts" in text
+        promtool = shutil.which("promtool")
+        assert promtool is not None, "promtool not installed (scripts/services)"
+        out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                             text=True)
+        assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), (
+            out.stdout + out.stderr)
 
 
 def test_impact_values_a_portfolio_against_stored_incidents(tmp_path: Path,

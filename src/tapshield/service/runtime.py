@@ -43,7 +43,7 @@ from tapshield.service.metrics import ServiceMetrics, build_registry
 from tapshield.service.ratelimit import RateLimiter
 from tapshield.service.silences import SilenceStore
 from tapshield.service.taps import TapLedger
-from tapshield.service.watch import Watch
+from tapshield.service.watch import Watch, WatchCollector
 from tapshield.storage.store import Store
 
 log = logging.getLogger("tapshield.service")
@@ -171,6 +171,8 @@ class ServiceRuntime:
         self.inbox = Inbox(self.engine)
         self.watch: Watch | None = Watch(self) if settings.monitor_enabled else None
         self.registry = build_registry(self, RouterCollector(self.router))
+        if self.watch is not None:
+            self.registry.register(WatchCollector(self.watch))
         self.started_at = time.time()
         self.last_checkpoint: float | None = None
         self.restored_keys = 0

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tapshield.service.watch")
 
+PROMTOOL_REFUSED = frozenset({"tapshield_latency_ms"})
 MONITOR_CHECKPOINT = "monitor"
 ID_PREFIX = "LIVE"
 """Incident ids of the live monitor: ``LIVE-<day>-<n>`` (analysis runs use ``INC``)."""
@@ -229,6 +230,8 @@ class Watch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._silences_at = 0.0
+        self.lock = threading.Lock()
+        """Held while the pipeline changes (a poll, a checkpoint) and while /metrics reads it."""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -274,7 +277,8 @@ class Watch:
         finally:
             try:
                 if self.analysis is not None:
-                    self.checkpoint()
+                    with self.lock:
+                        self.checkpoint()
             finally:
                 self.leader = False
                 self._leadership.release()
@@ -285,7 +289,8 @@ class Watch:
         next_beat = 0.0
         while not self._stop.is_set():
             try:
-                self.poll()
+                with self.lock:
+                    self.poll()
             except Exception:
                 log.exception("monitor poll failed")
             now = time.monotonic()
@@ -295,7 +300,8 @@ class Watch:
                     n.heartbeat(every=s.heartbeat_interval_s)
             if now >= next_ckpt:
                 next_ckpt = now + s.monitor_checkpoint_interval_s
-                self.checkpoint()
+                with self.lock:
+                    self.checkpoint()
             self._stop.wait(s.monitor_poll_interval_s)
 
     # -- the work -------------------------------------------------------------------
@@ -424,3 +430,25 @@ class Watch:
                 "events": a.events_seen if a is not None else 0,
                 "open_alerts": len(opened()),
                 "pages": self.pages, "alert_changes": self.alert_changes}
+
+
+class WatchCollector:
+    """The live monitor's metrics (``tapshield.metrics.monitor``) on ``/metrics``, from
+    the worker that leads; other workers expose none (scrape every worker, or the
+    leader: ``GET /v1/monitor`` says which)."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+
+    def collect(self) -> Any:
+        from tapshield.metrics.monitor import MonitorCollector
+
+        a = self.watch.analysis
+        if a is None or not self.watch.leader:
+            return
+        for family in MonitorCollector(a.monitor, lock=self.watch.lock,  # type: ignore[arg-type]
+                                       notifiers=self.watch.notifiers).collect():
+            # `tapshield live`'s latency family is named in ms, which promtool refuses;
+            # the service's /metrics stays promtool-clean without it
+            if family.name not in PROMTOOL_REFUSED:
+                yield family
