@@ -128,6 +128,11 @@ def run(
         sinks.append(StoreSink(store, run_id, DEFAULT_TZ))
     settings = AnalysisSettings(brokers, topic, lateness=lateness, follow=follow,
                                 session_timeout_ms=session_timeout_ms)
+
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a deployment stopping us): finish and write outputs
+
+    signal.signal(signal.SIGTERM, _term)
     status = "failed"
     result = None
     try:

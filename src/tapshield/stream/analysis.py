@@ -74,6 +74,7 @@ class StreamProgress:
     ends: dict[int, int] | None = None
     """The end-of-input marker of ``stream produce`` (offset after each partition's last)."""
     duplicates: int = 0
+    interrupted: bool = False
     pending: int = 0
     watermark_us: int | None = None
 
@@ -84,6 +85,7 @@ class StreamProgress:
             "accepted_by_workers": sum(self.accepted.values()),
             "rejected_by_workers": self.rejected,
             "duplicates_dropped": self.duplicates,
+            "interrupted": self.interrupted,
             "complete": all(self.events.get(p, 0) == self.accepted.get(p, 0)
                             for p in set(self.events) | set(self.accepted)),
         }
@@ -162,33 +164,10 @@ class StreamAnalysis:
                    for p in range(parts)]
             tps.append(TopicPartition(self.topics.aggregates, 0, OFFSET_BEGINNING))
             consumer.assign(tps)
-            last_release = last_mark = quiet_since = time.monotonic()
-            while not self._stop:
-                msgs = consumer.consume(500, 0.2)
-                for m in msgs:
-                    if m.error():
-                        continue
-                    if m.topic() == self.topics.canonical:
-                        frame = wire.decode(m.value() or b"")
-                        p = int(m.partition())
-                        merger.add(p, frame)
-                        self.progress.events[p] = self.progress.events.get(p, 0) + frame.height
-                    else:
-                        self._aggregate(m.value() or b"")
-                now = time.monotonic()
-                if merger.pending_rows and (now - last_release > 0.25
-                                            or merger.pending_rows > 200_000):
-                    self._feed(merger.release())
-                    last_release = now
-                if now - last_mark > 2.0:
-                    self._mark(consumer, merger)
-                    last_mark = now
-                if msgs or s.follow:
-                    quiet_since = now
-                    continue
-                if now - quiet_since >= 0.4 and self._caught_up(consumer, parts,
-                                                                now - quiet_since):
-                    break
+            try:
+                self._loop(consumer, merger, parts)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: finish with what was read
+                self.progress.interrupted = True
             self._feed(merger.release(final=True))
             self._mark(consumer, merger)
         finally:
@@ -196,6 +175,36 @@ class StreamAnalysis:
         result = self.analysis.finish()
         result.summary["stream"] = self.progress.as_dict()
         return result
+
+    def _loop(self, consumer: Any, merger: Merger, parts: int) -> None:
+        s = self.settings
+        last_release = last_mark = quiet_since = time.monotonic()
+        while not self._stop:
+            msgs = consumer.consume(500, 0.2)
+            for m in msgs:
+                if m.error():
+                    continue
+                if m.topic() == self.topics.canonical:
+                    frame = wire.decode(m.value() or b"")
+                    p = int(m.partition())
+                    merger.add(p, frame)
+                    self.progress.events[p] = self.progress.events.get(p, 0) + frame.height
+                else:
+                    self._aggregate(m.value() or b"")
+            now = time.monotonic()
+            if merger.pending_rows and (now - last_release > 0.25
+                                        or merger.pending_rows > 200_000):
+                self._feed(merger.release())
+                last_release = now
+            if now - last_mark > 2.0:
+                self._mark(consumer, merger)
+                last_mark = now
+            if msgs or s.follow:
+                quiet_since = now
+                continue
+            if now - quiet_since >= 0.4 and self._caught_up(consumer, parts,
+                                                            now - quiet_since):
+                break
 
     # -- internals ---------------------------------------------------------------
 
