@@ -81,6 +81,18 @@ def test_duplicate_ids_are_dropped_where_the_partitions_meet() -> None:
     assert dup.dropped == 60
 
 
+def test_the_duplicate_index_forgets_ids_older_than_two_horizons() -> None:
+    frame = outage_events(minutes=30, rate=1.0)  # about 1,800 events over 30 minutes
+    dup = Duplicates(horizon_us=5 * 60 * 1_000_000)
+    for lo in range(0, frame.height, 100):
+        dup(frame.slice(lo, 100))
+    assert len(dup.indexes) == 2
+    late_copy = dup(frame.head(10))  # a resend after 30 minutes is not recognised
+    assert late_copy.height == 10
+    recent = dup(frame.tail(10))
+    assert recent.height == 0 and dup.dropped == 10
+
+
 def test_the_partition_stage_validates_and_routes_every_message() -> None:
     frame = outage_events(minutes=2, rate=2.0)
     lines = wire_json(frame)

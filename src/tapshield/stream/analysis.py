@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -95,29 +96,46 @@ class Duplicates:
     """Drops repeated ``event_id`` s in analysis order (the first copy is kept).
 
     The workers validate without cross-message state; duplicate ids are found here,
-    where every partition meets, with the file reader's index (64-bit hashes).
+    where every partition meets, with the file reader's index (64-bit hashes). A
+    stream never ends, so the index is kept per ``horizon`` of event time and the
+    oldest is dropped: a repeat is caught if it comes within one to two horizons
+    of the first copy (redeliveries and resends come within minutes), and memory
+    stays at about 9 bytes per event of two horizons.
     """
 
-    def __init__(self) -> None:
-        self.index = EventIdIndex()
+    def __init__(self, horizon_us: int = 15 * 60 * 1_000_000) -> None:
+        self.horizon_us = horizon_us
+        self.indexes: deque[tuple[int, EventIdIndex]] = deque()
         self.dropped = 0
+
+    def _seen(self, ordered: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(ordered), dtype=np.bool_)
+        for _, index in self.indexes:
+            if index.size:
+                hit |= index.seen_sorted(ordered)
+        return hit
+
+    def _current(self, newest_us: int) -> EventIdIndex:
+        if not self.indexes or newest_us >= self.indexes[-1][0] + self.horizon_us:
+            self.indexes.append((newest_us, EventIdIndex()))
+            while len(self.indexes) > 2:
+                self.indexes.popleft()
+        return self.indexes[-1][1]
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
         hashes = EventIdIndex.hashes(frame.get_column("event_id"))
         ordered = np.sort(hashes.to_numpy())
-        suspicious = bool(len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any())
-        if self.index.size and self.index.seen_sorted(ordered).any():
-            suspicious = True
-        if not suspicious:
-            self.index.add_sorted(ordered)
-            return frame
-        seen = self.index.seen_sorted(ordered)
-        before = pl.Series(ordered[seen])
-        keep = ~hashes.is_in(before.implode()) & hashes.is_first_distinct()
-        kept = frame.filter(keep)
-        self.dropped += frame.height - kept.height
-        self.index.add_sorted(np.sort(EventIdIndex.hashes(kept.get_column("event_id"))
-                                      .to_numpy()))
+        seen = self._seen(ordered)
+        repeats = bool(len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any())
+        kept = frame
+        if repeats or seen.any():
+            before = pl.Series(ordered[seen])
+            kept = frame.filter(~hashes.is_in(before.implode()) & hashes.is_first_distinct())
+            self.dropped += frame.height - kept.height
+            ordered = np.sort(EventIdIndex.hashes(kept.get_column("event_id")).to_numpy())
+        newest = frame.get_column("ts").cast(pl.Int64).max()
+        assert isinstance(newest, int)
+        self._current(newest).add_sorted(ordered)
         return kept
 
 
