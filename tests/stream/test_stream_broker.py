@@ -135,3 +135,26 @@ def _read(brokers: str, topic: str, n: int, timeout: float = 120.0) -> list[Any]
         c.close()
     assert len(out) >= n, f"{topic}: {len(out)} of {n} message(s) within {timeout:.0f} s"
     return out
+
+
+def test_the_commands_run_the_global_stage_and_show_lag(broker: LocalBroker, parity_run: Any,
+                                                        tmp_path: Path) -> None:
+    """``stream run --workers 0`` (workers elsewhere) writes the outputs; ``status`` reads."""
+    from typer.testing import CliRunner
+
+    from tapshield.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    done = runner.invoke(app, ["stream", "run", "--brokers", broker.address, "--topic",
+                               "parity", "--workers", "0", "--out", str(out),
+                               "--session-timeout-ms", str(SESSION_MS)])
+    assert done.exit_code == 0, done.output
+    written = json.loads((out / "incidents.json").read_text())
+    assert [i["id"] for i in written] == [i.id for i in parity_run.incidents]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stream"]["complete"] and summary["stream"]["rejected_by_workers"] == 3
+    shown = runner.invoke(app, ["stream", "status", "--brokers", broker.address,
+                                "--topic", "parity", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["groups"]["workers"] == "tapshield-workers.parity"

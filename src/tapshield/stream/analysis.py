@@ -139,6 +139,19 @@ class Duplicates:
         return kept
 
 
+@dataclass(slots=True)
+class StreamAccounting:
+    """Puts the stream's accounting into the summary before the sinks write it."""
+
+    progress: StreamProgress
+
+    def observe(self, batch: pl.DataFrame) -> None:
+        return None
+
+    def finish(self, result: AnalysisResult) -> None:
+        result.summary["stream"] = self.progress.as_dict()
+
+
 class StreamAnalysis:
     """Consume ``T.canonical`` into an :class:`Analysis`; :meth:`run` returns its result."""
 
@@ -151,10 +164,11 @@ class StreamAnalysis:
         cfg = PipelineConfig(lateness=timedelta(0), monitor_config=monitor_config)
         # the merger waits for late events (per partition); the pipeline's own
         # reorderer then sees ordered input and only counts what still came late
-        self.analysis = Analysis(cfg, changes=changes, sinks=sinks)
+        self.progress = StreamProgress()
+        self.analysis = Analysis(cfg, changes=changes, sinks=sinks,
+                                 extensions=[StreamAccounting(self.progress)])
         self.lateness_us = int(settings.lateness * 1e6)
         self.on_alerts = on_alerts
-        self.progress = StreamProgress()
         self.progress_file = progress_file
         self.duplicates = Duplicates()
         self._stop = False
@@ -190,9 +204,7 @@ class StreamAnalysis:
             self._mark(consumer, merger)
         finally:
             consumer.close()
-        result = self.analysis.finish()
-        result.summary["stream"] = self.progress.as_dict()
-        return result
+        return self.analysis.finish()
 
     def _loop(self, consumer: Any, merger: Merger, parts: int) -> None:
         s = self.settings
