@@ -129,3 +129,19 @@ def test_the_wire_keeps_every_value_and_type() -> None:
         pl.int_range(pl.len(), dtype=pl.Int64).alias(wire.OFFSET))
     back = wire.decode(wire.encode(frame))
     assert back.schema == frame.schema and back.equals(frame)
+
+
+def test_a_record_with_line_breaks_is_one_record() -> None:
+    """A message is one record whatever its line breaks (JSONL splits on them)."""
+    from tapshield.events.read import validate_json_records
+
+    good = wire_json(outage_events(minutes=1, rate=1.0).head(2))
+    pretty = json.dumps(json.loads(good[0]), indent=2).encode()  # breaks between tokens
+    broken = good[1].replace(b'"nfc"', b'"n\nfc"').replace(b'"qr"', b'"q\nr"')
+    broken = broken.replace(b'"debit_card"', b'"debit\n_card"').replace(b'"wallet"',
+                                                                        b'"wal\nlet"')
+    result = validate_json_records([pretty, broken, b"  "], [1, 2, 3])
+    assert result.valid.height == 1
+    assert result.valid.get_column("event_id").to_list() == [json.loads(good[0])["event_id"]]
+    assert result.rejects.get_column("row").to_list() == [2, 3]
+    assert set(result.rejects.get_column("errors").to_list()) == {"*: json_syntax"}
