@@ -26,7 +26,7 @@ from sqlalchemy import column, func, select, table
 from tapshield.console import provinces
 from tapshield.console.i18n import t
 from tapshield.console.ports import Runtime as ServiceRuntime
-from tapshield.incident import LEVEL_NAMES
+from tapshield.levels import LEVEL_NAMES
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
 from tapshield.report.present import (
     LEVEL_GLYPHS,

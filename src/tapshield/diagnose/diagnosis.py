@@ -43,8 +43,9 @@ from tapshield.diagnose.events import (
 from tapshield.diagnose.evidence import Facts, gather
 from tapshield.diagnose.localizer import Localization, LocalizeConfig, localize_cube
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest, Failure
+from tapshield.signals import Signal
 
-SIGNATURE_OF_SIGNAL: dict[str, str] = {
+SIGNATURE_OF_SIGNAL: dict[Signal, str] = {
     "technical": "technical",
     "decline": "decline",
     "risk_decline": "risk_decline",

@@ -26,9 +26,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.detectors import SIGNAL_NAMES
-from tapshield.monitor.levels import LEVEL_NAMES
 from tapshield.monitor.sketch import EDGES, prometheus_bounds
 
 if TYPE_CHECKING:

@@ -31,7 +31,8 @@ import polars as pl
 
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
-from tapshield.incident import LEVEL_NAMES, Incident
+from tapshield.incident import Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow

@@ -12,7 +12,8 @@ import polars as pl
 
 from tapshield import __version__
 from tapshield import timeline as tl_contract
-from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION, Incident
+from tapshield.incident import SCHEMA_VERSION, Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.money import format_fen
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
 from tapshield.report.templates import environment, stylesheet

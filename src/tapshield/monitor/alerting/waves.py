@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tapshield.levels import NOTICE
 from tapshield.monitor import _kernels as kn
-from tapshield.monitor.levels import NOTICE, LevelTracker
+from tapshield.monitor.levels import LevelTracker
 
 FAMILY = {0: "technical", 3: "technical", 4: "technical", 5: "technical", 1: "business",
           2: "business"}
