@@ -269,6 +269,16 @@ class Lifecycle:
                 if back is not None:
                     return self._reopen(back, c, cp, seq)
         alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+        same = self.alerts.get(alert_id) if self.cfg.one_page else None
+        if same is not None:
+            # the same signal in the same slice from the same change point: the wave
+            # that is open under this id (its own slice had left it); join, don't
+            # replace it (replacing orphaned its other members' ownership)
+            same.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
+            self.owner[(c.slice, c.signal)] = alert_id
+            return []
+        if self.cfg.one_page and alert_id in self.resolved:
+            return self._reopen(self.resolved[alert_id], c, cp, seq)
         a = Alert(alert_id, FAMILY[c.signal], c.signal, c.slice, cp, c.ts,
                   LevelTracker(self.cfg.levels, family=FAMILY[c.signal]))
         a.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
