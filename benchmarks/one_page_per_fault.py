@@ -20,7 +20,8 @@ slice neither lies inside nor contains the fault's scope (``os=android`` for a
 the slice is not what broke).
 
 Run: ``.venv/bin/python benchmarks/one_page_per_fault.py --new-seeds 1 --json out.json``
-(``--only NAME`` to run some scenarios; the simulations are cached in
+(``--only NAME`` to run some scenarios, e.g. in parallel processes, then
+``--combine a.json b.json`` to aggregate them; the simulations are cached in
 ``benchmarks/data/opf/``).
 """
 
@@ -155,32 +156,50 @@ class Result:
     seconds: float = 0.0
 
 
-def grade(case: Case, events: list[AlertEvent], res: Result, label: str) -> dict[str, Any]:
+def grade(case: Case, events: list[AlertEvent], label: str) -> dict[str, Any]:
+    """Per must-page fault: pages and delay; the pages on untouched slices."""
     must = [f for f in case.faults if f.must_page]
     pages = pages_of(events)
-    res.pages += len(pages)
     per: dict[str, list[Page]] = {f.id: [] for f in must}
+    untouched: list[str] = []
     for p in pages:
         cands = [f for f in must if matches(p, f)]
         touched = [f for f in cands if touches(p, f)]
         best = (touched or cands or [None])[0]
         if best is None or not touched:
-            res.untouched.append(f"{case.name}/{case.seed} {label} {p.signal} "
-                                 f"{p.slice or '{}'} L{p.level} at {p.ts:%H:%M}")
+            untouched.append(f"{case.name}/{case.seed} {label} {p.signal} "
+                             f"{p.slice or '{}'} L{p.level} at {p.ts:%H:%M}")
         if best is not None:
             per[best.id].append(p)
-    detail = {}
+    faults = {}
     for f in must:
         got = sorted(per[f.id], key=lambda p: p.ts)
-        res.faults += 1
-        res.pages_per_fault.append(len(got))
-        if got:
-            res.detected += 1
-            res.delays.append((got[0].ts - f.start).total_seconds())
-        detail[f.id] = {"pages": len(got),
+        faults[f.id] = {"pages": len(got),
                         "delay_s": round((got[0].ts - f.start).total_seconds(), 1)
                         if got else None}
-    return detail
+    return {"faults": faults, "pages": len(pages), "untouched": untouched}
+
+
+def add(res: Result, graded: dict[str, Any]) -> None:
+    res.pages += graded["pages"]
+    res.untouched.extend(graded["untouched"])
+    for f in graded["faults"].values():
+        res.faults += 1
+        res.pages_per_fault.append(f["pages"])
+        if f["pages"]:
+            res.detected += 1
+            res.delays.append(f["delay_s"])
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    groups = ("library", "library_new_seeds", "held_out")
+    labels = ("now", "one_page")
+    results = {g: {k: Result() for k in labels} for g in groups}
+    for row in rows:
+        for k in labels:
+            add(results[row["group"]][k], row[k])
+            results[row["group"]][k].seconds += row[k].get("cpu_s", 0.0)
+    return {g: {k: summary(v) for k, v in results[g].items()} for g in groups}
 
 
 def replay(case: Case, cfg: MonitorConfig) -> tuple[list[AlertEvent], float]:
@@ -215,6 +234,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None)
     ap.add_argument("--no-library", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--combine", nargs="*", default=None,
+                    help="aggregate the cases of earlier --json outputs (parallel runs)")
     args = ap.parse_args()
     scenarios: list[tuple[Scenario, bool]] = []
     if not args.no_library:
@@ -224,10 +245,10 @@ def main() -> None:
     if args.only:
         scenarios = [(s, h) for s, h in scenarios if s.name in args.only]
     configs = {"now": MonitorConfig(one_page=False), "one_page": MonitorConfig()}
-    groups = ("library", "library_new_seeds", "held_out")
-    results = {g: {k: Result() for k in configs} for g in groups}
     details: list[dict[str, Any]] = []
-    for sc, held in scenarios:
+    for path in args.combine or ():
+        details.extend(json.loads(Path(path).read_text())["cases"])
+    for sc, held in scenarios if not args.combine else ():
         for k in range(args.new_seeds + 1):
             seed = sc.seed + 1000 * k
             case = load_case(sc, seed, held)
@@ -235,12 +256,11 @@ def main() -> None:
             row: dict[str, Any] = {"scenario": sc.name, "seed": seed, "group": group}
             for label, cfg in configs.items():
                 events, cpu = replay(case, cfg)
-                res = results[group][label]
-                res.seconds += cpu
-                row[label] = grade(case, events, res, label)
+                row[label] = grade(case, events, label)
+                row[label]["cpu_s"] = round(cpu, 2)
             details.append(row)
-            print(json.dumps(row), file=sys.stderr)
-    out = {g: {k: summary(v) for k, v in results[g].items()} for g in groups}
+            print(json.dumps(row, default=str), file=sys.stderr)
+    out: dict[str, Any] = aggregate(details)
     out["cases"] = details
     text = json.dumps(out, indent=2, default=str)
     if args.json:

@@ -182,6 +182,16 @@ class Lifecycle:
                 self.owner[ref] = a.alert_id
                 a.started_us = min(a.started_us, cp)
                 return []
+        if self.cfg.one_page and fam == "technical":
+            # two waves in disjoint slices whose failures one third slice holds (an
+            # OS each, inside a release's fault) are one fault
+            for a in self.alerts.values():
+                if a.family == fam and a.window is None and a.state == "firing" and \
+                        self.inhibitor.common_cause(c, seq, a) is not None:
+                    a.members[ref] = Member(c.slice, c.signal, "scope", cp, c.ts)
+                    self.owner[ref] = a.alert_id
+                    a.minimized_us = 0  # re-rank its scope at the next review
+                    return []
         if self.cfg.one_page:
             # a wave with the same scope at the same time (another family's signal in a
             # slice an open wave is made of) is that wave: one fault, one incident
