@@ -14,10 +14,12 @@ must-page fault it matches (time: the fault's ``[start - 5 min, end + 5 min]``
 holds the page; scope: compatible, as :func:`tapshield.drill.score.compatible`),
 preferring a fault whose scope the page's slice lies in. Per fault: *pages*
 (the number assigned), *detected* (at least one), *delay* (first page minus the
-true start). A page on an *untouched slice* matches no must-page fault, or its
-slice neither lies inside nor contains the fault's scope (``os=android`` for a
-``carrier=china_mobile`` fault: the carrier's customers on Android are touched,
-the slice is not what broke).
+true start). A page on an *untouched slice* matches no must-page fault (the drill
+scorer's rule for a false alert page: no fault at that time whose scope can
+share events with the page's slice). Reported apart, *beside the scope*: a
+page matched to a fault whose slice neither lies inside nor contains the
+fault's scope (``os=android`` for a ``carrier=china_mobile`` fault: the
+carrier's Android customers are touched, but the slice is not what broke).
 
 Run: ``.venv/bin/python benchmarks/one_page_per_fault.py --new-seeds 1 --json out.json``
 (``--only NAME`` to run some scenarios, e.g. in parallel processes, then
@@ -152,6 +154,7 @@ class Result:
     delays: list[float] = field(default_factory=list)
     pages_per_fault: list[int] = field(default_factory=list)
     untouched: list[str] = field(default_factory=list)
+    beside: list[str] = field(default_factory=list)
     pages: int = 0
     seconds: float = 0.0
 
@@ -162,13 +165,17 @@ def grade(case: Case, events: list[AlertEvent], label: str) -> dict[str, Any]:
     pages = pages_of(events)
     per: dict[str, list[Page]] = {f.id: [] for f in must}
     untouched: list[str] = []
+    beside: list[str] = []
     for p in pages:
         cands = [f for f in must if matches(p, f)]
         touched = [f for f in cands if touches(p, f)]
         best = (touched or cands or [None])[0]
-        if best is None or not touched:
-            untouched.append(f"{case.name}/{case.seed} {label} {p.signal} "
-                             f"{p.slice or '{}'} L{p.level} at {p.ts:%H:%M}")
+        what = (f"{case.name}/{case.seed} {label} {p.signal} {p.slice or '{}'} "
+                f"L{p.level} at {p.ts:%H:%M}")
+        if best is None:
+            untouched.append(what)
+        elif not touched:
+            beside.append(what)
         if best is not None:
             per[best.id].append(p)
     faults = {}
@@ -177,12 +184,13 @@ def grade(case: Case, events: list[AlertEvent], label: str) -> dict[str, Any]:
         faults[f.id] = {"pages": len(got),
                         "delay_s": round((got[0].ts - f.start).total_seconds(), 1)
                         if got else None}
-    return {"faults": faults, "pages": len(pages), "untouched": untouched}
+    return {"faults": faults, "pages": len(pages), "untouched": untouched, "beside": beside}
 
 
 def add(res: Result, graded: dict[str, Any]) -> None:
     res.pages += graded["pages"]
     res.untouched.extend(graded["untouched"])
+    res.beside.extend(graded.get("beside", []))
     for f in graded["faults"].values():
         res.faults += 1
         res.pages_per_fault.append(f["pages"])
@@ -223,6 +231,8 @@ def summary(r: Result) -> dict[str, Any]:
         "faults_paged_more_than_once": sum(1 for n in r.pages_per_fault if n > 1),
         "pages_on_untouched_slices": len(r.untouched),
         "untouched": r.untouched,
+        "pages_beside_the_scope": len(r.beside),
+        "beside": r.beside,
         "cpu_s": round(r.seconds, 1),
     }
 
