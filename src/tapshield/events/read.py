@@ -38,8 +38,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tapshield.errors import ContractError, RowError
-from tapshield.events.csvsplit import (
+from tapshield.csvgrammar import (
     OTHER_BOMS,
     PIECE_BYTES,
     REC_ENCODING,
@@ -57,6 +56,7 @@ from tapshield.events.csvsplit import (
     record_extent,
     scan_records,
 )
+from tapshield.errors import ContractError, RowError
 from tapshield.events.idindex import EventIdIndex
 from tapshield.events.schema import REQUIRED, WIRE_NAMES, empty_events
 from tapshield.events.validate import (
@@ -373,10 +373,27 @@ class EventReader:
     def _json_result(
         self, frame: pl.DataFrame, broken: list[tuple[int, str, bytes]]
     ) -> ValidationResult:
-        result = finish(parse(frame, dict.fromkeys(WIRE_NAMES, pl.String())), self.index)
-        if broken:
-            result.rejects = pl.concat([result.rejects, structural_rejects(broken)]).sort("row")
-        return result
+        return _json_validated(frame, broken, self.index)
+
+
+def _json_validated(
+    frame: pl.DataFrame, broken: list[tuple[int, str, bytes]], index: EventIdIndex
+) -> ValidationResult:
+    result = finish(parse(frame, dict.fromkeys(WIRE_NAMES, pl.String())), index)
+    if broken:
+        result.rejects = pl.concat([result.rejects, structural_rejects(broken)]).sort("row")
+    return result
+
+
+def validate_json_lines(
+    lines: list[bytes], numbers: list[int], index: EventIdIndex
+) -> ValidationResult:
+    """JSONL records that arrive a few at a time (a live stream), validated exactly as
+    an events file's: the same parse, rules and rejects, duplicates checked against
+    ``index`` (keep one index for the whole stream). ``lines`` are stripped, non-blank
+    records; ``numbers`` their 1-based line numbers in the stream."""
+    frame, broken = _parse_json_lines(lines, numbers, dict.fromkeys(WIRE_NAMES, pl.String()))
+    return _json_validated(frame, broken, index)
 
 
 def _lines(fh: BinaryIO) -> Iterator[bytes]:

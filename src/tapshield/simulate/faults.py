@@ -331,7 +331,3 @@ def changes_frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
         raise AssertionError(f"simulated changes break the contract: {result.errors()}")
     return result.valid.sort("ts")
 
-
-def write_changes_csv(rows: list[dict[str, str | None]], path: str) -> None:
-    frame = pl.DataFrame(rows, schema=dict.fromkeys(CHANGES.names, pl.String()))
-    frame.write_csv(path)

@@ -1,4 +1,4 @@
-"""Prometheus exposition of the monitor's state (``/metrics`` in live mode).
+"""Prometheus exposition of the monitor's state (an edge adapter: ``/metrics`` in live mode).
 
 A custom collector reads the monitor's counters at scrape time instead of
 updating ``prometheus_client`` metrics per event: the hot path stays

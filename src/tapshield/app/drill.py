@@ -1,5 +1,9 @@
 """Run a drill: simulate a scenario, replay it through the pipeline, grade it.
 
+The use case behind ``tapshield drill`` (and the drill part of the demo and
+of ``benchmarks/drill_scorecard.py``); grading is pure and lives in
+:mod:`tapshield.drill.score`.
+
 This is the game day a payments reliability team runs: the scenario's events
 go through exactly what production runs (the events file is read back
 through the contract's reader, so the drill also exercises the input path),
@@ -23,8 +27,11 @@ from typing import Any
 import polars as pl
 
 from tapshield.drill.score import Scorecard, score
+from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
-from tapshield.incident import scope_expr
+from tapshield.incident import read_incidents, scope_expr
+from tapshield.monitor.alerts import AlertEvent
+from tapshield.pipeline import PipelineConfig, Sink, analyze_frames
 from tapshield.simulate import Scenario, World, load_scenario, simulate
 from tapshield.simulate.faults import change_rows, changes_frame
 from tapshield.simulate.truth import Truth, truth_from_dict
@@ -33,10 +40,6 @@ FAILOVER_WARMUP = timedelta(minutes=30)
 """Router history replayed before a fault (it learns channel health as in production)."""
 FAILOVER_CAUSES = ("interface", "network", "release")
 """Faults of the path: the ones failing over can help with."""
-
-
-class PipelineMissingError(RuntimeError):
-    """The analysis pipeline is not installed in this build."""
 
 
 @dataclass(slots=True)
@@ -58,14 +61,6 @@ class DrillResult:
         return d
 
 
-def _pipeline() -> tuple[Any, Any]:
-    try:
-        from tapshield.pipeline import PipelineConfig, analyze_frames
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise PipelineMissingError(f"the analysis pipeline is not available ({exc})") from None
-    return analyze_frames, PipelineConfig
-
-
 def saved_by_failover(
     world: World, events: pl.DataFrame, truth: Truth, *, seed: int = 0,
     policy: str = "tapshield",
@@ -77,10 +72,8 @@ def saved_by_failover(
     to its end are replayed under both policies with the same draws; a tap
     counts as saved when it lies in the fault's scope and window.
     """
-    try:
-        from tapshield.route import replay, taps_from_events
-    except ImportError:  # pragma: no cover - depends on the build
-        return None
+    from tapshield.route import replay, taps_from_events
+
     per_fault: dict[str, int] = {}
     detail: dict[str, Any] = {}
     for f in truth.faults:
@@ -115,12 +108,11 @@ def run_drill(
     failover: bool = True,
     chunk_rows: int = 250_000,
     progress: Callable[[str], None] | None = None,
-    sinks: Sequence[Any] = (),
+    sinks: Sequence[Sink] = (),
 ) -> DrillResult:
     """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``.
 
     ``sinks``: more pipeline sinks (the database, the audit log) beside the files."""
-    analyze_frames, pipeline_config = _pipeline()
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     out = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -140,12 +132,8 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    try:
-        result = analyze_frames(iter(reader), changes=changes, config=pipeline_config(),
-                                out_dir=out / "analysis", sinks=sinks)
-    except ImportError as exc:  # a stage of the pipeline (monitor, diagnosis) is missing
-        raise PipelineMissingError(
-            f"the analysis pipeline cannot run in this build ({exc})") from None
+    result = analyze_frames(iter(reader), changes=changes, config=PipelineConfig(),
+                            out_dir=out / "analysis", sinks=sinks)
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
@@ -161,3 +149,32 @@ def run_drill(
     (out / "scorecard.json").write_text(json.dumps(drill.to_dict(), indent=2) + "\n",
                                         encoding="utf-8")
     return drill
+
+
+def read_alerts(path: Path) -> list[AlertEvent]:
+    """An ``alerts.jsonl`` written by an analysis, back as alert events."""
+    from tapshield.timeutil import parse_rfc3339
+
+    out: list[AlertEvent] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out.append(AlertEvent(
+                alert_id=d["alert_id"], ts=parse_rfc3339(d["ts"]), state=d["state"],
+                level=int(d["level"]), started_at=parse_rfc3339(d["started_at"]),
+                slice=dict(d.get("slice") or {}), signal=d["signal"],
+                notify=bool(d["notify"]), incident_id=d.get("incident_id")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ContractError(f"{path.name} line {n}: not an alert event ({exc})") from None
+    return out
+
+
+def grade(truth: Path, incidents: Path, alerts: Path | None = None) -> Scorecard:
+    """Grade existing output (``incidents.json``, optionally ``alerts.jsonl``) against
+    a simulator's ``truth.json``."""
+    from tapshield.simulate import read_truth
+
+    return score(read_incidents(incidents), read_truth(truth),
+                 alerts=read_alerts(alerts) if alerts is not None else ())

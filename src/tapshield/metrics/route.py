@@ -1,4 +1,4 @@
-"""Prometheus view of a router: what on-call sees on the dashboard.
+"""Prometheus view of a router (an edge adapter): what on-call sees on the dashboard.
 
 :class:`RouterCollector` is a custom collector (nothing is updated on the
 decision path; values are read when Prometheus scrapes):

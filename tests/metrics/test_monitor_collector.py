@@ -5,10 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tapshield.metrics.monitor import MonitorCollector
 from tapshield.monitor import Monitor
-from tapshield.monitor.prom import MonitorCollector
-
-from .synth import Fault, events
+from tests.monitor.synth import Fault, events
 
 
 def test_metrics_exposition_matches_the_stream() -> None:

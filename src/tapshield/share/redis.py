@@ -1,4 +1,4 @@
-"""Health shared between router instances through Redis, never required.
+"""Adapter: health shared between router instances through Redis, never required.
 
 Several gateway instances each run a :class:`~tapshield.route.router.Router`
 and decide from their **local** view (a decision never waits on the
@@ -111,7 +111,8 @@ class RedisShare:
         self._last_id = position
 
     def attach(self, router: Router) -> None:
-        """Called by :class:`Router` when it is built with ``share=self``."""
+        """Called by :class:`Router` when it is built with ``share=self`` (the
+        :class:`tapshield.route.HealthShare` port)."""
         self._router = router
 
     # -- local side (never blocks) ---------------------------------------------
