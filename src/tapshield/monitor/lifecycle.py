@@ -425,7 +425,7 @@ class Lifecycle:
             return out  # recovering: the level stands until it resolves or re-fires
         if len(a.scope()) > 1 and now - a.minimized_us >= 60_000_000:
             a.minimized_us = now
-            self.inhibitor.minimize(a, now, seq)
+            self.inhibitor.minimize(a, now, seq, same_slice=self.cfg.one_page)
             impact, figures = self._measure(a, now, seq)
             a.figures = figures
         before = a.tracker.level

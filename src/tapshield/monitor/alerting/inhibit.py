@@ -225,7 +225,7 @@ class Inhibitor:
         inside = self.registry.infos[s].mapping
         return any(refines(inside, self.registry.infos[m.slice].mapping) for m in a.scope())
 
-    def minimize(self, a: Alert, now: int, seq: int) -> None:
+    def minimize(self, a: Alert, now: int, seq: int, same_slice: bool = False) -> None:
         """Keep as the wave's scope only the slices the others do not explain.
 
         Slices join a wave in the order their tests happen to cross, often a
@@ -235,7 +235,10 @@ class Inhibitor:
         slice where the change concentrates ranks above both its diluted parents
         and its smaller children. Each is kept only if it is still anomalous with
         the better-ranked kept ones taken out, else it becomes an explained
-        member. The alert is then named after its best slice.
+        member. The alert is then named after its best slice. With
+        ``same_slice``, a member in the slice of a kept one (another symptom of
+        the same scope: declines where the channel fails) stays in the scope, so
+        it goes on explaining its children.
         """
         views = self.views
         view = self.recent.view(now - self.explain_us, seq)
@@ -253,7 +256,8 @@ class Inhibitor:
         ranked.sort(key=lambda t: (-t[0], self.registry.infos[t[1].slice].key, t[1].signal))
         kept: list[Member] = []
         for _x, m in ranked:
-            if not kept or m.signal not in RATE_SIGNALS:
+            if not kept or m.signal not in RATE_SIGNALS or (
+                    same_slice and any(k.slice == m.slice for k in kept)):
                 kept.append(m)
                 continue
             in_t = views.mask(view, m.slice)
