@@ -439,7 +439,9 @@ class Lifecycle:
         was_firing = a.state == "firing"
         a.resolve(ended, now)
         del self.alerts[a.alert_id]
-        if self.cfg.one_page and was_firing:
+        if self.cfg.one_page and was_firing and a.paged:
+            # only a wave that paged can page twice: a notice that returns is a new
+            # notice (reopening it would measure its level from the first start)
             self.resolved[a.alert_id] = a
         for ref in a.members:
             # tests the wave explained, still firing or on hold: they watch afresh at
