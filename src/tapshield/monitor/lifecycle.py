@@ -275,7 +275,7 @@ class Lifecycle:
         if suppression is None:
             suppression = self.suppressor.check(info.as_dict, SIGNAL_NAMES[c.signal], now)
             if suppression is None and self.cfg.one_page:
-                back = self._reopenable(c.slice, FAMILY[c.signal], c.signal, now)
+                back = self._reopenable(c.slice, FAMILY[c.signal], c.signal, now, seq)
                 if back is not None:
                     return self._reopen(back, c, cp, seq)
         alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
@@ -304,29 +304,41 @@ class Lifecycle:
             return [self._event(a, now, "suppressed", notify=False)]
         return [self._fire(a, now)]
 
-    def _reopenable(self, s: int, family: str, signal: int, now: int) -> Alert | None:
-        """The most recently resolved alert of this family and signal, resolved within
-        the reopen window, whose scope holds slice ``s`` or that ``s`` holds (the whole
-        flow only matches itself): the same fault coming back."""
-        t = self.registry.infos[s].mapping
+    def _reopenable(self, s: int, family: str, signal: int, now: int, seq: int
+                    ) -> Alert | None:
+        """The most recently resolved paged alert of this family, resolved within the
+        reopen window, that slice ``s``'s wave is the return of: ``s`` is in or around
+        its scope (same signal; the whole flow only matches itself), or, as
+        inhibition judges an open wave, nothing anomalous is left in ``s`` once the
+        resolved scope's events are taken out (a slice that only shares events with
+        the scope, crossing first as the fault comes back)."""
+        infos = self.registry.infos
+        t = infos[s].mapping
         for a in reversed(list(self.resolved.values())):
             if a.family != family or a.resolved_us is None:
                 continue
             if now - a.resolved_us > self.us["reopen"]:
                 continue
-            if a.signal != signal:
-                continue
-            scope = [self.registry.infos[a.slice].mapping, *a.figures.get("scope", [])]
+            scope = [infos[a.slice].mapping, *a.figures.get("scope", [])]
             # the same slice, or one inside or around the wave's scope; the whole flow
             # contains everything, so it matches only itself
-            if any(t == d or (t and d and (refines(t, d) or refines(d, t))) for d in scope):
+            if a.signal == signal and any(
+                    t == d or (t and d and (refines(t, d) or refines(d, t))) for d in scope):
+                return a
+            idx = [i for i in (self.registry.index_of(d) for d in scope) if i is not None]
+            if t and idx and signal in RATE_SIGNALS and self.inhibitor.explained_by(
+                    s, signal, idx, now, seq):
                 return a
         return None
 
     def _reopen(self, a: Alert, c: Crossing, cp: int, seq: int) -> list[AlertEvent]:
         """Fire resolved alert ``a`` again for crossing ``c`` (see :meth:`Alert.reopen`)."""
         del self.resolved[a.alert_id]
+        prior = [i for i in (self.registry.index_of(d)
+                             for d in [self.registry.infos[a.slice].mapping,
+                                       *a.figures.get("scope", [])]) if i is not None]
         a.reopen(Member(c.slice, c.signal, "scope", cp, c.ts))
+        a.prior_scope = list(dict.fromkeys(prior))
         self.alerts[a.alert_id] = a
         self.owner[(c.slice, c.signal)] = a.alert_id
         now = c.ts

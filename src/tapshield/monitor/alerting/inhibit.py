@@ -223,7 +223,24 @@ class Inhibitor:
         if a.family == "technical" and abs(cp - a.started_us) <= self.group_us:
             return True
         inside = self.registry.infos[s].mapping
-        return any(refines(inside, self.registry.infos[m.slice].mapping) for m in a.scope())
+        infos = self.registry.infos
+        return any(refines(inside, infos[m.slice].mapping) for m in a.scope()) or any(
+            refines(inside, infos[p].mapping) for p in a.prior_scope if infos[p].mapping)
+
+    def explained_by(self, s: int, sig: int, slices: list[int], now: int, seq: int) -> bool:
+        """Is slice ``s``'s recent ``sig`` anomaly explained by ``slices`` (nothing
+        anomalous left once their events are taken out), and does it share events
+        with them at all?"""
+        view = self.recent.view(now - self.explain_us, seq)
+        if view.size == 0:
+            return False
+        rows = self.views.rows(view, s)
+        out = np.zeros(view.size, dtype=bool)
+        for t in slices:
+            out |= self.views.mask(view, t)
+        if not out[rows].any():
+            return False
+        return not self._left_anomalous(view, rows, out, s, sig)
 
     def minimize(self, a: Alert, now: int, seq: int, same_slice: bool = False) -> None:
         """Keep as the wave's scope only the slices the others do not explain.
