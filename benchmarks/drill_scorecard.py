@@ -28,7 +28,8 @@ from typing import Any
 
 import polars as pl
 
-from tapshield.drill import Scorecard, run_drill, score
+from tapshield.app.drill import run_drill
+from tapshield.drill import Scorecard, score
 from tapshield.events.codes import technical_expr
 from tapshield.events.read import EventReader
 from tapshield.incident import Incident

@@ -51,8 +51,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tapshield.events.schema import CANONICAL_SCHEMA
-from tapshield.impact import ImpactConfig, assess, read_portfolio, write_impact
+from tapshield.impact import ImpactConfig, assess, read_portfolio
 from tapshield.incident import Incident
+from tapshield.report.impact import write_impact
 from tapshield.simulate.portfolio import generate_portfolio
 
 TZ_OFFSET = timedelta(hours=8)

@@ -149,7 +149,7 @@ _TS_WARM = (
     "from tapshield.parsing import parse_timestamps; import polars as _pl; "
     "parse_timestamps(_pl.Series(['2026-01-01T00:00:00Z'])); "
     # the CSV kernels too (loading a compiled kernel from its cache is not reading)
-    "import numpy as _np; from tapshield.events.csvsplit import Tokens, polars_safe; "
+    "import numpy as _np; from tapshield.csvgrammar import Tokens, polars_safe; "
     "polars_safe(_np.frombuffer(b'\"a\",b\\r\\n', _np.uint8)); "
     "Tokens(b'\"a\",b\\n', _np.arange(2), 2, True)"
 )

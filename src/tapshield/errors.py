@@ -45,6 +45,13 @@ class ContractError(ValueError):
     """
 
 
+class SetupError(Exception):
+    """The environment a command needs cannot be used: a database URL that does
+    not parse or does not answer, a file that is not a database, an output
+    path that cannot be written. Like :class:`ContractError`, one line on
+    stderr and exit 2, never a traceback."""
+
+
 @dataclass(frozen=True, slots=True)
 class RowError:
     """One broken rule on one row: enough to find and fix it at the source."""

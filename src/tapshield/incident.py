@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import polars as pl
 
+from tapshield.errors import ContractError
 from tapshield.money import format_fen
 from tapshield.timeutil import parse_rfc3339, to_rfc3339
 
@@ -132,11 +133,54 @@ def write_incidents(path: Path | str, incidents: list[Incident], tz: str | None 
     return p
 
 
-def read_incidents(path: Path | str) -> list[Incident]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (jsonschema's run to dozens)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_json_file(path: Path | str, what: str) -> Any:
+    """A JSON document, or a one-line :class:`ContractError` naming what is wrong
+    with the file (missing, a directory, not UTF-8, not JSON)."""
+    p = Path(path)
+    if not p.exists():
+        raise ContractError(f"{p}: no such file")
+    if p.is_dir():
+        raise ContractError(f"{p}: is a directory, not {what}")
+    try:
+        return json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            f"{p.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ContractError(f"{p.name}: not valid JSON ({first_line(exc)})") from None
+
+
+def incidents_from_list(data: Any, name: str) -> list[Incident]:
+    """Incidents of a decoded ``incidents.json``, each checked against the schema
+    and against ``start <= end``; one-line :class:`ContractError` otherwise."""
     if not isinstance(data, list):
-        raise ValueError(f"{path}: incidents.json must be a JSON array of incidents")
-    return [Incident.from_dict(d) for d in data]
+        raise ContractError(f"{name}: incidents.json must be a JSON array of incidents")
+    out = []
+    for n, d in enumerate(data):
+        try:
+            inc = Incident.from_dict(d)
+        except Exception as exc:  # jsonschema.ValidationError, KeyError, ValueError, TypeError
+            raise ContractError(
+                f"{name}: not a valid incidents.json (incident #{n}: {first_line(exc)})"
+            ) from None
+        if inc.end is not None and inc.end < inc.start:
+            raise ContractError(
+                f"{name}: incident {inc.id!r} ends ({inc.end.isoformat()}) before it starts "
+                f"({inc.start.isoformat()})"
+            )
+        out.append(inc)
+    return out
+
+
+def read_incidents(path: Path | str) -> list[Incident]:
+    """Read and check an ``incidents.json`` (the one reader every command uses)."""
+    return incidents_from_list(read_json_file(path, "an incidents file"), Path(path).name)
 
 
 def scope_expr(scope: Scope) -> pl.Expr:

@@ -305,7 +305,9 @@ def _read_csv(path: Path) -> tuple[pl.DataFrame, list[tuple[int, str, str]]]:
     CR, LF or CRLF line ends; blank lines are not records; a duplicate column
     name refuses the file; records that cannot be split are rejected by row.
     """
-    from tapshield.events.csvsplit import read_table_csv  # events imports this module
+    from tapshield.csvgrammar import (
+        read_table_csv,  # the compiled grammar: loaded when a CSV is read
+    )
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as fh:

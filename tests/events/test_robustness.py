@@ -117,7 +117,7 @@ def test_every_byte_is_tokenized_a_bounded_number_of_times() -> None:
     """Pathological quoting (every line opens a quote) finishes in linear work."""
     import numpy as np
 
-    from tapshield.events.csvsplit import Tokens
+    from tapshield.csvgrammar import Tokens
 
     data = b'"\n' * 200_000 + b'a,"b\n' * 200_000
     tokens = Tokens(data, np.arange(2, dtype=np.int64), 2, True)

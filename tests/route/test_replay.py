@@ -188,3 +188,15 @@ def test_replayed_tapshield_never_double_authorises(
     assert r.double_authorisations == 0
     assert r.unconfirmed_charges == 0
     assert r.approved + r.declined + r.failed == r.taps
+
+
+def test_a_replay_of_taps_with_gaps_accounts_for_every_tap(outage: dict) -> None:
+    """``reroute --around-faults`` replays only the minutes around each fault: a
+    tap still open when the next kept window starts, windows later, must still
+    find its window (it was dropped too early: KeyError)."""
+    taps: pl.DataFrame = outage["taps"]
+    t = taps["ts"].dt.epoch("us")
+    t0 = int(t.min())  # type: ignore[arg-type]
+    kept = taps.filter((t < t0 + 300_000_000) | (t > t0 + 1_500_000_000))
+    r = replay(kept, outage["world"], "tapshield", seed=3, config=CFG, window_s=60.0)
+    assert r.approved + r.declined + r.failed == r.taps == kept.height

@@ -238,7 +238,7 @@ def test_never_routes_to_an_ineligible_channel_and_retries_only_as_a_last_resort
 def test_prometheus_shows_which_key_is_out_and_how_close_others_are() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from tapshield.route.metrics import RouterCollector
+    from tapshield.metrics.route import RouterCollector
 
     r = router()
     t = fail(r, 3)

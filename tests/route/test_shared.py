@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tapshield.route import ChannelProfile, Probe, Router, RouterConfig
-from tapshield.route.shared import RedisShare
+from tapshield.share.redis import RedisShare
 
 pytestmark = pytest.mark.redis
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,3 +77,104 @@ def test_default_url_prefers_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert default_url(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'tapshield.db'}"
     monkeypatch.setenv("TAPSHIELD_DB_URL", "postgresql://x@y/z")
     assert default_url(tmp_path) == "postgresql://x@y/z"
+
+
+def test_two_runs_keep_their_own_incidents(store: Store) -> None:
+    """Incident ids restart with each run: a second run must not take the first's."""
+    first = store.start_run("analyze", "events.csv")
+    second = store.start_run("analyze", "events.csv")
+    a = _incident(first, id="INC-0001")
+    b = _incident(second, id="INC-0001", level=1)
+    store.save_incidents(first, [a])
+    store.save_incidents(second, [b])
+    store.save_incidents(second, [b])  # an update of the second run's copy only
+    assert store.incidents(first) == [a]
+    assert store.incidents(second) == [b]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_a_killed_run_is_marked_at_the_next_start(store: Store) -> None:
+    from sqlalchemy import update
+
+    from tapshield.storage import tables as t
+
+    dead = store.start_run("analyze", "events.csv")
+    alive = store.start_run("analyze", "events.csv")  # this process: still running
+    with store.engine.begin() as conn:
+        conn.execute(update(t.runs).where(t.runs.c.id == dead).values(pid=_dead_pid()))
+    store.start_run("analyze", "other.csv")
+    got = store.run(dead)
+    assert got is not None and got["status"] == "killed" and got["finished_at"] is not None
+    still = store.run(alive)
+    assert still is not None and still["status"] == "running"
+
+
+_START = """
+import sys
+from tapshield.storage import Store
+s = Store(sys.argv[1])
+run = s.start_run("analyze", "x")
+print(run)
+"""
+
+
+def test_processes_starting_at_once_migrate_one_at_a_time(pg_url: str) -> None:
+    """Four processes start against one empty PostgreSQL database at the same time."""
+    import sqlalchemy as sa
+
+    name = f"tapshield_mig_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'create database "{name}"'))
+    url = sa.engine.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", _START, url], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], [e for _, e in outs]
+        s = Store(url, migrate=False)
+        with s.engine.connect() as conn:
+            versions = conn.execute(sa.text("select version_num from alembic_version")).all()
+            runs = conn.execute(sa.text("select count(*) from runs")).scalar_one()
+        s.close()
+        assert runs == 4
+        assert len(versions) == 1
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'drop database if exists "{name}" with (force)'))
+        admin.dispose()
+
+
+def test_upgrade_keeps_the_incidents_of_an_older_database(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    import tapshield.storage.store as st
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(st._MIGRATIONS))
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0003_trust")
+        conn.execute(text("insert into runs (id, command, started_at, status, events_read, "
+                          "events_accepted, events_rejected) values ('r1', 'analyze', "
+                          "'2026-11-11 12:00:00', 'ok', 0, 0, 0)"))
+    eng.dispose()
+    old = Store(url, migrate=False)
+    inc = _incident("r1", id="INC-0001")
+    with old.engine.begin() as conn:
+        conn.execute(text("insert into incidents select :id, 'r1', '2026-11-11 12:00:00', null, "
+                          "'2026-11-11 12:00:40', 2, 'interface', 0.9, 10, 7, 6, 3, 123456, :doc"),
+                     {"id": inc.id, "doc": json.dumps(inc.to_dict())})
+    old.close()
+    s = Store(url)
+    assert s.incidents("r1") == [inc]
+    s.close()

@@ -19,9 +19,10 @@ from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tapshield import __version__
-from tapshield.errors import ContractError
+from tapshield.errors import ContractError, SetupError
 
 EXIT_OK = 0
 EXIT_REJECTS = 1
@@ -78,7 +79,7 @@ class UsageError(Exception):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -89,10 +90,14 @@ def friendly(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (ContractError, UsageError, FileNotFoundError, IsADirectoryError) as exc:
+        except (ContractError, UsageError, SetupError, FileNotFoundError,
+                IsADirectoryError) as exc:
             raise fail(str(exc)) from None
         except PermissionError as exc:
             raise fail(f"permission denied: {exc.filename}") from None
+        except OSError as exc:  # full disk, an output path that is a file, ...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise fail(f"{where}{exc.strerror or exc}") from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 

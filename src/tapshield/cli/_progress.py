@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -20,8 +19,8 @@ from tapshield.cli._app import console
 
 
 @contextlib.contextmanager
-def reading_progress(path: Path) -> Iterator[Callable[[Any], None]]:
-    """A spinner with a live row count while a file is read; ``advance(reader)``."""
+def reading_progress(path: Path) -> Iterator[Callable[[int], None]]:
+    """A spinner with a live row count while a file is read; ``advance(rows)``."""
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -32,8 +31,8 @@ def reading_progress(path: Path) -> Iterator[Callable[[Any], None]]:
     ) as progress:
         task = progress.add_task(f"reading {path.name}", total=None, rows=0)
 
-        def advance(reader: Any) -> None:
-            progress.update(task, rows=reader.stats.rows)
+        def advance(rows: int) -> None:
+            progress.update(task, rows=rows)
 
         yield advance
 

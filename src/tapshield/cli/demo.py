@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from tapshield.cli._app import EXIT_OK, app, console, friendly
-from tapshield.cli.analyze import print_summary, run_analysis
 
 
 @app.command()
@@ -28,32 +27,21 @@ def demo(
     what the outage did to merchants and borrowers is valued, and the response is
     graded against the simulator's ground truth.
     """
-    from tapshield.drill import score
-    from tapshield.impact import write_portfolio
-    from tapshield.simulate import read_truth, simulate
-    from tapshield.simulate.portfolio import generate_portfolio
+    from tapshield.app.demo import DemoOptions, run_demo
+    from tapshield.cli._show import print_scorecard, print_summary
 
-    inputs = out / "input"
-    with console.status(f"simulating {scenario}"):
-        sim = simulate(scenario, inputs, fmt="parquet", seed=seed)
+    with console.status("demo") as status:
+        outcome = run_demo(
+            DemoOptions(out, scenario=scenario, seed=seed, portfolio=with_portfolio),
+            on_step=status.update,
+        )
+    sim = outcome.simulation
     console.print(
         f"simulated [bold]{sim.events:,}[/] attempts ({sim.payments:,} taps) of {scenario} "
         f"in {sim.seconds:.1f} s -> {sim.events_path}"
     )
-    portfolio = None
-    if with_portfolio:
-        with console.status("generating the loan book of the merchants in the traffic"):
-            book = generate_portfolio(sim.events_path, seed=seed if seed is not None else 7)
-            portfolio = write_portfolio(book, inputs / "portfolio.csv")
-        console.print(f"loan book: {book.height:,} facilities -> {portfolio}")
-
-    result, _reader, _rejected, _change_rejects = run_analysis(
-        sim.events_path, out, changes=sim.changes_path, portfolio=portfolio
-    )
-    print_summary(result, out)
-
-    from tapshield.cli.drill import _print as print_scorecard
-
-    card = score(result.incidents, read_truth(sim.truth_path), alerts=result.alerts)
-    print_scorecard(card.to_dict(), as_json=False)
+    if outcome.portfolio is not None:
+        console.print(f"loan book: {outcome.facilities:,} facilities -> {outcome.portfolio}")
+    print_summary(outcome.analysis.result, out)
+    print_scorecard(outcome.scorecard.to_dict(), as_json=False)
     raise typer.Exit(EXIT_OK)

@@ -8,25 +8,18 @@ for the merchants of an events file, to rehearse with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 import typer
-from rich.table import Table
 
 from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, friendly
-from tapshield.cli._progress import reading_progress
-from tapshield.cli._rejects import RejectFile
-from tapshield.events.read import EventReader
-from tapshield.events.write import write_report_csv
-from tapshield.impact.assess import assess
-from tapshield.impact.config import ImpactConfig
-from tapshield.impact.incidents import load_incidents
-from tapshield.impact.portfolio import read_portfolio, write_portfolio
-from tapshield.impact.report import write_impact
-from tapshield.money import format_fen
-from tapshield.simulate.portfolio import generate_portfolio
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from tapshield.impact.assess import ImpactResult
 
 
 @app.command()
@@ -50,43 +43,33 @@ def impact(
                                     "many input rows (events + portfolio) are rejected."),
 ) -> None:
     """Lost sales per merchant, borrower stress, actions and regulatory class of incidents."""
-    cfg = ImpactConfig.load(config) if config is not None else ImpactConfig()
-    incs = load_incidents(incidents)
-    if not incs:
-        console.print("[yellow]no incidents to assess[/]")
-    pf = read_portfolio(portfolio, schedule=schedule) if portfolio is not None else None
-    out.mkdir(parents=True, exist_ok=True)
-    sink = RejectFile(out / f"{events.name}.rejects.csv")
-    reader = EventReader(events, on_reject=sink.write)
-
-    def batches(advance: object) -> Iterator[pl.DataFrame]:
-        for batch in reader:
-            yield batch
-            advance(reader)  # type: ignore[operator]
+    from tapshield.app.impact import ImpactOptions, value_impact
+    from tapshield.cli._progress import reading_progress
 
     with reading_progress(events) as advance:
-        result = assess(batches(advance), incs, pf, config=cfg, regulatory=regulatory)
-    sink.close()
-    result.inputs["events"] = reader.stats.as_dict()
-    rejected = reader.stats.rejected
+        outcome = value_impact(
+            ImpactOptions(events, incidents, out, portfolio=portfolio, schedule=schedule,
+                          config=config, regulatory=regulatory),
+            on_batch=lambda stats: advance(stats.rows),
+        )
+    if not outcome.result.incidents:
+        console.print("[yellow]no incidents to assess[/]")
+    pf = outcome.portfolio
     if pf is not None and pf.rejected:
-        pf_rejects = out / "portfolio.rejects.csv"
-        write_report_csv(pf.rejects, pf_rejects)
-        rejected += pf.rejected
         for e in pf.errors[:10]:
             console.print(f"[red]portfolio rejected[/] {e}", highlight=False, soft_wrap=True)
-        console.print(f"{pf.rejected} portfolio row(s) rejected: see {pf_rejects}")
-    for e in reader.stats.errors[:10]:
+        console.print(f"{pf.rejected} portfolio row(s) rejected: see {outcome.portfolio_rejects}")
+    for e in outcome.events.errors[:10]:
         console.print(f"[red]events rejected[/] {e}", highlight=False, soft_wrap=True)
-    paths = write_impact(result, out)
-    _print(result, paths, reader.stats.rows, reader.stats.rejected)
-    raise typer.Exit(EXIT_REJECTS if rejected > max_rejects else EXIT_OK)
+    _print(outcome.result, outcome.paths, outcome.events.rows, outcome.events.rejected)
+    raise typer.Exit(EXIT_REJECTS if outcome.rejected > max_rejects else EXIT_OK)
 
 
-def _print(result: object, paths: dict[str, Path], rows: int, rejected: int) -> None:
-    from tapshield.impact.assess import ImpactResult
+def _print(result: ImpactResult, paths: dict[str, Path], rows: int, rejected: int) -> None:
+    from rich.table import Table
 
-    assert isinstance(result, ImpactResult)
+    from tapshield.money import format_fen
+
     t = Table(title="net lost sales by incident (yuan, after recapture)", title_justify="left")
     t.add_column("incident", overflow="fold")
     t.add_column("net lost", justify="right", no_wrap=True)
@@ -127,14 +110,22 @@ def portfolio_cmd(
                                          help="Share of merchants that borrow."),
 ) -> None:
     """Write a realistic loan book for the merchants of an events file (for rehearsals)."""
+    from rich.table import Table
+
+    from tapshield.cli._progress import reading_progress
+    from tapshield.events.read import EventReader
+    from tapshield.impact.portfolio import write_portfolio
+    from tapshield.money import format_fen
+    from tapshield.simulate.portfolio import generate_portfolio
+
     if out.suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise UsageError("--out must end in .csv or .jsonl")
     reader = EventReader(events)
 
-    def batches(advance: object) -> Iterator[pl.DataFrame]:
+    def batches(advance: Callable[[int], None]) -> Iterator[pl.DataFrame]:
         for b in reader:
             yield b
-            advance(reader)  # type: ignore[operator]
+            advance(reader.stats.rows)
 
     with reading_progress(events) as advance:
         frame = generate_portfolio(batches(advance), seed=seed, borrower_share=borrower_share)

@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, friendly
-from tapshield.cli._progress import reading_progress
-from tapshield.cli._rejects import RejectFile
-from tapshield.events.changes import read_changes
-from tapshield.events.read import EventReader
-from tapshield.events.write import EventWriter
 
 
 @app.command()
@@ -35,6 +29,14 @@ def validate(
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, hidden=True),
 ) -> None:
     """Check every row against the contract; name the row, column and rule of each error."""
+    from rich.table import Table
+
+    from tapshield.cli._progress import reading_progress
+    from tapshield.events.changes import read_changes
+    from tapshield.events.read import EventReader
+    from tapshield.events.rejects import RejectWriter as RejectFile
+    from tapshield.events.write import EventWriter
+
     if out is not None and out.resolve() == file.resolve():
         raise UsageError("--out must not overwrite the input file")
     default_dir = out.parent if out is not None else Path.cwd()
@@ -56,7 +58,7 @@ def validate(
             for batch in reader:
                 if writer is not None:
                     writer.write(batch)
-                advance(reader)
+                advance(reader.stats.rows)
         if writer is not None:
             writer.close()
         sink.close()

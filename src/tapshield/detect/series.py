@@ -294,7 +294,7 @@ def read_series(path: Path, time_col: str = "timestamp", value_col: str = "value
         raise ContractError(f"{path} is empty (expected a CSV header and rows)")
     # The event contract's CSV grammar: CR, LF or CRLF line ends, blank lines
     # skipped, quotes as RFC 4180 (docs/contracts.md); bounded work per byte.
-    from tapshield.events.csvsplit import read_table_csv
+    from tapshield.csvgrammar import read_table_csv
 
     try:
         header, columns, _, broken = read_table_csv(path.read_bytes(), path.name)

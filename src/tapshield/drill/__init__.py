@@ -1,11 +1,11 @@
 """Rehearse: drills that run a simulated fault through the whole pipeline and
 grade the response against the ground truth (see docs/drills.md).
 
-:func:`score` is pure (incidents, alerts, truth -> :class:`Scorecard`);
-:func:`run_drill` simulates, analyses, replays failover and scores.
+:func:`score` is pure (incidents, alerts, truth -> :class:`Scorecard`).
+Running a drill (simulate, analyse, replay failover, score) is a use case:
+:func:`tapshield.app.drill.run_drill`.
 """
 
-from tapshield.drill.run import DrillResult, PipelineMissingError, run_drill, saved_by_failover
 from tapshield.drill.score import (
     PAGING_LEVEL,
     FaultScore,
@@ -18,14 +18,10 @@ from tapshield.drill.score import (
 
 __all__ = [
     "PAGING_LEVEL",
-    "DrillResult",
     "FaultScore",
-    "PipelineMissingError",
     "Scorecard",
     "assign",
     "compatible",
-    "run_drill",
-    "saved_by_failover",
     "scope_f1",
     "score",
 ]

@@ -6,7 +6,8 @@ through other channels), carries them through each borrower's cash flow to
 DSCR, liquidity and every facility's repayment, labels the shortfalls the
 outage caused as operational (not credit) with recommended actions, and
 classifies each incident under EU DORA and the PBOC's grading.
-``write_impact(result, out_dir)`` writes ``impact.json`` and ``impact.html``.
+``tapshield.report.impact.write_impact(result, out_dir)`` writes ``impact.json``
+and ``impact.html`` (files are an edge: this package only computes).
 The model is explained for credit officers in ``docs/impact.md``.
 """
 
@@ -20,7 +21,7 @@ from tapshield.impact.portfolio import (
     write_portfolio,
 )
 from tapshield.impact.regulatory import RegulatoryConfig, load_regulatory
-from tapshield.impact.report import to_dict, write_impact
+from tapshield.impact.report import to_dict
 
 __all__ = [
     "PORTFOLIO",
@@ -35,6 +36,5 @@ __all__ = [
     "portfolio_totals",
     "read_portfolio",
     "to_dict",
-    "write_impact",
     "write_portfolio",
 ]

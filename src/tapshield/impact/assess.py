@@ -10,7 +10,7 @@ The pipeline is a chain of pure stages over Polars frames:
 4. the regulatory classification of each incident
    (:mod:`~tapshield.impact.regulatory`).
 
-:func:`write_impact` (in :mod:`~tapshield.impact.report`) turns the result into
+:func:`~tapshield.report.impact.write_impact` turns the result into
 ``impact.json`` and ``impact.html``.
 """
 

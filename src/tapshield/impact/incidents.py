@@ -8,42 +8,27 @@ decoys are skipped (they are not incidents).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tapshield.errors import ContractError
-from tapshield.incident import Incident, read_incidents
+from tapshield.incident import Incident, first_line, incidents_from_list, read_json_file
 from tapshield.timeutil import parse_rfc3339
 
 
 def load_incidents(path: Path | str) -> list[Incident]:
     """Read ``incidents.json`` (a JSON array) or a simulator ``truth.json`` (an object)."""
     p = Path(path)
-    if not p.exists():
-        raise ContractError(f"{p}: no such file")
-    if p.is_dir():
-        raise ContractError(f"{p}: is a directory, not an incidents file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ContractError(f"{p.name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ContractError(f"{p.name}: not valid JSON ({_first_line(exc)})") from exc
+    data = read_json_file(p, "an incidents file")
     if isinstance(data, list):
-        try:
-            incidents = read_incidents(p)
-        except Exception as exc:  # jsonschema.ValidationError, KeyError, ValueError
-            raise ContractError(
-                f"{p.name}: not a valid incidents.json ({_first_line(exc)})"
-            ) from exc
-    elif isinstance(data, dict) and isinstance(data.get("faults"), list):
+        return incidents_from_list(data, p.name)
+    if isinstance(data, dict) and isinstance(data.get("faults"), list):
         try:
             incidents = incidents_from_truth(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContractError(
-                f"{p.name}: not a valid truth file (a fault lacks or mangles {_first_line(exc)})"
-            ) from exc
+                f"{p.name}: not a valid truth file (a fault lacks or mangles {first_line(exc)})"
+            ) from None
     else:
         raise ContractError(
             f"{p.name}: expected incidents.json (an array) or truth.json (faults)"
@@ -55,12 +40,6 @@ def load_incidents(path: Path | str) -> list[Incident]:
                 f"({i.start.isoformat()})"
             )
     return incidents
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's message on one line (jsonschema's run to dozens)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def incidents_from_truth(truth: dict[str, Any]) -> list[Incident]:

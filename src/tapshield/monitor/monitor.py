@@ -41,6 +41,7 @@ from tapshield.monitor.recent import Chunk, RecentEvents
 from tapshield.monitor.seasonal import SeasonalProfile
 from tapshield.monitor.sketch import bin_of
 from tapshield.monitor.slices import SliceRegistry
+from tapshield.timeline import check_timeline
 from tapshield.timeutil import TS_DTYPE, epoch_us
 
 TAP_WINDOW_US = 120 * 1_000_000
@@ -330,9 +331,7 @@ class Monitor:
             if tot[0] <= 0:
                 continue
             weight = min(float(tot[0]), 5.0 * arm)
-            for j in range(3):
-                self.bank.xe[info.index, j] = weight * tot[j + 1] / tot[0]
-                self.bank.ne[info.index, j] = weight
+            self.bank.seed(info.index, [float(x) for x in tot[1:4]], float(tot[0]), weight)
 
     def _dedup_declines(self, ts: np.ndarray, cls: np.ndarray, dev: np.ndarray) -> np.ndarray:
         """Declines by a device within ``decline_dedup`` of its previous decline are repeats."""
@@ -401,7 +400,7 @@ class Monitor:
         def rate(x: np.ndarray) -> pl.Series:
             return opt(np.divide(x, attempts, out=np.full(k, np.nan), where=has))
 
-        return pl.DataFrame({
+        return check_timeline(pl.DataFrame({
             "bucket_start": pl.Series(ti[:, 0], dtype=pl.Int64).cast(TS_DTYPE),
             "attempts": pl.Series(attempts, dtype=pl.Int64),
             "taps": pl.Series(ti[:, 1], dtype=pl.Int64),
@@ -420,7 +419,7 @@ class Monitor:
             "technical_failed_fen": pl.Series(acc[:, kn.F_TECH_FEN], dtype=pl.Int64),
             "late_events": pl.Series(ti[:, 2], dtype=pl.Int64),
             "open_alerts": pl.Series(ti[:, 3], dtype=pl.Int64),
-        })
+        }), "Monitor.timeline")
 
     def open_alerts(self) -> list[Alert]:
         return self.lifecycle.open_alerts()

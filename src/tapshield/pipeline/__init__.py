@@ -7,6 +7,7 @@ Use :func:`analyze_frames` for a whole stream (a file replay) or
 from tapshield.pipeline.analyze import (
     Analysis,
     AnalysisResult,
+    Extension,
     PipelineConfig,
     Sink,
     analyze_frames,
@@ -18,6 +19,7 @@ __all__ = [
     "Analysis",
     "AnalysisResult",
     "EventWindow",
+    "Extension",
     "PipelineConfig",
     "Reorderer",
     "Sink",

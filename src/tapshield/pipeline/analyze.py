@@ -25,18 +25,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
 from tapshield.incident import LEVEL_NAMES, Incident
-from tapshield.monitor.alerts import AlertEvent
+from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
 from tapshield.respond.incidents import IncidentBook, IncidentPolicy
 from tapshield.timeutil import DEFAULT_TZ, from_epoch_us, to_rfc3339
+
+if TYPE_CHECKING:
+    from tapshield.report import ReportSection
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +70,30 @@ class Sink(Protocol):
     def close(self, result: AnalysisResult) -> None: ...
 
 
+class Extension(Protocol):
+    """A stage riding along the analysis: it sees every ordered batch once, and
+    completes the result before any sink writes it.
+
+    This is how a use case adds to one pass without a second one (the financing
+    impact collects what it needs from the same batches the monitor sees) and
+    how each output is written exactly once: :meth:`finish` adds its figures to
+    ``result.summary`` and its report sections to ``result.sections``, then the
+    sinks write the complete result.
+    """
+
+    def observe(self, batch: pl.DataFrame) -> None: ...
+
+    def finish(self, result: AnalysisResult) -> None: ...
+
+
 @dataclass(slots=True)
 class AnalysisResult:
     incidents: list[Incident]
     alerts: list[AlertEvent]
     summary: dict[str, Any]
     timeline: pl.DataFrame | None = None
+    sections: list[ReportSection] = field(default_factory=list)
+    """Extra report sections contributed by extensions (e.g. financing impact)."""
 
 
 class Analysis:
@@ -83,9 +104,10 @@ class Analysis:
         config: PipelineConfig | None = None,
         *,
         changes: pl.DataFrame | None = None,
-        monitor: Any | None = None,
+        monitor: EventMonitor | None = None,
         diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
         sinks: Sequence[Sink] = (),
+        extensions: Sequence[Extension] = (),
     ) -> None:
         self.config = config or PipelineConfig()
         self.changes = changes if changes is not None else empty_changes()
@@ -108,6 +130,7 @@ class Analysis:
         )
         self.reorderer = Reorderer(self.config.lateness)
         self.sinks = list(sinks)
+        self.extensions = list(extensions)
         self.alerts: list[AlertEvent] = []
         self.events_seen = 0
         self.first_ts: int | None = None
@@ -137,7 +160,9 @@ class Analysis:
         changes: list[AlertEvent] = list(self.monitor.process(ordered))
         self.book.observe(ordered, now)
         self.window.add(ordered)
-        self.book.on_alerts(changes)
+        for ext in self.extensions:
+            ext.observe(ordered)
+        changes = self.book.on_alerts(changes)
         self._emit(changes)
         return changes
 
@@ -157,7 +182,7 @@ class Analysis:
         t0 = time.perf_counter()
         self._step(self.reorderer.flush())
         final: list[AlertEvent] = list(self.monitor.close())
-        self.book.on_alerts(final)
+        final = self.book.on_alerts(final)
         self._emit(final)
         self._busy += time.perf_counter() - t0
         result = AnalysisResult(
@@ -166,6 +191,8 @@ class Analysis:
             summary=self.summary(),
             timeline=_timeline(self.monitor),
         )
+        for ext in self.extensions:
+            ext.finish(result)
         for s in self.sinks:
             s.close(result)
         return result
@@ -194,11 +221,8 @@ class Analysis:
         }
 
 
-def _timeline(monitor: Any) -> pl.DataFrame | None:
-    fn = getattr(monitor, "timeline", None)
-    if fn is None:
-        return None
-    frame = fn()
+def _timeline(monitor: EventMonitor) -> pl.DataFrame | None:
+    frame = monitor.timeline()
     return frame if isinstance(frame, pl.DataFrame) else None
 
 
@@ -209,14 +233,16 @@ def analyze_frames(
     config: PipelineConfig | None = None,
     out_dir: Path | None = None,
     sinks: Sequence[Sink] = (),
-    monitor: Any | None = None,
+    monitor: EventMonitor | None = None,
     diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
     on_batch: Callable[[Analysis], None] | None = None,
+    extensions: Sequence[Extension] = (),
 ) -> AnalysisResult:
     """Run the whole pipeline over canonical batches.
 
     With ``out_dir`` it writes ``alerts.jsonl``, ``incidents.json``,
-    ``summary.json`` and ``report.html`` there (see :class:`FileSink`).
+    ``report.html`` and ``summary.json`` there (see :class:`FileSink`), each
+    final file once, after the ``extensions`` completed the result.
     """
     all_sinks: list[Sink] = list(sinks)
     if out_dir is not None:
@@ -225,7 +251,8 @@ def analyze_frames(
         cfg = config or PipelineConfig()
         all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes))
     analysis = Analysis(
-        config, changes=changes, monitor=monitor, diagnoser=diagnoser, sinks=all_sinks
+        config, changes=changes, monitor=monitor, diagnoser=diagnoser, sinks=all_sinks,
+        extensions=extensions,
     )
     for batch in batches:
         analysis.feed(batch)

@@ -3,7 +3,10 @@
 ``alerts.jsonl`` grows line by line (one alert state change per line, flushed
 at once so a tail -f shows it live); ``incidents.json`` is rewritten whenever
 an incident changes, always complete and valid against the contract;
-``summary.json`` and ``report.html`` are written at the end.
+``report.html`` and then ``summary.json`` are written once, at the end, from
+the complete result (extensions such as the financing impact have added their
+figures and sections by then): ``summary.json`` comes last, so its presence
+says every other output is complete.
 """
 
 from __future__ import annotations
@@ -50,12 +53,13 @@ class FileSink:
     def close(self, result: AnalysisResult) -> None:
         self._fh.close()
         write_incidents(self.incidents_path, result.incidents, self.tz)
-        self.summary_path.write_text(
-            json.dumps(result.summary, indent=2, ensure_ascii=False, default=str) + "\n",
-            encoding="utf-8",
-        )
         from tapshield.report import render_report
 
         self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes), encoding="utf-8"
+            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections),
+            encoding="utf-8",
+        )
+        self.summary_path.write_text(
+            json.dumps(result.summary, indent=2, ensure_ascii=False, default=str) + "\n",
+            encoding="utf-8",
         )

@@ -1,5 +1,5 @@
 """Self-contained HTML reports (Jinja2 templates, inline SVG charts, no CDN)."""
 
-from tapshield.report.html import ReportSection, render_report
+from tapshield.report.html import AnalysisLike, ReportSection, impact_section, render_report
 
-__all__ = ["ReportSection", "render_report"]
+__all__ = ["AnalysisLike", "ReportSection", "impact_section", "render_report"]

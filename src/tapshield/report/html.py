@@ -2,25 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from html import escape
+from typing import Any, Protocol
 
-import jinja2
 import polars as pl
 
 from tapshield import __version__
-from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION
+from tapshield import timeline as tl_contract
+from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION, Incident
 from tapshield.money import format_fen
-from tapshield.report.svg import LEVEL_COLOURS, Series, Span, line_chart
+from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
+from tapshield.report.templates import environment, stylesheet
+from tapshield.timeline import check_timeline
 from tapshield.timeutil import to_rfc3339, zone
 
-if TYPE_CHECKING:
-    from tapshield.pipeline.analyze import AnalysisResult
-
 MAX_ALERT_ROWS = 500
+
+
+class _Alert(Protocol):
+    def to_dict(self, tz: str) -> dict[str, Any]: ...
+
+
+class AnalysisLike(Protocol):
+    """What the report reads of an analysis (``pipeline.AnalysisResult`` is one).
+
+    A protocol, not the pipeline's class: the report is drawn from results, it
+    does not depend on the loop that produced them."""
+
+    @property
+    def incidents(self) -> list[Incident]: ...
+
+    @property
+    def alerts(self) -> Sequence[_Alert]: ...
+
+    @property
+    def summary(self) -> dict[str, Any]: ...
+
+    @property
+    def timeline(self) -> pl.DataFrame | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +53,6 @@ class ReportSection:
     html: str
 
 
-@cache
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("tapshield.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-
-
-@cache
-def _css() -> str:
-    return resources.files("tapshield.report").joinpath("templates/base.css").read_text()
-
-
 def _delay(start: datetime, detected: datetime) -> str:
     seconds = int((detected - start).total_seconds())
     if seconds < 0:
@@ -53,11 +61,16 @@ def _delay(start: datetime, detected: datetime) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _charts(result: AnalysisResult, tz: str) -> list[str]:
-    tl = result.timeline
-    if tl is None or tl.height == 0 or "bucket" not in tl.columns:
+def _charts(result: AnalysisLike, tz: str) -> list[str]:
+    """The flow's charts: failure and decline rates, traffic and latency, with the
+    incidents shaded. The timeline is checked against its contract first: a
+    renamed column fails loudly here instead of leaving a report without charts."""
+    if result.timeline is None:
         return []
-    x = [t.timestamp() for t in tl["bucket"].to_list()]
+    tl = check_timeline(result.timeline, "report")
+    if tl.height == 0:
+        return []
+    x = [t.timestamp() for t in tl[tl_contract.BUCKET_START].to_list()]
     spans = [
         Span(
             i.start.timestamp(),
@@ -68,7 +81,6 @@ def _charts(result: AnalysisResult, tz: str) -> list[str]:
         for i in result.incidents
     ]
     zi = zone(tz)
-    charts: list[str] = []
 
     def col(name: str, scale: float = 1.0) -> list[float | None]:
         return [None if v is None else float(v) * scale for v in tl[name].to_list()]
@@ -76,40 +88,35 @@ def _charts(result: AnalysisResult, tz: str) -> list[str]:
     rates = [
         Series(label, x, col(name, 100.0))
         for name, label in (
-            ("technical_failure_rate", "technical failure %"),
-            ("decline_rate", "decline %"),
-            ("risk_decline_rate", "risk decline %"),
+            (tl_contract.TECHNICAL_RATE, "technical failure %"),
+            (tl_contract.DECLINE_RATE, "decline %"),
+            (tl_contract.RISK_DECLINE_RATE, "risk decline %"),
         )
-        if name in tl.columns
     ]
-    if rates:
-        charts.append(
-            line_chart(rates, title="Failure and decline rates, whole flow", y_label="%",
-                       spans=spans, tz=zi, y_min=0.0)
+    latency = [
+        Series(label, x, col(name))
+        for name, label in (
+            (tl_contract.LATENCY_P50_MS, "latency p50"),
+            (tl_contract.LATENCY_P95_MS, "latency p95"),
+            (tl_contract.LATENCY_P99_MS, "latency p99"),
         )
-    if "attempts" in tl.columns:
-        charts.append(
-            line_chart([Series("attempts per bucket", x, col("attempts"))], title="Traffic",
-                       spans=spans, tz=zi, y_min=0.0)
-        )
-    lat = [
-        Series(name, x, col(name))
-        for name in ("latency_p50", "latency_p95", "latency_p99")
-        if name in tl.columns
     ]
-    if lat:
-        charts.append(line_chart(lat, title="Latency", y_label="ms", spans=spans, tz=zi,
-                                 y_min=0.0))
-    return charts
+    return [
+        line_chart(rates, title="Failure and decline rates, whole flow", y_label="%",
+                   spans=spans, tz=zi, y_min=0.0),
+        line_chart([Series("attempts per bucket", x, col(tl_contract.ATTEMPTS))], title="Traffic",
+                   spans=spans, tz=zi, y_min=0.0),
+        line_chart(latency, title="Latency", y_label="ms", spans=spans, tz=zi, y_min=0.0),
+    ]
 
 
 def render_report(
-    result: AnalysisResult,
+    result: AnalysisLike,
     *,
     tz: str,
     changes: pl.DataFrame | None = None,
     title: str = "payment flow",
-    sections: list[ReportSection] | None = None,
+    sections: Sequence[ReportSection] | None = None,
 ) -> str:
     incidents = []
     for inc in sorted(result.incidents, key=lambda i: (i.start, i.id)):
@@ -130,9 +137,9 @@ def render_report(
                     "note": c.get("note"),
                 }
             )
-    return _env().get_template("report.html.j2").render(
+    return environment().get_template("report.html.j2").render(
         title=title,
-        css=_css(),
+        css=stylesheet(),
         generated=to_rfc3339(datetime.now(UTC), tz),
         summary=result.summary,
         lost_total=format_fen(int(result.summary.get("lost_fen", 0))),
@@ -142,7 +149,21 @@ def render_report(
         alerts_truncated=max(0, len(result.alerts) - MAX_ALERT_ROWS),
         changes=change_rows,
         charts=_charts(result, tz),
-        extra_sections=sections or [],
+        extra_sections=list(sections or []),
         version=__version__,
         schema_version=SCHEMA_VERSION,
+    )
+
+
+def impact_section(figures: dict[str, Any], html_name: str = "impact.html") -> ReportSection:
+    """The financing-impact section of ``report.html``: the headline figures and a
+    link to the full impact report beside it."""
+    rows = "".join(
+        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(str(v))}</td></tr>"
+        for k, v in figures.items()
+    )
+    return ReportSection(
+        "Financing impact",
+        f"<table>{rows}</table><p>Per merchant, per borrower and by regulation: "
+        f'<a href="{escape(html_name)}">{escape(html_name)}</a> (data in impact.json).</p>',
     )

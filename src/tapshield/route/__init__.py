@@ -7,8 +7,9 @@
 * :class:`TapSession` / :class:`TapBook` fail over inside one tap with
   idempotency keys, resolving every timeout (status inquiry or 0400 reversal)
   before another channel is tried, so nothing is authorised twice.
-* :class:`RedisShare` shares health between router instances; each keeps
-  routing on its local view when Redis is unreachable.
+* :class:`HealthShare` is the port through which router instances pool
+  health (the Redis adapter is :class:`tapshield.share.redis.RedisShare`);
+  each keeps routing on its local view when the share is unreachable.
 * :func:`replay` / :func:`compare` replay a scenario's taps through a policy
   (tapshield, the baselines, the oracle) against the simulator's ground truth.
 """
@@ -26,7 +27,7 @@ from tapshield.route.replay import (
     saved,
     taps_from_events,
 )
-from tapshield.route.router import Chooser, Decision, Probe, Router
+from tapshield.route.router import Chooser, Decision, HealthShare, Probe, Router
 from tapshield.route.stats import failures_to_eliminate
 from tapshield.route.tap import (
     Action,
@@ -48,6 +49,7 @@ __all__ = [
     "ChannelProfile",
     "Chooser",
     "Decision",
+    "HealthShare",
     "Probe",
     "ReplayResult",
     "Router",

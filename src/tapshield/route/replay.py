@@ -355,9 +355,13 @@ class _Engine:
                 a, b = span[w]
                 self.windows[w] = _draw_window(
                     self.world, taps.slice(a, b - a), pairs, self.seed, w)
+                current_w = w
+                # Finish what is due before ``t`` first: after a gap in the taps
+                # (a replay of the minutes around each fault) the taps still
+                # open belong to windows further back than the previous one.
+                self.advance(t)
                 for old in [k for k in self.windows if k < w - 1]:
                     del self.windows[old]
-                current_w = w
             self.advance(t)
             win = self.windows[w]
             sess = self.session_cls(

@@ -52,6 +52,24 @@ OUTCOME_BAD, OUTCOME_OK, PROBE_BAD, PROBE_OK = 0, 1, 2, 3
 """Observation kinds, as shared between router instances."""
 
 
+class HealthShare(Protocol):
+    """The port through which router instances pool their evidence.
+
+    The router only announces what it observed; how the observations travel
+    (Redis streams in :class:`tapshield.share.redis.RedisShare`) is an
+    adapter's business, so routing never depends on a network client. An
+    adapter applies the peers' observations with :meth:`Router.warm`.
+    """
+
+    def attach(self, router: Router) -> None:
+        """Remember the router the peers' observations are applied to."""
+        ...
+
+    def publish(self, channel: str, region: str, t: float, kind: int) -> None:
+        """Queue one local observation (never blocks, never raises)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Where the next attempt goes, or the quick answer when nowhere."""
@@ -125,7 +143,8 @@ class Router:
     resolves_timeouts = True
     fails_over = True
 
-    def __init__(self, config: RouterConfig | None = None, *, share: Any = None) -> None:
+    def __init__(self, config: RouterConfig | None = None, *,
+                 share: HealthShare | None = None) -> None:
         self.config = cfg = config or RouterConfig()
         self._order = cfg.order
         self._rules: dict[str, KeyRules] = {}
@@ -331,13 +350,6 @@ class Router:
             elif h.eliminated and not was:
                 self._eliminated.add((channel, scope))
                 self.eliminations += 1
-
-    def apply_remote(self, channel: str, region: str, now: float, kind: int) -> None:
-        """Apply an observation another router instance made (shared state)."""
-        if channel not in self._rules:
-            return
-        with self._lock:
-            self._apply(channel, region, now, kind)
 
     # -- probes ----------------------------------------------------------------
 

@@ -21,21 +21,16 @@ the last observations to Redis, write the final checkpoint, close.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
 
-from tapshield.route.metrics import RouterCollector
+from tapshield.metrics.route import RouterCollector
 from tapshield.route.router import Router
 from tapshield.service import tables as st
 from tapshield.service.config import ServiceSettings
@@ -51,7 +46,6 @@ from tapshield.storage.store import Store
 log = logging.getLogger("tapshield.service")
 
 ROUTER_CHECKPOINT = "router"
-_MIGRATE_LOCK = 0x7A95_0013  # PostgreSQL advisory lock id for schema migration
 
 
 class Checkpoints:
@@ -99,36 +93,11 @@ def _tap_engine(url: str, synchronous: str = "normal") -> Engine:
     return eng
 
 
-@contextlib.contextmanager
-def _migration_lock(store: Store) -> Iterator[None]:
-    """Several workers or instances starting at once migrate one at a time."""
-    if store.engine.dialect.name == "postgresql":
-        with store.engine.connect() as conn:
-            conn.execute(text("select pg_advisory_lock(:k)"), {"k": _MIGRATE_LOCK})
-            try:
-                yield
-            finally:
-                conn.execute(text("select pg_advisory_unlock(:k)"), {"k": _MIGRATE_LOCK})
-        return
-    db = make_url(store.url).database
-    path = Path(db + ".migrate.lock") if db and db != ":memory:" else None
-    if path is None:
-        yield
-        return
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def migrate(url: str) -> None:
     """Bring the database to the newest schema (safe to call from many processes)."""
     store = Store(url, migrate=False)
     try:
-        with _migration_lock(store):
-            store.migrate()
+        store.migrate()  # takes the migration lock itself
     finally:
         store.close()
 
@@ -161,7 +130,7 @@ class ServiceRuntime:
         self.monitor_config = load_monitor_config(settings)
         self.share: Any = None
         if settings.redis_url:
-            from tapshield.route.shared import RedisShare
+            from tapshield.share.redis import RedisShare
 
             self.share = RedisShare(settings.redis_url,
                                     namespace=f"{settings.redis_namespace}:route")

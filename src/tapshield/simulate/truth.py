@@ -313,14 +313,22 @@ def truth_from_dict(d: dict[str, Any]) -> Truth:
 
 
 def read_truth(path: Path | str) -> Truth:
-    """Load a ``truth.json`` written by :func:`tapshield.simulate.simulate`."""
-    try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        from tapshield.errors import ContractError
+    """Load a ``truth.json`` written by :func:`tapshield.simulate.simulate`; a file
+    that is not one is a one-line :class:`ContractError` naming what is missing."""
+    from tapshield.errors import ContractError
+    from tapshield.incident import first_line, read_json_file
 
-        raise ContractError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    return truth_from_dict(d)
+    d = read_json_file(path, "a truth file")
+    if not isinstance(d, dict) or not isinstance(d.get("faults", []), list):
+        raise ContractError(f"{Path(path).name}: a truth file is a JSON object with 'faults'")
+    try:
+        return truth_from_dict(d)
+    except KeyError as exc:
+        raise ContractError(
+            f"{Path(path).name}: not a valid truth file (missing {first_line(exc)})") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ContractError(
+            f"{Path(path).name}: not a valid truth file ({first_line(exc)})") from None
 
 
 def write_truth(path: Path, data: dict[str, Any]) -> Path:

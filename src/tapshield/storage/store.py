@@ -1,25 +1,71 @@
-"""The repository the pipeline writes to: runs, incidents, alerts."""
+"""The repository the pipeline writes to: runs, incidents, alerts.
+
+Every stored record belongs to its run: incidents are keyed by ``(run_id,
+id)`` (two analyses of one file into one database keep both runs' incidents),
+alerts carry their run. A run records the host and process that started it,
+so a run whose process died (``kill -9``, a lost machine) is marked
+``killed`` by the next start on that host instead of staying ``running``.
+Migrations take a lock (a PostgreSQL advisory lock, a lock file beside a
+SQLite database), so processes starting at once against one database
+migrate one at a time.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
+from tapshield.errors import SetupError
 from tapshield.incident import Incident
 from tapshield.storage import tables as t
 from tapshield.timeutil import parse_rfc3339
 
 DB_URL_ENV = "TAPSHIELD_DB_URL"
 _MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATE_LOCK = 0x7A95_0013
+"""PostgreSQL advisory lock id held while the schema is migrated."""
+
+RUN_STATUSES = ("running", "ok", "rejects", "failed", "interrupted", "killed")
+"""``running`` until the run ends; ``ok`` / ``rejects`` (finished, rows rejected
+beyond the allowance) / ``failed`` (an input or environment error) /
+``interrupted`` (SIGTERM or SIGINT: stopped cleanly, outputs marked partial) /
+``killed`` (its process died without a word; set by the next start)."""
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a
+    live process from a later one that reuses its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    now = _process_start(pid)
+    return started is None or now is None or now == started
 
 
 def default_url(directory: Path | str | None = None) -> str:
@@ -29,6 +75,21 @@ def default_url(directory: Path | str | None = None) -> str:
         return env
     base = Path(directory) if directory is not None else Path.cwd()
     return f"sqlite:///{(base / 'tapshield.db').resolve()}"
+
+
+def _shown(url: str) -> str:
+    """The URL for a message: the password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def _first(exc: BaseException) -> str:
+    """The driver's own first line (SQLAlchemy appends a background link)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return lines[0] if lines else type(inner).__name__
 
 
 def _normalise(url: str) -> str:
@@ -43,21 +104,60 @@ class Store:
     """Runs, incidents and alerts in SQLite or PostgreSQL, schema kept by Alembic."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        self.url = _normalise(url)
-        self.engine: Engine = create_engine(self.url, future=True)
+        shown = _shown(url)
+        try:
+            self.url = _normalise(url)
+            self.engine: Engine = create_engine(self.url, future=True)
+        except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ValueError) as exc:
+            raise SetupError(f"database URL {shown!r} is not usable: {_first(exc)}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        if migrate:
-            self.migrate()
+        try:
+            if migrate:
+                self.migrate()
+            else:
+                with self.engine.connect() as conn:
+                    conn.execute(text("select 1"))
+        except (sa_exc.DBAPIError, sa_exc.OperationalError, OSError) as exc:
+            self.engine.dispose()
+            raise SetupError(f"database {shown} cannot be used: {_first(exc)}") from None
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (idempotent)."""
+        """Bring the schema to the newest migrations (idempotent, and safe when
+        several processes start at once: they migrate one at a time)."""
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
+        with self._migration_lock(), self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            # "heads": independent migration branches (features developed in
+            # parallel) all apply; a linear history has one head anyway.
+            command.upgrade(cfg, "heads")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.execute(text("select pg_advisory_lock(:k)"), {"k": _MIGRATE_LOCK})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(text("select pg_advisory_unlock(:k)"), {"k": _MIGRATE_LOCK})
+                    conn.commit()
+            return
+        db = make_url(self.url).database
+        if not db or db == ":memory:" or os.name != "posix":
+            yield
+            return
+        import fcntl
+
+        with open(db + ".migrate.lock", "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -65,7 +165,10 @@ class Store:
     # -- runs ---------------------------------------------------------------
 
     def start_run(self, command_name: str, input_ref: str | None = None) -> str:
+        """Record a new run (``running``); first mark this host's dead runs ``killed``."""
+        self.mark_killed_runs()
         run_id = str(uuid.uuid4())
+        pid = os.getpid()
         with self.engine.begin() as conn:
             conn.execute(
                 insert(t.runs).values(
@@ -77,9 +180,34 @@ class Store:
                     events_read=0,
                     events_accepted=0,
                     events_rejected=0,
+                    host=socket.gethostname()[:255],
+                    pid=pid,
+                    proc_start=_process_start(pid),
                 )
             )
         return run_id
+
+    def mark_killed_runs(self) -> list[str]:
+        """Mark ``killed`` every run still ``running`` whose process on this host is gone.
+
+        Runs started on other hosts are left alone: their process cannot be
+        checked from here (they are marked by the next start on their host).
+        """
+        host = socket.gethostname()[:255]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.runs.c.id, t.runs.c.pid, t.runs.c.proc_start).where(
+                    and_(t.runs.c.status == "running", t.runs.c.host == host))
+            ).all()
+        dead = [r.id for r in rows if r.pid is None or not _alive(int(r.pid), r.proc_start)]
+        if dead:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(t.runs)
+                    .where(and_(t.runs.c.id.in_(dead), t.runs.c.status == "running"))
+                    .values(status="killed", finished_at=datetime.now(UTC))
+                )
+        return dead
 
     def finish_run(
         self,
@@ -101,9 +229,16 @@ class Store:
                     events_read=read,
                     events_accepted=accepted,
                     events_rejected=rejected,
-                    summary=dict(summary or {}),
+                    **({} if summary is None else {"summary": dict(summary)}),
                 )
             )
+
+    def save_run_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
+        """Record the run's summary (and national timeline) before the run finishes;
+        ``finish_run`` without a summary keeps it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id)
+                         .values(summary=dict(summary)))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -136,12 +271,15 @@ class Store:
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            conn.execute(delete(t.incidents).where(t.incidents.c.id.in_([r["id"] for r in rows])))
+            conn.execute(delete(t.incidents).where(and_(
+                t.incidents.c.run_id == run_id,
+                t.incidents.c.id.in_([r["id"] for r in rows]))))
             conn.execute(insert(t.incidents), rows)
         return len(rows)
 
     def incidents(self, run_id: str | None = None) -> list[Incident]:
-        q = select(t.incidents.c.doc).order_by(t.incidents.c.start, t.incidents.c.id)
+        q = select(t.incidents.c.doc).order_by(t.incidents.c.start, t.incidents.c.id,
+                                               t.incidents.c.run_id)
         if run_id is not None:
             q = q.where(t.incidents.c.run_id == run_id)
         with self.engine.connect() as conn:

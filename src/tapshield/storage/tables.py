@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -70,12 +71,17 @@ runs = Table(
     Column("events_accepted", BigInteger, nullable=False, default=0),
     Column("events_rejected", BigInteger, nullable=False, default=0),
     Column("summary", JsonDoc, nullable=True),
+    Column("host", String(255), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("proc_start", BigInteger, nullable=True),
 )
+"""One row per run; ``host``, ``pid`` and ``proc_start`` (migration 0005) tell a
+running run from a killed one."""
 
 incidents = Table(
     "incidents",
     metadata,
-    Column("id", String(64), primary_key=True),
+    Column("id", String(64), nullable=False),
     Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("start", UTCDateTime, nullable=False),
     Column("end", UTCDateTime, nullable=True),
@@ -90,7 +96,9 @@ incidents = Table(
     Column("lost_fen", BigInteger, nullable=False),
     Column("doc", JsonDoc, nullable=False),
     Index("ix_incidents_run_start", "run_id", "start"),
+    PrimaryKeyConstraint("run_id", "id", name="pk_incidents_run"),
 )
+"""An incident id is unique within its run (migration 0005): ids restart with each run."""
 
 alerts = Table(
     "alerts",

@@ -1,0 +1,159 @@
+"""Value an outage: lost sales, borrower stress and regulatory class of incidents.
+
+Two ways in. :func:`value_impact` is ``tapshield impact``: events, incidents
+and a loan book from files. :class:`ImpactTap` is the same valuation riding
+along an analysis (``tapshield analyze --portfolio``): it collects what the
+impact model needs from the batches the monitor already sees, so the events
+file is read and validated once, and it completes the analysis' summary and
+report before they are written.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from tapshield.events.read import EventReader, ReadStats
+from tapshield.events.write import write_report_csv
+from tapshield.impact.assess import ImpactResult, assess
+from tapshield.impact.collect import WINDOW_COLUMNS
+from tapshield.impact.config import ImpactConfig
+from tapshield.impact.incidents import load_incidents
+from tapshield.impact.portfolio import Portfolio, read_portfolio
+from tapshield.impact.report import summary as impact_summary
+from tapshield.report import impact_section
+from tapshield.report.impact import write_impact
+
+if TYPE_CHECKING:
+    from tapshield.pipeline import AnalysisResult
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactOptions:
+    """``tapshield impact``: what to value, against which loan book and settings."""
+
+    events: Path
+    incidents: Path
+    """``incidents.json`` of an analysis, or a simulator ``truth.json``."""
+    out: Path
+    portfolio: Path | None = None
+    schedule: Path | None = None
+    config: Path | None = None
+    regulatory: Path | None = None
+
+
+@dataclass(slots=True)
+class ImpactOutcome:
+    result: ImpactResult
+    paths: dict[str, Path]
+    events: ReadStats
+    portfolio: Portfolio | None
+    portfolio_rejects: Path | None = None
+
+    @property
+    def rejected(self) -> int:
+        """Input rows rejected: events plus portfolio rows."""
+        return self.events.rejected + (self.portfolio.rejected if self.portfolio else 0)
+
+
+def value_impact(
+    opts: ImpactOptions, *, on_batch: Callable[[ReadStats], None] | None = None
+) -> ImpactOutcome:
+    """Value the incidents of ``opts``; writes impact.json, impact.html and the CSV tables."""
+    from tapshield.events.rejects import RejectWriter
+
+    cfg = ImpactConfig.load(opts.config) if opts.config is not None else ImpactConfig()
+    incs = load_incidents(opts.incidents)
+    pf = read_portfolio(opts.portfolio, schedule=opts.schedule) if opts.portfolio else None
+    opts.out.mkdir(parents=True, exist_ok=True)
+    rejects = RejectWriter(opts.out / f"{opts.events.name}.rejects.csv")
+    reader = EventReader(opts.events, on_reject=rejects.write)
+
+    def batches() -> Iterator[pl.DataFrame]:
+        for batch in reader:
+            yield batch
+            if on_batch is not None:
+                on_batch(reader.stats)
+
+    result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
+    rejects.close()
+    result.inputs["events"] = reader.stats.as_dict()
+    pf_rejects = None
+    if pf is not None and pf.rejected:
+        pf_rejects = opts.out / "portfolio.rejects.csv"
+        write_report_csv(pf.rejects, pf_rejects)
+    paths = write_impact(result, opts.out)
+    return ImpactOutcome(result, paths, reader.stats, pf, pf_rejects)
+
+
+SPILL_ROWS = 2_000_000
+"""Rows of impact columns an :class:`ImpactTap` holds in memory before it moves
+them to Arrow IPC files in a temporary directory (about 100 bytes a row)."""
+
+
+@dataclass(slots=True)
+class ImpactTap:
+    """The financing impact as an extension of the analysis (one pass over the events).
+
+    The impact model needs the merchants' history from weeks before an
+    incident, and which incidents there will be is known only at the end; so
+    the tap keeps the columns the model reads (:data:`WINDOW_COLUMNS`, a
+    fraction of an event) of every event the pipeline sees, spilling them to
+    Arrow IPC files past :data:`SPILL_ROWS`, and hands them to
+    :func:`~tapshield.impact.assess` when the analysis finishes. The file is
+    parsed and validated once; the valuation does not depend on how the
+    stream was cut into batches (see :mod:`tapshield.impact.collect`).
+    """
+
+    portfolio: Path
+    out: Path
+    input_stats: Callable[[], ReadStats] | None = None
+    """The reader's accounting of the events file (reported in impact.json)."""
+    _held: list[pl.DataFrame] = field(default_factory=list)
+    _held_rows: int = 0
+    _spill_dir: Path | None = None
+    _spilled: list[Path] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+    result: ImpactResult | None = None
+
+    def observe(self, batch: pl.DataFrame) -> None:
+        if batch.height == 0:
+            return
+        self._held.append(batch.select([c for c in WINDOW_COLUMNS if c in batch.columns]))
+        self._held_rows += batch.height
+        if self._held_rows >= SPILL_ROWS:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self._spill_dir is None:
+            self._spill_dir = Path(tempfile.mkdtemp(prefix=".impact-", dir=self.out))
+        path = self._spill_dir / f"{len(self._spilled):06d}.arrow"
+        pl.concat(self._held, rechunk=False).write_ipc(path, compression="uncompressed")
+        self._spilled.append(path)
+        self._held, self._held_rows = [], 0
+
+    def _batches(self) -> Iterator[pl.DataFrame]:
+        for path in self._spilled:
+            yield pl.read_ipc(path)
+        yield from self._held
+
+    def finish(self, result: AnalysisResult) -> None:
+        try:
+            impact = assess(self._batches(), result.incidents, self.portfolio)
+        finally:
+            if self._spill_dir is not None:
+                shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._held, self._spilled = [], []
+        if self.input_stats is not None:
+            impact.inputs["events"] = self.input_stats().as_dict()
+        self.result = impact
+        self.paths = write_impact(impact, self.out)
+        figures = impact_summary(impact)
+        result.summary["impact"] = figures
+        result.sections.append(impact_section(figures, self.paths["html"].name))
