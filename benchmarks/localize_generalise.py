@@ -175,7 +175,7 @@ def main() -> None:
     report: dict[str, Any] = {"dev_cases": len(dev), "selection_cases": len(select),
                               "heldout_cases": {k: len(v) for k, v in held.items()}}
     rows = {}
-    print(f"{'candidate':30s} {'dev':>6s} {'LOO-each':>8s} {'select':>7s} {'held':>6s}  "
+    print(f"{'candidate':30s} {'dev':>6s} {'select':>7s} {'held':>6s}  "
           + " ".join(f"{k.split()[0]:>7s}" for k in held))
     for name in CANDIDATES:
         row = {"dev_f1": round(f1(p_dev[name], dev), 4),
@@ -185,7 +185,7 @@ def main() -> None:
                "dev_exact": sum(Tally().add(p, t) for p, (_, _, t) in zip(p_dev[name], dev,
                                                                          strict=True))}
         rows[name] = row
-        print(f"{name:30s} {row['dev_f1']:6.3f} {'':8s} {row['selection_f1']:7.3f} "
+        print(f"{name:30s} {row['dev_f1']:6.3f} {row['selection_f1']:7.3f} "
               f"{row['heldout_f1']:6.3f}  "
               + " ".join(f"{row['heldout_by_family'][k]:7.3f}" for k in held), flush=True)
     report["candidates"] = rows
