@@ -212,7 +212,7 @@ def respond_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, out_di
                         WebhookSender({p.name: p for p in targets.partner_list}))
         dispatcher = Dispatcher(outbox, sender, workers=workers, backoff=0.05,
                                 max_backoff=1.0, audit=audit)
-        drained = dispatcher.drain(timeout=600)
+        drained = dispatcher.drain(timeout=300)
         figures = grade(plan, incidents, targets, directory, policy, outbox.counts())
         figures["trust"] = _trust(plan, incidents, events, directory, figures)
         figures.pop("_notified", None)
