@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import Integer, String, column, func, select, table
 
 from tapshield.console import provinces
 from tapshield.console.i18n import t
@@ -43,8 +43,9 @@ from tapshield.timeutil import zone
 TZ = "Asia/Shanghai"
 WINDOW_MIN = 120
 """The Now page shows the last two hours of data."""
-attempts = table("service_attempts", column("decision"), column("created_at"),
-                 column("number"), column("answer"))
+attempts = table("service_attempts", column("decision", String),
+                 column("created_at", st.UTCDateTime), column("number", Integer),
+                 column("answer", st.JsonDoc))
 """The service's tap book, read-only, for the Risk page's decision rates (the
 console does not import the service; the browser test reads real decisions
 through these columns, so a rename fails there)."""

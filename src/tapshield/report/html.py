@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from html import escape
 from typing import Any, Protocol
 
@@ -13,8 +14,8 @@ import polars as pl
 from tapshield import __version__
 from tapshield import timeline as tl_contract
 from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION, Incident
-from tapshield.money import format_fen
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
+from tapshield.report.present import count, outage_amount, split_by_attention, yuan
 from tapshield.report.templates import environment, stylesheet
 from tapshield.timeline import check_timeline
 from tapshield.timeutil import to_rfc3339, zone
@@ -78,7 +79,8 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
             LEVEL_COLOURS.get(i.level, "#888"),
             f"{i.id} level {i.level} {i.cause}",
         )
-        for i in result.incidents
+        # only what paged is shaded: a hundred fraud notices would hide the outage
+        for i in result.incidents if i.level <= 3
     ]
     zi = zone(tz)
 
@@ -118,11 +120,17 @@ def render_report(
     title: str = "payment flow",
     sections: Sequence[ReportSection] | None = None,
 ) -> str:
-    incidents = []
-    for inc in sorted(result.incidents, key=lambda i: (i.start, i.id)):
+    """The analysis report: the most severe incident first, the paging incidents in
+    attention order, level-4 notices folded into one line per kind, headline figures
+    that agree with the terminal summary (refused fraud is never money lost)."""
+    docs = []
+    for inc in result.incidents:
         d: dict[str, Any] = inc.to_dict(tz)
         d["delay"] = _delay(inc.start, inc.detected_at)
-        incidents.append(d)
+        docs.append(d)
+    paging, notices = split_by_attention(docs)
+    outages = [d for d in docs if d.get("cause") != "fraud_attack"]
+    attacks = [d for d in docs if d.get("cause") == "fraud_attack"]
     alerts = [a.to_dict(tz) for a in result.alerts[:MAX_ALERT_ROWS]]
     change_rows = []
     if changes is not None and changes.height:
@@ -142,10 +150,20 @@ def render_report(
         css=stylesheet(),
         generated=to_rfc3339(datetime.now(UTC), tz),
         summary=result.summary,
-        lost_total=format_fen(int(result.summary.get("lost_fen", 0))),
-        incidents=incidents,
+        headline={
+            "outage_failed": sum(int(d["failed_payments"]) for d in outages),
+            "outage_lost": outage_amount(outages),
+            "fraud_taps": sum(int(d["failed_payments"]) for d in attacks),
+            "fraud_refused": sum((Decimal(str(d["lost_amount"])) for d in attacks),
+                                 Decimal(0)),
+            "fraud_incidents": len(attacks),
+        },
+        top=paging[0] if paging else None,
+        incidents=paging,
+        notices=notices,
         level_names=LEVEL_NAMES,
         alerts=alerts,
+        alerts_total=len(result.alerts),
         alerts_truncated=max(0, len(result.alerts) - MAX_ALERT_ROWS),
         changes=change_rows,
         charts=_charts(result, tz),
@@ -158,8 +176,12 @@ def render_report(
 def impact_section(figures: dict[str, Any], html_name: str = "impact.html") -> ReportSection:
     """The financing-impact section of ``report.html``: the headline figures and a
     link to the full impact report beside it."""
+    def shown(v: Any) -> str:
+        # counts with separators, money (decimal strings) as yuan with separators
+        return count(v) if isinstance(v, int) else yuan(v) if isinstance(v, str) else str(v)
+
     rows = "".join(
-        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(str(v))}</td></tr>"
+        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(shown(v))}</td></tr>"
         for k, v in figures.items()
     )
     return ReportSection(
