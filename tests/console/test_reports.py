@@ -29,7 +29,8 @@ def _terminal_amount(stdout: str) -> str:
     return m.group(1)
 
 
-def check_reports(browser: Any, out: Path, terminal: str, artefacts: Path, name: str) -> None:
+def check_reports(browser: Any, out: Path, terminal: str, artefacts: Path, name: str,
+                  lang: str = "en") -> None:
     incidents = json.loads((out / "incidents.json").read_text())
     red = min(incidents, key=lambda i: (i["level"], i["start"]))
     assert red["level"] == 1
@@ -44,7 +45,9 @@ def check_reports(browser: Any, out: Path, terminal: str, artefacts: Path, name:
 
         page.goto((out / "report.html").as_uri())
         top = page.locator("section.top")
-        assert red["id"] in top.inner_text() and "L1 red" in top.inner_text()
+        assert red["id"] in top.inner_text()
+        assert ("L1 红色" if lang == "zh" else "L1 red") in top.inner_text()
+        assert page.locator("html").get_attribute("lang") == ("zh-CN" if lang == "zh" else "en")
         box = top.bounding_box()
         assert box is not None and box["y"] + 60 <= VIEWPORT["height"], box
         cards = page.locator(".cards").inner_text()
@@ -72,7 +75,19 @@ def check_reports(browser: Any, out: Path, terminal: str, artefacts: Path, name:
 def test_the_rehearsal_reports_put_the_red_outage_first(browser: Any, outage_dir: Path,
                                                         artefacts: Path) -> None:
     check_reports(browser, outage_dir / "analysis", (outage_dir / "analyze.out").read_text(),
-                  artefacts, "rehearsal")
+                  artefacts, "rehearsal", lang="zh")
+
+
+def test_every_report_word_exists_in_both_languages() -> None:
+    from importlib import resources
+
+    from tapshield.report import i18n
+
+    text = resources.files("tapshield.report").joinpath("templates/report.html.j2").read_text()
+    used = set(re.findall(r"tr\('([a-z0-9_]+)'", text)) | {"red", "orange", "yellow", "blue"}
+    assert used and used <= i18n.keys(), used - i18n.keys()
+    for k in used:
+        assert i18n.tr(k, "en", n=1, amount="1.00") and i18n.tr(k, "zh", n=1, amount="1.00")
 
 
 @pytest.mark.slow

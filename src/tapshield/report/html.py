@@ -15,6 +15,7 @@ from tapshield import __version__
 from tapshield import timeline as tl_contract
 from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION, Incident
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
+from tapshield.report.i18n import LANGS, tr
 from tapshield.report.present import count, outage_amount, split_by_attention, yuan
 from tapshield.report.templates import environment, stylesheet
 from tapshield.timeline import check_timeline
@@ -119,10 +120,12 @@ def render_report(
     changes: pl.DataFrame | None = None,
     title: str = "payment flow",
     sections: Sequence[ReportSection] | None = None,
+    lang: str = "en",
 ) -> str:
-    """The analysis report: the most severe incident first, the paging incidents in
-    attention order, level-4 notices folded into one line per kind, headline figures
-    that agree with the terminal summary (refused fraud is never money lost)."""
+    """The analysis report (``lang``: ``en`` or ``zh``): the most severe incident first,
+    the paging incidents in attention order, level-4 notices folded into one line per
+    kind, headline figures that agree with the terminal summary (refused fraud is never
+    money lost)."""
     docs = []
     for inc in result.incidents:
         d: dict[str, Any] = inc.to_dict(tz)
@@ -170,6 +173,8 @@ def render_report(
         extra_sections=list(sections or []),
         version=__version__,
         schema_version=SCHEMA_VERSION,
+        lang=lang if lang in LANGS else "en",
+        tr=lambda key, **kw: tr(key, lang, **kw),
     )
 
 
