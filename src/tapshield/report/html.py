@@ -63,7 +63,7 @@ def _delay(start: datetime, detected: datetime) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _charts(result: AnalysisLike, tz: str) -> list[str]:
+def _charts(result: AnalysisLike, tz: str, lang: str = "en") -> list[str]:
     """The flow's charts: failure and decline rates, traffic and latency, with the
     incidents shaded. The timeline is checked against its contract first: a
     renamed column fails loudly here instead of leaving a report without charts."""
@@ -76,7 +76,8 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
     spans = [
         Span(
             i.start.timestamp(),
-            (i.end or i.detected_at).timestamp(),
+            # an incident still open when the data ends is shaded to the end
+            i.end.timestamp() if i.end is not None else max(x[-1], i.detected_at.timestamp()),
             LEVEL_COLOURS.get(i.level, "#888"),
             f"{i.id} level {i.level} {i.cause}",
         )
@@ -91,9 +92,9 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
     rates = [
         Series(label, x, col(name, 100.0))
         for name, label in (
-            (tl_contract.TECHNICAL_RATE, "technical failure %"),
-            (tl_contract.DECLINE_RATE, "decline %"),
-            (tl_contract.RISK_DECLINE_RATE, "risk decline %"),
+            (tl_contract.TECHNICAL_RATE, tr("technical_pct", lang)),
+            (tl_contract.DECLINE_RATE, tr("decline_pct", lang)),
+            (tl_contract.RISK_DECLINE_RATE, tr("risk_decline_pct", lang)),
         )
     ]
     latency = [
@@ -105,11 +106,11 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
         )
     ]
     return [
-        line_chart(rates, title="Failure and decline rates, whole flow", y_label="%",
+        line_chart(rates, title=tr("rates_title", lang), y_label="%",
                    spans=spans, tz=zi, y_min=0.0),
-        line_chart([Series("attempts per bucket", x, col(tl_contract.ATTEMPTS))], title="Traffic",
-                   spans=spans, tz=zi, y_min=0.0),
-        line_chart(latency, title="Latency", y_label="ms", spans=spans, tz=zi, y_min=0.0),
+        line_chart([Series(tr("attempts_bucket", lang), x, col(tl_contract.ATTEMPTS))],
+                   title=tr("traffic", lang), spans=spans, tz=zi, y_min=0.0),
+        line_chart(latency, title=tr("latency", lang), y_label="ms", spans=spans, tz=zi, y_min=0.0),
     ]
 
 
@@ -169,7 +170,7 @@ def render_report(
         alerts_total=len(result.alerts),
         alerts_truncated=max(0, len(result.alerts) - MAX_ALERT_ROWS),
         changes=change_rows,
-        charts=_charts(result, tz),
+        charts=_charts(result, tz, lang),
         extra_sections=list(sections or []),
         version=__version__,
         schema_version=SCHEMA_VERSION,

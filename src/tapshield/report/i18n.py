@@ -75,6 +75,13 @@ _T: dict[str, tuple[str, str]] = {
                "fraud attempt the risk engine refused is the engine working, not a loss.",
                "数据由事件计算（失败支付：范围内有失败尝试且没有任何成功尝试的支付）。未支付金额仅计故障："
                "风控拦截的欺诈是风控在正常工作，不是损失。"),
+    "technical_pct": ("technical failure %", "技术失败 %"),
+    "decline_pct": ("decline %", "拒绝 %"),
+    "risk_decline_pct": ("risk decline %", "风控拒绝 %"),
+    "rates_title": ("Failure and decline rates, whole flow", "失败率与拒绝率（全流程）"),
+    "attempts_bucket": ("attempts per bucket", "每时段尝试次数"),
+    "traffic": ("Traffic", "交易量"),
+    "latency": ("Latency", "延迟"),
     "red": ("red", "红色"), "orange": ("orange", "橙色"), "yellow": ("yellow", "黄色"),
     "blue": ("blue", "蓝色"),
 }
