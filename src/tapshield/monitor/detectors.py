@@ -31,12 +31,13 @@ from tapshield.monitor.thresholds import (
     hold_threshold,
     recovery_threshold,
 )
+from tapshield.signals import Signal
 
 IDLE, FIRING, HOLD = 0, 1, 2
 _QUANTILES = np.array([0.5, 0.95, 0.99])
 """Latency quantiles of the national timeline."""
 
-SIGNAL_NAMES: tuple[str, ...] = (
+SIGNAL_NAMES: tuple[Signal, ...] = (
     "technical", "decline", "risk_decline", "latency", "traffic_drop", "traffic_drop"
 )
 """Signal index -> the AlertEvent signal name (4 = a slice's share, 5 = national rate)."""

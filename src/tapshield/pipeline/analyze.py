@@ -31,7 +31,8 @@ import polars as pl
 
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
-from tapshield.incident import LEVEL_NAMES, Incident
+from tapshield.incident import Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
@@ -58,6 +59,8 @@ class PipelineConfig:
     """A monitoring config file (warning levels, detectors); ``None`` = defaults."""
     diagnose: bool = True
     tz: str = DEFAULT_TZ
+    lang: str = "en"
+    """Language of report.html: ``en`` or ``zh``."""
 
 
 class Sink(Protocol):
@@ -264,7 +267,7 @@ def analyze_frames(
         from tapshield.pipeline.outputs import FileSink
 
         cfg = config or PipelineConfig()
-        all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes))
+        all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes, lang=cfg.lang))
     analysis = Analysis(
         config, changes=changes, monitor=monitor, diagnoser=diagnoser, sinks=all_sinks,
         extensions=extensions,

@@ -27,6 +27,7 @@ from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
 from tapshield.incident import Incident, scope_expr
 from tapshield.monitor.alerts import AlertEvent
+from tapshield.signals import Signal
 from tapshield.timeutil import zone
 
 Diagnoser = Callable[[DiagnosisRequest], Diagnosis]
@@ -47,7 +48,7 @@ FAILURE_EXPRS: dict[str, Callable[[], pl.Expr]] = {
     "risk_decline": risk_decline_expr,
 }
 
-_SIGNAL_FAILURE = {
+_SIGNAL_FAILURE: dict[Signal, str] = {
     "technical": "technical",
     "latency": "technical",
     "traffic_drop": "technical",
