@@ -63,7 +63,7 @@ class MonitorCollector(Collector):
 
     def _collect(self) -> Iterator[Any]:
         m = self.monitor
-        bank = m.bank
+        bank = m.bank.snapshot()  # read-only views: metrics never write detector state
         slices = self._slices()
         idx = np.array([s for s, _, _ in slices], dtype=np.int64)
         totals = bank.cum[idx] + bank.acc[idx]

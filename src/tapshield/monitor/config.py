@@ -227,8 +227,8 @@ class MonitorConfig:
     joins it, and traffic drops that a surge explains are not silences. ``false``:
     the behaviour before (kept to measure against, benchmarks/one_page_per_fault.py)."""
     reopen_window: timedelta = timedelta(minutes=30)
-    """A wave that starts again within 30 minutes of its alert resolving, in the same
-    slice (or inside its scope), is the same fault returning: the alert reopens
+    """A wave that starts again within 30 minutes of its *paged* alert resolving, in
+    the same slice (or inside its scope), is the same fault returning: the alert reopens
     (one incident, a ``flaps`` mark) and pages again only if it is worse than it
     paged. 30 minutes is about how long an on-call engineer keeps a resolved
     incident in mind; a fault back after that is treated as new."""

@@ -166,6 +166,16 @@ class DetectorBank:
     acc: np.ndarray
     cum: np.ndarray
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling (the service's monitor checkpoint, :mod:`tapshield.monitor.checkpoint`):
+        pickle copies every array on its own, so the named rows are made views of the
+        stacks again (else the kernels would write the stacks and Python read stale rows)."""
+        self.__dict__.update(state)
+        for stack, names, _dt, _dims in _STACKS:
+            arr = getattr(self, stack)
+            for i, name in enumerate(names):
+                setattr(self, name, arr[i])
+
     def __init__(self, cfg: MonitorConfig, n_sets: int) -> None:
         self.cfg = cfg
         self.n_sets = n_sets
