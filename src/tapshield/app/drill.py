@@ -26,6 +26,7 @@ from typing import Any
 
 import polars as pl
 
+from tapshield.app.outputs import StopFlag, until_stopped, write_json_atomic
 from tapshield.drill.score import Scorecard, score
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
@@ -51,6 +52,8 @@ class DrillResult:
     events: int
     seconds: dict[str, float] = field(default_factory=dict)
     failover: dict[str, Any] | None = None
+    interrupted: bool = False
+    """Stopped by SIGTERM / SIGINT: graded on the events analysed until then."""
 
     def to_dict(self) -> dict[str, Any]:
         d = self.scorecard.to_dict()
@@ -109,10 +112,14 @@ def run_drill(
     chunk_rows: int = 250_000,
     progress: Callable[[str], None] | None = None,
     sinks: Sequence[Sink] = (),
+    stop: StopFlag | None = None,
 ) -> DrillResult:
     """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``.
 
-    ``sinks``: more pipeline sinks (the database, the audit log) beside the files."""
+    ``sinks``: more pipeline sinks (the database, the audit log) beside the files.
+    ``stop`` (SIGTERM / SIGINT under :func:`~tapshield.app.outputs.graceful_stop`)
+    ends the analysis early: the failover replay is skipped and the scorecard,
+    graded on what was analysed, says ``"status": "interrupted"``."""
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     out = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -132,12 +139,14 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    result = analyze_frames(iter(reader), changes=changes, config=PipelineConfig(),
+    result = analyze_frames(until_stopped(reader, stop), changes=changes, config=PipelineConfig(),
                             out_dir=out / "analysis", sinks=sinks)
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
-    if failover and any(f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
+    interrupted = stop is not None and stop()
+    if failover and not interrupted and any(
+            f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
         step("replaying failover")
         t0 = time.perf_counter()
         canonical = pl.concat(list(EventReader(sim.events_path, chunk_rows=chunk_rows)))
@@ -146,8 +155,10 @@ def run_drill(
     card = score(result.incidents, truth, alerts=result.alerts,
                  saved_by_failover=fo["saved"] if fo is not None else None)
     drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo)
-    (out / "scorecard.json").write_text(json.dumps(drill.to_dict(), indent=2) + "\n",
-                                        encoding="utf-8")
+    doc = drill.to_dict()
+    doc["status"] = "interrupted" if interrupted else "complete"
+    drill.interrupted = interrupted
+    write_json_atomic(out / "scorecard.json", doc)
     return drill
 
 

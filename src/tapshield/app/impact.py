@@ -115,12 +115,32 @@ class ImpactTap:
     out: Path
     input_stats: Callable[[], ReadStats] | None = None
     """The reader's accounting of the events file (reported in impact.json)."""
+    book: Portfolio | None = None
+    """The loan book, read (and its rejected rows written) by :meth:`read_book`."""
+    rejects_path: Path | None = None
+    """``portfolio.rejects.csv`` when borrowers were rejected (none: no file)."""
     _held: list[pl.DataFrame] = field(default_factory=list)
     _held_rows: int = 0
     _spill_dir: Path | None = None
     _spilled: list[Path] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     result: ImpactResult | None = None
+
+    def read_book(self) -> Portfolio:
+        """Read the loan book before the events, so a book that cannot be used
+        stops the run at once, and write its rejected rows: a borrower left out
+        of the valuation is never left out silently."""
+        if self.book is None:
+            self.book = read_portfolio(self.portfolio)
+            if self.book.rejected:
+                self.rejects_path = self.out / "portfolio.rejects.csv"
+                write_report_csv(self.book.rejects, self.rejects_path)
+        return self.book
+
+    @property
+    def rejected(self) -> int:
+        """Loan-book rows rejected (0 before :meth:`read_book`)."""
+        return self.book.rejected if self.book is not None else 0
 
     def observe(self, batch: pl.DataFrame) -> None:
         if batch.height == 0:
@@ -145,7 +165,7 @@ class ImpactTap:
 
     def finish(self, result: AnalysisResult) -> None:
         try:
-            impact = assess(self._batches(), result.incidents, self.portfolio)
+            impact = assess(self._batches(), result.incidents, self.read_book())
         finally:
             if self._spill_dir is not None:
                 shutil.rmtree(self._spill_dir, ignore_errors=True)
@@ -155,5 +175,6 @@ class ImpactTap:
         self.result = impact
         self.paths = write_impact(impact, self.out)
         figures = impact_summary(impact)
+        figures["portfolio_rejected"] = self.rejected
         result.summary["impact"] = figures
         result.sections.append(impact_section(figures, self.paths["html"].name))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from html import escape
 from typing import Any, Protocol
 
@@ -140,7 +140,6 @@ def render_report(
     return environment().get_template("report.html.j2").render(
         title=title,
         css=stylesheet(),
-        generated=to_rfc3339(datetime.now(UTC), tz),
         summary=result.summary,
         lost_total=format_fen(int(result.summary.get("lost_fen", 0))),
         incidents=incidents,
