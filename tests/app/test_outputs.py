@@ -140,7 +140,7 @@ def test_analyze_portfolio_writes_and_reports_rejected_borrowers(tmp_path: Path,
                               str(book)], env={"COLUMNS": "200"})
     assert res.exit_code == 1, res.output
     assert (out / "portfolio.rejects.csv").exists()
-    assert "portfolio.rejects.csv" in res.output
+    assert "portfolio.rejects.csv" in "".join(res.output.split())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["impact"]["portfolio_rejected"] >= 1
 

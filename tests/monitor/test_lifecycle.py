@@ -103,3 +103,60 @@ def test_a_wave_outliving_its_maintenance_window_fires() -> None:
     assert firing[0].ts >= at(1500) + timedelta(minutes=2)
     assert firing[0].ts <= at(1500) + timedelta(minutes=3)
     assert firing[0].notify
+
+
+def _returning_fault() -> pl.DataFrame:
+    # the same interface fault twice, 6 minutes each, 20 minutes apart
+    f1 = Fault(1200, 1560, {"channel": "nfc", "region": "CN-GD"}, "technical", 0.85)
+    f2 = Fault(2760, 3120, {"channel": "nfc", "region": "CN-GD"}, "technical", 0.85)
+    return events(3600, rate=40, faults=(f1, f2), seed=59)
+
+
+def test_a_fault_returning_within_the_reopen_window_reopens_its_alert() -> None:
+    frame = _returning_fault()
+    r = run(frame)
+    tech = {a: evs for a, evs in r.alerts().items() if evs[0].signal == "technical"}
+    assert len(tech) == 1, [(e.alert_id, e.state, e.slice, e.ts) for e in r.events]
+    (evs,) = tech.values()
+    states = [e.state for e in evs]
+    assert states.count("resolved") >= 1 and states.count("firing") == 2
+    back = [e for e in evs if e.state == "firing"][1]
+    assert back.figures["reopened"] == 1 and back.figures["flaps"] >= 1
+    assert not back.notify  # no worse than what was paged: the incident reopens, no page
+    assert sum(1 for e in evs if e.notify and e.state in ("firing", "escalated")) == 1
+    # before issue 15 (one_page off) the return was a second alert and a second page
+    old = run(frame, MonitorConfig(one_page=False))
+    assert len({e.alert_id for e in old.events if e.signal == "technical"
+                and e.state == "firing"}) == 2
+
+
+def test_a_fault_back_after_the_reopen_window_is_a_new_alert() -> None:
+    r = run(_returning_fault(), MonitorConfig(reopen_window=timedelta(minutes=5)))
+    fired = [e for e in r.events if e.signal == "technical" and e.state == "firing"]
+    assert len({e.alert_id for e in fired}) == 2
+
+
+def _flash_sale(silence: bool = False) -> pl.DataFrame:
+    # 20 minutes of normal traffic, 30 at four times normal, then normal again
+    quiet = (Fault(3400, 3700, {}, "silence", 0.97),) if silence else ()
+    parts = [events(1200, rate=30, seed=61),
+             events(1800, rate=120, seed=62, start=at(1200)),
+             events(1200, rate=30, seed=63, start=at(3000), faults=tuple(
+                 replace(f, start=f.start - 3000, end=f.end - 3000) for f in quiet))]
+    return pl.concat(parts)
+
+
+def test_a_surge_falling_back_is_not_a_silence() -> None:
+    frame = _flash_sale()
+    national_drop = [e for e in run(frame).events
+                     if e.signal == "traffic_drop" and not e.slice and e.state == "firing"]
+    assert national_drop == []
+    old = run(frame, MonitorConfig(one_page=False))
+    assert any(e.signal == "traffic_drop" and not e.slice and e.notify for e in old.events)
+
+
+def test_a_silence_after_a_surge_still_pages() -> None:
+    r = run(_flash_sale(silence=True))
+    drops = [e for e in r.events if e.signal == "traffic_drop" and e.state == "firing"]
+    assert drops and drops[0].notify
+    assert at(3400) <= drops[0].ts <= at(3400) + timedelta(minutes=3)

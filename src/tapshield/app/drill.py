@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -30,7 +30,7 @@ from tapshield.app.outputs import StopFlag, until_stopped, write_json_atomic
 from tapshield.drill.score import Scorecard, score
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
-from tapshield.incident import read_incidents, scope_expr
+from tapshield.incident import Incident, read_incidents, scope_expr
 from tapshield.monitor.alerts import AlertEvent
 from tapshield.pipeline import PipelineConfig, Sink, analyze_frames
 from tapshield.simulate import Scenario, World, load_scenario, simulate
@@ -43,6 +43,48 @@ FAILOVER_CAUSES = ("interface", "network", "release")
 """Faults of the path: the ones failing over can help with."""
 
 
+class Responder(Protocol):
+    """The response stage a drill runs after the analysis (an edge adapter provides it)."""
+
+    def __call__(self, incidents: Sequence[Incident], events: pl.DataFrame, out_dir: Path, *,
+                 guard_verdicts: Sequence[Mapping[str, Any]] = (),
+                 saved_by_failover: Mapping[str, int] | None = None) -> dict[str, Any]: ...
+
+
+def _changes_risk(changes: pl.DataFrame) -> bool:
+    if changes.height == 0 or "kind" not in changes.columns:
+        return False
+    return changes.filter(pl.col("kind").cast(pl.String) == "rule_change").height > 0
+
+
+def misfire_verdicts(events: pl.DataFrame, changes: pl.DataFrame) -> list[dict[str, Any]]:
+    """The misfire guard over the drill's events in one-minute batches, as live."""
+    from tapshield.risk.guard import run_guard
+
+    minute = events["ts"].dt.truncate("1m")
+    batches = (b.drop("_m") for _, b in events.with_columns(minute.alias("_m"))
+               .group_by("_m", maintain_order=True))
+    return [a.to_dict() for a in run_guard(batches, changes)]
+
+
+def _saved_per_incident(incidents: Sequence[Incident], truth: Truth,
+                        fo: Mapping[str, Any] | None) -> dict[str, int] | None:
+    """Failover's saved payments, per incident (the paging incident of each fault)."""
+    if fo is None:
+        return None
+    from tapshield.drill.score import assign, pages
+
+    assigned = assign(incidents, truth)
+    out: dict[str, int] = {}
+    seen: set[str] = set()
+    for inc in sorted(incidents, key=lambda i: i.detected_at):
+        fid = assigned.get(inc.id)
+        if fid is not None and pages(inc) and fid in fo["saved"] and fid not in seen:
+            seen.add(fid)
+            out[inc.id] = int(fo["saved"][fid])
+    return out
+
+
 @dataclass(slots=True)
 class DrillResult:
     scenario: str
@@ -52,6 +94,10 @@ class DrillResult:
     events: int
     seconds: dict[str, float] = field(default_factory=dict)
     failover: dict[str, Any] | None = None
+    misfire_guard: list[dict[str, Any]] | None = None
+    """The risk engine's misfire guard's verdicts, when the scenario changes risk rules."""
+    communication: dict[str, Any] | None = None
+    """The response's figures (notices, webhooks, playbook steps), when one ran."""
     interrupted: bool = False
     """Stopped by SIGTERM / SIGINT: graded on the events analysed until then."""
 
@@ -60,6 +106,8 @@ class DrillResult:
         d["events"] = self.events
         d["seconds"] = {k: round(v, 2) for k, v in self.seconds.items()}
         d["failover"] = self.failover
+        d["misfire_guard"] = self.misfire_guard
+        d["communication"] = self.communication
         d["out_dir"] = str(self.out_dir)
         return d
 
@@ -112,11 +160,17 @@ def run_drill(
     chunk_rows: int = 250_000,
     progress: Callable[[str], None] | None = None,
     sinks: Sequence[Sink] = (),
+    respond: Responder | None = None,
+    guard: bool = True,
     stop: StopFlag | None = None,
 ) -> DrillResult:
     """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``.
 
     ``sinks``: more pipeline sinks (the database, the audit log) beside the files.
+    ``respond``: the response stage (``tapshield.comms.drill.respond_in_drill`` or any
+    callable of that shape), run on the incidents after the analysis; its figures go
+    on the scorecard. ``guard``: run the risk engine's misfire guard over the events
+    when the scenario changes risk rules or models.
     ``stop`` (SIGTERM / SIGINT under :func:`~tapshield.app.outputs.graceful_stop`)
     ends the analysis early: the failover replay is skipped and the scorecard,
     graded on what was analysed, says ``"status": "interrupted"``."""
@@ -139,22 +193,43 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    result = analyze_frames(until_stopped(reader, stop), changes=changes, config=PipelineConfig(),
-                            out_dir=out / "analysis", sinks=sinks)
+    result = analyze_frames(until_stopped(reader, stop), changes=changes,
+                            config=PipelineConfig(), out_dir=out / "analysis", sinks=sinks)
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
+    canonical: pl.DataFrame | None = None
+
+    def events() -> pl.DataFrame:
+        nonlocal canonical
+        if canonical is None:
+            canonical = pl.concat(list(EventReader(sim.events_path, chunk_rows=chunk_rows)))
+        return canonical
+
     interrupted = stop is not None and stop()
     if failover and not interrupted and any(
             f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
         step("replaying failover")
         t0 = time.perf_counter()
-        canonical = pl.concat(list(EventReader(sim.events_path, chunk_rows=chunk_rows)))
-        fo = saved_by_failover(world, canonical, truth, seed=world.seed)
+        fo = saved_by_failover(world, events(), truth, seed=world.seed)
         seconds["failover"] = time.perf_counter() - t0
+    verdicts: list[dict[str, Any]] | None = None
+    if guard and not interrupted and _changes_risk(changes):
+        step("running the misfire guard")
+        t0 = time.perf_counter()
+        verdicts = misfire_verdicts(events(), changes)
+        seconds["guard"] = time.perf_counter() - t0
+    comms: dict[str, Any] | None = None
+    if respond is not None and not interrupted:
+        step("responding")
+        t0 = time.perf_counter()
+        saved = _saved_per_incident(result.incidents, truth, fo)
+        comms = respond(result.incidents, events(), out / "response",
+                        guard_verdicts=verdicts or [], saved_by_failover=saved)
+        seconds["respond"] = time.perf_counter() - t0
     card = score(result.incidents, truth, alerts=result.alerts,
                  saved_by_failover=fo["saved"] if fo is not None else None)
-    drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo)
+    drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo, verdicts, comms)
     doc = drill.to_dict()
     doc["status"] = "interrupted" if interrupted else "complete"
     drill.interrupted = interrupted

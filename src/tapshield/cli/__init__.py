@@ -23,5 +23,6 @@ from tapshield.cli import serve as _serve, keys as _keys  # noqa: F401  isort: s
 from tapshield.cli import risk as _risk  # noqa: F401  isort: skip
 from tapshield.cli import audit as _audit  # noqa: F401  isort: skip
 from tapshield.cli import privacy as _privacy  # noqa: F401  isort: skip
+from tapshield.cli import stream as _stream  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]

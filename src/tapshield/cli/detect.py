@@ -6,17 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import typer
-from rich.table import Table
 
 from tapshield.cli._app import UsageError, app, console, err_console, esc, friendly
-from tapshield.cli._progress import steps
-from tapshield.detect import DEFAULT_CONFIG
-from tapshield.detect.run import detect_series, driver_names, results_frame
-from tapshield.detect.series import read_series
-from tapshield.errors import ContractError
-from tapshield.timeutil import DEFAULT_TZ
 
 _SHOWN_ALERTS = 10
 #: below this sampling step a week of history no longer fits the detector's buffers
@@ -38,8 +30,9 @@ def detect(
     out: Path | None = typer.Option(
         None, "--out", help="Results CSV (default: ./<SERIES>.detect.csv)."
     ),
-    tz: str = typer.Option(DEFAULT_TZ, "--tz",
-                           help="Zone of timestamps written without an offset."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Zone of timestamps written without an offset "
+        "(default: the business zone, Asia/Shanghai)."),
     strict: bool = typer.Option(
         False, "--strict",
         help="Refuse repeated or earlier timestamps instead of scoring and flagging them.",
@@ -56,6 +49,17 @@ def detect(
     Timestamps: YYYY-MM-DD HH:MM:SS (in --tz), RFC 3339, or epoch seconds /
     milliseconds.
     """
+    import numpy as np
+    from rich.table import Table
+
+    from tapshield.cli._progress import steps
+    from tapshield.detect import DEFAULT_CONFIG
+    from tapshield.detect.run import detect_series, driver_names, results_frame
+    from tapshield.detect.series import read_series
+    from tapshield.errors import ContractError
+    from tapshield.timeutil import DEFAULT_TZ
+
+    tz = tz or DEFAULT_TZ
     target = out if out is not None else default_out(series_file)
     if series_file.exists() and target.exists() and target.resolve() == series_file.resolve():
         raise UsageError("--out must not overwrite the input file")

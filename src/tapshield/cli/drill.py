@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -32,6 +32,12 @@ def drill(
         None, "--incidents", help="... and the pipeline's incidents.json ..."),
     alerts: Path | None = typer.Option(
         None, "--alerts", help="... and optionally its alerts.jsonl."),
+    no_respond: bool = typer.Option(
+        False, "--no-respond", help="Skip the response stage (customer notices, partner "
+        "webhooks, playbooks: sent to receivers started on 127.0.0.1, see docs/respond.md)."),
+    respond_db: str | None = typer.Option(
+        None, "--respond-db", help="Keep the response's outbox and timeline in this database "
+        "(default: a SQLite file in the output directory)."),
     audit_db: str | None = typer.Option(
         None, "--audit-db", help="Also record the run's decisions (pages, incident changes) in "
         "the transparency log of this database, signed with $TAPSHIELD_AUDIT_SIGNER_FILE's key "
@@ -55,10 +61,15 @@ def drill(
     from tapshield.app.outputs import graceful_stop
 
     with graceful_stop() as stop, console.status("drill") as status:
+        sinks = _audit_sinks(audit_db, f"drill {scenario}")
         result = run_drill(scenario, work, seed=seed, failover=not no_failover,
-                           progress=lambda s: status.update(f"drill: {s}"),
-                           sinks=_audit_sinks(audit_db, f"drill {scenario}"), stop=stop)
-    print_scorecard(result.to_dict(), as_json)
+                           progress=lambda s: status.update(f"drill: {s}"), sinks=sinks,
+                           respond=None if no_respond else _responder(respond_db, sinks),
+                           stop=stop)
+    data = result.to_dict()
+    print_scorecard(data, as_json)
+    if not as_json:
+        _print_response(data)
     if result.interrupted:
         err_console.print("interrupted: the scorecard grades the events analysed until then "
                           "(scorecard.json says status \"interrupted\")", highlight=False)
@@ -66,6 +77,15 @@ def drill(
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _responder(db_url: str | None, sinks: list[Sink]) -> Any:
+    from functools import partial
+
+    from tapshield.comms.drill import respond_in_drill
+
+    log = next((getattr(s, "log", None) for s in sinks if hasattr(s, "log")), None)
+    return partial(respond_in_drill, db_url=db_url, audit=log)
 
 
 def _audit_sinks(url: str | None, run: str) -> list[Sink]:
@@ -79,3 +99,46 @@ def _audit_sinks(url: str | None, run: str) -> list[Sink]:
 
     log = AuditLog(SqlAuditStore(Store(url).engine), signer=load_signer())
     return [AuditSink(log, run_id=run)]
+
+
+def _print_response(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    guard = data.get("misfire_guard")
+    if isinstance(guard, list):
+        t = Table(show_header=False, box=None)
+        t.add_row("misfire guard", "; ".join(str(g["summary"]) for g in guard)
+                  or "no change flagged")
+        console.print(t)
+    c = data.get("communication")
+    if isinstance(c, dict):
+        _print_communication(c)
+
+
+def _print_communication(c: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    def secs(v: object) -> str:
+        return f"{float(v) / 60:.1f} min" if isinstance(v, int | float) else "-"
+
+    t = Table(title="response", show_header=False, box=None)
+    t.add_row("customers to notify", f"{c['customers_to_notify']:,} "
+              f"(affected in paging incidents: {c['affected_customers']:,})")
+    t.add_row("notices / follow-ups delivered",
+              f"{c['notices_sent']:,} / {c['followups_sent']:,}")
+    t.add_row("exactly one notice and one follow-up",
+              f"{c['customers_exactly_one_notice_and_followup']:,} of "
+              f"{c['customers_to_notify']:,}")
+    t.add_row("notified per customer to notify", f"{c['notified_per_affected']:.2f}")
+    t.add_row("duplicates (receiver repeats)",
+              f"{c['duplicates']} ({c['receiver_repeats']})")
+    t.add_row("messages with personal data", str(c["messages_with_personal_data"]))
+    t.add_row("messages in quiet hours (not fraud)", str(c["quiet_hour_messages"]))
+    t.add_row("partner webhooks (rejected)", f"{c['webhooks_sent']} ({c['webhooks_rejected']})")
+    t.add_row("detection -> first notice / webhook",
+              f"{secs(c['first_notice_after_detection_s'])} / "
+              f"{secs(c['first_webhook_after_detection_s'])}")
+    t.add_row("playbook actions done", f"{c['playbook_actions_done']} of "
+              f"{c['playbook_actions']}; checklist items open: {c['checklist_items_open']}")
+    t.add_row("outbox", ", ".join(f"{k} {v}" for k, v in c["outbox"].items()))
+    console.print(t)

@@ -27,7 +27,6 @@ from tapshield.cli._app import (
     esc,
     friendly,
 )
-from tapshield.timeutil import DEFAULT_TZ
 
 if TYPE_CHECKING:
     from tapshield.errors import RowError
@@ -96,13 +95,17 @@ def live(
                                    help="Seconds to wait for out-of-order events."),
     no_diagnose: bool = typer.Option(False, "--no-diagnose", help="Skip diagnosis."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print alert changes."),
-    tz: str = typer.Option(DEFAULT_TZ, "--tz", help="Time zone for printed times."),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone for printed times (default: the business zone, "
+        "Asia/Shanghai)."),
 ) -> None:
     """Watch events as they happen: Prometheus /metrics, leveled alerts, notifications."""
     from datetime import timedelta
 
     from tapshield.app.live import LiveOptions, LiveRun, jsonl_batches, scenario_batches
+    from tapshield.timeutil import DEFAULT_TZ
 
+    tz = tz or DEFAULT_TZ
     printer = _AlertPrinter(tz, quiet)
     run = LiveRun(LiveOptions(
         config=config, changes=changes, out=out, alertmanager=tuple(alertmanager),

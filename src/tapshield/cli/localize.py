@@ -15,8 +15,6 @@ from pathlib import Path
 import typer
 
 from tapshield.cli._app import UsageError, app, friendly
-from tapshield.diagnose.cube import cube_from_table, read_table
-from tapshield.diagnose.localizer import LocalizeConfig, localize_cube
 
 
 @app.command()
@@ -40,6 +38,9 @@ def localize(
     indent: int = typer.Option(2, "--indent", min=0, help="JSON indentation (0 = one line)."),
 ) -> None:
     """Find the smallest set of combinations whose failure ratio broke away at --at."""
+    from tapshield.diagnose.cube import cube_from_table, read_table
+    from tapshield.diagnose.localizer import LocalizeConfig, localize_cube
+
     names = [d.strip() for d in dims.split(",") if d.strip()]
     if not names:
         raise UsageError("--dims needs at least one column name")

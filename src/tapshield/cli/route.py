@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import typer
 from rich.table import Table
 
 from tapshield.cli._app import EXIT_OK, UsageError, app, console, esc, friendly
 from tapshield.cli._progress import steps
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 @app.command()
@@ -36,6 +38,8 @@ def reroute(
         None, "--out", "-o", help="Write results.json to this directory."),
 ) -> None:
     """Replay the scenario's taps through each policy against the simulator's truth."""
+    import polars as pl
+
     from tapshield.route import POLICIES, compare, config_from_history, taps_from_events
     from tapshield.simulate import World, generate, load_scenario
 
@@ -105,6 +109,8 @@ def _yuan(fen: int) -> str:
 
 def _around_faults(taps: pl.DataFrame, world: Any) -> pl.DataFrame:
     """Taps from 10 minutes before each path fault (the router's warm-up) to its end."""
+    import polars as pl
+
     spans = [(int(f.start_us), int(f.end_us)) for f in getattr(world, "faults", [])
              if getattr(f, "stage", "technical") == "technical"]
     if not spans:

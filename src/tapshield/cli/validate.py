@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, friendly
-from tapshield.cli._progress import reading_progress
-from tapshield.cli._rejects import RejectFile
-from tapshield.events.changes import read_changes
-from tapshield.events.read import EventReader
-from tapshield.events.write import EventWriter
 
 
 @app.command()
@@ -36,8 +30,14 @@ def validate(
 ) -> None:
     """Check every row against the contract; name the row, column and rule of each error."""
     from rich.markup import escape
+    from rich.table import Table
 
     from tapshield.app.outputs import StagedFile, check_distinct
+    from tapshield.cli._progress import reading_progress
+    from tapshield.events.changes import read_changes
+    from tapshield.events.read import EventReader
+    from tapshield.events.rejects import RejectWriter as RejectFile
+    from tapshield.events.write import EventWriter
 
     if changes and out is not None:
         raise UsageError("--out writes accepted events; it cannot be used with --changes")

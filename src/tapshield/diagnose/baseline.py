@@ -86,10 +86,17 @@ class Baseline:
     """History cells (leaf x bucket) set aside as earlier bursts of the wave."""
     own_ratio: int = 0
     """Leaves whose history conflicts with their prior (they keep their own ratio)."""
+    usable: np.ndarray | None = None
+    """History cells (leaf x bucket) kept as baseline (``None``: all of them)."""
 
 
-def estimate(cube: Cube) -> Baseline:
-    """Baseline ratio, quasi-likelihood weight and dispersion for every leaf."""
+def estimate(cube: Cube, *, burst_cleaning: bool = True, prior_conflict: bool = True,
+             overdispersion: bool = True) -> Baseline:
+    """Baseline ratio, quasi-likelihood weight and dispersion for every leaf.
+
+    The keyword switches turn single steps of the method off, so each can be
+    checked by leave-one-out (``benchmarks/localize_generalise.py``).
+    """
     hf = cube.hf.sum(axis=1)
     hn = cube.hn.sum(axis=1)
     total_n = float(hn.sum())
@@ -101,26 +108,26 @@ def estimate(cube: Cube) -> Baseline:
         return Baseline(p0=p0, weight=np.full(cube.leaves, 1e-3), kappa=0.0, rho=0.0,
                         global_ratio=g)
     usable = cube.hn > 0
-    rho = _dispersion(cube.hf, cube.hn)
+    rho = _dispersion(cube.hf, cube.hn) if overdispersion else 0.0
     hf_u, hn_u = cube.hf * usable, cube.hn * usable
     m, kappa = _prior(cube, hf_u, hn_u)
-    for _ in range(CLEAN_PASSES):
+    for _ in range(CLEAN_PASSES if burst_cleaning else 0):
         # Leave-one-bucket-out baseline, so a burst cannot hide behind itself.
         tf, tn = hf_u.sum(axis=1, keepdims=True), hn_u.sum(axis=1, keepdims=True)
         lf, ln = tf - hf_u, tn - hn_u
-        k_loo = _leaf_strength(lf, ln, m[:, None], kappa)
+        k_loo = _leaf_strength(lf, ln, m[:, None], kappa, prior_conflict)
         p_loo = np.clip((lf + k_loo * m[:, None]) / (ln + k_loo), RATE_FLOOR, 1 - RATE_FLOOR)
         tail = _upper_tail(cube.hf, cube.hn, p_loo, rho)
         kept = (cube.hn > 0) & (tail > BURST_P)
         if np.array_equal(kept, usable):
             break  # nothing (more) set aside: the prior already fits this history
         usable = kept
-        rho = _dispersion(cube.hf * usable, cube.hn * usable)
+        rho = _dispersion(cube.hf * usable, cube.hn * usable) if overdispersion else 0.0
         hf_u, hn_u = cube.hf * usable, cube.hn * usable
         m, kappa = _prior(cube, hf_u, hn_u)
     hf, hn = hf_u.sum(axis=1), hn_u.sum(axis=1)
     g = float(hf.sum() / max(hn.sum(), 1.0))
-    k_leaf = _leaf_strength(hf, hn, m, kappa)
+    k_leaf = _leaf_strength(hf, hn, m, kappa, prior_conflict)
     p0 = np.clip((hf + k_leaf * m) / (hn + k_leaf), RATE_FLOOR, 1 - RATE_FLOOR)
     buckets = np.maximum(usable.sum(axis=1), 1)
     per_bucket = hn / buckets
@@ -130,10 +137,11 @@ def estimate(cube: Cube) -> Baseline:
     weight = 1.0 / (own + base_unc)
     set_aside = int(((cube.hn > 0) & ~usable).sum())
     return Baseline(p0=p0, weight=weight, kappa=kappa, rho=rho, global_ratio=g,
-                    set_aside=set_aside, own_ratio=int((k_leaf < kappa).sum()))
+                    set_aside=set_aside, own_ratio=int((k_leaf < kappa).sum()), usable=usable)
 
 
-def _leaf_strength(f: np.ndarray, n: np.ndarray, m: np.ndarray, kappa: float) -> np.ndarray:
+def _leaf_strength(f: np.ndarray, n: np.ndarray, m: np.ndarray, kappa: float,
+                   conflict: bool = True) -> np.ndarray:
     """Prior strength behind each leaf: ``kappa``, or :data:`CONFLICT_PRIOR` on conflict.
 
     The prior predictive of a leaf's ``f`` failures in ``n`` history attempts is
@@ -143,7 +151,7 @@ def _leaf_strength(f: np.ndarray, n: np.ndarray, m: np.ndarray, kappa: float) ->
     its main effects and one far below them are both not the typical leaf.
     """
     out = np.full(np.shape(f), kappa, dtype=float)
-    if kappa <= CONFLICT_PRIOR:
+    if not conflict or kappa <= CONFLICT_PRIOR:
         return out
     m = np.broadcast_to(m, out.shape)
     deff = (n + kappa) / (1.0 + kappa)

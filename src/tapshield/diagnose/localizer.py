@@ -70,6 +70,32 @@ class LocalizeConfig:
     """Deepest combination considered (dimensions per root cause)."""
     max_causes: int = 8
     """At most this many root causes (more is a flood, not a diagnosis)."""
+    attributable: float = ATTRIBUTABLE
+    """Smallest attributable fraction of a root cause (see :data:`ATTRIBUTABLE`)."""
+    burst_cleaning: bool = True
+    """Set aside history cells that are earlier bursts of the wave (baseline step 4)."""
+    prior_conflict: bool = True
+    """Let a leaf whose history conflicts with its prior keep its own ratio (baseline step 2)."""
+    overdispersion: bool = True
+    """Weigh leaves by binomial / predictive variance (baseline step 3); off = plain binomial."""
+    occam: bool = True
+    """Take the most general of the statistically indistinguishable nested candidates."""
+    split: bool = True
+    """Replace a cause mostly made of healthy parts by its broken part."""
+    widen: bool = True
+    """Replace a cause by a parent whose added part is broken too."""
+    slivers: bool = True
+    """Prefer a shorter name covering (nearly) the same attempts."""
+    slice_dispersion: str = "phi"
+    """Judge slices against how much slices (not only leaves) wander between history
+    buckets: ``"phi"`` scales every critical value by the slices' dispersion
+    (:func:`slice_dispersion`), ``"drift"`` adds a relative wander ``tau2`` to each
+    slice's variance (:func:`slice_drift`), ``"off"`` uses the leaf model alone."""
+
+    def __post_init__(self) -> None:
+        if self.slice_dispersion not in ("phi", "drift", "off"):
+            raise ValueError(f"slice_dispersion must be phi, drift or off, not "
+                             f"{self.slice_dispersion!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +194,9 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
                   baseline: Baseline | None = None) -> Localization:
     """Root causes of the wave in ``cube`` (see the module docstring for the method)."""
     cfg = config or LocalizeConfig()
-    base = baseline or estimate(cube)
+    base = baseline or estimate(cube, burst_cleaning=cfg.burst_cleaning,
+                                prior_conflict=cfg.prior_conflict,
+                                overdispersion=cfg.overdispersion)
     live = cube.n > 0
     f, n = cube.f[live], cube.n[live]
     p0, w = base.p0[live], base.weight[live]
@@ -188,10 +216,18 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
         return empty
     lattice = Lattice(sub, cfg.max_depth, score=np.maximum(f - n * p0, 0.0),
                       floor=cfg.materiality * excess)
+    tau2, phi = 0.0, 1.0
+    usable = base.usable[live] if base.usable is not None else None
+    if cfg.slice_dispersion == "drift":
+        tau2 = slice_drift(sub, p0, base.rho, usable)
+    elif cfg.slice_dispersion == "phi":
+        phi = slice_dispersion(sub, p0, base.rho, usable)
     search = _Search(sub, lattice, f, n, p0, w, min_excess=cfg.materiality * excess,
-                     materiality=cfg.materiality, alpha=cfg.alpha)
+                     materiality=cfg.materiality, alpha=cfg.alpha, config=cfg, tau2=tau2,
+                     phi=phi)
     stats.update(combinations=float(lattice.space), evaluated=float(lattice.total_groups),
-                 critical_deviance=search.crit,
+                 critical_deviance=search.crit, slice_drift=float(np.sqrt(tau2)),
+                 slice_dispersion=phi,
                  history_cells_set_aside=float(base.set_aside))
     chosen = search.run(cfg.max_causes)
     causes: list[RootCause] = []
@@ -221,6 +257,104 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
         notes.append("no combination is both significant and material")
     return Localization(causes, share, failures, total, baseline_ratio, excess,
                         notes=notes, stats=stats)
+
+
+def slice_dispersion(cube: Cube, p0: np.ndarray, rho: float,
+                     usable: np.ndarray | None = None) -> float:
+    """How much more one-dimension slices wander between history buckets than the leaf model says.
+
+    The quasi-likelihood alternative to :func:`slice_drift`: the Pearson
+    statistic of every value of every dimension across the history buckets
+    (each slice's own level factored out) over its degrees of freedom, pooled,
+    at least 1; every critical value of the search is then scaled by it. One
+    factor for all slice sizes (a multiplicative dispersion), where
+    :func:`slice_drift` lets the wander grow with the slice. From the history
+    alone, never from labels; cells set aside as earlier bursts are left out.
+    """
+    hf, hn = cube.hf, cube.hn
+    if hf.shape[1] < 2:
+        return 1.0
+    if usable is not None:
+        hf, hn = hf * usable, hn * usable
+    pp = p0[:, None]
+    expect = hn * pp
+    var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
+    x2, dof = 0.0, 0
+    buckets = hf.shape[1]
+    for d in range(len(cube.dims)):
+        codes = cube.codes[:, d]
+        k = len(cube.labels[d])
+        obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k)
+                        for t in range(buckets)])
+        exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
+                        for t in range(buckets)])
+        v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k)
+                      for t in range(buckets)])
+        level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
+                          where=exp.sum(axis=0) > 0)
+        scale = np.maximum(level, 1e-9)
+        ok = v > 0
+        resid = np.divide((obs - scale * exp) ** 2, scale * v, out=np.zeros_like(v), where=ok)
+        x2 += float(resid.sum())
+        dof += int(np.maximum(ok.sum(axis=0) - 1, 0).sum())
+    if dof <= 0:
+        return 1.0
+    return max(1.0, x2 / dof)
+
+
+def slice_drift(cube: Cube, p0: np.ndarray, rho: float,
+                usable: np.ndarray | None = None) -> float:
+    """Variance ``tau2`` of a slice's failure ratio, relative to its level, between buckets.
+
+    The leaf model treats leaves as independent, so a slice's predicted variance
+    is the sum of its leaves' and shrinks, relative to its size, as the slice
+    grows. On real traffic the leaves of a slice move together (a CDN node's or
+    a bitrate's whole ratio shifts from minute to minute), so a big slice
+    wanders far beyond the binomial spread of its counts, and a test that
+    ignores it names slices at a much higher rate than the stated ``alpha``
+    (on the development cases' pre-wave buckets a cause was named in 16 of
+    101). Here the slice's failures vary as
+    ``binomial-and-leaf variance + tau2 * expected^2`` (a common multiplicative
+    wander of the slice's ratio with relative variance ``tau2``), and ``tau2``
+    is the method-of-moments estimate over every value of every dimension and
+    every history bucket, each slice's own level factored out (a slice that is
+    always worse is not wandering), unbiased for the fitted level (``T / (T -
+    1)``). History cells set aside as earlier bursts are left out. It comes from
+    the history alone, never from labels; 0 when slices move no more than their
+    leaves say.
+    """
+    hf, hn = cube.hf, cube.hn
+    buckets = hf.shape[1]
+    if buckets < 2:
+        return 0.0
+    if usable is not None:
+        hf, hn = hf * usable, hn * usable
+    pp = p0[:, None]
+    expect = hn * pp
+    var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
+    num, den = 0.0, 0.0
+    for d in range(len(cube.dims)):
+        codes = cube.codes[:, d]
+        k = len(cube.labels[d])
+        obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k)
+                        for t in range(buckets)])
+        exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
+                        for t in range(buckets)])
+        v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k)
+                      for t in range(buckets)])
+        level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
+                          where=exp.sum(axis=0) > 0)
+        live = (exp > 0).sum(axis=0) >= 2
+        if not live.any():
+            continue
+        t_live = (exp > 0).sum(axis=0)[live]
+        correction = t_live / (t_live - 1.0)
+        e = level[live] * exp[:, live]
+        num += float(((correction * ((obs[:, live] - e) ** 2 - level[live] * v[:, live]))).sum())
+        den += float((e**2).sum())
+    if den <= 0:
+        return 0.0
+    return max(0.0, num / den)
 
 
 def _subset(cube: Cube, mask: np.ndarray) -> Cube:
@@ -261,16 +395,22 @@ class _Search:
 
     def __init__(self, cube: Cube, lattice: Lattice, f: np.ndarray, n: np.ndarray,
                  p0: np.ndarray, w: np.ndarray, *, min_excess: float, materiality: float,
-                 alpha: float) -> None:
+                 alpha: float, config: LocalizeConfig | None = None,
+                 tau2: float = 0.0, phi: float = 1.0) -> None:
+        self.cfg = config or LocalizeConfig(alpha=alpha, materiality=materiality)
+        self.attributable = self.cfg.attributable
         self.cube, self.lattice = cube, lattice
         self.f, self.n, self.p0, self.w = f, n, p0, w
         self.min_excess = min_excess
         self.materiality = materiality
         m = max(lattice.space, 1)
-        self.crit = float(chi2.isf(alpha / m, 1))
-        self.z_crit = float(norm.isf(alpha / m))
-        self.z_one = float(norm.isf(alpha))
-        self.near = float(chi2.isf(alpha, 1))
+        self.tau2 = tau2
+        # Quasi-likelihood: deviances are in units of the slices' dispersion phi,
+        # so every critical value scales by phi (z-values by its square root).
+        self.crit = phi * float(chi2.isf(alpha / m, 1))
+        self.z_crit = float(np.sqrt(phi) * norm.isf(alpha / m))
+        self.z_one = float(np.sqrt(phi) * norm.isf(alpha))
+        self.near = phi * float(chi2.isf(alpha, 1))
 
     # -- model ---------------------------------------------------------------
 
@@ -310,7 +450,10 @@ class _Search:
             causes.append(pick)
             self._refit(causes)
             q = self._rates(causes)
-        return self._prune(self._widen(self._prune(causes)))
+        causes = self._prune(causes)
+        if self.cfg.widen:
+            causes = self._prune(self._widen(causes))
+        return causes
 
     def _blocked(self, cub: Cuboid, causes: list[_Cause]) -> np.ndarray:
         """Groups of ``cub`` nested in or around a chosen cause."""
@@ -345,8 +488,9 @@ class _Search:
                 continue
             # More likely than not, a failure in the new part is the wave's:
             # attributable fraction >= 1/2, i.e. the ratio at least doubled.
-            cand &= new >= ATTRIBUTABLE * fails
-            spread = np.sqrt(np.bincount(g, weights=var_free[rows], minlength=cub.groups))
+            cand &= new >= self.attributable * fails
+            spread = np.sqrt(np.bincount(g, weights=var_free[rows], minlength=cub.groups)
+                             + self.tau2 * (fails - new) ** 2)
             cand &= new >= self.z_crit * spread
             if causes and cand.any():
                 cand &= ~self._blocked(cub, causes)
@@ -364,8 +508,13 @@ class _Search:
         if not found:
             return None
         found.sort(key=lambda t: (-t.gain, len(t.cuboid.dims)))
-        pick = self._occam(found, q, free)
-        for _ in range(len(self.cube.dims)):
+        if self.cfg.occam:
+            pick = self._occam(found, q, free)
+        else:
+            top = found[0]
+            pick = _Cause(top.cuboid, top.group, self.lattice.combination(top.cuboid, top.group),
+                          top.cuboid.gid == top.group, delta=top.delta, gain=top.gain)
+        for _ in range(len(self.cube.dims) if self.cfg.split else 0):
             finer = self._split(pick, q)
             if finer is None:
                 break
@@ -401,7 +550,7 @@ class _Search:
         masks = [t[0].cuboid.gid == t[0].group for t in chain]
         for i, (cand, combo_i) in enumerate(chain):
             ok = True
-            if i == len(chain) - 1:
+            if i == len(chain) - 1 and self.cfg.slivers:
                 wider = self._immaterial_ancestor(found, cand, combo_i, masks[i])
                 if wider is not None:
                     return wider
@@ -458,14 +607,14 @@ class _Search:
             fails = np.bincount(local, weights=f, minlength=k)
             exc = fails - np.bincount(local, weights=n * qm, minlength=k)
             attempts = np.bincount(local, weights=n, minlength=k)
-            broken = ((exc >= ATTRIBUTABLE * fails) & (2.0 * gain >= self.crit)
+            broken = ((exc >= self.attributable * fails) & (2.0 * gain >= self.crit)
                       & (exc >= self.min_excess))
             if not broken.any():
                 continue
             # "Everything" must be broken nearly everywhere (a material healthy part
             # refutes it); a named combination only needs most of its attempts in
             # broken parts (more likely than not, an attempt in it is affected).
-            healthy_max = self.materiality if not cause.combination else 1.0 - ATTRIBUTABLE
+            healthy_max = self.materiality if not cause.combination else 1.0 - self.attributable
             if attempts[~broken].sum() < healthy_max * n_in:
                 continue  # broken (almost) everywhere inside along d
             parts = int(broken.sum())
@@ -548,8 +697,9 @@ class _Search:
         """Did ``part`` break away: ratio at least doubled and beyond its normal spread?"""
         fails = float(self.f[part].sum())
         new = fails - float((self.n[part] * q[part]).sum())
-        spread = float(np.sqrt(self._variance(q)[part].sum()))
-        return bool(new > 0 and new >= ATTRIBUTABLE * fails and new >= self.z_crit * spread)
+        spread = float(np.sqrt(self._variance(q)[part].sum()
+                               + self.tau2 * (fails - new) ** 2))
+        return bool(new > 0 and new >= self.attributable * fails and new >= self.z_crit * spread)
 
     def _widen(self, causes: list[_Cause]) -> list[_Cause]:
         """Replace a cause by a parent (one condition fewer) that names the failure better.
@@ -614,7 +764,7 @@ class _Search:
             if 2.0 * float(gain[0]) < self.crit:
                 continue
             cand = _Cause(cub, group, combo, wide, delta=float(delta[0]), gain=float(gain[0]))
-            if self._split(cand, q) is not None:
+            if self.cfg.split and self._split(cand, q) is not None:
                 continue  # mostly healthy along some dimension: split would undo it
             if best is None or cand.gain > best.gain:
                 best = cand

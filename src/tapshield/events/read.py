@@ -901,3 +901,43 @@ def read_events(path: Path | str, **kwargs: object) -> pl.DataFrame:
         shown = "; ".join(str(e) for e in reader.stats.errors[:3])
         raise ContractError(f"{reader.stats.rejected} rejected row(s): {shown}")
     return frame
+
+
+def validate_json_records(
+    records: list[bytes], rows: list[int], index: EventIdIndex | None = None
+) -> ValidationResult:
+    """Validate JSON events that arrive one per message (a Kafka topic, a queue).
+
+    The same contract and code as a JSONL file: ``rows`` numbers the records
+    (a message offset), every refused record is a reject with its reason. A
+    record holding a line break cannot be a line of JSONL: if it is valid JSON
+    the breaks were whitespace between tokens (a JSON string cannot contain a
+    raw one) and become spaces; otherwise it is rejected as ``json_syntax``.
+    """
+    schema = dict.fromkeys(WIRE_NAMES, pl.String())
+    lines: list[bytes] = []
+    numbers: list[int] = []
+    broken: list[tuple[int, str, bytes]] = []
+    for n, record in zip(rows, records, strict=True):
+        line = record.strip()
+        if b"\n" in line or b"\r" in line:
+            try:
+                json.loads(line)
+            except UnicodeDecodeError:
+                broken.append((n, "encoding", record))
+                continue
+            except (json.JSONDecodeError, RecursionError):
+                broken.append((n, "json_syntax", record))
+                continue
+            line = b" ".join(line.splitlines())
+        if not line:
+            broken.append((n, "json_syntax", record))
+            continue
+        lines.append(line)
+        numbers.append(n)
+    frame, more = _parse_json_lines(lines, numbers, schema)
+    result = finish(parse(frame, schema), index)
+    broken.extend(more)
+    if broken:
+        result.rejects = pl.concat([result.rejects, structural_rejects(broken)]).sort("row")
+    return result

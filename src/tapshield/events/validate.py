@@ -22,7 +22,6 @@ Nothing is dropped silently: every input row ends up either in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -74,9 +73,6 @@ MAX_TEXT_BYTES = 128
 _TS_MIN_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z
 _TS_MAX_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 
-_CHANNEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_REGION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
-_CODE_RE = re.compile(r"^[0-9A-Z]{2}$")
 _FLAG = "__bad__"
 _RAW = "__raw__"
 _ANY = "__bad_any__"

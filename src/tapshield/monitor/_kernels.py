@@ -101,6 +101,35 @@ X_TS = 4
 X_CP = 5
 N_X = 6
 
+# -- the slice tests' state, stacked by dtype and shape (as ``nf``/``ni`` stack the
+# national test's): ``detectors.DetectorBank`` keeps one array per stack and a named
+# view per row; the kernels take the stacks and unpack the rows below.
+RATE_F = ("rthr", "rv", "rb0", "rb1", "xe", "ne", "season", "fx", "fn", "p_mean", "p_hi",
+          "p_llr")
+"""Rate tests, float64 ``[stack, slices, signals]``."""
+RF_THR, RF_V, RF_B0, RF_B1, RF_XE, RF_NE, RF_SEASON, RF_FX, RF_FN, RF_PMEAN, RF_PHI, \
+    RF_PLLR = range(12)
+RATE_I = ("rlast", "rvreset")
+"""Rate tests, int64 ``[stack, slices, signals]``."""
+RI_LAST, RI_VRESET = range(2)
+RATE_B = ("rrec", "rdone", "rstate")
+"""Rate tests, int8 ``[stack, slices, signals]``."""
+RB_REC, RB_DONE, RB_STATE = range(3)
+RATE_W = ("rw", "ra0", "ra1")
+"""Rate tests' CUSUM banks, float64 ``[stack, slices, signals, designs]``."""
+RW_W, RW_A0, RW_A1 = range(3)
+SLICE_F = ("tw", "ta0", "ta1", "tthr", "tv", "tb0", "tb1", "te_x", "te_n", "tfx", "tfn", "share",
+           "lat_thr")
+"""Traffic-share tests and latency thresholds, float64 ``[stack, slices]``."""
+TF_W, TF_A0, TF_A1, TF_THR, TF_V, TF_B0, TF_B1, TF_EX, TF_EN, TF_FX, TF_FN, TF_SHARE, \
+    TF_LATTHR = range(13)
+SLICE_I = ("cnt", "tlast", "tcp", "tvreset")
+"""Per-slice int64 ``[stack, slices]``: event counts and the traffic tests' times."""
+TI_CNT, TI_LAST, TI_CP, TI_VRESET = range(4)
+SLICE_B = ("trec", "tdone", "tstate")
+"""Traffic-share tests, int8 ``[stack, slices]``."""
+TB_REC, TB_DONE, TB_STATE = range(3)
+
 
 @nb.njit(cache=True, nogil=True)
 def run_events(
@@ -112,60 +141,44 @@ def run_events(
     amt: np.ndarray,
     member: np.ndarray,
     tick_us: int,
-    # rate tests [M, S, K] / [M, S]
-    rw: np.ndarray,
+    rate_f: np.ndarray,
+    rate_i: np.ndarray,
+    rate_b: np.ndarray,
+    rate_w: np.ndarray,
     rcp: np.ndarray,
-    ra0: np.ndarray,
-    ra1: np.ndarray,
-    rthr: np.ndarray,
-    rlast: np.ndarray,
-    cnt: np.ndarray,
-    rrec: np.ndarray,
-    rv: np.ndarray,
-    rb0: np.ndarray,
-    rb1: np.ndarray,
-    rvreset: np.ndarray,
-    rdone: np.ndarray,
-    ne: np.ndarray,
+    slice_f: np.ndarray,
+    slice_i: np.ndarray,
+    slice_b: np.ndarray,
+    tallow: np.ndarray,
+    tidx: np.ndarray,
+    nf: np.ndarray,
+    ni: np.ndarray,
+    hist: np.ndarray,
+    bhist: np.ndarray,
+    acc: np.ndarray,
     hpar: np.ndarray,
     h_rec_t: float,
     h_rec_n: float,
-    # traffic-share tests [M]
-    tw: np.ndarray,
-    ta0: np.ndarray,
-    ta1: np.ndarray,
-    tthr: np.ndarray,
-    tlast: np.ndarray,
-    tcp: np.ndarray,
-    trec: np.ndarray,
-    tv: np.ndarray,
-    tb0: np.ndarray,
-    tb1: np.ndarray,
-    tvreset: np.ndarray,
-    tdone: np.ndarray,
-    tallow: np.ndarray,
-    tidx: np.ndarray,
-    # national traffic
-    nf: np.ndarray,
-    ni: np.ndarray,
-    # latency
-    lat_thr: np.ndarray,
-    hist: np.ndarray,
-    bhist: np.ndarray,
-    # accumulators
-    acc: np.ndarray,
-    # outputs
     xrec: np.ndarray,
     xval: np.ndarray,
     n_slices: int,
 ) -> int:
     """Feed events ``ts[i]`` (non-decreasing) through every test; return #crossings.
 
-    ``member[j, i]`` is event ``i``'s slice in slice set ``j`` (-1: none);
-    ``tidx`` lists, in increasing order, the slices below ``n_slices`` (not
-    the national one) that have a traffic-share test (``tallow``): the
+    The slice tests' state comes stacked (``rate_f`` ... ``slice_b``, rows named
+    by the ``RATE_*``/``SLICE_*`` tuples above), as the national test's does
+    (``nf``/``ni``); each row is unpacked once here.
     once-a-tick scan visits only those.
     """
+    rw, ra0, ra1 = rate_w[RW_W], rate_w[RW_A0], rate_w[RW_A1]
+    rthr, rv, rb0, rb1 = rate_f[RF_THR], rate_f[RF_V], rate_f[RF_B0], rate_f[RF_B1]
+    ne = rate_f[RF_NE]
+    rlast, rvreset = rate_i[RI_LAST], rate_i[RI_VRESET]
+    rrec, rdone = rate_b[RB_REC], rate_b[RB_DONE]
+    tw, ta0, ta1, tthr = slice_f[TF_W], slice_f[TF_A0], slice_f[TF_A1], slice_f[TF_THR]
+    tv, tb0, tb1, lat_thr = slice_f[TF_V], slice_f[TF_B0], slice_f[TF_B1], slice_f[TF_LATTHR]
+    cnt, tlast, tcp, tvreset = slice_i[TI_CNT], slice_i[TI_LAST], slice_i[TI_CP], slice_i[TI_VRESET]
+    trec, tdone = slice_b[TB_REC], slice_b[TB_DONE]
     n = ts.shape[0]
     d = member.shape[0]
     k_bank = rw.shape[2]
@@ -916,21 +929,31 @@ def first_amounts(keys: np.ndarray, amounts: np.ndarray) -> tuple[int, int]:
 
 @nb.njit(cache=True, nogil=True)
 def close_rates(
-    # flush
-    rw: np.ndarray, ra0: np.ndarray, rlast: np.ndarray, cnt: np.ndarray, rrec: np.ndarray,
-    rv: np.ndarray, rb0: np.ndarray, rvreset: np.ndarray, rdone: np.ndarray, hpar: np.ndarray,
-    tw: np.ndarray, ta0: np.ndarray, tlast: np.ndarray, trec: np.ndarray, tv: np.ndarray,
-    tb0: np.ndarray, tvreset: np.ndarray, tdone: np.ndarray, big_n: int, t_end: int,
-    # bucket_update
-    acc: np.ndarray, n_slices: int, decay: float, t_decay: float, xe: np.ndarray,
-    ne: np.ndarray, season: np.ndarray, ext_frozen: np.ndarray, rstate: np.ndarray,
-    rthr: np.ndarray, ra1: np.ndarray, rb1: np.ndarray, fx: np.ndarray, fn: np.ndarray,
-    p_mean: np.ndarray, p_hi: np.ndarray, p_llr: np.ndarray, lat_thr: np.ndarray,
-    ratios: np.ndarray, h_rate: float, freeze: float, prior: float, z: float, arm: float,
-    warm: bool, te_x: np.ndarray, te_n: np.ndarray, tstate: np.ndarray, tthr: np.ndarray,
-    ta1: np.ndarray, tb1: np.ndarray, tfx: np.ndarray, tfn: np.ndarray, share: np.ndarray,
-    tallow: np.ndarray, rho_t: float, h_traffic: float,
-    # recoveries found: rows (slice, signal, estimated end)
+    rate_f: np.ndarray,
+    rate_i: np.ndarray,
+    rate_b: np.ndarray,
+    rate_w: np.ndarray,
+    slice_f: np.ndarray,
+    slice_i: np.ndarray,
+    slice_b: np.ndarray,
+    tallow: np.ndarray,
+    ext_frozen: np.ndarray,
+    acc: np.ndarray,
+    hpar: np.ndarray,
+    ratios: np.ndarray,
+    big_n: int,
+    t_end: int,
+    n_slices: int,
+    decay: float,
+    t_decay: float,
+    freeze: float,
+    prior: float,
+    z: float,
+    arm: float,
+    rho_t: float,
+    h_rate: float,
+    h_traffic: float,
+    warm: bool,
     rec_out: np.ndarray,
 ) -> int:
     """A bucket boundary's work on the slice tests in one call: :func:`flush`, then
@@ -940,6 +963,19 @@ def close_rates(
     (a day has 8,640 buckets). Returns the number of rows of ``rec_out`` filled,
     rate tests first (slice-major), then traffic-share tests.
     """
+    rw, ra0, ra1 = rate_w[RW_W], rate_w[RW_A0], rate_w[RW_A1]
+    rthr, rv, rb0, rb1 = rate_f[RF_THR], rate_f[RF_V], rate_f[RF_B0], rate_f[RF_B1]
+    xe, ne, season = rate_f[RF_XE], rate_f[RF_NE], rate_f[RF_SEASON]
+    fx, fn, p_mean = rate_f[RF_FX], rate_f[RF_FN], rate_f[RF_PMEAN]
+    p_hi, p_llr = rate_f[RF_PHI], rate_f[RF_PLLR]
+    rlast, rvreset = rate_i[RI_LAST], rate_i[RI_VRESET]
+    rrec, rdone, rstate = rate_b[RB_REC], rate_b[RB_DONE], rate_b[RB_STATE]
+    tw, ta0, ta1, tthr = slice_f[TF_W], slice_f[TF_A0], slice_f[TF_A1], slice_f[TF_THR]
+    tv, tb0, tb1, lat_thr = slice_f[TF_V], slice_f[TF_B0], slice_f[TF_B1], slice_f[TF_LATTHR]
+    te_x, te_n, tfx, tfn = slice_f[TF_EX], slice_f[TF_EN], slice_f[TF_FX], slice_f[TF_FN]
+    share = slice_f[TF_SHARE]
+    cnt, tlast, tvreset = slice_i[TI_CNT], slice_i[TI_LAST], slice_i[TI_VRESET]
+    trec, tdone, tstate = slice_b[TB_REC], slice_b[TB_DONE], slice_b[TB_STATE]
     flush(rw, ra0, rlast, cnt, rrec, rv, rb0, rvreset, rdone, ne, hpar, tw, ta0, tlast, trec, tv,
           tb0, tvreset, tdone, big_n, t_end, n_slices)
     bucket_update(acc, n_slices, decay, t_decay, xe, ne, season, ext_frozen, rstate, rw, rthr,

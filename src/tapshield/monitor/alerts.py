@@ -8,13 +8,16 @@ Alertmanager / webhooks when ``notify`` is true.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from tapshield.timeutil import to_rfc3339
+
+if TYPE_CHECKING:
+    import polars as pl
 
 AlertState = Literal["firing", "escalated", "deescalated", "reminder", "resolved", "suppressed"]
 Signal = Literal["technical", "decline", "risk_decline", "latency", "traffic_drop"]
@@ -23,8 +26,11 @@ business declines, risk declines (59 / risk_decision=decline), latency, or
 traffic volume (a dead channel shows as silence)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AlertEvent:
+    """One state change of one alert. Immutable once emitted: whoever adds to it (the
+    incident book's id) hands on a new event (:meth:`with_incident`)."""
+
     alert_id: str
     """Stable for the whole life of one alert (one wave)."""
     ts: datetime
@@ -45,6 +51,11 @@ class AlertEvent:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     incident_id: str | None = None
+    """The incident this change belongs to, once an incident book has placed it."""
+
+    def with_incident(self, incident_id: str | None) -> AlertEvent:
+        """The same change, placed in an incident (a new event; this one is unchanged)."""
+        return self if incident_id == self.incident_id else replace(self, incident_id=incident_id)
 
     def to_dict(self, tz: str | None = None) -> dict[str, Any]:
         return {
@@ -61,6 +72,23 @@ class AlertEvent:
             "annotations": dict(self.annotations),
             "incident_id": self.incident_id,
         }
+
+
+class EventMonitor(Protocol):
+    """What the pipeline needs of a monitor (:class:`tapshield.monitor.Monitor` is one):
+    canonical batches in event-time order in, alert state changes out."""
+
+    def process(self, batch: pl.DataFrame) -> list[AlertEvent]:
+        """Feed canonical events in event-time order; returns the alert state changes."""
+        ...
+
+    def close(self) -> list[AlertEvent]:
+        """End of stream: the last changes (alerts still firing stay open)."""
+        ...
+
+    def timeline(self) -> pl.DataFrame:
+        """Per-bucket national series (the schema the report reads)."""
+        ...
 
 
 def _json_safe(value: Any, tz: str | None) -> Any:

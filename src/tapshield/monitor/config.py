@@ -228,6 +228,17 @@ class MonitorConfig:
     group_interval): an escalation inside it is sent when it ends."""
     maintenance_grace: timedelta = timedelta(minutes=2)
     """A maintenance window's failures may run a little over its announced end."""
+    one_page: bool = True
+    """One page per fault (issue 15): a wave that returns within ``reopen_window``
+    reopens its alert, a wave with the same scope as an open one at the same time
+    joins it, and traffic drops that a surge explains are not silences. ``false``:
+    the behaviour before (kept to measure against, benchmarks/one_page_per_fault.py)."""
+    reopen_window: timedelta = timedelta(minutes=30)
+    """A wave that starts again within 30 minutes of its alert resolving, in the same
+    slice (or inside its scope), is the same fault returning: the alert reopens
+    (one incident, a ``flaps`` mark) and pages again only if it is worse than it
+    paged. 30 minutes is about how long an on-call engineer keeps a resolved
+    incident in mind; a fault back after that is treated as new."""
 
     # -- context --------------------------------------------------------------------
     levels: LevelCriteria = field(default_factory=LevelCriteria.default)
@@ -278,7 +289,8 @@ class MonitorConfig:
         lifecycle_keys = {"quiet_resolve", "resolve_hold", "group_window", "explain_window",
                           "retention",
                           "max_buffer_events", "level_window", "reminders",
-                          "renotify_interval", "maintenance_grace", "notify_escalation_to"}
+                          "renotify_interval", "maintenance_grace", "notify_escalation_to",
+                          "one_page", "reopen_window"}
         for section, allowed in (("detector", detector_keys), ("lifecycle", lifecycle_keys)):
             sec = data.get(section) or {}
             if not isinstance(sec, dict):

@@ -15,6 +15,7 @@ threshold until the hold ends).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -57,6 +58,30 @@ class Crossing:
 
 
 @dataclass(frozen=True, slots=True)
+class BankSnapshot:
+    """A read-only look at the detector arrays (rows ``0..n-1``), for metrics and reports."""
+
+    n: int
+    acc: np.ndarray
+    """Counts of the open bucket ``[slice, field]``."""
+    cum: np.ndarray
+    """Counts of closed buckets since the start (``+ acc`` = all so far)."""
+    hist: np.ndarray
+    lat_total: np.ndarray
+    p_mean: np.ndarray
+    """Expected rate per ``[slice, signal]``."""
+    rw: np.ndarray
+    """CUSUM statistics ``[slice, signal, design]``."""
+    rstate: np.ndarray
+    ext_frozen: np.ndarray
+    h_rate: float
+    h_traffic: float
+    h_nat: float
+    h_rec: float
+    warm: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Recovery:
     slice: int
     signal: int
@@ -64,15 +89,28 @@ class Recovery:
     """Estimated end of the wave in this test (microseconds)."""
 
 
-_RATE_2D = ("rthr", "rlast", "rrec", "rv", "rb0", "rb1", "rvreset", "rdone", "xe", "ne",
-            "season", "rstate", "fx", "fn", "p_mean", "p_hi")
-_RATE_3D = ("rw", "rcp", "ra0", "ra1")
-_ONE_D = ("cnt", "tw", "ta0", "ta1", "tthr", "tlast", "tcp", "trec", "tv", "tb0", "tb1",
-          "tvreset", "tdone", "lat_thr", "te_x", "te_n", "tstate", "tfx", "tfn", "share",
-          "ext_frozen")
+_STACKS: tuple[tuple[str, tuple[str, ...], Any, int], ...] = (
+    ("rate_f", kn.RATE_F, np.float64, 2), ("rate_i", kn.RATE_I, np.int64, 2),
+    ("rate_b", kn.RATE_B, np.int8, 2), ("rate_w", kn.RATE_W, np.float64, 3),
+    ("slice_f", kn.SLICE_F, np.float64, 1), ("slice_i", kn.SLICE_I, np.int64, 1),
+    ("slice_b", kn.SLICE_B, np.int8, 1),
+)
+"""The stacked state the kernels take: ``(attribute, row names, dtype, 1 = [slices],
+2 = [slices, signals], 3 = [slices, signals, designs])``; each row is also an
+attribute of the bank (a view), so Python code reads ``bank.p_mean`` as before."""
+_FILL = {"rthr": np.inf, "season": 1.0, "tthr": np.inf, "lat_thr": np.inf}
+"""Rows that do not start at 0."""
 
 
 class DetectorBank:
+    # the stacks the kernels take (rows: the named views below; see _STACKS)
+    rate_f: np.ndarray
+    rate_i: np.ndarray
+    rate_b: np.ndarray
+    rate_w: np.ndarray
+    slice_f: np.ndarray
+    slice_i: np.ndarray
+    slice_b: np.ndarray
     # rate tests [slices, signals, designs] / [slices, signals]
     rw: np.ndarray
     rcp: np.ndarray
@@ -148,6 +186,10 @@ class DetectorBank:
         self.hist_prev = np.zeros((self.cap, BINS), dtype=np.int32)
         self.lam_e = 0.0
         self.lam_w = 0.0
+        self.base_e = 0.0
+        self.base_w = 0.0
+        self.base_decay = 0.5 ** (cfg.bucket / cfg.rate_half_life)
+        self.lam_index = 1.0
         self.h_rec = recovery_threshold(cfg.recovery_error)
         """Floor of the recovery thresholds (one observation's worth of wave)."""
         self.h_rec_t = self.h_rec
@@ -180,24 +222,17 @@ class DetectorBank:
     def _alloc(self, cap: int) -> None:
         old = self.cap
         s_n = kn.N_RATE
-        shapes_2d: dict[str, tuple[Any, Any]] = {
-            "rthr": (np.float64, np.inf), "rlast": (np.int64, 0), "rrec": (np.int8, 0),
-            "rv": (np.float64, 0.0), "rb0": (np.float64, 0.0), "rb1": (np.float64, 0.0),
-            "rvreset": (np.int64, 0), "rdone": (np.int8, 0), "xe": (np.float64, 0.0),
-            "ne": (np.float64, 0.0), "season": (np.float64, 1.0), "rstate": (np.int8, 0),
-            "fx": (np.float64, 0.0), "fn": (np.float64, 0.0), "p_mean": (np.float64, 0.0),
-            "p_hi": (np.float64, 0.0), "p_llr": (np.float64, 0.0),
-        }
-        shapes_1d: dict[str, tuple[Any, Any]] = {
-            "cnt": (np.int64, 0), "tw": (np.float64, 0.0), "ta0": (np.float64, 0.0),
-            "ta1": (np.float64, 0.0), "tthr": (np.float64, np.inf), "tlast": (np.int64, 0),
-            "tcp": (np.int64, 0), "trec": (np.int8, 0), "tv": (np.float64, 0.0),
-            "tb0": (np.float64, 0.0), "tb1": (np.float64, 0.0), "tvreset": (np.int64, 0),
-            "tdone": (np.int8, 0), "lat_thr": (np.float64, np.inf), "te_x": (np.float64, 0.0),
-            "te_n": (np.float64, 0.0), "tstate": (np.int8, 0), "tfx": (np.float64, 0.0),
-            "tfn": (np.float64, 0.0), "share": (np.float64, 0.0),
-            "ext_frozen": (np.bool_, False), "tallow": (np.bool_, False),
-        }
+        tails = {1: (), 2: (s_n,), 3: (s_n, self.k)}
+        for stack, names, dt, dims in _STACKS:
+            arr: np.ndarray = np.zeros((len(names), cap, *tails[dims]), dtype=dt)
+            for i, name in enumerate(names):
+                if name in _FILL:
+                    arr[i] = _FILL[name]
+            if old:
+                arr[:, :old] = getattr(self, stack)
+            setattr(self, stack, arr)
+            for i, name in enumerate(names):
+                setattr(self, name, arr[i])
 
         def grow(name: str, shape: tuple[int, ...], dtype: Any, fill: Any) -> None:
             arr: np.ndarray = np.full(shape, fill, dtype=dtype)
@@ -205,13 +240,9 @@ class DetectorBank:
                 arr[:old] = getattr(self, name)
             setattr(self, name, arr)
 
-        for name, (dt, fill) in shapes_2d.items():
-            grow(name, (cap, s_n), dt, fill)
-        for name in _RATE_3D:
-            dt3: Any = np.int64 if name == "rcp" else np.float64
-            grow(name, (cap, s_n, self.k), dt3, 0)
-        for name, (dt, fill) in shapes_1d.items():
-            grow(name, (cap,), dt, fill)
+        grow("rcp", (cap, s_n, self.k), np.int64, 0)
+        grow("ext_frozen", (cap,), np.bool_, False)
+        grow("tallow", (cap,), np.bool_, False)
         grow("acc", (cap, kn.N_FIELDS), np.int64, 0)
         grow("cum", (cap, kn.N_FIELDS), np.int64, 0)
         grow("hist", (cap, BINS), np.int32, 0)
@@ -261,13 +292,10 @@ class DetectorBank:
             self._xval = np.zeros(2 * need, dtype=np.float64)
         nx = kn.run_events(
             ts, cls, dup, lat, lbin, amt, member, self.tick_us,
-            self.rw, self.rcp, self.ra0, self.ra1, self.rthr, self.rlast, self.cnt,
-            self.rrec, self.rv, self.rb0, self.rb1, self.rvreset, self.rdone, self.ne, self.hpar,
-            self.h_rec_t, self.h_rec_n,
-            self.tw, self.ta0, self.ta1, self.tthr, self.tlast, self.tcp, self.trec, self.tv,
-            self.tb0, self.tb1, self.tvreset, self.tdone, self.tallow, self._traffic_slices(),
-            self.nf, self.ni, self.lat_thr, self.hist, self.bhist, self.acc,
-            self._xrec, self._xval, self.n,
+            self.rate_f, self.rate_i, self.rate_b, self.rate_w, self.rcp,
+            self.slice_f, self.slice_i, self.slice_b, self.tallow, self._traffic_slices(),
+            self.nf, self.ni, self.hist, self.bhist, self.acc,
+            self.hpar, self.h_rec_t, self.h_rec_n, self._xrec, self._xval, self.n,
         )
         self.events += int(ts.shape[0])
         return [
@@ -321,16 +349,11 @@ class DetectorBank:
         if self._rec_out.shape[0] < n * (kn.N_RATE + 1):
             self._rec_out = np.zeros((2 * n * (kn.N_RATE + 1), 3), dtype=np.int64)
         n_rec = kn.close_rates(
-            self.rw, self.ra0, self.rlast, self.cnt, self.rrec, self.rv, self.rb0, self.rvreset,
-            self.rdone, self.hpar, self.tw, self.ta0, self.tlast, self.trec, self.tv, self.tb0,
-            self.tvreset, self.tdone, int(self.ni[kn.NI_N]), t_end,
-            self.acc, n, self.decay, self.t_decay,
-            self.xe, self.ne, self.season, self.ext_frozen, self.rstate, self.rthr, self.ra1,
-            self.rb1, self.fx, self.fn, self.p_mean, self.p_hi, self.p_llr, self.lat_thr,
-            self.ratios, self.h_rate, cfg.freeze_fraction, cfg.prior_strength, self.z,
-            cfg.arm_events, self.warm,
-            self.te_x, self.te_n, self.tstate, self.tthr, self.ta1, self.tb1, self.tfx,
-            self.tfn, self.share, self.tallow, cfg.traffic_ratio, self.h_traffic,
+            self.rate_f, self.rate_i, self.rate_b, self.rate_w,
+            self.slice_f, self.slice_i, self.slice_b, self.tallow, self.ext_frozen,
+            self.acc, self.hpar, self.ratios, int(self.ni[kn.NI_N]), t_end, n,
+            self.decay, self.t_decay, cfg.freeze_fraction, cfg.prior_strength, self.z,
+            cfg.arm_events, cfg.traffic_ratio, self.h_rate, self.h_traffic, self.warm,
             self._rec_out,
         )
         self._national(lam_index)
@@ -358,6 +381,17 @@ class DetectorBank:
         elif self.nf[kn.NF_W] <= self.cfg.freeze_fraction * self.h_nat:
             self.lam_e = self.lam_e * self.n_decay + count / max(lam_index, 1e-9)
             self.lam_w = self.lam_w * self.n_decay + 1.0
+        if self.nstate == IDLE:
+            # the normal level, robust to surges: a bucket counts at most the 99.9th
+            # percentile of what the level gives, so a sale at 4x moves it a few
+            # percent an hour while ordinary growth (well inside the percentile)
+            # is followed at the rate tests' half-life
+            x = count / max(lam_index, 1e-9)
+            if self.warm and self.base_w > 0:  # (a plain mean while warming up)
+                x = min(x, float(kn.poisson_quantile(0.999, self.base_e / self.base_w)))
+            self.base_e = self.base_e * self.base_decay + x
+            self.base_w = self.base_w * self.base_decay + 1.0
+        self.lam_index = lam_index
         lam_bucket = (self.lam_e / self.lam_w) * lam_index if self.lam_w > 0 else 0.0
         lam_us = lam_bucket / self.bucket_us
         rho = self.cfg.traffic_ratio
@@ -406,6 +440,52 @@ class DetectorBank:
         self.lat_total[:n] += self.hist[:n]
         self.hist[:n] = 0
         self.last_lat_roll = t_end
+
+    def normal_rate_per_s(self) -> float:
+        """National events per second a normal (not surging) stream gives now: the
+        surge-robust level times the seasonal index (0 before any bucket closed)."""
+        if self.base_w <= 0:
+            return 0.0
+        return (self.base_e / self.base_w) * self.lam_index / (self.bucket_us / 1e6)
+
+    # -- the only ways other modules change or read the arrays ---------------------------
+
+    def freeze(self, frozen: Sequence[bool]) -> None:
+        """Mark slices ``0..len(frozen)-1`` as frozen by an outside reason (a maintenance
+        window in force): their expectations and latency thresholds stop learning."""
+        k = len(frozen)
+        if k > self.n:
+            raise ValueError(f"freeze: {k} slices given, {self.n} watched")
+        self.ext_frozen[:k] = np.asarray(frozen, dtype=np.bool_)
+
+    def seed(self, s: int, failures: Sequence[float], attempts: float, weight: float) -> None:
+        """Start slice ``s``'s rate expectations (technical, decline, risk) at
+        ``failures[j] / attempts`` with the weight of ``weight`` events (a loaded
+        hour-of-week profile)."""
+        if not 0 <= s < self.n:
+            raise ValueError(f"seed: slice {s} is not watched (0..{self.n - 1})")
+        if attempts <= 0:
+            raise ValueError("seed: attempts must be positive")
+        for j, x in enumerate(failures[: kn.SIG_LATENCY]):
+            self.xe[s, j] = weight * x / attempts
+            self.ne[s, j] = weight
+
+    def snapshot(self) -> BankSnapshot:
+        """Read-only views of what metrics read (no copy; valid until the next batch)."""
+        n = self.n
+
+        def ro(a: np.ndarray) -> np.ndarray:
+            v = a[:n]
+            v.setflags(write=False)
+            return v
+
+        return BankSnapshot(
+            n=n, acc=ro(self.acc), cum=ro(self.cum), hist=ro(self.hist),
+            lat_total=ro(self.lat_total), p_mean=ro(self.p_mean), rw=ro(self.rw),
+            rstate=ro(self.rstate), ext_frozen=ro(self.ext_frozen),
+            h_rate=self.h_rate, h_traffic=self.h_traffic, h_nat=self.h_nat,
+            h_rec=self.h_rec, warm=self.warm,
+        )
 
     # -- state changes asked by the lifecycle -------------------------------------------
 

@@ -331,9 +331,7 @@ class Monitor:
             if tot[0] <= 0:
                 continue
             weight = min(float(tot[0]), 5.0 * arm)
-            for j in range(3):
-                self.bank.xe[info.index, j] = weight * tot[j + 1] / tot[0]
-                self.bank.ne[info.index, j] = weight
+            self.bank.seed(info.index, [float(x) for x in tot[1:4]], float(tot[0]), weight)
 
     def _dedup_declines(self, ts: np.ndarray, cls: np.ndarray, dev: np.ndarray) -> np.ndarray:
         """Declines by a device within ``decline_dedup`` of its previous decline are repeats."""

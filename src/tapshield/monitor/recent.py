@@ -196,10 +196,6 @@ class RecentEvents:
         self.generation += 1
         self._derived.clear()
 
-    @property
-    def earliest_ts(self) -> int | None:
-        return int(self._cols["ts"][self._start]) if self._end > self._start else None
-
     def view(self, since_us: int, upto_seq: int) -> View:
         """Events with ``ts >= since_us`` and sequence number ``<= upto_seq`` (zero-copy)."""
         start, end = self._start, self._end

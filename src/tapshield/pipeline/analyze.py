@@ -32,7 +32,7 @@ import polars as pl
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
 from tapshield.incident import LEVEL_NAMES, Incident
-from tapshield.monitor.alerts import AlertEvent
+from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
 from tapshield.respond.incidents import IncidentBook, IncidentPolicy
@@ -104,7 +104,7 @@ class Analysis:
         config: PipelineConfig | None = None,
         *,
         changes: pl.DataFrame | None = None,
-        monitor: Any | None = None,
+        monitor: EventMonitor | None = None,
         diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
         sinks: Sequence[Sink] = (),
         extensions: Sequence[Extension] = (),
@@ -162,7 +162,7 @@ class Analysis:
         self.window.add(ordered)
         for ext in self.extensions:
             ext.observe(ordered)
-        self.book.on_alerts(changes)
+        changes = self.book.on_alerts(changes)
         self._emit(changes)
         return changes
 
@@ -182,7 +182,7 @@ class Analysis:
         t0 = time.perf_counter()
         self._step(self.reorderer.flush())
         final: list[AlertEvent] = list(self.monitor.close())
-        self.book.on_alerts(final)
+        final = self.book.on_alerts(final)
         self._emit(final)
         self._busy += time.perf_counter() - t0
         result = AnalysisResult(
@@ -221,11 +221,8 @@ class Analysis:
         }
 
 
-def _timeline(monitor: Any) -> pl.DataFrame | None:
-    fn = getattr(monitor, "timeline", None)
-    if fn is None:
-        return None
-    frame = fn()
+def _timeline(monitor: EventMonitor) -> pl.DataFrame | None:
+    frame = monitor.timeline()
     return frame if isinstance(frame, pl.DataFrame) else None
 
 
@@ -236,7 +233,7 @@ def analyze_frames(
     config: PipelineConfig | None = None,
     out_dir: Path | None = None,
     sinks: Sequence[Sink] = (),
-    monitor: Any | None = None,
+    monitor: EventMonitor | None = None,
     diagnoser: Callable[[DiagnosisRequest], Diagnosis] | None = None,
     on_batch: Callable[[Analysis], None] | None = None,
     extensions: Sequence[Extension] = (),

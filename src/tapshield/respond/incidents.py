@@ -156,6 +156,8 @@ class IncidentBook:
         self.policy = policy or IncidentPolicy()
         self._tz = zone(tz)
         self._by_alert: dict[str, _Open] = {}
+        self._incident_of: dict[str, str] = {}
+        """Alert id -> incident id (alert events stay as the monitor emitted them)."""
         self._order: list[str] = []
         self._seq: dict[str, int] = {}
         self.changed: set[str] = set()
@@ -163,9 +165,18 @@ class IncidentBook:
 
     # -- alert lifecycle ------------------------------------------------------
 
-    def on_alerts(self, events: Sequence[AlertEvent]) -> None:
+    def on_alerts(self, events: Sequence[AlertEvent]) -> list[AlertEvent]:
+        """Place alert changes in incidents; returns them as handed on, each a new
+        event carrying its incident id (the events given are not changed)."""
+        out: list[AlertEvent] = []
         for ev in events:
             self._on_alert(ev)
+            out.append(ev.with_incident(self._incident_of.get(ev.alert_id)))
+        return out
+
+    def incident_of(self, alert_id: str) -> str | None:
+        """The incident an alert's changes belong to (``None``: it opened none)."""
+        return self._incident_of.get(alert_id)
 
     def _on_alert(self, ev: AlertEvent) -> None:
         entry = self._by_alert.get(ev.alert_id)
@@ -176,7 +187,6 @@ class IncidentBook:
                 return
             entry = self._open(ev)
         inc = entry.incident
-        ev.incident_id = inc.id
         entry.history.append({"ts": ev.ts, "state": ev.state, "level": ev.level})
         if ev.state in ("firing", "escalated", "deescalated", "reminder"):
             if ev.level < inc.level:
@@ -222,6 +232,7 @@ class IncidentBook:
         failure = _SIGNAL_FAILURE.get(ev.signal, "technical")
         entry = _Open(inc, TapLedger(inc.scope, failure), diagnosed_at=ev.ts)
         self._by_alert[ev.alert_id] = entry
+        self._incident_of[ev.alert_id] = inc.id
         self._order.append(ev.alert_id)
         self._diagnose_into(entry, ev)
         return entry

@@ -351,13 +351,6 @@ class Router:
                 self._eliminated.add((channel, scope))
                 self.eliminations += 1
 
-    def apply_remote(self, channel: str, region: str, now: float, kind: int) -> None:
-        """Apply an observation another router instance made (shared state)."""
-        if channel not in self._rules:
-            return
-        with self._lock:
-            self._apply(channel, region, now, kind)
-
     # -- probes ----------------------------------------------------------------
 
     def due_probes(self, now: float) -> list[Probe]:

@@ -620,7 +620,12 @@ def create_app(settings: ServiceSettings | None = None, *,
         return app.openapi_schema
 
     app.openapi = _openapi  # type: ignore[method-assign]
+    from tapshield.console import build_router as console_router  # an edge: deferred
+    app.include_router(console_router(rt))
     app.add_middleware(Edge, runtime=rt)
+    from tapshield.service.respond import router as respond_router
+
+    app.include_router(respond_router())  # docs/respond.md
     return app
 
 

@@ -176,6 +176,26 @@ class WebhookTarget(_Strict):
     secret: str | None = None
 
 
+class ConsoleSettings(_Strict):
+    """The web console (``/console``, :mod:`tapshield.console`)."""
+
+    enabled: bool = True
+    impact_file: Path | None = None
+    """``impact.json`` of ``tapshield analyze --portfolio`` for the Impact page; relative
+    paths as for ``keys_file``."""
+    risk_dir: Path | None = None
+    """Output directory of ``tapshield risk backtest`` for the Risk page (optional)."""
+    session_hours: float = Field(default=8.0, gt=0.0, le=24.0 * 30)
+    """A signed-in browser session lasts one shift by default."""
+    passkey_for_actions: bool = True
+    """Acknowledge, assign, note, resolve and silence need a passkey sign-in (user
+    verified); an API-key sign-in only reads."""
+    rp_id: str | None = None
+    """WebAuthn relying-party id (the host name people use); default: the request's host."""
+    origins: list[str] = Field(default_factory=list)
+    """Origins accepted in WebAuthn ceremonies; default: ``public_url`` and the request's."""
+
+
 class ServiceSettings(BaseSettings):
     """Everything ``tapshield serve`` reads (see the module docstring)."""
 
@@ -214,6 +234,7 @@ class ServiceSettings(BaseSettings):
     """One JSON line per request (request id, route, status, duration, key id)."""
     public_url: str = "http://127.0.0.1:8080"
     """How people reach this service (links in alerts point here)."""
+    console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("alertmanager")
     @classmethod
@@ -280,6 +301,12 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> ServiceSe
             changes["keys_file"] = base / settings.keys_file
         if isinstance(settings.monitor, str) and not Path(settings.monitor).is_absolute():
             changes["monitor"] = str(base / settings.monitor)
+        con = settings.console
+        rel = {k: base / v for k, v in (("impact_file", con.impact_file),
+                                         ("risk_dir", con.risk_dir))
+               if v is not None and not v.is_absolute()}
+        if rel:
+            changes["console"] = con.model_copy(update=rel)
         if changes:
             settings = settings.model_copy(update=changes)
     try:

@@ -196,5 +196,12 @@ class KeyStore:
             self._verified[key] = principal
         return principal
 
+    def principal(self, key_id: str) -> Principal | None:
+        """The principal of an enabled key by its id (a console session names its key,
+        so disabling the key ends the session)."""
+        self._maybe_reload()
+        found = self._by_id.get(key_id)
+        return found[1] if found is not None else None
+
     def __len__(self) -> int:
         return len(self._by_id)

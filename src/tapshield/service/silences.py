@@ -95,6 +95,13 @@ class SilenceStore:
             conn.execute(insert(t.silences).values(**row))
         return _from_row(row)
 
+    def silence_labels(self, labels: Mapping[str, str], starts_at: datetime,
+                       ends_at: datetime, created_by: str, comment: str) -> Silence:
+        """A silence matching exactly these label values (the console's Silence button
+        silences an incident's alert slice this way)."""
+        return self.create([Matcher(k, v) for k, v in labels.items()], starts_at, ends_at,
+                           created_by, comment)
+
     def get(self, silence_id: str) -> Silence | None:
         with self.engine.connect() as conn:
             r = conn.execute(select(t.silences).where(t.silences.c.id == silence_id)

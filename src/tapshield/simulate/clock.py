@@ -57,7 +57,7 @@ def festival_of(scenario: Scenario, traffic: TrafficModel) -> FestivalWindow | N
     if f is None:
         return None
     start = scenario.at(f.start)
-    ramp = traffic.festival.ramp
+    ramp = f.ramp if f.ramp is not None else traffic.festival.ramp
     return FestivalWindow(
         start_us=epoch_us(start),
         end_us=epoch_us(start + f.duration),

@@ -154,7 +154,8 @@ class CompiledFault:
                 m &= np.isin(a["region"], self.regions)
             return np.asarray(m)
         if k == "network":
-            m = a["region"] == self.region
+            m = (a["region"] == self.region) if self.region >= 0 else np.ones(
+                a["carrier"].shape[0], dtype=np.bool_)
             if self.carrier >= 0:
                 m &= a["carrier"] == self.carrier
             return np.asarray(m)
@@ -214,14 +215,14 @@ def compile_faults(
                                share=f.share, channel=vocab.channels.index(f.channel),
                                regions=regs)
         elif isinstance(f, NetworkFault):
-            combo = {"region": f.region}
+            combo = {"region": f.region} if f.region is not None else {}
             if f.carrier is not None:
                 combo["carrier"] = f.carrier
             cf = CompiledFault(**base, must_page=must_page, peak=f.timeout_rate, scope=[combo],
                                codes=np.asarray([vocab.code("68")], dtype=np.int16),
                                code_p=np.ones(1), timeout_share=1.0,
                                latency_factor=f.latency_factor,
-                               region=vocab.regions.index(f.region),
+                               region=vocab.regions.index(f.region) if f.region else -1,
                                carrier=vocab.carriers.index(f.carrier) if f.carrier else -1)
         elif isinstance(f, RiskControlFault):
             cf = CompiledFault(**base, must_page=must_page, peak=f.decline_rate,
@@ -330,7 +331,3 @@ def changes_frame(rows: list[dict[str, str | None]]) -> pl.DataFrame:
         raise AssertionError(f"simulated changes break the contract: {result.errors()}")
     return result.valid.sort("ts")
 
-
-def write_changes_csv(rows: list[dict[str, str | None]], path: str) -> None:
-    frame = pl.DataFrame(rows, schema=dict.fromkeys(CHANGES.names, pl.String()))
-    frame.write_csv(path)

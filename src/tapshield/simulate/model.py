@@ -333,10 +333,17 @@ class NetworkFault(_FaultBase):
     """A region's mobile network (optionally one carrier) degrades: slow, then timing out."""
 
     kind: Literal["network"]
-    region: str
+    region: str | None = None
+    """``None``: the carrier's network everywhere (then ``carrier`` is required)."""
     carrier: str | None = None
     timeout_rate: Share = 0.35
     latency_factor: Annotated[float, Field(ge=1.0, le=50.0)] = 4.0
+
+    @model_validator(mode="after")
+    def _where(self) -> NetworkFault:
+        if self.region is None and self.carrier is None:
+            raise ValueError("a network fault needs a region, a carrier, or both")
+        return self
 
 
 class RiskControlFault(_FaultBase):
@@ -439,9 +446,12 @@ class Festival(_Strict):
     start: str
     duration: Duration
     multiplier: Annotated[float, Field(ge=1.0, le=100.0)] | None = None
+    ramp: Duration | None = None
+    """How fast traffic builds up and falls back (default: the traffic model's); a
+    flash sale starts and ends within a minute or two."""
     name: str = "shopping festival"
 
-    _d = _durations("duration")
+    _d = _durations("duration", "ramp")
 
 
 class ChangeRow(_Strict):
@@ -754,7 +764,8 @@ def check_scenario(scenario: Scenario, traffic: TrafficModel) -> None:
             for j, r in enumerate(f.regions):
                 value(f"{w}.regions[{j}]", "region", r)
         if isinstance(f, NetworkFault):
-            value(f"{w}.region", "region", f.region)
+            if f.region is not None:
+                value(f"{w}.region", "region", f.region)
             if f.carrier is not None:
                 value(f"{w}.carrier", "carrier", f.carrier)
         if isinstance(f, RiskControlFault):

@@ -229,9 +229,16 @@ class Store:
                     events_read=read,
                     events_accepted=accepted,
                     events_rejected=rejected,
-                    summary=dict(summary or {}),
+                    **({} if summary is None else {"summary": dict(summary)}),
                 )
             )
+
+    def save_run_summary(self, run_id: str, summary: Mapping[str, Any]) -> None:
+        """Record the run's summary (and national timeline) before the run finishes;
+        ``finish_run`` without a summary keeps it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id)
+                         .values(summary=dict(summary)))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

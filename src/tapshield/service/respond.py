@@ -1,0 +1,225 @@
+"""The response desk of the service: timelines, manual lifecycle moves, partner statuses,
+and the public status page (HTML, JSON, Atom).
+
+* ``GET /v1/respond/incidents/{id}/timeline``: who did what, when and why;
+* ``POST /v1/respond/incidents/{id}/transition`` (operator): acknowledge, start
+  mitigating, resolve, open the post-mortem; refused with both states named if
+  the lifecycle does not allow it;
+* ``POST /v1/respond/partners/{partner}/status``: a partner's own status, signed
+  with its shared secret (docs/respond.md, partner protocol); attached to the
+  timeline, ``resolved`` resolves the incident, a scope is recorded as a re-scope.
+  Partners come from the YAML file named by ``$TAPSHIELD_PARTNERS_FILE``
+  (``partners: [{name, owns: {channel: nfc}, url, secret}]``);
+* ``GET /status``, ``/status.json``, ``/status.atom``: public, per channel and
+  region, open incidents and those closed in the last day, in the templates'
+  public wording (no key; nothing about any customer).
+"""
+
+
+import html
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from tapshield.comms.outbox import Outbox
+from tapshield.incident import Incident
+from tapshield.respond.lifecycle import STATES, Lifecycle, TimelineEntry, TransitionError
+from tapshield.respond.notices import load_templates, scope_names
+from tapshield.respond.partners import (
+    KEY_HEADER,
+    TIMESTAMP_HEADER,
+    Partner,
+    PartnerStatus,
+    ReplayGuard,
+    SignatureError,
+)
+from tapshield.timeutil import parse_rfc3339
+
+
+class TransitionIn(BaseModel):
+    to: str = Field(description=f"One of {', '.join(STATES)}")
+    why: str = Field(min_length=1, max_length=2000)
+
+
+def load_partners(path: str | None = None) -> dict[str, Partner]:
+    p = path or os.environ.get("TAPSHIELD_PARTNERS_FILE")
+    if not p:
+        return {}
+    doc = yaml.safe_load(Path(p).read_text(encoding="utf-8")) or {}
+    out = {}
+    for n, d in enumerate(doc.get("partners") or [], start=1):
+        try:
+            out[str(d["name"])] = Partner(str(d["name"]), {str(k): str(v) for k, v in
+                                                           dict(d["owns"]).items()},
+                                          str(d.get("url", "")), str(d["secret"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{p}: partner {n}: needs name, owns and secret ({exc})") from None
+    return out
+
+
+def _lifecycle(outbox: Outbox, incident_id: str) -> Lifecycle:
+    lc = Lifecycle(incident_id)
+    for r in outbox.timeline(incident_id):
+        if r["kind"] == "transition":
+            lc.state = str((r["data"] or {}).get("to") or r["what"])
+    return lc
+
+
+def router() -> APIRouter:
+    from tapshield.service.app import READERS, ApiError, _actor, require
+
+    api = APIRouter()
+    guard = ReplayGuard()
+    operator = Annotated[Any, Depends(require("operator"))]
+    reader = Annotated[Any, Depends(require("operator", "partner", *READERS))]
+
+    def outbox_of(request: Request) -> Outbox:
+        rt = request.app.state.runtime
+        ob = getattr(rt, "respond_outbox", None)
+        if ob is None:
+            ob = rt.respond_outbox = Outbox(rt.engine)
+        return ob
+
+    def incident_or_404(request: Request, incident_id: str) -> dict[str, Any]:
+        got = request.app.state.runtime.desk.get(incident_id)
+        if got is None:
+            raise ApiError(404, "unknown_incident", f"no incident {incident_id}")
+        return got  # type: ignore[no-any-return]
+
+    def timeline_doc(ob: Outbox, incident_id: str) -> dict[str, Any]:
+        rows = ob.timeline(incident_id)
+        return {"incident_id": incident_id, "state": _lifecycle(ob, incident_id).state,
+                "timeline": [{"at": r["at"].isoformat(), "actor": r["actor"],
+                              "kind": r["kind"], "what": r["what"], "why": r["why"],
+                              "data": r["data"]} for r in rows]}
+
+    @api.get("/v1/respond/incidents/{incident_id}/timeline", tags=["respond"],
+             summary="The incident's lifecycle and timeline")
+    def get_timeline(incident_id: str, request: Request, _p: reader) -> dict[str, Any]:
+        incident_or_404(request, incident_id)
+        return timeline_doc(outbox_of(request), incident_id)
+
+    @api.post("/v1/respond/incidents/{incident_id}/transition", tags=["respond"],
+              summary="Move the incident through its lifecycle (with a reason)")
+    def transition(incident_id: str, body: TransitionIn, request: Request,
+                   principal: operator) -> dict[str, Any]:
+        incident_or_404(request, incident_id)
+        ob = outbox_of(request)
+        lc = _lifecycle(ob, incident_id)
+        try:
+            entry = lc.move(body.to, datetime.now(UTC), _actor(principal), body.why)
+        except TransitionError as exc:
+            raise ApiError(409, "bad_transition", str(exc)) from None
+        ob.record([(incident_id, entry)], [])
+        return timeline_doc(ob, incident_id)
+
+    @api.post("/v1/respond/partners/{partner}/status", tags=["respond"],
+              summary="A partner's own status on an incident (HMAC-signed)")
+    async def partner_status(partner: str, request: Request) -> dict[str, Any]:
+        partners = load_partners()
+        p = partners.get(partner)
+        if p is None:
+            raise ApiError(404, "unknown_partner", f"no partner {partner}")
+        body = await request.body()
+        now = int(datetime.now(UTC).timestamp())
+        try:
+            key = guard.verify(p.secret, dict(request.headers), body, now)
+        except SignatureError as exc:
+            raise ApiError(401, "bad_signature", str(exc)) from None
+        try:
+            doc = json.loads(body)
+            at = datetime.fromtimestamp(int(request.headers[TIMESTAMP_HEADER]), UTC)
+            status = PartnerStatus.parse(partner, doc if isinstance(doc, dict) else {}, at)
+        except (ValueError, KeyError) as exc:
+            raise ApiError(422, "bad_status", str(exc)) from None
+        incident_or_404(request, status.incident_id)
+        ob = outbox_of(request)
+        actor = f"partner:{partner}"
+        entries = [(status.incident_id, TimelineEntry(
+            at, actor, "partner", status.status, status.message,
+            {"eta_minutes": status.eta_minutes, "key": request.headers.get(KEY_HEADER)}))]
+        if status.scope is not None:
+            entries.append((status.incident_id, TimelineEntry(
+                at, actor, "rescope", "scope proposed by the partner", status.message,
+                {"scope": status.scope})))
+        lc = _lifecycle(ob, status.incident_id)
+        if status.status == "resolved" and lc.can("resolved"):
+            entries.append((status.incident_id, lc.move("resolved", at, actor,
+                                                         status.message or "partner resolved")))
+        guard.is_new(key, now)
+        ob.record(entries, [])  # a repeat has the same entry keys: recorded once
+        return timeline_doc(ob, status.incident_id)
+
+    def status_items(request: Request) -> list[dict[str, Any]]:
+        desk = request.app.state.runtime.desk
+        since = datetime.now(UTC) - timedelta(days=1)
+        items, _ = desk.find(limit=200)
+        t = load_templates()
+        out = []
+        for it in items:
+            d = it["incident"]
+            if int(d.get("level", 4)) > 3:
+                continue
+            end = d.get("end")
+            if end is not None and parse_rfc3339(end) < since:
+                continue
+            inc = Incident.from_dict(d) if "schema_version" in d else None
+            scope = inc.scope if inc is not None else []
+            key = "resolved" if end is not None else str(d.get("cause", "unknown"))
+            texts = t.public.get(key) or t.public.get("unknown") or {}
+            out.append({
+                "id": d["id"], "status": "resolved" if end is not None else "disrupted",
+                "start": d["start"], "end": end, "updated": end or d["detected_at"],
+                "channels": sorted({c["channel"] for c in scope if "channel" in c}),
+                "regions": sorted({c["region"] for c in scope if "region" in c}),
+                "text": {lang: s.format(region=scope_names(scope, "region", lang),
+                                        channel=scope_names(scope, "channel", lang))
+                         for lang, s in texts.items()}})
+        return out
+
+    @api.get("/status.json", tags=["status"], summary="Public status per channel and region")
+    def status_json(request: Request) -> dict[str, Any]:
+        items = status_items(request)
+        return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "status": "disrupted" if any(i["status"] == "disrupted" for i in items)
+                else "operational", "incidents": items}
+
+    @api.get("/status", tags=["status"], summary="Public status page (HTML)")
+    def status_html(request: Request) -> Response:
+        items = status_items(request)
+        rows = "".join(
+            f"<tr><td>{html.escape(i['status'])}</td><td>{html.escape(', '.join(i['channels']))}"
+            f"</td><td>{html.escape(', '.join(i['regions']))}</td><td>"
+            f"{html.escape(i['text'].get('zh-CN', ''))}<br>{html.escape(i['text'].get('en', ''))}"
+            f"</td><td>{html.escape(i['updated'])}</td></tr>" for i in items)
+        page = ("<!doctype html><meta charset=utf-8><title>闪付服务状态 / FlashPay status</title>"
+                "<h1>闪付服务状态 / FlashPay status</h1>"
+                + (f"<table><tr><th>status</th><th>channels</th><th>regions</th><th>notice"
+                   f"</th><th>updated</th></tr>{rows}</table>" if items
+                   else "<p>一切正常 / All systems operational</p>"))
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @api.get("/status.atom", tags=["status"], summary="Public status as an Atom feed")
+    def status_atom(request: Request) -> Response:
+        items = status_items(request)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        entries = "".join(
+            f"<entry><id>urn:tapshield:incident:{html.escape(i['id'])}:{html.escape(i['status'])}"
+            f"</id><title>{html.escape(i['status'])}: "
+            f"{html.escape(', '.join(i['channels'] + i['regions']) or 'all')}</title>"
+            f"<updated>{html.escape(i['updated'])}</updated><summary>"
+            f"{html.escape(i['text'].get('zh-CN', ''))} {html.escape(i['text'].get('en', ''))}"
+            f"</summary></entry>" for i in items)
+        feed = ('<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+                f"<id>urn:tapshield:status</id><title>FlashPay status</title><updated>{now}"
+                f"</updated>{entries}</feed>")
+        return Response(feed, media_type="application/atom+xml")
+
+    return api

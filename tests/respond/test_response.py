@@ -1,0 +1,181 @@
+"""Lifecycle, playbooks, notice policy and the partner protocol, on hand-made incidents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from tapshield.errors import ContractError
+from tapshield.incident import Incident
+from tapshield.respond.drafts import regulatory_drafts
+from tapshield.respond.lifecycle import Lifecycle, TransitionError
+from tapshield.respond.notices import NoticePolicy, Recipient, personal_data_in
+from tapshield.respond.partners import (
+    Partner,
+    ReplayGuard,
+    SignatureError,
+    body_bytes,
+    signed_headers,
+)
+from tapshield.respond.playbooks import load_playbooks, parse_playbooks
+from tapshield.respond.responder import Responder
+
+T0 = datetime(2026, 11, 24, 3, 40, tzinfo=UTC)  # 11:40 in Shanghai
+SCOPE = [{"channel": "nfc", "region": "CN-GD"}]
+
+
+def incident(iid: str = "INC-1", *, start: datetime = T0, minutes: int = 50, level: int = 2,
+             cause: str = "interface", signal: str = "technical") -> Incident:
+    inc = Incident(id=iid, start=start, detected_at=start + timedelta(minutes=1), level=level,
+                   end=start + timedelta(minutes=minutes), scope=SCOPE, cause=cause,
+                   confidence=0.9)
+    inc.extra["signal"] = signal
+    inc.extra["level_history"] = [
+        {"ts": (start + timedelta(minutes=1)).isoformat(), "state": "firing", "level": level},
+        {"ts": (start + timedelta(minutes=minutes)).isoformat(), "state": "resolved",
+         "level": level}]
+    return inc
+
+
+def events(start: datetime = T0, users: int = 5) -> pl.DataFrame:
+    rows = []
+    for u in range(users):
+        ts = start + timedelta(minutes=2 + u)
+        rows.append({"ts": ts, "payment_id": f"p{u}", "user_id": f"u{u}", "channel": "nfc",
+                     "region": "CN-GD", "outcome": "failed", "response_code": "91",
+                     "amount_fen": 1234 + u, "merchant_id": "m1", "risk_decision": None})
+    # u0 retried on QR and succeeded: not lost, not told
+    rows.append({"ts": start + timedelta(minutes=3), "payment_id": "p0", "user_id": "u0",
+                 "channel": "qr", "region": "CN-GD", "outcome": "approved",
+                 "response_code": "00", "amount_fen": 1234, "merchant_id": "m1",
+                 "risk_decision": None})
+    return pl.DataFrame(rows, schema_overrides={"ts": pl.Datetime("us", "UTC")})
+
+
+def directory(user: str) -> Recipient:
+    return Recipient(user, f"tok-{user}", "sms", "en" if user == "u1" else "zh-CN",
+                     account_last4="1234")
+
+
+def test_lifecycle_allows_only_its_moves() -> None:
+    lc = Lifecycle.opened("INC-1", T0, "tapshield/monitor", "paged")
+    lc.move("acknowledged", T0, "alice", "on it")
+    with pytest.raises(TransitionError, match="cannot go from acknowledged to postmortem"):
+        lc.move("postmortem", T0, "alice", "too early")
+    with pytest.raises(TransitionError, match="needs a reason"):
+        lc.move("mitigating", T0, "alice", " ")
+    lc.move("resolved", T0, "partner:card-network", "node restored")
+    assert [e.what for e in lc.timeline] == ["open", "acknowledged", "resolved"]
+
+
+def test_each_lost_customer_gets_one_notice_and_one_followup() -> None:
+    plan = Responder(directory=directory).respond(
+        [incident("INC-1"), incident("INC-2", start=T0 + timedelta(minutes=55))], events())
+    notices = [m for m in plan.messages if m.kind == "notice"]
+    followups = [m for m in plan.messages if m.kind == "followup"]
+    # u0 was rescued by a retry; INC-2 overlaps INC-1's case: nobody told twice
+    assert sorted(m.recipient for m in notices) == ["u1", "u2", "u3", "u4"]
+    assert sorted(m.recipient for m in followups) == ["u1", "u2", "u3", "u4"]
+    assert plan.cases["INC-2"] == "INC-1"
+    assert len({m.key for m in plan.messages}) == len(plan.messages)
+    en = next(m for m in notices if m.recipient == "u1")
+    assert "CNY 12.35" in en.body and "ending 1234" in en.body and "QR" in en.body
+    assert all(f.due_at > n.due_at for f in followups for n in notices
+               if n.recipient == f.recipient)
+    assert plan.lifecycles["INC-1"].state == "resolved"
+    assert "mitigating" in [e.what for e in plan.lifecycles["INC-1"].timeline]
+
+
+def test_quiet_hours_defer_all_but_fraud_warnings() -> None:
+    night = datetime(2026, 11, 24, 15, 30, tzinfo=UTC)  # 23:30 in Shanghai
+    policy = NoticePolicy()
+    outage = Responder(directory=directory).respond([incident(start=night)], events(night))
+    assert all(not policy.in_quiet_hours(m.due_at, "Asia/Shanghai")
+               for m in outage.messages if m.kind != "webhook")
+    assert min(m.due_at for m in outage.messages if m.kind == "notice").astimezone(
+        policy_tz()).hour == 8
+    fraud = Responder(directory=directory).respond(
+        [incident(start=night, cause="fraud_attack", signal="technical")], events(night))
+    assert any(policy.in_quiet_hours(m.due_at, "Asia/Shanghai")
+               for m in fraud.messages if m.kind == "notice")
+
+
+def policy_tz():  # type: ignore[no-untyped-def]
+    from tapshield.timeutil import zone
+
+    return zone("Asia/Shanghai")
+
+
+def test_daily_cap_suppresses_and_records() -> None:
+    incs = [incident(f"INC-{n}", start=T0 + timedelta(hours=2 * n), minutes=30,
+                     cause=c) for n, c in enumerate(["interface", "network", "release"])]
+    ev = pl.concat([events(i.start, users=2) for i in incs])
+    ev = ev.with_columns(pl.concat_str([pl.col("payment_id"), pl.col("ts").dt.hour()
+                                        .cast(pl.String)]).alias("payment_id"))
+    plan = Responder(directory=directory, policy=NoticePolicy(daily_cap=4)).respond(incs, ev)
+    u1 = [m for m in plan.messages if m.recipient == "u1"]
+    assert len(u1) == 6
+    assert sum(1 for m in u1 if m.suppressed == "daily_cap") == 2
+
+
+def test_personal_data_is_found() -> None:
+    assert [f.kind for f in personal_data_in("call 138 1234 5678")] == ["phone"]
+    assert [f.kind for f in personal_data_in("mail zhang.wei@example.com")] == ["email"]
+    assert [f.kind for f in personal_data_in("card 4111 1111 1111 1111")] == ["card_number"]
+    assert personal_data_in("账户尾号1234在11-24 11:41的一笔264.57元") == []
+    assert [f.kind for f in personal_data_in("for u123", known=frozenset({"u123"}))] == [
+        "identifier"]
+
+
+def test_partner_signature_replay_window_and_replays() -> None:
+    body = body_bytes({"incident_id": "INC-1", "status": "identified"})
+    h = signed_headers("s3cret", 1_000_000, body, "k1")
+    guard = ReplayGuard()
+    assert guard.verify("s3cret", h, body, 1_000_100) == "k1"
+    assert guard.is_new("k1", 1_000_100) and not guard.is_new("k1", 1_000_101)
+    with pytest.raises(SignatureError, match="does not verify"):
+        guard.verify("s3cret", h, body + b" ", 1_000_100)
+    with pytest.raises(SignatureError, match="replay window"):
+        guard.verify("s3cret", h, body, 1_000_000 + 301)
+    with pytest.raises(SignatureError, match="does not verify"):
+        guard.verify("other", h, body, 1_000_100)
+
+
+def test_partner_webhooks_only_to_the_owner_and_without_customers() -> None:
+    partners = [Partner("nfc-net", {"channel": "nfc"}, "http://x", "s"),
+                Partner("wallet", {"channel": "wallet"}, "http://y", "s")]
+    plan = Responder(directory=directory, partners=partners).respond([incident()], events())
+    hooks = [m for m in plan.messages if m.kind == "webhook"]
+    assert {m.recipient for m in hooks} == {"nfc-net"}
+    assert [m.payload["event"] for m in hooks] == ["incident.opened", "incident.resolved"]
+    text = str([m.payload for m in hooks])
+    assert "u1" not in text and "tok-" not in text
+
+
+def test_misfire_playbook_uses_the_guard() -> None:
+    inc = incident(cause="risk_control", signal="risk_decline")
+    verdict = {"version": "rules-v2", "detected_at": (T0 + timedelta(minutes=3)).isoformat(),
+               "segment": {"region": "CN-GD"}, "action": "flag", "summary": "declines 40%"}
+    plan = Responder(directory=directory, guard_verdicts=[verdict]).respond([inc], events())
+    step = next(s for s in plan.steps if s.step.name == "rollback_risk_change")
+    assert step.done and "rules-v2" in step.outcome
+    none = Responder(directory=directory).respond([inc], events())
+    assert not next(s for s in none.steps if s.step.name == "rollback_risk_change").done
+
+
+def test_playbooks_validate() -> None:
+    assert load_playbooks().for_phase("interface", "open", 2)
+    with pytest.raises(ContractError, match="unknown action"):
+        parse_playbooks("version: x\nplaybooks:\n  unknown:\n    open:\n"
+                        "      - {action: reboot_the_internet}\n", "p.yaml")
+
+
+def test_dora_deadlines() -> None:
+    inc = incident()
+    d = regulatory_drafts(inc, {"dora": {"major": True}}, classified_at=inc.detected_at)
+    due = {r["report"]: r["due"] for r in d["reports"]}
+    assert set(due) == {"dora_initial", "dora_intermediate", "dora_final"}
+    assert due["dora_initial"].startswith("2026-11-24T15:41")  # 4 h after classification
+    assert regulatory_drafts(inc, None)["reports"] == []

@@ -1,0 +1,140 @@
+"""The stream pipeline against a real broker: parity, kill -9, dead letters."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from tapshield.incident import Incident
+from tapshield.stream.analysis import AnalysisSettings, StreamAnalysis
+from tapshield.stream.broker import LocalBroker
+from tapshield.stream.produce import ensure_topics, produce_file
+from tapshield.stream.run import WorkerPool, run_stream
+from tapshield.stream.status import stream_status
+from tapshield.stream.topics import REASON_HEADER, Topics
+from tests.stream.conftest import SESSION_MS
+
+
+def figures(incidents: list[Incident]) -> list[dict[str, Any]]:
+    """Everything an incident says, as its contract serialises it."""
+    return [i.to_dict() for i in incidents]
+
+
+def test_stream_run_finds_the_incidents_analyze_finds(broker: LocalBroker, outage_file: Path,
+                                                      file_result: Any) -> None:
+    produce_file(outage_file, broker.address, "parity", partitions=3)
+    settings = AnalysisSettings(broker.address, "parity", session_timeout_ms=SESSION_MS)
+    result = run_stream(settings, workers=1)
+    assert file_result.incidents, "the file must hold an incident for parity to mean something"
+    assert figures(result.incidents) == figures(file_result.incidents)
+    assert [a.to_dict() for a in result.alerts] == [a.to_dict() for a in file_result.alerts]
+    assert result.summary["events"] == file_result.summary["events"]
+    assert result.summary["late_events"] == file_result.summary["late_events"] == 0
+    stream = result.summary["stream"]
+    assert stream["complete"] and stream["accepted_by_workers"] == result.summary["events"]
+    status = stream_status(broker.address, "parity")
+    assert status["worker_lag"] == 0 and status["dead_letters"] == 0
+
+
+def _committed(brokers: str, topic: str, parts: int) -> int:
+    probe = Consumer({"bootstrap.servers": brokers, "group.id": f"tapshield-workers.{topic}"})
+    try:
+        got = probe.committed([TopicPartition(topic, p) for p in range(parts)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in got)
+    finally:
+        probe.close()
+
+
+def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
+        broker: LocalBroker, outage_file: Path, file_result: Any, tmp_path: Path) -> None:
+    topic, parts = "killed", 3
+    ensure_topics(broker.address, Topics(topic), parts)
+    total = file_result.summary["events"]
+    # a paced load (about 8 s) so the kill lands while events are still arriving
+    loader = threading.Thread(target=produce_file, args=(outage_file, broker.address, topic),
+                              kwargs={"partitions": parts, "speed": 450.0})
+    pool = WorkerPool(broker.address, topic, commit_interval=0.2,
+                      session_timeout_ms=SESSION_MS, log_dir=tmp_path)
+    loader.start()
+    try:
+        first = pool.start(1)[0]
+        deadline = time.monotonic() + 120
+        while _committed(broker.address, topic, parts) == 0:
+            assert time.monotonic() < deadline, "the worker never committed a checkpoint"
+            time.sleep(0.2)
+        done_before = _committed(broker.address, topic, parts)
+        pool.kill(first)  # kill -9 with a transaction open
+        assert done_before < total, "the kill came too late to be mid-stream"
+        pool.start(1)
+        loader.join(timeout=120)
+        settings = AnalysisSettings(broker.address, topic, session_timeout_ms=SESSION_MS)
+        result = StreamAnalysis(settings).run()
+    finally:
+        pool.stop()
+        loader.join(timeout=10)
+    assert result.summary["events"] == total
+    assert result.summary["stream"]["complete"]
+    assert result.summary["stream"]["duplicates_dropped"] == 0
+    assert figures(result.incidents) == figures(file_result.incidents)
+
+
+POISON = [
+    (b"\xff\xfe not json", "*: encoding"),
+    (b'{"event_id": "x1", "ts": "2026-11-24T10:00:00Z"', "*: json_syntax"),
+    (json.dumps({"event_id": "x2", "ts": "2026-11-24T10:00:00Z", "user_id": "u1",
+                 "device_id": "d1", "merchant_id": "m1", "channel": "nfc",
+                 "region": "CN-GD", "amount": "12.345", "outcome": "approved"}).encode(),
+     "amount"),
+]
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason(
+        broker: LocalBroker, tmp_path: Path) -> None:
+    topic = "poison"
+    topics = Topics(topic)
+    ensure_topics(broker.address, topics, 1)
+    good = {"event_id": "ok1", "ts": "2026-11-24T10:00:01Z", "user_id": "u1",
+            "device_id": "d1", "merchant_id": "m1", "channel": "nfc", "region": "CN-GD",
+            "amount": "12.34", "outcome": "approved"}
+    producer = Producer({"bootstrap.servers": broker.address})
+    for value, _ in POISON[:2]:
+        producer.produce(topic, value=value, key=b"u1")
+    producer.produce(topic, value=json.dumps(good).encode(), key=b"u1")
+    producer.produce(topic, value=POISON[2][0], key=b"u1")
+    assert producer.flush(30) == 0
+    pool = WorkerPool(broker.address, topic, commit_interval=0.2,
+                      session_timeout_ms=SESSION_MS, log_dir=tmp_path)
+    pool.start(1)
+    try:
+        dead = _read(broker.address, topics.dead_letter, 3)
+        canonical = _read(broker.address, topics.canonical, 1)
+    finally:
+        pool.stop()
+    assert [m.value() for m in dead] == [v for v, _ in POISON]
+    for m, (_, reason) in zip(dead, POISON, strict=True):
+        headers = dict(m.headers() or [])
+        assert reason in headers[REASON_HEADER].decode()
+        assert headers["tapshield-source"].decode().startswith(f"{topic}/0/")
+    from tapshield.stream.wire import decode
+
+    assert decode(canonical[0].value()).get_column("event_id").to_list() == ["ok1"]
+
+
+def _read(brokers: str, topic: str, n: int, timeout: float = 120.0) -> list[Any]:
+    c = Consumer({"bootstrap.servers": brokers, "group.id": f"probe-{topic}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            out.extend(m for m in c.consume(10, 0.5) if not m.error())
+    finally:
+        c.close()
+    assert len(out) >= n, f"{topic}: {len(out)} of {n} message(s) within {timeout:.0f} s"
+    return out
