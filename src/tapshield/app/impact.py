@@ -71,25 +71,38 @@ def value_impact(
     cfg = ImpactConfig.load(opts.config) if opts.config is not None else ImpactConfig()
     incs = load_incidents(opts.incidents)
     pf = read_portfolio(opts.portfolio, schedule=opts.schedule) if opts.portfolio else None
-    opts.out.mkdir(parents=True, exist_ok=True)
-    rejects = RejectWriter(opts.out / f"{opts.events.name}.rejects.csv")
-    reader = EventReader(opts.events, on_reject=rejects.write)
+    # Staged and moved into place as a whole (see tapshield.app.outputs): a
+    # failed or killed valuation leaves the folder as it was.
+    from tapshield.app.outputs import OutputDir
 
-    def batches() -> Iterator[pl.DataFrame]:
-        for batch in reader:
-            yield batch
-            if on_batch is not None:
-                on_batch(reader.stats)
+    folder = OutputDir(opts.out)
+    stage = folder.staging
+    rejects = RejectWriter(stage / f"{opts.events.name}.rejects.csv")
+    try:
+        reader = EventReader(opts.events, on_reject=rejects.write)
 
-    result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
-    rejects.close()
-    result.inputs["events"] = reader.stats.as_dict()
-    pf_rejects = None
-    if pf is not None and pf.rejected:
-        pf_rejects = opts.out / "portfolio.rejects.csv"
-        write_report_csv(pf.rejects, pf_rejects)
-    paths = write_impact(result, opts.out)
-    return ImpactOutcome(result, paths, reader.stats, pf, pf_rejects)
+        def batches() -> Iterator[pl.DataFrame]:
+            for batch in reader:
+                yield batch
+                if on_batch is not None:
+                    on_batch(reader.stats)
+
+        result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
+        rejects.close()
+        result.inputs["events"] = reader.stats.as_dict()
+        pf_rejects = None
+        if pf is not None and pf.rejected:
+            pf_rejects = stage / "portfolio.rejects.csv"
+            write_report_csv(pf.rejects, pf_rejects)
+        paths = write_impact(result, stage)
+        folder.commit()
+    finally:
+        rejects.close()
+        if not folder.committed:
+            folder.abandon()
+    final = {k: folder.final(v.name) for k, v in paths.items()}
+    return ImpactOutcome(result, final, reader.stats, pf,
+                         folder.final(pf_rejects.name) if pf_rejects is not None else None)
 
 
 SPILL_ROWS = 2_000_000

@@ -122,6 +122,8 @@ class OutputDir:
 
     def _previous_outputs(self) -> set[str]:
         names = {n for n in KNOWN_OUTPUTS if (self.out / n).is_file()}
+        # ``impact`` names its events rejects after the events file
+        names |= {p.name for p in self.out.glob("*.rejects.csv") if p.is_file()}
         try:
             listed = json.loads((self.out / SUMMARY).read_text(encoding="utf-8")).get("outputs")
         except (OSError, ValueError, AttributeError):

@@ -91,7 +91,7 @@ def live(
         None, "--out", "-o", help="Also write alerts.jsonl and incidents.json here."),
     batch_seconds: float = typer.Option(1.0, "--batch-seconds", min=0.01,
                                         help="Micro-batch length (wall seconds)."),
-    lateness: float = typer.Option(5.0, "--lateness", min=0.0,
+    lateness: float = typer.Option(5.0, "--lateness", min=0.0, max=366 * 86_400.0,
                                    help="Seconds to wait for out-of-order events."),
     no_diagnose: bool = typer.Option(False, "--no-diagnose", help="Skip diagnosis."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print alert changes."),
