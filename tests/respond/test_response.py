@@ -179,3 +179,50 @@ def test_dora_deadlines() -> None:
     assert set(due) == {"dora_initial", "dora_intermediate", "dora_final"}
     assert due["dora_initial"].startswith("2026-11-24T15:41")  # 4 h after classification
     assert regulatory_drafts(inc, None)["reports"] == []
+
+
+def _population(n_users: int = 3000, seed: int = 5) -> tuple[pl.DataFrame, Incident, set[str]]:
+    """Customers paying at random over 6 hours; an incident in the middle loses the taps
+    of a third of those who pay in its scope while it lasts."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    start = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+    rows_ts, rows_user, rows_ok, rows_region = [], [], [], []
+    for u in range(n_users):
+        k = rng.poisson(3.0)
+        for t in rng.uniform(0, 6 * 3600, size=k):
+            rows_ts.append(start + timedelta(seconds=float(t)))
+            rows_user.append(f"u{u}")
+            rows_ok.append(True)
+            rows_region.append("CN-GD" if u % 2 else "CN-GX")
+    ev = pl.DataFrame({"ts": rows_ts, "user_id": rows_user, "region": rows_region,
+                       "channel": ["nfc"] * len(rows_ts),
+                       "outcome": ["approved"] * len(rows_ts),
+                       "amount_fen": [2000] * len(rows_ts)},
+                      schema_overrides={"ts": pl.Datetime("us", "UTC")})
+    inc = Incident(id="INC-T", start=start + timedelta(hours=2),
+                   detected_at=start + timedelta(hours=2, minutes=1), level=2,
+                   end=start + timedelta(hours=3), scope=[{"region": "CN-GD"}])
+    during = ev.filter((pl.col("ts") >= inc.start) & (pl.col("ts") <= inc.end)
+                       & (pl.col("region") == "CN-GD"))["user_id"].unique().sort().to_list()
+    affected = {u for i, u in enumerate(during) if i % 3 == 0}
+    return ev, inc, affected
+
+
+def test_trust_estimate_is_null_without_churn_and_finds_planted_churn() -> None:
+    from tapshield.respond.trust import trust_impact
+
+    ev, inc, affected = _population()
+    none = trust_impact(ev, inc, affected)
+    assert none is not None and none.ci95[0] <= 0.0 <= none.ci95[1]
+    # plant churn: 60 % of the affected never pay again after the incident
+    gone = {u for i, u in enumerate(sorted(affected)) if i % 5 < 3}
+    churned = ev.filter(~(pl.col("user_id").is_in(sorted(gone)) & (pl.col("ts") > inc.end)))
+    hit = trust_impact(churned, inc, affected, notified=affected - {sorted(affected)[0]})
+    assert hit is not None
+    truth = -0.6 * hit.affected.active_before  # roughly: the share that would have paid
+    assert hit.ci95[1] < 0, "a 60 % churn must be measurable"
+    assert hit.ci95[0] <= hit.estimate <= hit.ci95[1]
+    assert abs(hit.estimate - truth) < 0.15
+    assert hit.customers_lost > 0 and hit.lost_spending_fen > 0

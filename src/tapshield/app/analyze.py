@@ -42,6 +42,8 @@ class AnalyzeOptions:
     """Database URL; ``None`` = ``$TAPSHIELD_DB_URL`` or ``OUT/tapshield.db``."""
     lateness: timedelta = timedelta(seconds=60)
     chunk_rows: int = 500_000
+    lang: str = "en"
+    """Language of report.html (``en``, ``zh``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,7 @@ def analyse_file(
             extensions.append(impact)
         store = Store(opts.db or default_url(opts.out))
         run_id = store.start_run("analyze", str(opts.events))
-        cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config)
+        cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config, lang=opts.lang)
 
         def tick(analysis: Analysis) -> None:
             if on_progress is not None:

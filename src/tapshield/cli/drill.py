@@ -134,6 +134,7 @@ def _print_communication(c: dict[str, Any]) -> None:
               f"{c['duplicates']} ({c['receiver_repeats']})")
     t.add_row("messages with personal data", str(c["messages_with_personal_data"]))
     t.add_row("messages in quiet hours (not fraud)", str(c["quiet_hour_messages"]))
+    t.add_row("messages to a wrong or unknown customer", str(c["unmatched_messages"]))
     t.add_row("partner webhooks (rejected)", f"{c['webhooks_sent']} ({c['webhooks_rejected']})")
     t.add_row("detection -> first notice / webhook",
               f"{secs(c['first_notice_after_detection_s'])} / "
@@ -141,4 +142,10 @@ def _print_communication(c: dict[str, Any]) -> None:
     t.add_row("playbook actions done", f"{c['playbook_actions_done']} of "
               f"{c['playbook_actions']}; checklist items open: {c['checklist_items_open']}")
     t.add_row("outbox", ", ".join(f"{k} {v}" for k, v in c["outbox"].items()))
+    for tr in c.get("trust") or []:
+        lo, hi = tr["ci95"]
+        t.add_row(f"trust {tr['incident_id']}",
+                  f"share paying again {tr['estimate']:+.3f} vs comparable customers "
+                  f"(95% CI {lo:+.3f} .. {hi:+.3f}, {tr['horizon_minutes']} min); "
+                  f"lost spending CNY {tr['lost_spending']}")
     console.print(t)

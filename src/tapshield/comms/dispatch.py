@@ -129,10 +129,17 @@ class Dispatcher:
 
     def drain(self, *, due_by: datetime | None = None, timeout: float = 120.0,
               idle: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> bool:
-        """Deliver until nothing is pending or leased; False if ``timeout`` ran out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.run_once(due_by=due_by):
+        """Deliver until nothing is pending or leased; False if ``timeout`` seconds pass
+        without any row delivered or given up (a receiver down for good, not a slow one:
+        a slow machine still drains, however long it takes)."""
+        last = time.monotonic()
+        done = self.stats.sent + self.stats.dead
+        while time.monotonic() - last < timeout:
+            claimed = self.run_once(due_by=due_by)
+            now_done = self.stats.sent + self.stats.dead
+            if now_done != done:
+                done, last = now_done, time.monotonic()
+            if claimed:
                 continue
             c = self.outbox.counts()
             if c["pending"] == 0 and c["sending"] == 0:

@@ -81,9 +81,15 @@ class SimulatedDirectory:
             token = self.vault.put("phone" if c.channel == "sms" else "email", c.address)
             self.contacts[user_id] = c
             self.by_address[c.address.lower()] = user_id
-            r = self._recipients[user_id] = Recipient(user_id, token, c.channel, c.language,
-                                                      account_last4=c.last4)
+            # the outbox and the plan know the customer by token only
+            r = self._recipients[user_id] = Recipient(
+                self.vault.tokens.token("user", user_id), token, c.channel, c.language,
+                account_last4=c.last4)
         return r
+
+    def token_of(self, user_id: str) -> str | None:
+        r = self._recipients.get(user_id)
+        return r.user_id if r is not None else None
 
     def known(self, user_ids: Sequence[str]) -> frozenset[str]:
         """Everything no message may contain: ids and contacts of these customers."""
@@ -206,8 +212,10 @@ def respond_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, out_di
                         WebhookSender({p.name: p for p in targets.partner_list}))
         dispatcher = Dispatcher(outbox, sender, workers=workers, backoff=0.05,
                                 max_backoff=1.0, audit=audit)
-        drained = dispatcher.drain(timeout=600)
+        drained = dispatcher.drain(timeout=300)
         figures = grade(plan, incidents, targets, directory, policy, outbox.counts())
+        figures["trust"] = _trust(plan, incidents, events, directory, figures)
+        figures.pop("_notified", None)
         figures["drained"] = drained
         figures["dispatch"] = dispatcher.stats.as_dict()
         plan_postmortems(plan, incidents, {i: figures.get("per_incident", {}).get(i, {})
@@ -232,10 +240,10 @@ def grade(plan: ResponsePlan, incidents: Sequence[Incident], targets: LocalTarge
     unmatched = 0
     for user, text, raw in received:
         m = by_key.get(raw.key or "")
-        if user is None or m is None:
-            unmatched += 1
+        if user is None or m is None or directory.token_of(user) != m.recipient:
+            unmatched += 1  # unknown, or delivered to someone it was not meant for
             continue
-        slot = per_user.setdefault((m.case_id, user), {"notice": 0, "followup": 0})
+        slot = per_user.setdefault((m.case_id, m.recipient), {"notice": 0, "followup": 0})
         slot[m.kind] += 1
         own = directory.contacts[user]
         others = known - {own.address, own.address.removeprefix("+86"), user}
@@ -315,7 +323,27 @@ def grade(plan: ResponsePlan, incidents: Sequence[Incident], targets: LocalTarge
         "playbook_version": plan.playbook_version,
         "templates_version": plan.templates_version,
         "per_incident": per_incident,
+        "_notified": sorted(k for k, v in per_user.items() if v["notice"]),
     }
+
+
+def _trust(plan: ResponsePlan, incidents: Sequence[Incident], events: pl.DataFrame,
+           directory: SimulatedDirectory, figures: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The trust estimate per ended paging incident (tapshield.respond.trust)."""
+    from tapshield.respond.responder import affected_customers
+    from tapshield.respond.trust import trust_impact
+
+    by_token = {directory.token_of(u): u for u in directory.contacts}
+    told = {by_token[t] for (_case, t) in figures.get("_notified", ()) if t in by_token}
+    out = []
+    for inc in incidents:
+        if inc.id not in plan.lifecycles or not 1 <= inc.level <= 3 or inc.end is None:
+            continue
+        hit = set(affected_customers(events, inc)["user_id"].to_list())
+        t = trust_impact(events, inc, hit, notified=told)
+        if t is not None:
+            out.append(t.to_dict())
+    return out
 
 
 def _write(out_dir: Path, plan: ResponsePlan, figures: Mapping[str, Any]) -> None:

@@ -32,7 +32,9 @@ so the same inputs give the same files byte for byte."""
 
 
 class FileSink:
-    def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None) -> None:
+    def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None,
+                 lang: str = "en") -> None:
+        self.lang = lang
         self.out_dir = out_dir
         self.tz = tz
         self.changes = changes
@@ -62,7 +64,8 @@ class FileSink:
         from tapshield.report import render_report
 
         self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections),
+            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections,
+                          lang=self.lang),
             encoding="utf-8",
         )
         summary = {k: v for k, v in result.summary.items() if k not in VOLATILE_SUMMARY_KEYS}
