@@ -165,8 +165,7 @@ def analyse_file(
                 store.finish_run(
                     run_id, status=status, read=st.rows if st else 0,
                     accepted=st.accepted if st else 0, rejected=st.rejected if st else 0,
-                    summary=result.summary if result is not None else None,
-                )
+                )  # the summary (with timings and the timeline) is recorded by StoreSink
             store.close()
     return AnalyzeOutcome(
         result, reader.stats, change_rejects, opts.out,
