@@ -37,8 +37,9 @@ import polars as pl
 
 from tapshield.diagnose import DiagnosisRequest, diagnose
 from tapshield.diagnose.baselines import adtributor
-from tapshield.diagnose.diagnosis import SIGNATURE_OF_SIGNAL
+from tapshield.diagnose.diagnosis import PIPELINE_CONFIG, SIGNATURE_OF_SIGNAL
 from tapshield.diagnose.events import bucketed, event_cube, screen_dims, signature_expr
+from tapshield.diagnose.localizer import LocalizeConfig
 from tapshield.diagnose.score import Tally
 from tapshield.events.changes import read_changes
 from tapshield.events.read import read_events
@@ -80,7 +81,14 @@ def main() -> None:
     ap.add_argument("--scenarios", default="")
     ap.add_argument("--json", type=Path)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--slice-dispersion", default=LocalizeConfig().slice_dispersion,
+                    choices=("phi", "drift", "off"),
+                    help="localiser's slice model (off = the method before 2026-12-07)")
+    ap.add_argument("--materiality", type=float, default=PIPELINE_CONFIG.materiality,
+                    help="localiser's materiality (the pipeline's by default)")
     args = ap.parse_args()
+    config = LocalizeConfig(slice_dispersion=args.slice_dispersion,
+                            materiality=args.materiality)
     names = args.scenarios.split(",") if args.scenarios else list(scenario_names())
     delays = [int(d) for d in args.delays.split(",")]
     rows: list[dict[str, Any]] = []
@@ -102,7 +110,7 @@ def main() -> None:
                         signal=fault["signature"]["signal"],
                     )
                     t0 = time.perf_counter()
-                    d = diagnose(req)
+                    d = diagnose(req, config)
                     ms = (time.perf_counter() - t0) * 1000
                     t1 = time.perf_counter()
                     ad = adtributor_scope(req)

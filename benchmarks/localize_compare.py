@@ -31,7 +31,7 @@ import numpy as np
 
 from tapshield.diagnose.baselines import BASELINES
 from tapshield.diagnose.cube import Cube, cube_from_table, read_table
-from tapshield.diagnose.localizer import localize_cube
+from tapshield.diagnose.localizer import LocalizeConfig, localize_cube
 from tapshield.diagnose.score import Tally
 from tapshield.diagnose.synth import SPECS, family
 
@@ -41,7 +41,12 @@ Method = Callable[[Cube], list[dict[str, str]]]
 
 
 def methods() -> dict[str, Method]:
-    out: dict[str, Method] = {"tapshield": lambda c: localize_cube(c).combinations}
+    out: dict[str, Method] = {
+        "tapshield": lambda c: localize_cube(c).combinations,
+        # the method before 2026-12-07 (leaf model only), measured in the same run
+        "tapshield-previous": lambda c: localize_cube(
+            c, LocalizeConfig(slice_dispersion="off", materiality=0.05)).combinations,
+    }
     out.update(BASELINES)
     return out
 

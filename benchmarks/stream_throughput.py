@@ -10,7 +10,8 @@ holding one interface outage (tests/stream/synth.py, scaled up):
    steady part of the run (20 % -> 90 % of the input committed), and events
    per CPU-second of the worker processes and of the broker (utime+stime from
    /proc: the figures that size a deployment, whatever else the machine runs);
-3. the global stage reading the canonical topic: events/s of ``StreamAnalysis``;
+3. the global stage reading the canonical topic: events/s of ``StreamAnalysis``
+   (wall and per CPU-second of this process, as for the baseline);
 4. a paced live run (``--speed`` event seconds per wall second, 1 worker, the
    analysis, lateness ``--lateness``): wall time from handing an event to the
    broker to its alert coming out, for every alert change.
@@ -162,20 +163,22 @@ def main() -> None:
         out["file_events"] = total
         out["produce_events_per_s"] = total / (time.perf_counter() - t)
         for r in range(args.rounds):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             base = analyze_frames(EventReader(path))
-            analyze_s = time.perf_counter() - t
+            analyze_s, analyze_cpu = time.perf_counter() - t, time.process_time() - c
             row: dict[str, Any] = {"analyze_events_per_s": total / analyze_s,
+                                   "analyze_events_per_cpu_s": total / analyze_cpu,
                                    "analyze_incidents": len(base.incidents)}
             order = (1, 2) if r % 2 == 0 else (2, 1)
             for n in order:
                 row[f"workers_{n}"] = workers_run(broker.address, "bench", args.partitions,
                                                   total, n, f"bench-{r}-{n}", work,
                                                   broker_pid)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             res = StreamAnalysis(AnalysisSettings(broker.address, "bench",
                                                   session_timeout_ms=SESSION_MS)).run()
             row["global_events_per_s"] = total / (time.perf_counter() - t)
+            row["global_events_per_cpu_s"] = total / (time.process_time() - c)
             row["global_busy_events_per_s"] = res.summary["events_per_second"]
             row["parity"] = ([i.to_dict() for i in res.incidents]
                              == [i.to_dict() for i in base.incidents])
@@ -192,6 +195,10 @@ def main() -> None:
     w2 = med(lambda r: r["workers_2"]["events_per_s"])
     out["summary"] = {
         "analyze_events_per_s": med(lambda r: r["analyze_events_per_s"]),
+        "analyze_events_per_cpu_s": med(lambda r: r["analyze_events_per_cpu_s"]),
+        "global_events_per_cpu_s": med(lambda r: r["global_events_per_cpu_s"]),
+        "ratio_2_to_1_cpu": med(lambda r: r["workers_2"]["events_per_cpu_s"]
+                                / r["workers_1"]["events_per_cpu_s"]),
         "workers_1_events_per_s": w1, "workers_2_events_per_s": w2,
         "ratio_2_to_1": med(lambda r: r["workers_2"]["events_per_s"]
                             / r["workers_1"]["events_per_s"]),

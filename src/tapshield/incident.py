@@ -28,7 +28,6 @@ from tapshield.timeutil import parse_rfc3339, to_rfc3339
 SCHEMA_VERSION = "1.0"
 CAUSES: tuple[str, ...] = ("interface", "network", "risk_control", "fraud_attack", "release",
                            "unknown")
-LEVEL_NAMES: dict[int, str] = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
 
 Scope = list[dict[str, str]]
 

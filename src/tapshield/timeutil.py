@@ -8,6 +8,8 @@ an on-call engineer never has to convert in their head.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,3 +60,40 @@ def epoch_us(ts: datetime) -> int:
 
 def from_epoch_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
+
+
+_TERM = r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d|w)"
+_DURATION_RE = re.compile(rf"^(?:{_TERM}\s*)+$")
+_TERM_RE = re.compile(_TERM)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_HELP = "a number of seconds or text like '500ms', '90s', '45m', '1h30m', '2d', '1w'"
+
+
+def parse_duration(value: object) -> timedelta:
+    """The one duration grammar of every tapshield YAML file and option.
+
+    A number of seconds (``90``, ``0.5``), or one or more ``<number><unit>``
+    terms with units ``ms``, ``s``, ``m``/``min``, ``h``, ``d``, ``w``, summed:
+    ``500ms``, ``10s``, ``5 m``, ``1h30m``, ``1.5h``, ``2d``, ``1w``. Never
+    negative. A ``timedelta`` passes through. Raises ``ValueError`` saying
+    what is accepted; callers add where the value came from.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r} ({DURATION_HELP})")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"not a duration: {value!r} ({DURATION_HELP})")
+        return timedelta(seconds=float(value))
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        if not _DURATION_RE.match(text):
+            raise ValueError(f"not a duration: {value!r} ({DURATION_HELP})") from None
+        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _TERM_RE.findall(text))
+    else:
+        if seconds < 0 or not math.isfinite(seconds):
+            raise ValueError(f"not a duration: {value!r} ({DURATION_HELP})")
+    return timedelta(seconds=seconds)

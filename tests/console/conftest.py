@@ -59,8 +59,10 @@ def outage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("console-outage")
     _cli("simulate", "--scenario", str(HERE / "outage.yaml"), "--out", "sim", cwd=work)
     _cli("portfolio", "--events", "sim/events.parquet", "--out", "book.csv", cwd=work)
-    _cli("analyze", "sim/events.parquet", "--out", "analysis", "--portfolio", "book.csv",
-         "--db", f"sqlite:///{work / 'tapshield.db'}", cwd=work)
+    # report.html in Chinese (--lang zh): the report tests check it renders with the CJK font
+    out = _cli("analyze", "sim/events.parquet", "--out", "analysis", "--portfolio", "book.csv",
+               "--db", f"sqlite:///{work / 'tapshield.db'}", "--lang", "zh", cwd=work)
+    (work / "analyze.out").write_text(out)  # the terminal summary the reports must agree with
     return work
 
 

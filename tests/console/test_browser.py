@@ -181,6 +181,14 @@ def test_passkey_sign_in_and_an_acknowledgement_reach_the_api(
     expect(page.locator("section.inc-head")).to_contain_text("payments-oncall",
                                                              timeout=20_000)
     assert page.locator("body").get_attribute("data-refreshed") != marker
+
+    # The response desk's timeline (lifecycle moves, notices, partner updates) shows too.
+    r = httpx.post(f"{console.url}/v1/respond/incidents/{console.red_id}/transition",
+                   headers={"Authorization": f"Bearer {console.operator_key}"},
+                   json={"to": "mitigating", "why": "routing NFC taps to QR"})
+    assert r.status_code == 200, r.text
+    page.reload()
+    expect(page.locator("ol.response")).to_contain_text("routing NFC taps to QR")
     page.screenshot(path=str(artefacts / "incident-acknowledged.png"))
 
 

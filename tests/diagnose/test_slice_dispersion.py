@@ -89,3 +89,13 @@ def test_unknown_mode_is_refused() -> None:
 def test_one_history_bucket_gives_no_dispersion() -> None:
     cube = comoving(0, buckets=2)
     assert _dispersions(cube) == (1.0, 0.0)
+
+
+def test_cli_default_materiality_is_the_localisers() -> None:
+    """The CLI imports the localiser lazily (startup), so its default is a literal."""
+    import inspect
+
+    from tapshield.cli.localize import localize as cli_localize
+
+    default = inspect.signature(cli_localize).parameters["materiality"].default.default
+    assert default == LocalizeConfig().materiality

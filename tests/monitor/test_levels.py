@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from tapshield.errors import ContractError
-from tapshield.monitor.levels import NOTICE, Impact, LevelCriteria, LevelTracker
+from tapshield.levels import NOTICE
+from tapshield.monitor.levels import Impact, LevelCriteria, LevelTracker
 
 T0 = datetime(2026, 11, 11, tzinfo=UTC)
 C = LevelCriteria.default()

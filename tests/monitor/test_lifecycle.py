@@ -160,3 +160,18 @@ def test_a_silence_after_a_surge_still_pages() -> None:
     drops = [e for e in r.events if e.signal == "traffic_drop" and e.state == "firing"]
     assert drops and drops[0].notify
     assert at(3400) <= drops[0].ts <= at(3400) + timedelta(minutes=3)
+
+
+def test_two_waves_with_the_same_scope_at_the_same_time_are_one_alert() -> None:
+    # the wallet partner fails and declines at once: one fault, one alert
+    faults = (Fault(1200, 1800, {"channel": "wallet"}, "technical", 0.6),
+              Fault(1230, 1800, {"channel": "wallet"}, "decline", 0.6))
+    frame = events(2400, rate=40, faults=faults, seed=67)
+    opened = {e.alert_id for e in run(frame).events
+              if e.state == "firing" and intersects(e.slice, {"channel": "wallet"})
+              and e.signal in ("technical", "decline")}
+    assert len(opened) == 1
+    old = {e.alert_id for e in run(frame, MonitorConfig(one_page=False)).events
+           if e.state == "firing" and intersects(e.slice, {"channel": "wallet"})
+           and e.signal in ("technical", "decline")}
+    assert len(old) == 2

@@ -59,7 +59,8 @@ def test_firing_then_resolved_round_trip(alertmanager_url: str) -> None:
     a = seen[0]
     assert a["labels"]["alert_id"] == aid
     assert a["labels"]["channel"] == "nfc" and a["labels"]["region"] == "CN-GD"
-    assert a["labels"]["severity"] == "orange" and a["labels"]["signal"] == "technical"
+    assert a["labels"]["severity"] == "critical" and a["labels"]["signal"] == "technical"
+    assert a["labels"]["level"] == "2" and a["labels"]["level_name"] == "orange"
     assert a["status"]["state"] == "active"
     assert a["annotations"]["summary"].startswith("level 2")
 
@@ -79,12 +80,49 @@ def test_escalation_moves_the_alert_to_its_new_severity(alertmanager_url: str) -
 
     def only_red() -> list[dict[str, Any]]:
         got = active(alertmanager_url, aid)
-        return got if [a["labels"]["severity"] for a in got] == ["red"] else []
+        return got if [a["labels"]["level_name"] for a in got] == ["red"] else []
 
     assert wait_for(only_red), active(alertmanager_url, aid)
     n.send([event(aid, "resolved", level=1)])
     assert n.flush(10)
     assert wait_for(lambda: not active(alertmanager_url, aid))
+    n.close()
+
+
+def test_every_level_change_is_pushed_down_to_the_notice(alertmanager_url: str) -> None:
+    """Escalations that do not page and de-escalations move Alertmanager too: it never
+    shows a level tapshield no longer holds."""
+    aid = "T-" + uuid.uuid4().hex[:12]
+    n = AlertmanagerNotifier(alertmanager_url, resend_interval=0)
+    n.send([event(aid, "firing", level=2)])
+    n.send([event(aid, "deescalated", level=3, notify=False)])
+    assert n.flush(10)
+
+    def levels() -> list[str]:
+        return sorted(a["labels"]["level"] for a in active(alertmanager_url, aid))
+
+    assert wait_for(lambda: levels() == ["3"]), active(alertmanager_url, aid)
+    got = active(alertmanager_url, aid)[0]
+    assert got["labels"]["severity"] == "warning"
+    n.send([event(aid, "deescalated", level=4, notify=False)])
+    assert n.flush(10)
+    assert wait_for(lambda: levels() == ["4"]), active(alertmanager_url, aid)
+    assert active(alertmanager_url, aid)[0]["labels"]["severity"] == "info"
+    n.send([event(aid, "resolved", level=4, notify=False)])
+    assert n.flush(10)
+    assert wait_for(lambda: not active(alertmanager_url, aid))
+    n.close()
+
+
+def test_heartbeat_is_an_always_firing_watchdog(alertmanager_url: str) -> None:
+    inst = "hb-" + uuid.uuid4().hex[:10]
+    n = AlertmanagerNotifier(alertmanager_url, resend_interval=0, extra_labels={"instance": inst})
+    n.heartbeat(every=60.0)
+    assert n.flush(10)
+    got = wait_for(lambda: httpx.get(f"{alertmanager_url}/api/v2/alerts", params={
+        "filter": f'instance="{inst}"'}, timeout=5).json())
+    assert [a["labels"]["alertname"] for a in got] == ["TapshieldWatchdog"]
+    assert got[0]["status"]["state"] == "active"
     n.close()
 
 

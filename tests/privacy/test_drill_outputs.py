@@ -75,7 +75,7 @@ def find_raw(paths: list[Path], texts: dict[str, str], ids: set[str],
         data = p.read_bytes()
         if data.startswith(b"SQLite format 3") or p.name.endswith(("-wal", "-shm")):
             raw = data.decode("latin-1")
-            hits.extend(f"{p}: {i}" for i in long_ids if i in raw)
+            hits.extend(f"{p}: {i}" for i in long_ids if _raw_hit(raw, i))
             if data.startswith(b"SQLite format 3"):
                 for where, text in _db_values(p):
                     scan(where, text)
@@ -84,6 +84,46 @@ def find_raw(paths: list[Path], texts: dict[str, str], ids: set[str],
     for where, text in texts.items():
         scan(where, text)
     return hits
+
+
+_HEX = frozenset("0123456789abcdef")
+_B32 = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _raw_hit(raw: str, ident: str) -> bool:
+    """``ident`` occurs in ``raw`` other than by chance inside a digest.
+
+    Ids like ``d56239`` are made of hex digits, so they occur by chance inside the
+    hex idempotency keys and hashes the log stores (a drill's thousands of notices
+    made that certain). An occurrence counts unless it lies inside a run of 16 or
+    more hex or base32 characters, the alphabets of digests and tokens; a raw id
+    stored beside other columns (``u123d56239CN``) still counts.
+    """
+    start = raw.find(ident)
+    while start >= 0:
+        end = start + len(ident)
+        for alphabet in (_HEX, _B32):
+            lo, hi = start, end
+            if not all(c in alphabet for c in ident):
+                continue
+            while lo > 0 and raw[lo - 1] in alphabet:
+                lo -= 1
+            while hi < len(raw) and raw[hi] in alphabet:
+                hi += 1
+            if hi - lo >= 16:
+                break
+        else:
+            return True
+        start = raw.find(ident, start + 1)
+    return False
+
+
+def test_raw_hit_tells_a_stored_id_from_a_digest_that_contains_it() -> None:
+    assert _raw_hit("\x03\x11u123d56239CN\x00", "d56239")
+    assert _raw_hit("phone 13800138000 here", "13800138000")
+    assert not _raw_hit('"key":"9fdf9117894553d562396bd7ad7a444f"', "d56239")
+    assert not _raw_hit("tel1_uy332n6zr7fab6u2eywh4oewd4", "fab6u2")
+    assert not _raw_hit("nothing here", "d56239")
 
 
 def _db_values(path: Path) -> list[tuple[str, str]]:

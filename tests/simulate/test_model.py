@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tapshield.simulate import ScenarioError, load_scenario, load_traffic, scenario_names
-from tapshield.simulate.model import parse_duration
+from tapshield.timeutil import parse_duration
 
 from .conftest import write_scenario
 

@@ -23,7 +23,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 @pytest.fixture(scope="session")
 def outage_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_outage(tmp_path_factory.mktemp("events") / "outage.jsonl")
+    # 10,800 events over 45 minutes: the smallest file that still pages (level 1)
+    return write_outage(tmp_path_factory.mktemp("events") / "outage.jsonl",
+                        minutes=45, rate=4.0, outage=(33, 43))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tapshield.incident import Incident
@@ -25,11 +26,36 @@ def figures(incidents: list[Incident]) -> list[dict[str, Any]]:
     return [i.to_dict() for i in incidents]
 
 
-def test_stream_run_finds_the_incidents_analyze_finds(broker: LocalBroker, outage_file: Path,
+POISON = [
+    (b"\xff\xfe not json", "*: encoding"),
+    (b'{"event_id": "x1", "ts": "2026-11-24T10:00:00Z"', "*: json_syntax"),
+    (json.dumps({"event_id": "x2", "ts": "2026-11-24T10:00:00Z", "user_id": "u1",
+                 "device_id": "d1", "merchant_id": "m1", "channel": "nfc",
+                 "region": "CN-GD", "amount": "12.345", "outcome": "approved"}).encode(),
+     "amount"),
+]
+
+
+@pytest.fixture(scope="module")
+def parity_run(broker: LocalBroker, outage_file: Path) -> Any:
+    """The file through the broker, one worker, with poison messages among its events.
+
+    The poison goes first so the loader's end-of-input marker covers it.
+    """
+    topic = "parity"
+    ensure_topics(broker.address, Topics(topic), 3)
+    producer = Producer({"bootstrap.servers": broker.address})
+    for value, _ in POISON:
+        producer.produce(topic, value=value, key=b"u1")
+    assert producer.flush(30) == 0
+    produce_file(outage_file, broker.address, topic, partitions=3)
+    settings = AnalysisSettings(broker.address, topic, session_timeout_ms=SESSION_MS)
+    return run_stream(settings, workers=1)
+
+
+def test_stream_run_finds_the_incidents_analyze_finds(broker: LocalBroker, parity_run: Any,
                                                       file_result: Any) -> None:
-    produce_file(outage_file, broker.address, "parity", partitions=3)
-    settings = AnalysisSettings(broker.address, "parity", session_timeout_ms=SESSION_MS)
-    result = run_stream(settings, workers=1)
+    result = parity_run
     assert file_result.incidents, "the file must hold an incident for parity to mean something"
     assert figures(result.incidents) == figures(file_result.incidents)
     assert [a.to_dict() for a in result.alerts] == [a.to_dict() for a in file_result.alerts]
@@ -37,8 +63,21 @@ def test_stream_run_finds_the_incidents_analyze_finds(broker: LocalBroker, outag
     assert result.summary["late_events"] == file_result.summary["late_events"] == 0
     stream = result.summary["stream"]
     assert stream["complete"] and stream["accepted_by_workers"] == result.summary["events"]
+    assert stream["rejected_by_workers"] == len(POISON)
     status = stream_status(broker.address, "parity")
-    assert status["worker_lag"] == 0 and status["dead_letters"] == 0
+    assert len(status["partitions"]) == 3 and status["worker_lag"] == 0
+    assert status["analysis_lag"] == 0
+
+
+def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason(
+        broker: LocalBroker, parity_run: Any) -> None:
+    dead = _read(broker.address, Topics("parity").dead_letter, len(POISON))
+    assert sorted(m.value() for m in dead) == sorted(v for v, _ in POISON)
+    reasons = {m.value(): dict(m.headers() or [])[REASON_HEADER].decode() for m in dead}
+    for value, reason in POISON:
+        assert reason in reasons[value]
+    for m in dead:
+        assert dict(m.headers() or [])["tapshield-source"].decode().startswith("parity/")
 
 
 def _committed(brokers: str, topic: str, parts: int) -> int:
@@ -83,48 +122,6 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
     assert figures(result.incidents) == figures(file_result.incidents)
 
 
-POISON = [
-    (b"\xff\xfe not json", "*: encoding"),
-    (b'{"event_id": "x1", "ts": "2026-11-24T10:00:00Z"', "*: json_syntax"),
-    (json.dumps({"event_id": "x2", "ts": "2026-11-24T10:00:00Z", "user_id": "u1",
-                 "device_id": "d1", "merchant_id": "m1", "channel": "nfc",
-                 "region": "CN-GD", "amount": "12.345", "outcome": "approved"}).encode(),
-     "amount"),
-]
-
-
-def test_poison_messages_go_to_the_dead_letter_topic_with_their_reason(
-        broker: LocalBroker, tmp_path: Path) -> None:
-    topic = "poison"
-    topics = Topics(topic)
-    ensure_topics(broker.address, topics, 1)
-    good = {"event_id": "ok1", "ts": "2026-11-24T10:00:01Z", "user_id": "u1",
-            "device_id": "d1", "merchant_id": "m1", "channel": "nfc", "region": "CN-GD",
-            "amount": "12.34", "outcome": "approved"}
-    producer = Producer({"bootstrap.servers": broker.address})
-    for value, _ in POISON[:2]:
-        producer.produce(topic, value=value, key=b"u1")
-    producer.produce(topic, value=json.dumps(good).encode(), key=b"u1")
-    producer.produce(topic, value=POISON[2][0], key=b"u1")
-    assert producer.flush(30) == 0
-    pool = WorkerPool(broker.address, topic, commit_interval=0.2,
-                      session_timeout_ms=SESSION_MS, log_dir=tmp_path)
-    pool.start(1)
-    try:
-        dead = _read(broker.address, topics.dead_letter, 3)
-        canonical = _read(broker.address, topics.canonical, 1)
-    finally:
-        pool.stop()
-    assert [m.value() for m in dead] == [v for v, _ in POISON]
-    for m, (_, reason) in zip(dead, POISON, strict=True):
-        headers = dict(m.headers() or [])
-        assert reason in headers[REASON_HEADER].decode()
-        assert headers["tapshield-source"].decode().startswith(f"{topic}/0/")
-    from tapshield.stream.wire import decode
-
-    assert decode(canonical[0].value()).get_column("event_id").to_list() == ["ok1"]
-
-
 def _read(brokers: str, topic: str, n: int, timeout: float = 120.0) -> list[Any]:
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"probe-{topic}",
                   "isolation.level": "read_committed", "enable.auto.commit": False})
@@ -138,3 +135,26 @@ def _read(brokers: str, topic: str, n: int, timeout: float = 120.0) -> list[Any]
         c.close()
     assert len(out) >= n, f"{topic}: {len(out)} of {n} message(s) within {timeout:.0f} s"
     return out
+
+
+def test_the_commands_run_the_global_stage_and_show_lag(broker: LocalBroker, parity_run: Any,
+                                                        tmp_path: Path) -> None:
+    """``stream run --workers 0`` (workers elsewhere) writes the outputs; ``status`` reads."""
+    from typer.testing import CliRunner
+
+    from tapshield.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "out"
+    done = runner.invoke(app, ["stream", "run", "--brokers", broker.address, "--topic",
+                               "parity", "--workers", "0", "--out", str(out),
+                               "--session-timeout-ms", str(SESSION_MS)])
+    assert done.exit_code == 0, done.output
+    written = json.loads((out / "incidents.json").read_text())
+    assert [i["id"] for i in written] == [i.id for i in parity_run.incidents]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stream"]["complete"] and summary["stream"]["rejected_by_workers"] == 3
+    shown = runner.invoke(app, ["stream", "status", "--brokers", broker.address,
+                                "--topic", "parity", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["groups"]["workers"] == "tapshield-workers.parity"

@@ -81,6 +81,18 @@ def test_duplicate_ids_are_dropped_where_the_partitions_meet() -> None:
     assert dup.dropped == 60
 
 
+def test_the_duplicate_index_forgets_ids_older_than_two_horizons() -> None:
+    frame = outage_events(minutes=30, rate=1.0)  # about 1,800 events over 30 minutes
+    dup = Duplicates(horizon_us=5 * 60 * 1_000_000)
+    for lo in range(0, frame.height, 100):
+        dup(frame.slice(lo, 100))
+    assert len(dup.indexes) == 2
+    late_copy = dup(frame.head(10))  # a resend after 30 minutes is not recognised
+    assert late_copy.height == 10
+    recent = dup(frame.tail(10))
+    assert recent.height == 0 and dup.dropped == 10
+
+
 def test_the_partition_stage_validates_and_routes_every_message() -> None:
     frame = outage_events(minutes=2, rate=2.0)
     lines = wire_json(frame)
@@ -117,3 +129,19 @@ def test_the_wire_keeps_every_value_and_type() -> None:
         pl.int_range(pl.len(), dtype=pl.Int64).alias(wire.OFFSET))
     back = wire.decode(wire.encode(frame))
     assert back.schema == frame.schema and back.equals(frame)
+
+
+def test_a_record_with_line_breaks_is_one_record() -> None:
+    """A message is one record whatever its line breaks (JSONL splits on them)."""
+    from tapshield.events.read import validate_json_records
+
+    good = wire_json(outage_events(minutes=1, rate=1.0).head(2))
+    pretty = json.dumps(json.loads(good[0]), indent=2).encode()  # breaks between tokens
+    broken = good[1].replace(b'"nfc"', b'"n\nfc"').replace(b'"qr"', b'"q\nr"')
+    broken = broken.replace(b'"debit_card"', b'"debit\n_card"').replace(b'"wallet"',
+                                                                        b'"wal\nlet"')
+    result = validate_json_records([pretty, broken, b"  "], [1, 2, 3])
+    assert result.valid.height == 1
+    assert result.valid.get_column("event_id").to_list() == [json.loads(good[0])["event_id"]]
+    assert result.rejects.get_column("row").to_list() == [2, 3]
+    assert set(result.rejects.get_column("errors").to_list()) == {"*: json_syntax"}

@@ -38,6 +38,8 @@ class AnalyzeOptions:
     """Database URL; ``None`` = ``$TAPSHIELD_DB_URL`` or ``OUT/tapshield.db``."""
     lateness: timedelta = timedelta(seconds=60)
     chunk_rows: int = 500_000
+    lang: str = "en"
+    """Language of report.html (``en``, ``zh``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ def analyse_file(
         extensions.append(impact)
     store = Store(opts.db or default_url(out))
     run_id = store.start_run("analyze", str(opts.events))
-    cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config)
+    cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config, lang=opts.lang)
     status = "failed"
     try:
         def tick(analysis: Analysis) -> None:

@@ -24,6 +24,8 @@ class DemoOptions:
     """Random seed (``None``: the scenario's)."""
     portfolio: bool = True
     """Generate a loan book and value the impact."""
+    lang: str = "en"
+    """Language of report.html (``en``, ``zh``)."""
 
 
 @dataclass(slots=True)
@@ -59,7 +61,8 @@ def run_demo(
         portfolio = write_portfolio(book, inputs / "portfolio.csv")
     step("analysing")
     analysis = analyse_file(AnalyzeOptions(sim.events_path, opts.out,
-                                           changes=sim.changes_path, portfolio=portfolio))
+                                           changes=sim.changes_path, portfolio=portfolio,
+                                           lang=opts.lang))
     card = score(analysis.result.incidents, read_truth(sim.truth_path),
                  alerts=analysis.result.alerts)
     return DemoOutcome(sim, portfolio, facilities, analysis, card)

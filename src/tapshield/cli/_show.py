@@ -26,7 +26,7 @@ def print_summary(result: AnalysisResult, out: Path, *, max_rows: int = 20) -> N
     small fraud bursts the risk team sees in the report; the on-call engineer
     reading the terminal needs the incidents that paged.
     """
-    from tapshield.incident import LEVEL_NAMES
+    from tapshield.levels import LEVEL_NAMES
     from tapshield.money import format_fen
 
     s = result.summary

@@ -36,6 +36,7 @@ def analyze(
         60.0, "--lateness", min=0.0, help="Seconds to wait for out-of-order events."
     ),
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, hidden=True),
+    lang: str = typer.Option("en", "--lang", help="Language of report.html: en or zh."),
 ) -> None:
     """Process events in event-time order as a live system would.
 
@@ -48,7 +49,7 @@ def analyze(
 
     outcome = run_with_progress(AnalyzeOptions(
         events, out, changes=changes, portfolio=portfolio, config=config, db=db,
-        lateness=timedelta(seconds=lateness), chunk_rows=chunk_rows,
+        lateness=timedelta(seconds=lateness), chunk_rows=chunk_rows, lang=_lang(lang),
     ))
     print_summary(outcome.result, out)
     if outcome.input.errors:
@@ -85,3 +86,11 @@ def run_with_progress(opts: AnalyzeOptions) -> AnalyzeOutcome:
             progress.update(task, rows=p.events, incidents=p.incidents)
 
         return use_case.analyse_file(opts, on_progress=tick)
+
+
+def _lang(value: str) -> str:
+    from tapshield.cli._app import UsageError
+
+    if value not in ("en", "zh"):
+        raise UsageError(f"--lang {value!r}: en or zh")
+    return value

@@ -20,6 +20,7 @@ def demo(
     with_portfolio: bool = typer.Option(
         True, "--portfolio/--no-portfolio", help="Generate a loan book and value the impact."
     ),
+    lang: str = typer.Option("en", "--lang", help="Language of report.html: en or zh."),
 ) -> None:
     """Simulate a day with an outage, analyse it, value it, grade the response.
 
@@ -29,10 +30,12 @@ def demo(
     """
     from tapshield.app.demo import DemoOptions, run_demo
     from tapshield.cli._show import print_scorecard, print_summary
+    from tapshield.cli.analyze import _lang
 
     with console.status("demo") as status:
         outcome = run_demo(
-            DemoOptions(out, scenario=scenario, seed=seed, portfolio=with_portfolio),
+            DemoOptions(out, scenario=scenario, seed=seed, portfolio=with_portfolio,
+                        lang=_lang(lang)),
             on_step=status.update,
         )
     sim = outcome.simulation

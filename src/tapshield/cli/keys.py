@@ -37,6 +37,23 @@ def create(
         owned[dim.strip()] = value.strip()
     settings = load_settings(config)
     key_id, key = create_key(settings.keys_file, role, name=name, partner=owned)
+    _audit(settings, key_id, role, name, owned)
     err_console.print(f"created {role} key {key_id} in {settings.keys_file}; it is shown "
                       "once, below:", highlight=False)
     console.print(key, highlight=False, soft_wrap=True)
+
+
+def _audit(settings: object, key_id: str, role: str, name: str, owned: dict[str, str]) -> None:
+    """Put the new key on the service database's transparency log (who made it)."""
+    from tapshield.service.audit import ServiceAudit, cli_actor
+    from tapshield.service.runtime import migrate
+    from tapshield.storage import Store
+
+    url = settings.resolved_database_url()  # type: ignore[attr-defined]
+    migrate(url)
+    store = Store(url, migrate=False)
+    try:
+        ServiceAudit(store.engine).record("apikey.created", cli_actor(), f"apikey:{key_id}",
+                                          {"role": role, "name": name, "partner": owned})
+    finally:
+        store.close()

@@ -45,7 +45,7 @@ class _AlertPrinter:
         self.count = 0
 
     def alerts(self, events: Sequence[AlertEvent]) -> None:
-        from tapshield.incident import LEVEL_NAMES
+        from tapshield.levels import LEVEL_NAMES
         from tapshield.timeutil import to_rfc3339
 
         self.count += len(events)

@@ -33,7 +33,7 @@ def localize(
     alpha: float = typer.Option(0.01, "--alpha", min=1e-9, max=0.5,
                                 help="Chance of naming a combination that is only noise."),
     materiality: float = typer.Option(
-        0.05, "--materiality", min=0.0, max=1.0,
+        0.02, "--materiality", min=0.0, max=1.0,  # LocalizeConfig().materiality (test)
         help="Smallest share of the extra failures a root cause must add."),
     indent: int = typer.Option(2, "--indent", min=0, help="JSON indentation (0 = one line)."),
 ) -> None:

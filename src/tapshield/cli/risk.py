@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from datetime import timedelta
@@ -33,16 +32,15 @@ risk_app = typer.Typer(
 )
 app.add_typer(risk_app, name="risk")
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
-
-
 def parse_duration(text: str) -> timedelta:
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise UsageError(f"not a duration: {text!r} (e.g. 7d, 12h, 30m, 0s)")
-    v = float(m.group(1))
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-    return timedelta(seconds=v * unit)
+    """An option's duration, in the grammar of every config file
+    (:func:`tapshield.timeutil.parse_duration`)."""
+    from tapshield.timeutil import parse_duration as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _requests(path: Path, layout: str, max_rejects: int, rejects_to: Path) -> Requests:

@@ -49,8 +49,9 @@ def simulate(
     """Generate events, changes.csv and truth.json for a scenario (see docs/simulator.md)."""
     from tapshield.simulate import expected_events, load_scenario, scenario_names
     from tapshield.simulate import simulate as run_simulation
-    from tapshield.simulate.model import ScenarioError, parse_duration
+    from tapshield.simulate.model import ScenarioError
     from tapshield.simulate.run import FORMATS
+    from tapshield.timeutil import parse_duration
 
     if list_:
         _list(scenario_names())

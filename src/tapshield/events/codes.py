@@ -85,9 +85,23 @@ DESCRIPTIONS: Final[dict[str, str]] = {
 }
 
 
+TECHNICAL_OUTCOMES: Final = frozenset({"failed", "timeout"})
+"""Outcomes that are technical failures whatever the code."""
+
+
+def is_technical(code: str | None, outcome: str | None) -> bool:
+    """THE definition of a technical failure: the attempt failed or timed out, or it
+    was declined with a technical code (some switches report ``91`` as a decline).
+
+    Every other form follows this one: :func:`technical_expr` (Polars), the
+    router's health feed, the tap state machine, and the monitor's compiled
+    ``classify`` kernel (pinned to it by ``tests/events/test_codes.py``)."""
+    return outcome in TECHNICAL_OUTCOMES or (outcome == "declined" and code in TECHNICAL_CODES)
+
+
 def classify(code: str | None, outcome: str | None = None) -> CodeKind:
     """Kind of a single response (scalar version of :func:`kind_expr`)."""
-    if outcome in ("failed", "timeout"):
+    if is_technical(code, outcome):
         return CodeKind.TECHNICAL
     if code is None:
         return CodeKind.APPROVED if outcome == "approved" else CodeKind.UNKNOWN
@@ -102,18 +116,10 @@ def classify(code: str | None, outcome: str | None = None) -> CodeKind:
     return CodeKind.UNKNOWN
 
 
-def is_technical(code: str | None, outcome: str | None) -> bool:
-    return classify(code, outcome) is CodeKind.TECHNICAL
-
-
 def technical_expr(outcome: str = "outcome", code: str = "response_code") -> pl.Expr:
-    """True where an attempt failed for a technical reason.
-
-    ``failed``/``timeout`` always count; a ``declined`` carrying a technical
-    code (some switches report ``91`` as a decline) counts too.
-    """
+    """True where an attempt failed for a technical reason (:func:`is_technical`)."""
     o = pl.col(outcome).cast(pl.String)
-    return o.is_in(["failed", "timeout"]) | (
+    return o.is_in(sorted(TECHNICAL_OUTCOMES)) | (
         (o == "declined") & pl.col(code).is_in(sorted(TECHNICAL_CODES))
     ).fill_null(False)
 

@@ -9,14 +9,15 @@ lending work, not fitted to any data set; the regulatory thresholds live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import BaseModel, ConfigDict
 
+from tapshield.config import Duration
 from tapshield.errors import ContractError
 from tapshield.timeutil import DEFAULT_TZ
 
@@ -78,35 +79,37 @@ class ImpactConfig:
 
 
     @classmethod
-    def from_mapping(cls, data: dict[str, Any]) -> ImpactConfig:
-        """Build from a YAML/JSON mapping; durations in hours/minutes, decimals as text."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {"recovery_tail_hours", "recapture_minutes"})
-        if unknown:
-            raise ContractError(f"impact config: unknown field(s) {', '.join(unknown)}")
-        kw: dict[str, Any] = {}
-        for k, v in data.items():
-            if k == "recovery_tail_hours":
-                kw["recovery_tail"] = timedelta(hours=float(v))
-            elif k == "recapture_minutes":
-                kw["recapture_window"] = timedelta(minutes=float(v))
-            elif k in ("confidence", "bridge_buffer", "reage_below_dscr"):
-                kw[k] = Decimal(str(v))
-            else:
-                kw[k] = v
+    def from_mapping(cls, data: dict[str, Any], *, source: str = "impact config",
+                     node: Any = None) -> ImpactConfig:
+        """Build from a YAML/JSON mapping, validated by :class:`ImpactFile` (errors name
+        the field, and the line when ``node`` is the mapping's YAML node)."""
+        from tapshield.config import validate_mapping
+
+        f = validate_mapping(ImpactFile, data, node, source, docs="docs/impact.md")
+        kw: dict[str, Any] = {k: v for k, v in f.model_dump(exclude_none=True).items()
+                              if k not in ("recovery_tail_hours", "recapture_minutes")}
+        if f.recovery_tail_hours is not None:
+            kw.setdefault("recovery_tail", timedelta(hours=f.recovery_tail_hours))
+        if f.recapture_minutes is not None:
+            kw.setdefault("recapture_window", timedelta(minutes=f.recapture_minutes))
         cfg = replace(cls(), **kw)
         cfg.check()
         return cfg
 
     @classmethod
     def load(cls, path: Path | str) -> ImpactConfig:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ContractError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ContractError(f"{path}: an impact config is a mapping of field: value")
-        return cls.from_mapping(data.get("impact", data))
+        """An impact config file (the fields at the top level or under ``impact:``)."""
+        import yaml
+
+        from tapshield.config import read_yaml
+
+        p = Path(path)
+        data, node = read_yaml(p.read_text(encoding="utf-8"), p.name)
+        data = data or {}
+        if isinstance(data, dict) and "impact" in data and isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == "impact"), node)
+            data = data["impact"]
+        return cls.from_mapping(data, source=p.name, node=node)
 
     def check(self) -> None:
         if not Decimal("0.5") <= self.confidence < 1:
@@ -135,3 +138,28 @@ class ImpactConfig:
             "bridge_buffer": str(self.bridge_buffer),
             "reage_below_dscr": str(self.reage_below_dscr),
         }
+
+
+class ImpactFile(BaseModel):
+    """What an impact config file may say (every field optional: defaults above).
+
+    Durations use the one grammar (``recovery_tail: 90m``); the older
+    ``recovery_tail_hours`` / ``recapture_minutes`` numbers are still read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tz: str | None = None
+    recovery_tail: Duration | None = None
+    recovery_tail_hours: float | None = None
+    recapture_window: Duration | None = None
+    recapture_minutes: float | None = None
+    history_weeks: int | None = None
+    min_weeks: int | None = None
+    history_days: int | None = None
+    min_days: int | None = None
+    confidence: Decimal | None = None
+    context_hours: int | None = None
+    settlement_lag_days: int | None = None
+    horizon_days: int | None = None
+    bridge_buffer: Decimal | None = None
+    reage_below_dscr: Decimal | None = None

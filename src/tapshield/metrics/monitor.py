@@ -26,9 +26,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor import _kernels as kn
 from tapshield.monitor.detectors import SIGNAL_NAMES
-from tapshield.monitor.levels import LEVEL_NAMES
 from tapshield.monitor.sketch import EDGES, prometheus_bounds
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class MonitorCollector(Collector):
 
     def _collect(self) -> Iterator[Any]:
         m = self.monitor
-        bank = m.bank
+        bank = m.bank.snapshot()  # read-only views: metrics never write detector state
         slices = self._slices()
         idx = np.array([s for s, _, _ in slices], dtype=np.int64)
         totals = bank.cum[idx] + bank.acc[idx]

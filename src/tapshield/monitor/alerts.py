@@ -14,16 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from tapshield.signals import Signal
 from tapshield.timeutil import to_rfc3339
 
 if TYPE_CHECKING:
     import polars as pl
 
 AlertState = Literal["firing", "escalated", "deescalated", "reminder", "resolved", "suppressed"]
-Signal = Literal["technical", "decline", "risk_decline", "latency", "traffic_drop"]
-"""What broke away from normal: technical failures (failed/timeout/91/96/68),
-business declines, risk declines (59 / risk_decision=decline), latency, or
-traffic volume (a dead channel shows as silence)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,11 @@ from typing import Any
 
 import yaml
 
+from tapshield import timeutil
 from tapshield.errors import ContractError
 from tapshield.events.schema import DIMENSIONS
 from tapshield.monitor.levels import LevelCriteria
+from tapshield.signals import SIGNALS
 from tapshield.timeutil import DEFAULT_TZ, parse_rfc3339, zone
 
 DEFAULT_SLICES: tuple[tuple[str, ...], ...] = (
@@ -56,21 +58,12 @@ correction (``ln`` of the number of tests)."""
 
 SLICE_DIMENSIONS: frozenset[str] = frozenset(DIMENSIONS)
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d|w)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400,
-          "w": 604800}
-
-
 def parse_duration(value: Any, where: str) -> timedelta:
-    """``"10s"``, ``"5m"``, ``"2h"``, ``"1d"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=float(value))
-    m = _DURATION_RE.match(str(value))
-    if not m:
-        raise ContractError(f"{where}: not a duration (e.g. 10s, 5m, 2h): {value!r}")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    """A duration in the one grammar of every config (:func:`tapshield.timeutil.parse_duration`)."""
+    try:
+        return timeutil.parse_duration(value)
+    except ValueError as exc:
+        raise ContractError(f"{where}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +227,8 @@ class MonitorConfig:
     joins it, and traffic drops that a surge explains are not silences. ``false``:
     the behaviour before (kept to measure against, benchmarks/one_page_per_fault.py)."""
     reopen_window: timedelta = timedelta(minutes=30)
-    """A wave that starts again within 30 minutes of its alert resolving, in the same
-    slice (or inside its scope), is the same fault returning: the alert reopens
+    """A wave that starts again within 30 minutes of its *paged* alert resolving, in
+    the same slice (or inside its scope), is the same fault returning: the alert reopens
     (one incident, a ``flaps`` mark) and pages again only if it is worse than it
     paged. 30 minutes is about how long an on-call engineer keeps a resolved
     incident in mind; a fault back after that is treated as new."""
@@ -479,8 +472,7 @@ def _silences(value: Any, where: str) -> tuple[Silence, ...]:
         if e <= s:
             raise ContractError(f"{w}: ends_at must be after starts_at")
         sig = item.get("signal")
-        if sig is not None and sig not in ("technical", "decline", "risk_decline", "latency",
-                                           "traffic_drop"):
+        if sig is not None and sig not in SIGNALS:
             raise ContractError(f"{w}.signal: unknown signal {sig!r}")
         out.append(Silence({k: str(v) for k, v in matchers.items()}, s, e, sig,
                            str(item.get("comment", ""))))

@@ -31,12 +31,13 @@ from tapshield.monitor.thresholds import (
     hold_threshold,
     recovery_threshold,
 )
+from tapshield.signals import Signal
 
 IDLE, FIRING, HOLD = 0, 1, 2
 _QUANTILES = np.array([0.5, 0.95, 0.99])
 """Latency quantiles of the national timeline."""
 
-SIGNAL_NAMES: tuple[str, ...] = (
+SIGNAL_NAMES: tuple[Signal, ...] = (
     "technical", "decline", "risk_decline", "latency", "traffic_drop", "traffic_drop"
 )
 """Signal index -> the AlertEvent signal name (4 = a slice's share, 5 = national rate)."""
@@ -164,6 +165,16 @@ class DetectorBank:
     """Latency counts of closed windows since the start (``+ hist`` = all so far)."""
     acc: np.ndarray
     cum: np.ndarray
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling (the service's monitor checkpoint, :mod:`tapshield.monitor.checkpoint`):
+        pickle copies every array on its own, so the named rows are made views of the
+        stacks again (else the kernels would write the stacks and Python read stale rows)."""
+        self.__dict__.update(state)
+        for stack, names, _dt, _dims in _STACKS:
+            arr = getattr(self, stack)
+            for i, name in enumerate(names):
+                setattr(self, name, arr[i])
 
     def __init__(self, cfg: MonitorConfig, n_sets: int) -> None:
         self.cfg = cfg

@@ -20,11 +20,8 @@ from typing import Any
 import yaml
 
 from tapshield.errors import ContractError
+from tapshield.levels import NOTICE
 from tapshield.money import decimal_to_fen, to_decimal
-
-LEVEL_NAMES: dict[int, str] = {1: "red", 2: "orange", 3: "yellow", 4: "blue"}
-NOTICE = 4
-"""The level of a detected wave that meets none of the paging criteria."""
 
 
 @dataclass(frozen=True, slots=True)

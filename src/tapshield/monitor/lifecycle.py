@@ -182,6 +182,16 @@ class Lifecycle:
                 self.owner[ref] = a.alert_id
                 a.started_us = min(a.started_us, cp)
                 return []
+        if self.cfg.one_page and fam == "technical":
+            # two waves in disjoint slices whose failures one third slice holds (an
+            # OS each, inside a release's fault) are one fault
+            for a in self.alerts.values():
+                if a.family == fam and a.window is None and a.state == "firing" and \
+                        self.inhibitor.common_cause(c, seq, a) is not None:
+                    a.members[ref] = Member(c.slice, c.signal, "scope", cp, c.ts)
+                    self.owner[ref] = a.alert_id
+                    a.minimized_us = 0  # re-rank its scope at the next review
+                    return []
         if self.cfg.one_page:
             # a wave with the same scope at the same time (another family's signal in a
             # slice an open wave is made of) is that wave: one fault, one incident
@@ -265,10 +275,20 @@ class Lifecycle:
         if suppression is None:
             suppression = self.suppressor.check(info.as_dict, SIGNAL_NAMES[c.signal], now)
             if suppression is None and self.cfg.one_page:
-                back = self._reopenable(c.slice, FAMILY[c.signal], c.signal, now)
+                back = self._reopenable(c.slice, FAMILY[c.signal], c.signal, now, seq)
                 if back is not None:
                     return self._reopen(back, c, cp, seq)
         alert_id = "A-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+        same = self.alerts.get(alert_id) if self.cfg.one_page else None
+        if same is not None:
+            # the same signal in the same slice from the same change point: the wave
+            # that is open under this id (its own slice had left it); join, don't
+            # replace it (replacing orphaned its other members' ownership)
+            same.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
+            self.owner[(c.slice, c.signal)] = alert_id
+            return []
+        if self.cfg.one_page and alert_id in self.resolved:
+            return self._reopen(self.resolved[alert_id], c, cp, seq)
         a = Alert(alert_id, FAMILY[c.signal], c.signal, c.slice, cp, c.ts,
                   LevelTracker(self.cfg.levels, family=FAMILY[c.signal]))
         a.members[(c.slice, c.signal)] = Member(c.slice, c.signal, "scope", cp, c.ts)
@@ -284,29 +304,41 @@ class Lifecycle:
             return [self._event(a, now, "suppressed", notify=False)]
         return [self._fire(a, now)]
 
-    def _reopenable(self, s: int, family: str, signal: int, now: int) -> Alert | None:
-        """The most recently resolved alert of this family and signal, resolved within
-        the reopen window, whose scope holds slice ``s`` or that ``s`` holds (the whole
-        flow only matches itself): the same fault coming back."""
-        t = self.registry.infos[s].mapping
+    def _reopenable(self, s: int, family: str, signal: int, now: int, seq: int
+                    ) -> Alert | None:
+        """The most recently resolved paged alert of this family, resolved within the
+        reopen window, that slice ``s``'s wave is the return of: ``s`` is in or around
+        its scope (same signal; the whole flow only matches itself), or, as
+        inhibition judges an open wave, nothing anomalous is left in ``s`` once the
+        resolved scope's events are taken out (a slice that only shares events with
+        the scope, crossing first as the fault comes back)."""
+        infos = self.registry.infos
+        t = infos[s].mapping
         for a in reversed(list(self.resolved.values())):
             if a.family != family or a.resolved_us is None:
                 continue
             if now - a.resolved_us > self.us["reopen"]:
                 continue
-            if a.signal != signal:
-                continue
-            scope = [self.registry.infos[a.slice].mapping, *a.figures.get("scope", [])]
+            scope = [infos[a.slice].mapping, *a.figures.get("scope", [])]
             # the same slice, or one inside or around the wave's scope; the whole flow
             # contains everything, so it matches only itself
-            if any(t == d or (t and d and (refines(t, d) or refines(d, t))) for d in scope):
+            if a.signal == signal and any(
+                    t == d or (t and d and (refines(t, d) or refines(d, t))) for d in scope):
+                return a
+            idx = [i for i in (self.registry.index_of(d) for d in scope) if i is not None]
+            if t and idx and signal in RATE_SIGNALS and self.inhibitor.explained_by(
+                    s, signal, idx, now, seq):
                 return a
         return None
 
     def _reopen(self, a: Alert, c: Crossing, cp: int, seq: int) -> list[AlertEvent]:
         """Fire resolved alert ``a`` again for crossing ``c`` (see :meth:`Alert.reopen`)."""
         del self.resolved[a.alert_id]
+        prior = [i for i in (self.registry.index_of(d)
+                             for d in [self.registry.infos[a.slice].mapping,
+                                       *a.figures.get("scope", [])]) if i is not None]
         a.reopen(Member(c.slice, c.signal, "scope", cp, c.ts))
+        a.prior_scope = list(dict.fromkeys(prior))
         self.alerts[a.alert_id] = a
         self.owner[(c.slice, c.signal)] = a.alert_id
         now = c.ts
@@ -405,7 +437,7 @@ class Lifecycle:
             return out  # recovering: the level stands until it resolves or re-fires
         if len(a.scope()) > 1 and now - a.minimized_us >= 60_000_000:
             a.minimized_us = now
-            self.inhibitor.minimize(a, now, seq)
+            self.inhibitor.minimize(a, now, seq, same_slice=self.cfg.one_page)
             impact, figures = self._measure(a, now, seq)
             a.figures = figures
         before = a.tracker.level
@@ -419,7 +451,9 @@ class Lifecycle:
         was_firing = a.state == "firing"
         a.resolve(ended, now)
         del self.alerts[a.alert_id]
-        if self.cfg.one_page and was_firing:
+        if self.cfg.one_page and was_firing and a.paged:
+            # only a wave that paged can page twice: a notice that returns is a new
+            # notice (reopening it would measure its level from the first start)
             self.resolved[a.alert_id] = a
         for ref in a.members:
             # tests the wave explained, still firing or on hold: they watch afresh at

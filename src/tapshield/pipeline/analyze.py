@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,12 +31,13 @@ import polars as pl
 
 from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.changes import empty_changes
-from tapshield.incident import LEVEL_NAMES, Incident
+from tapshield.incident import Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor.alerts import AlertEvent, EventMonitor
 from tapshield.pipeline.ordering import Reorderer
 from tapshield.pipeline.window import EventWindow
 from tapshield.respond.incidents import IncidentBook, IncidentPolicy
-from tapshield.timeutil import DEFAULT_TZ, from_epoch_us, to_rfc3339
+from tapshield.timeutil import DEFAULT_TZ, epoch_us, from_epoch_us, to_rfc3339
 
 if TYPE_CHECKING:
     from tapshield.report import ReportSection
@@ -58,6 +59,8 @@ class PipelineConfig:
     """A monitoring config file (warning levels, detectors); ``None`` = defaults."""
     diagnose: bool = True
     tz: str = DEFAULT_TZ
+    lang: str = "en"
+    """Language of report.html: ``en`` or ``zh``."""
 
 
 class Sink(Protocol):
@@ -143,6 +146,21 @@ class Analysis:
         t0 = time.perf_counter()
         ordered = self.reorderer.push(batch)
         out = self._step(ordered)
+        self._busy += time.perf_counter() - t0
+        return out
+
+    def advance(self, now: datetime) -> list[AlertEvent]:
+        """Live mode: the wall clock reached ``now``. Events held for ordering up to
+        ``now - lateness`` are processed, and the monitor closes the buckets that
+        ended by then, so a feed that falls silent is still watched."""
+        t0 = time.perf_counter()
+        watermark = now - self.config.lateness
+        out = self._step(self.reorderer.release_until(epoch_us(watermark)))
+        more = list(self.monitor.advance(watermark)) if hasattr(self.monitor, "advance") else []
+        if more:
+            self.book.on_alerts(more)
+            self._emit(more)
+            out.extend(more)
         self._busy += time.perf_counter() - t0
         return out
 
@@ -249,7 +267,7 @@ def analyze_frames(
         from tapshield.pipeline.outputs import FileSink
 
         cfg = config or PipelineConfig()
-        all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes))
+        all_sinks.insert(0, FileSink(Path(out_dir), tz=cfg.tz, changes=changes, lang=cfg.lang))
     analysis = Analysis(
         config, changes=changes, monitor=monitor, diagnoser=diagnoser, sinks=all_sinks,
         extensions=extensions,

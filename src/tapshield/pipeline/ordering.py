@@ -36,6 +36,21 @@ class Reorderer:
         self._pending = pending.filter(ts_us > watermark)
         return self._release(ready)
 
+    @property
+    def held(self) -> int:
+        """Events waiting for the watermark."""
+        return self._pending.height
+
+    def release_until(self, watermark_us: int) -> pl.DataFrame:
+        """Live feeds: release what is at or before ``watermark_us`` (the wall clock
+        minus the lateness) even when no newer event came to push it out."""
+        if self._pending.height == 0:
+            return self._pending
+        ts_us = pl.col("ts").cast(pl.Int64)
+        ready = self._pending.filter(ts_us <= watermark_us)
+        self._pending = self._pending.filter(ts_us > watermark_us)
+        return self._release(ready)
+
     def flush(self) -> pl.DataFrame:
         """End of stream: release everything held."""
         ready, self._pending = self._pending, empty_events()

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 
 class FileSink:
-    def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None) -> None:
+    def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None,
+                 lang: str = "en") -> None:
+        self.lang = lang
         self.out_dir = out_dir
         self.tz = tz
         self.changes = changes
@@ -56,7 +58,8 @@ class FileSink:
         from tapshield.report import render_report
 
         self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections),
+            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections,
+                          lang=self.lang),
             encoding="utf-8",
         )
         self.summary_path.write_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from html import escape
 from typing import Any, Protocol
 
@@ -12,9 +13,11 @@ import polars as pl
 
 from tapshield import __version__
 from tapshield import timeline as tl_contract
-from tapshield.incident import LEVEL_NAMES, SCHEMA_VERSION, Incident
-from tapshield.money import format_fen
+from tapshield.incident import SCHEMA_VERSION, Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.report.charts import LEVEL_COLOURS, Series, Span, line_chart
+from tapshield.report.i18n import LANGS, tr
+from tapshield.report.present import count, outage_amount, split_by_attention, yuan
 from tapshield.report.templates import environment, stylesheet
 from tapshield.timeline import check_timeline
 from tapshield.timeutil import to_rfc3339, zone
@@ -61,7 +64,7 @@ def _delay(start: datetime, detected: datetime) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _charts(result: AnalysisLike, tz: str) -> list[str]:
+def _charts(result: AnalysisLike, tz: str, lang: str = "en") -> list[str]:
     """The flow's charts: failure and decline rates, traffic and latency, with the
     incidents shaded. The timeline is checked against its contract first: a
     renamed column fails loudly here instead of leaving a report without charts."""
@@ -74,11 +77,13 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
     spans = [
         Span(
             i.start.timestamp(),
-            (i.end or i.detected_at).timestamp(),
+            # an incident still open when the data ends is shaded to the end
+            i.end.timestamp() if i.end is not None else max(x[-1], i.detected_at.timestamp()),
             LEVEL_COLOURS.get(i.level, "#888"),
             f"{i.id} level {i.level} {i.cause}",
         )
-        for i in result.incidents
+        # only what paged is shaded: a hundred fraud notices would hide the outage
+        for i in result.incidents if i.level <= 3
     ]
     zi = zone(tz)
 
@@ -88,9 +93,9 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
     rates = [
         Series(label, x, col(name, 100.0))
         for name, label in (
-            (tl_contract.TECHNICAL_RATE, "technical failure %"),
-            (tl_contract.DECLINE_RATE, "decline %"),
-            (tl_contract.RISK_DECLINE_RATE, "risk decline %"),
+            (tl_contract.TECHNICAL_RATE, tr("technical_pct", lang)),
+            (tl_contract.DECLINE_RATE, tr("decline_pct", lang)),
+            (tl_contract.RISK_DECLINE_RATE, tr("risk_decline_pct", lang)),
         )
     ]
     latency = [
@@ -102,11 +107,11 @@ def _charts(result: AnalysisLike, tz: str) -> list[str]:
         )
     ]
     return [
-        line_chart(rates, title="Failure and decline rates, whole flow", y_label="%",
+        line_chart(rates, title=tr("rates_title", lang), y_label="%",
                    spans=spans, tz=zi, y_min=0.0),
-        line_chart([Series("attempts per bucket", x, col(tl_contract.ATTEMPTS))], title="Traffic",
-                   spans=spans, tz=zi, y_min=0.0),
-        line_chart(latency, title="Latency", y_label="ms", spans=spans, tz=zi, y_min=0.0),
+        line_chart([Series(tr("attempts_bucket", lang), x, col(tl_contract.ATTEMPTS))],
+                   title=tr("traffic", lang), spans=spans, tz=zi, y_min=0.0),
+        line_chart(latency, title=tr("latency", lang), y_label="ms", spans=spans, tz=zi, y_min=0.0),
     ]
 
 
@@ -117,12 +122,20 @@ def render_report(
     changes: pl.DataFrame | None = None,
     title: str = "payment flow",
     sections: Sequence[ReportSection] | None = None,
+    lang: str = "en",
 ) -> str:
-    incidents = []
-    for inc in sorted(result.incidents, key=lambda i: (i.start, i.id)):
+    """The analysis report (``lang``: ``en`` or ``zh``): the most severe incident first,
+    the paging incidents in attention order, level-4 notices folded into one line per
+    kind, headline figures that agree with the terminal summary (refused fraud is never
+    money lost)."""
+    docs = []
+    for inc in result.incidents:
         d: dict[str, Any] = inc.to_dict(tz)
         d["delay"] = _delay(inc.start, inc.detected_at)
-        incidents.append(d)
+        docs.append(d)
+    paging, notices = split_by_attention(docs)
+    outages = [d for d in docs if d.get("cause") != "fraud_attack"]
+    attacks = [d for d in docs if d.get("cause") == "fraud_attack"]
     alerts = [a.to_dict(tz) for a in result.alerts[:MAX_ALERT_ROWS]]
     change_rows = []
     if changes is not None and changes.height:
@@ -142,24 +155,40 @@ def render_report(
         css=stylesheet(),
         generated=to_rfc3339(datetime.now(UTC), tz),
         summary=result.summary,
-        lost_total=format_fen(int(result.summary.get("lost_fen", 0))),
-        incidents=incidents,
+        headline={
+            "outage_failed": sum(int(d["failed_payments"]) for d in outages),
+            "outage_lost": outage_amount(outages),
+            "fraud_taps": sum(int(d["failed_payments"]) for d in attacks),
+            "fraud_refused": sum((Decimal(str(d["lost_amount"])) for d in attacks),
+                                 Decimal(0)),
+            "fraud_incidents": len(attacks),
+        },
+        top=paging[0] if paging else None,
+        incidents=paging,
+        notices=notices,
         level_names=LEVEL_NAMES,
         alerts=alerts,
+        alerts_total=len(result.alerts),
         alerts_truncated=max(0, len(result.alerts) - MAX_ALERT_ROWS),
         changes=change_rows,
-        charts=_charts(result, tz),
+        charts=_charts(result, tz, lang),
         extra_sections=list(sections or []),
         version=__version__,
         schema_version=SCHEMA_VERSION,
+        lang=lang if lang in LANGS else "en",
+        tr=lambda key, **kw: tr(key, lang, **kw),
     )
 
 
 def impact_section(figures: dict[str, Any], html_name: str = "impact.html") -> ReportSection:
     """The financing-impact section of ``report.html``: the headline figures and a
     link to the full impact report beside it."""
+    def shown(v: Any) -> str:
+        # counts with separators, money (decimal strings) as yuan with separators
+        return count(v) if isinstance(v, int) else yuan(v) if isinstance(v, str) else str(v)
+
     rows = "".join(
-        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(str(v))}</td></tr>"
+        f"<tr><td>{escape(k.replace('_', ' '))}</td><td class=num>{escape(shown(v))}</td></tr>"
         for k, v in figures.items()
     )
     return ReportSection(

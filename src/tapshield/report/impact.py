@@ -20,6 +20,7 @@ from tapshield.events.write import write_report_csv
 from tapshield.impact.assess import ImpactResult
 from tapshield.impact.report import format_frame, to_dict
 from tapshield.report.charts import band_timeline, bars, paired_histogram
+from tapshield.report.present import attention_key, fold
 from tapshield.report.templates import environment
 
 
@@ -70,10 +71,16 @@ def render_html(result: ImpactResult, data: dict[str, Any]) -> str:
         industry_chart = bars([r["industry"] for r in ind],
                               [float(r["exposure_at_risk_fen"]) / 100 for r in ind],
                               title="Exposure at risk by industry (yuan)")
+    # The incidents that cost sales get a full section each, the most severe first;
+    # the rest (fraud attacks the risk engine stopped: no sale is lost) are one
+    # folded line per kind, so a red outage is never pages below their notices.
+    full = sorted(((d, c) for d, c in zip(data["incidents"], charts, strict=True)
+                   if d["window"]["counts_losses"]), key=lambda dc: attention_key(dc[0]))
+    notices = fold(d for d in data["incidents"] if not d["window"]["counts_losses"])
     template = environment().get_template("impact.html.j2")
     return template.render(
-        data=data, charts=charts, dscr_chart=dscr_chart, top=top, region_chart=region_chart,
-        industry_chart=industry_chart, version=__version__,
+        data=data, full=full, notices=notices, dscr_chart=dscr_chart, top=top,
+        region_chart=region_chart, industry_chart=industry_chart, version=__version__,
     )
 
 

@@ -100,21 +100,24 @@ class NoticeGroup:
                    Decimal(0))
 
 
+def fold(docs: Iterable[Mapping[str, Any]]) -> list[NoticeGroup]:
+    """Incidents folded into one group per cause, the largest group first."""
+    groups: dict[str, NoticeGroup] = {}
+    for d in docs:
+        cause = str(d.get("cause") or "unknown")
+        groups.setdefault(cause, NoticeGroup(cause)).items.append(d)
+    for g in groups.values():
+        g.items.sort(key=attention_key)
+    return sorted(groups.values(), key=lambda g: (-len(g.items), g.cause))
+
+
 def split_by_attention(docs: Iterable[Mapping[str, Any]]
                        ) -> tuple[list[Mapping[str, Any]], list[NoticeGroup]]:
     """Paging incidents (levels 1-3, in attention order) and the notices folded per cause."""
-    paging: list[Mapping[str, Any]] = []
-    groups: dict[str, NoticeGroup] = {}
-    for d in docs:
-        if int(d.get("level") or 4) in PAGING_LEVELS:
-            paging.append(d)
-        else:
-            cause = str(d.get("cause") or "unknown")
-            groups.setdefault(cause, NoticeGroup(cause)).items.append(d)
-    paging.sort(key=attention_key)
-    for g in groups.values():
-        g.items.sort(key=attention_key)
-    return paging, sorted(groups.values(), key=lambda g: (-len(g.items), g.cause))
+    items = list(docs)
+    paging = sorted((d for d in items if int(d.get("level") or 4) in PAGING_LEVELS),
+                    key=attention_key)
+    return paging, fold(d for d in items if int(d.get("level") or 4) not in PAGING_LEVELS)
 
 
 def outage_amount(docs: Iterable[Mapping[str, Any]]) -> Decimal:

@@ -17,11 +17,20 @@ import jinja2
 
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    from tapshield.report.present import LEVEL_GLYPHS, count, percent, yuan
+
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("tapshield.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    # The presentation rules the console uses too: yuan with thousands separators
+    # (exact), counts with separators, the level shapes that work without colour.
+    env.filters["yuan"] = yuan
+    env.filters["count"] = count
+    env.filters["percent"] = percent
+    env.globals["level_glyphs"] = LEVEL_GLYPHS
+    return env
 
 
 @cache

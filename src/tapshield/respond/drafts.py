@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from tapshield.incident import LEVEL_NAMES, Incident
+from tapshield.incident import Incident
+from tapshield.levels import LEVEL_NAMES
 from tapshield.money import format_fen
 from tapshield.respond.lifecycle import Lifecycle
 from tapshield.timeutil import to_rfc3339

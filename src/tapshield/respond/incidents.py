@@ -27,6 +27,7 @@ from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
 from tapshield.incident import Incident, scope_expr
 from tapshield.monitor.alerts import AlertEvent
+from tapshield.signals import Signal
 from tapshield.timeutil import zone
 
 Diagnoser = Callable[[DiagnosisRequest], Diagnosis]
@@ -47,7 +48,7 @@ FAILURE_EXPRS: dict[str, Callable[[], pl.Expr]] = {
     "risk_decline": risk_decline_expr,
 }
 
-_SIGNAL_FAILURE = {
+_SIGNAL_FAILURE: dict[Signal, str] = {
     "technical": "technical",
     "latency": "technical",
     "traffic_drop": "technical",
@@ -70,6 +71,9 @@ class IncidentPolicy:
     field data put nearly all retries within 2 minutes)."""
     open_suppressed: bool = False
     """Alerts suppressed by a maintenance window or silence do not open incidents."""
+    id_prefix: str = "INC"
+    """Incident ids are ``<prefix>-<day>-<n>``; the live service uses its own prefix so its
+    incidents never collide with those of analysis runs in the same database."""
 
 
 class TapLedger:
@@ -217,7 +221,7 @@ class IncidentBook:
         day = ev.started_at.astimezone(self._tz).strftime("%Y%m%d")
         self._seq[day] = self._seq.get(day, 0) + 1
         inc = Incident(
-            id=f"INC-{day}-{self._seq[day]:04d}",
+            id=f"{self.policy.id_prefix}-{day}-{self._seq[day]:04d}",
             start=ev.started_at,
             detected_at=ev.ts,
             level=ev.level,

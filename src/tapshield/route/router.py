@@ -40,7 +40,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tapshield.events.codes import TECHNICAL_CODES
+from tapshield.events.codes import is_technical
 from tapshield.route.config import RouterConfig
 from tapshield.route.health import KeyHealth, KeyRules, next_slot
 from tapshield.route.stats import elimination_cusum, readmission_test
@@ -313,8 +313,7 @@ class Router:
         if slow is None:
             return  # not a routed channel
         bad = (
-            outcome in ("failed", "timeout")
-            or (outcome == "declined" and response_code in TECHNICAL_CODES)
+            is_technical(response_code, outcome)
             or (latency_ms is not None and latency_ms > slow)
         )
         with self._lock:

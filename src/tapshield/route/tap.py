@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from tapshield.events.codes import TECHNICAL_CODES
+from tapshield.events.codes import is_technical
 from tapshield.route.router import Chooser
 
 
@@ -196,7 +196,7 @@ class TapSession:
                 att.reversal_sent = True
                 return Action.REVERSE
             att.state = AttemptState.AMBIGUOUS
-        elif outcome == "declined" and response_code not in TECHNICAL_CODES:
+        elif outcome == "declined" and not is_technical(response_code, outcome):
             att.state = AttemptState.DECLINED
             self._end(TapStatus.DECLINED, now, f"declined ({response_code or 'no code'})")
         else:

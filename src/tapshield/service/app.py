@@ -23,8 +23,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
+import polars as pl
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,10 +36,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tapshield import __version__
+from tapshield.errors import ContractError
+from tapshield.privacy.mask import mask_id
 from tapshield.route.router import Probe
+from tapshield.service import inbox
 from tapshield.service import schemas as s
+from tapshield.service.audit import INCIDENT_KINDS, actor_of
 from tapshield.service.config import ServiceSettings
-from tapshield.service.decision import TapRequest
+from tapshield.service.decision import EngineDecider, TapRequest
 from tapshield.service.incidents import visible_to_partner
 from tapshield.service.keys import Principal
 from tapshield.service.metrics import render
@@ -110,6 +116,7 @@ class Edge:
         self.app = app
         self.rt = runtime
         self.limit = runtime.settings.limits.max_body_bytes
+        self.events_limit = runtime.settings.max_events_body_bytes
         self.log_requests = runtime.settings.log_requests
         self._counters: dict[tuple[str, str, int], Any] = {}
         self._timers: dict[tuple[str, str], Any] = {}
@@ -147,14 +154,14 @@ class Edge:
             await send(msg)
 
         try:
-            if length is not None and length > self.limit:
+            limit = self.events_limit if scope["path"] == "/v1/events" else self.limit
+            if length is not None and length > limit:
                 m.rejected_bodies.inc()
                 await _problem(413, "body_too_large",
-                               f"request body over {self.limit} bytes", rid)(
+                               f"request body over {limit} bytes", rid)(
                     scope, receive, send_wrapped)
                 return
             seen = 0
-            limit = self.limit
 
             async def receive_limited() -> Message:
                 # A chunked body has no length up front: count it as it arrives.
@@ -247,6 +254,8 @@ Gateway = Annotated[Principal, Depends(require("gateway"))]
 Operator = Annotated[Principal, Depends(require("operator"))]
 Reader = Annotated[Principal, Depends(require("operator", *READERS))]
 HealthReader = Annotated[Principal, Depends(require("gateway", "operator", *READERS))]
+CreditRole = Annotated[Principal, Depends(require("credit"))]
+RiskRole = Annotated[Principal, Depends(require("risk", "operator"))]
 IncidentReader = Annotated[Principal, Depends(require("operator", "partner", *READERS))]
 AttemptId = Annotated[str, Path(min_length=1, max_length=128)]
 IncidentId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -313,6 +322,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             {"name": "channels", "description": "Router health and probes"},
             {"name": "incidents", "description": "Incidents, alerts and what people did"},
             {"name": "silences", "description": "Runtime silences (Alertmanager-style)"},
+            {"name": "risk", "description": "The risk engine: restrictions and labels"},
             {"name": "operations", "description": "Health, readiness, metrics"},
         ],
     )
@@ -398,7 +408,8 @@ def create_app(settings: ServiceSettings | None = None, *,
     async def report_result(attempt_id: AttemptId, body: s.ResultRequest,
                             principal: Gateway) -> Response:
         answer = await _await(rt.ledger.report_async(
-            attempt_id, AttemptResult(body.outcome, body.response_code, body.latency_ms)))
+            attempt_id, AttemptResult(body.outcome, body.response_code, body.latency_ms,
+                                      body.step_up_passed)))
         rt.metrics.results.labels(answer["channel"], body.outcome).inc()
         return _json(answer)
 
@@ -408,6 +419,31 @@ def create_app(settings: ServiceSettings | None = None, *,
     async def report_inquiry(attempt_id: AttemptId, body: s.InquiryRequest,
                              principal: Gateway) -> Response:
         return _json(await _await(rt.ledger.resolve_async(attempt_id, body.authorised)))
+
+    @app.post("/v1/events", tags=["taps"], response_model=s.EventsAnswer,
+              responses={**_err(*AUTH), 422: _VALIDATION},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": {"type": "array", "items": {
+                      "$ref": "#/components/schemas/EventIn"}}},
+                  "application/x-ndjson": {"schema": {"type": "string"}}}}},
+              summary="Batch ingest of payment events for the live monitor")
+    async def ingest_events(request: Request, principal: Gateway) -> Response:
+        """A JSON array or NDJSON (``application/x-ndjson``) of events in the event
+        contract (docs/contracts.md), validated with the same rules as files; the
+        accepted ones are stored before the answer, the rejects come back row by row."""
+        raw = await request.body()
+        try:
+            records = inbox.parse_body(raw, request.headers.get("content-type", ""))
+        except (ValueError, UnicodeDecodeError):
+            raise RequestValidationError([{"loc": ("body",), "msg": "the body must be a "
+                                           "JSON array of events or NDJSON in UTF-8",
+                                           "type": "json_invalid"}]) from None
+        if len(records) > 100_000:
+            raise RequestValidationError([{"loc": ("body",), "msg": "at most 100,000 events "
+                                           "per request", "type": "too_long"}])
+        accepted, rejects = await asyncio.to_thread(rt.inbox.accept, records)
+        return _json({"accepted": accepted, "rejected": len(rejects), "rejects": [
+            {"row": e.row, "column": e.column, "rule": e.rule} for e in rejects]})
 
     # -- channels ----------------------------------------------------------------
 
@@ -498,6 +534,8 @@ def create_app(settings: ServiceSettings | None = None, *,
              note: str | None = None) -> dict[str, Any]:
         _incident_or_404(incident_id, p)
         rt.desk.act(incident_id, action, _actor(p), assignee=assignee, note=note)
+        rt.audit.record(INCIDENT_KINDS[action], actor_of(p), incident_id,
+                        {"assignee": assignee, "note": note})
         log.info("incident action", extra={"incident_id": incident_id, "action": action,
                                            "key_id": p.key_id})
         return _incident_or_404(incident_id, p)
@@ -554,6 +592,9 @@ def create_app(settings: ServiceSettings | None = None, *,
             [Matcher(m.name, m.value, m.is_regex, m.is_equal) for m in body.matchers],
             body.starts_at or now, body.ends_at, _actor(principal), body.comment)
         log.info("silence created", extra={"silence_id": sil.id, "key_id": principal.key_id})
+        rt.audit.record("silence.created", actor_of(principal), f"silence:{sil.id}", {
+            "matchers": [m.to_dict() for m in sil.matchers], "starts_at": sil.starts_at,
+            "ends_at": sil.ends_at, "comment": sil.comment})
         return sil.to_dict(now)
 
     @app.get("/v1/silences", tags=["silences"], response_model=s.SilenceList,
@@ -583,9 +624,152 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise ApiError(404, "unknown_silence", f"no silence {silence_id}")
         log.info("silence expired", extra={"silence_id": silence_id,
                                            "key_id": principal.key_id})
+        rt.audit.record("silence.deleted", actor_of(principal), f"silence:{silence_id}",
+                        {"ends_at": sil.ends_at})
         return sil.to_dict(datetime.now(UTC))
 
+    # -- impact ------------------------------------------------------------------
+
+    @app.post("/v1/impact", tags=["incidents"], responses={**_err(*AUTH, 404), 422: _VALIDATION,
+              200: {"description": "impact.json (docs/impact.md)", "content": {
+                  "application/json": {"schema": {"type": "object"}}}}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "text/csv": {"schema": {"type": "string"}},
+                  "application/x-ndjson": {"schema": {"type": "string"}}}}},
+              summary="Value a loan book (portfolio CSV or JSONL) against stored incidents")
+    async def impact(
+        request: Request, principal: CreditRole,
+        incident_id: Annotated[list[str] | None, Query(max_length=50)] = None,
+    ) -> Response:
+        """The portfolio contract of docs/impact.md; the lost sales come from the events
+        the service holds (the live monitor's inbox). Without ``incident_id``: the 50
+        newest stored incidents."""
+        raw = await request.body()
+        kind = request.headers.get("content-type", "")
+        ids = [i for i in (incident_id or []) if 0 < len(i) <= 64]
+        try:
+            doc = await asyncio.to_thread(_value_portfolio, raw, kind, ids)
+        except LookupError as exc:
+            raise ApiError(404, "unknown_incident", str(exc)) from None
+        except (ContractError, ValueError, UnicodeDecodeError, pl.exceptions.PolarsError) as exc:
+            raise RequestValidationError([{"loc": ("body",), "msg": " ".join(str(exc).split())[
+                :300], "type": "value_error"}]) from None
+        return Response(json.dumps(doc, ensure_ascii=False, default=str),
+                        media_type="application/json")
+
+    def _value_portfolio(raw: bytes, kind: str, ids: list[str]) -> dict[str, Any]:
+        import tempfile
+
+        from tapshield.impact.assess import assess
+        from tapshield.impact.portfolio import read_portfolio
+        from tapshield.impact.report import to_dict
+        from tapshield.incident import Incident
+
+        if ids:
+            got = [rt.desk.get(i) for i in ids]
+            missing = [i for i, g in zip(ids, got, strict=True) if g is None]
+            if missing:
+                raise LookupError(f"no incident {missing[0]}")
+            incs = [Incident.from_dict(g["incident"]) for g in got if g is not None]
+        else:
+            items, _ = rt.desk.find(limit=50)
+            incs = [Incident.from_dict(x["incident"]) for x in items]
+        suffix = ".jsonl" if "json" in kind else ".csv"
+        raw.decode("utf-8")
+        with tempfile.TemporaryDirectory() as d:
+            path = FilePath(d) / f"portfolio{suffix}"
+            path.write_bytes(raw)
+            pf = read_portfolio(path)
+        batches = _inbox_batches()
+        result = assess(batches, incs, pf)
+        out = to_dict(result)
+        out["portfolio_rejects"] = [str(e) for e in pf.errors]
+        out["events_source"] = "the live monitor's inbox (service_events)"
+        return out
+
+    def _inbox_batches() -> Any:
+        pos = 0
+        while True:
+            pos2, frame = rt.inbox.read(pos, 200_000)
+            if frame.height == 0:
+                return
+            yield frame
+            pos = pos2
+
+    # -- risk --------------------------------------------------------------------
+
+    def _engine() -> Any:
+        if not isinstance(rt.decider, EngineDecider):
+            raise ApiError(409, "risk_engine_off", "the risk engine is not configured "
+                           "(config `risk:`); decisions come from the `decision` rule set")
+        return rt.decider.engine
+
+    @app.get("/v1/risk/restrictions", tags=["risk"], response_model=s.RestrictionList,
+             responses=_err(*AUTH, 409), summary="Restrictions in force")
+    def list_restrictions(principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        return {"items": [r.to_dict() for r in list(eng.restrictions.values())]}
+
+    @app.post("/v1/risk/restrictions", tags=["risk"], response_model=s.RestrictionOut,
+              status_code=201, responses=_err(*AUTH, 409),
+              summary="Restrict an account or a device until a time (step_up or decline)")
+    def restrict(body: s.RestrictionIn, principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        now = datetime.now(UTC)
+        if body.until <= now:
+            raise RequestValidationError([{"loc": ("body", "until"), "msg": "must be in the "
+                                           "future", "type": "value_error"}])
+        r = eng.restrict(body.kind, body.id, action=body.action, until=body.until,
+                         since=now, reason=body.reason, by=_actor(principal))
+        rt.restrict(r)
+        rt.audit.record("risk.restricted", actor_of(principal), f"{body.kind}:{mask_id(body.id)}",
+                        {"action": body.action, "until": body.until, "reason": body.reason})
+        return dict(r.to_dict())
+
+    @app.delete("/v1/risk/restrictions/{kind}/{entity_id}", tags=["risk"],
+                response_model=s.RestrictionOut, responses=_err(*AUTH, 404, 409),
+                summary="Lift a restriction now")
+    def lift(kind: Literal["user", "device"], entity_id: AttemptId,
+             principal: RiskRole) -> dict[str, Any]:
+        _engine()
+        r = rt.lift(kind, entity_id, _actor(principal))
+        if r is None:
+            raise ApiError(404, "unknown_restriction", f"no restriction on that {kind}")
+        rt.audit.record("risk.lifted", actor_of(principal), f"{kind}:{mask_id(entity_id)}",
+                        {"action": r.action, "reason": r.reason})
+        return dict(r.to_dict())
+
+    @app.post("/v1/risk/labels", tags=["risk"], response_model=s.Accepted,
+              responses=_err(*AUTH, 409),
+              summary="Fraud labels (chargebacks, reports), used from their reported_at on")
+    def labels(body: s.LabelsIn, principal: RiskRole) -> dict[str, Any]:
+        eng = _engine()
+        n = sum(1 for x in body.labels if eng.label(x.event_id, x.label, x.reported_at))
+        return {"accepted": n}
+
     # -- operations ----------------------------------------------------------------
+
+    @app.get("/v1/monitor", tags=["incidents"], response_model=s.MonitorStatus,
+             responses=_err(*AUTH), summary="The live monitor on this worker")
+    def monitor_status(principal: Reader) -> dict[str, Any]:
+        w = rt.watch
+        if w is None:
+            return {"enabled": False, "leader": False, "restored": False, "position": 0,
+                    "events": 0, "open_alerts": 0, "pages": 0, "alert_changes": 0}
+        return {"enabled": True, **w.status()}
+
+    @app.get("/runbooks/{cause}", tags=["operations"], response_class=Response,
+             responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}},
+                              "description": "The runbook of a cause"},
+                        404: {"model": s.Problem, "description": "Unknown cause"}},
+             summary="What on-call does for an incident of this cause (linked from alerts)")
+    def runbook(cause: Annotated[str, Path(max_length=32)]) -> Response:
+        from tapshield.service.runbooks import RUNBOOKS
+
+        body = RUNBOOKS.get(cause)
+        if body is None:
+            raise ApiError(404, "unknown_cause", f"no runbook for cause {cause}")
+        return Response(body, media_type="text/markdown; charset=utf-8")
 
     @app.get("/healthz", tags=["operations"], response_model=s.Health,
              summary="Liveness: the process answers")
@@ -616,6 +800,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             schema["components"]["schemas"]["AuthorizeRequest"] = (
                 s.AuthorizeRequest.model_json_schema(
                     ref_template="#/components/schemas/{model}"))
+            schema["components"]["schemas"]["EventIn"] = inbox.EVENT_SCHEMA
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -138,6 +138,16 @@ class DecisionSettings(_Strict):
     """Carried on every answer, so a diagnosis can name the rule set."""
 
 
+class RiskSettings(_Strict):
+    """The risk engine behind ``POST /v1/authorize`` (docs/risk.md)."""
+
+    model_dir: Path | None = None
+    """A directory from ``tapshield risk train``; unset: rules only (no model)."""
+    rules_file: Path | None = None
+    """Rules YAML with allow and deny lists (docs/risk.md)."""
+    model_mode: Literal["active", "shadow"] = "active"
+
+
 class RateLimit(_Strict):
     per_second: float = Field(gt=0.0)
     burst: float = Field(gt=0.0)
@@ -216,6 +226,9 @@ class ServiceSettings(BaseSettings):
     """Monitoring config: a YAML file path or the same keys inline (docs/monitoring.md)."""
     router: RouterSettings = RouterSettings()
     decision: DecisionSettings = DecisionSettings()
+    risk: RiskSettings | None = None
+    """The risk engine decides instead of ``decision`` when set (``risk: {}``: rules
+    only with no rules file: approve everything unless restricted)."""
     limits: LimitSettings = LimitSettings()
     sqlite_synchronous: Literal["normal", "full"] = "normal"
     """SQLite only. ``normal`` (WAL): an answer survives the process crashing or
@@ -234,6 +247,28 @@ class ServiceSettings(BaseSettings):
     """One JSON line per request (request id, route, status, duration, key id)."""
     public_url: str = "http://127.0.0.1:8080"
     """How people reach this service (links in alerts point here)."""
+    monitor_enabled: bool = True
+    """Run the live monitor over ``POST /v1/events`` and the reported outcomes."""
+    monitor_lateness_s: float = Field(default=5.0, ge=0.0)
+    """How long the monitor waits for out-of-order events (a live feed's lag)."""
+    monitor_poll_interval_s: float = Field(default=0.5, gt=0.0)
+    monitor_checkpoint_interval_s: float = Field(default=30.0, gt=0.0)
+    """The monitor's whole state is written this often (and at shutdown)."""
+    monitor_skip_backlog: bool = False
+    """A monitor starting without a usable checkpoint reads the inbox from its
+    start (``false``, nothing is missed) or only what arrives from now on."""
+    event_retention_days: float = Field(default=7.0, gt=0.0)
+    """Inbox rows the monitor has checkpointed past are deleted after this long."""
+    checkpoint_key_file: Path = Path("tapshield-checkpoint.key")
+    """The key signing the monitor's checkpoints, outside the database (created on
+    first start, mode 0600; relative paths like ``keys_file``)."""
+    heartbeat_interval_s: float = Field(default=60.0, gt=0.0)
+    """The Watchdog alert to Alertmanager (and re-sends of firing alerts) this often."""
+    runbook_url: str | None = None
+    """Runbook link per cause in alerts; ``{cause}`` is filled in. Default: this
+    service's ``/runbooks/{cause}``."""
+    max_events_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """``POST /v1/events`` bodies may be this large (a batch of ~20,000 events)."""
     console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("alertmanager")
@@ -263,6 +298,11 @@ class ServiceSettings(BaseSettings):
         return tuple(sources)
 
     # -- derived ---------------------------------------------------------------
+
+    def resolved_checkpoint_key_file(self) -> Path:
+        """Beside the keys file when relative (both are secrets outside the database)."""
+        p = self.checkpoint_key_file
+        return p if p.is_absolute() else self.keys_file.parent / p
 
     def resolved_database_url(self) -> str:
         from tapshield.storage import default_url
@@ -301,6 +341,14 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> ServiceSe
             changes["keys_file"] = base / settings.keys_file
         if isinstance(settings.monitor, str) and not Path(settings.monitor).is_absolute():
             changes["monitor"] = str(base / settings.monitor)
+        if settings.risk is not None:
+            rk: dict[str, Any] = {}
+            for f in ("model_dir", "rules_file"):
+                v = getattr(settings.risk, f)
+                if v is not None and not v.is_absolute():
+                    rk[f] = base / v
+            if rk:
+                changes["risk"] = settings.risk.model_copy(update=rk)
         con = settings.console
         rel = {k: base / v for k, v in (("impact_file", con.impact_file),
                                          ("risk_dir", con.risk_dir))

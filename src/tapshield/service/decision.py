@@ -1,9 +1,10 @@
 """The decision port of ``POST /v1/authorize``: approve, step up or decline.
 
-The service asks a :class:`Decider` once per attempt, before routing. Until
-the risk engine (issue 14, ``tapshield.risk.RiskEngine``) is merged the
-decider is :class:`RuleSetDecider`, a small configured rule set whose default
-is ``approve``; the engine plugs in behind the same two-member protocol
+The service asks a :class:`Decider` once per attempt, before routing. The
+config chooses it: :class:`EngineDecider`, the risk engine of issue 14
+(``tapshield.risk.RiskEngine``: rules only, or a trained model), when
+``risk:`` is set; else :class:`RuleSetDecider`, a small configured rule set
+whose default is ``approve``. Both fill the same two-member protocol
 (``version`` and ``decide``), so nothing else in the service changes.
 """
 
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from tapshield.money import parse_yuan
-from tapshield.service.config import DecisionRule, DecisionSettings
+from tapshield.service.config import DecisionRule, DecisionSettings, RiskSettings
 
 SEVERITY = {"approve": 0, "step_up": 1, "decline": 2}
 
@@ -57,7 +59,8 @@ class Decider(Protocol):
     it must not block on the network.
     """
 
-    version: str
+    @property
+    def version(self) -> str: ...
 
     def decide(self, request: TapRequest) -> Verdict: ...
 
@@ -107,3 +110,65 @@ class RuleSetDecider:
                         for r in hit if SEVERITY[r.decision] == worst)
         return Verdict(next(r.decision for r in hit if SEVERITY[r.decision] == worst),
                        reasons, self.version)
+
+
+class EngineDecider:
+    """The risk engine (``tapshield.risk.RiskEngine``, docs/risk.md) behind the port.
+
+    Config ``risk:`` chooses rules only (``model_dir`` unset: the engine with no
+    model, its YAML rules, lists and restrictions) or a trained model directory
+    (its feature state restored from the directory). Each tap is one engine
+    request keyed by ``payment_id``: a failover attempt of the same tap gets the
+    tap's decision again and is counted once in the velocity features.
+
+    ``decide`` runs on the tap book's thread; ``observe``, ``label``,
+    ``restrict`` and ``lift`` on request threads: the engine's own lock orders
+    them.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, risk: RiskSettings) -> EngineDecider:
+        from tapshield.risk.engine import EngineConfig, RiskEngine, known_name
+        from tapshield.risk.rules import EMPTY_RULES, load_rules
+
+        cfg = EngineConfig(model_mode=risk.model_mode)
+        if risk.model_dir is not None:
+            return cls(RiskEngine.from_dir(risk.model_dir, risk.rules_file, config=cfg))
+        rules = (load_rules(risk.rules_file, known=known_name())
+                 if risk.rules_file is not None else EMPTY_RULES)
+        return cls(RiskEngine(None, rules, config=cfg))
+
+    @property
+    def version(self) -> str:
+        e = self.engine
+        return f"rules:{e.rules.version}+model:{e.model_version}"
+
+    def decide(self, request: TapRequest) -> Verdict:
+        from tapshield.risk.engine import Request
+
+        ctx = {"payment_id": request.payment_id, "region": request.region,
+               "carrier": request.carrier, "os": request.os,
+               "app_version": request.app_version, "device_model": request.device_model,
+               "merchant_category": request.merchant_category, "channel": None}
+        d = self.engine.decide(Request(
+            event_id=request.payment_id, ts=datetime.fromtimestamp(request.ts, UTC),
+            amount_fen=request.amount_fen, user_id=request.user_id,
+            device_id=request.device_id, merchant_id=request.merchant_id, context=ctx))
+        return Verdict(d.decision, tuple(d.reasons),
+                       f"rules:{d.rule_version}+model:{d.model_version}")
+
+    # -- what the service feeds back ------------------------------------------------
+
+    def settled(self, outcomes: Sequence[Any]) -> None:
+        """OutcomeListener: a stepped-up tap that was approved passed its strong
+        verification (or the gateway said so, ``step_up_passed``)."""
+        for s in outcomes:
+            if s.decision != "step_up":
+                continue
+            passed = s.step_up_passed if s.step_up_passed is not None else (
+                s.outcome == "approved")
+            self.engine.observe_result(s.request.get("payment_id") or s.attempt_id,
+                                       bool(passed), datetime.fromtimestamp(s.at, UTC))

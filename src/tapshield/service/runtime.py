@@ -27,25 +27,29 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, delete, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tapshield.metrics.route import RouterCollector
 from tapshield.route.router import Router
 from tapshield.service import tables as st
+from tapshield.service.audit import ServiceAudit
 from tapshield.service.config import ServiceSettings
-from tapshield.service.decision import Decider, RuleSetDecider
+from tapshield.service.decision import Decider, EngineDecider, RuleSetDecider
+from tapshield.service.inbox import Inbox
 from tapshield.service.incidents import IncidentDesk
 from tapshield.service.keys import KeyStore
 from tapshield.service.metrics import ServiceMetrics, build_registry
 from tapshield.service.ratelimit import RateLimiter
 from tapshield.service.silences import SilenceStore
 from tapshield.service.taps import TapLedger
+from tapshield.service.watch import Watch, WatchCollector
 from tapshield.storage.store import Store
 
 log = logging.getLogger("tapshield.service")
 
 ROUTER_CHECKPOINT = "router"
+RESTRICTION_PREFIX = "risk:restriction:"
 
 
 class Checkpoints:
@@ -61,6 +65,18 @@ class Checkpoints:
         with self.engine.begin() as conn:  # an upsert: workers starting together may race
             conn.execute(ins.on_conflict_do_update(index_elements=[st.checkpoints.c.name],
                                                    set_={"taken_at": now, "doc": doc}))
+
+    def load_prefix(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(st.checkpoints.c.name, st.checkpoints.c.doc)
+                                .where(st.checkpoints.c.name.startswith(prefix, autoescape=True))
+                                ).all()
+        return [(r[0], dict(r[1])) for r in rows]
+
+    def delete(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(st.checkpoints)
+                                     .where(st.checkpoints.c.name == name)).rowcount)
 
     def load(self, name: str) -> tuple[datetime, dict[str, Any]] | None:
         with self.engine.connect() as conn:
@@ -103,8 +119,8 @@ def migrate(url: str) -> None:
 
 
 def load_monitor_config(settings: ServiceSettings) -> Any:
-    """The monitoring config, checked at start so a bad file stops it (the live
-    monitor that uses it is wired in phase 2)."""
+    """The live monitor's config (docs/monitoring.md), checked at start so a bad
+    file stops it; ``None``: the defaults."""
     if settings.monitor is None:
         return None
     from tapshield.monitor.config import MonitorConfig
@@ -135,17 +151,28 @@ class ServiceRuntime:
             self.share = RedisShare(settings.redis_url,
                                     namespace=f"{settings.redis_namespace}:route")
         self.router = Router(self.router_config, share=self.share)
-        self.decider: Decider = decider or RuleSetDecider(settings.decision)
+        if decider is None:
+            decider = (EngineDecider.from_settings(settings.risk) if settings.risk is not None
+                       else RuleSetDecider(settings.decision))
+        self.decider = decider
         self.metrics = ServiceMetrics()
         self.ledger = TapLedger(self.tap_engine, self.router, self.decider,
                                 budget_ms=self.router_config.budget_ms,
-                                on_batch=self.metrics.observe_batch)
+                                on_batch=self.metrics.observe_batch,
+                                record_events=settings.monitor_enabled)
+        if isinstance(self.decider, EngineDecider):
+            self.ledger.listeners.append(self.decider)  # step-up results feed its state
         self.keys = KeyStore(settings.keys_file)
         self.limiter = RateLimiter(settings.limits.rate_limits)
         self.silences = SilenceStore(self.engine)
         self.desk = IncidentDesk(self.engine)
         self.checkpoints = Checkpoints(self.engine)
+        self.audit = ServiceAudit(self.engine)
+        self.inbox = Inbox(self.engine)
+        self.watch: Watch | None = Watch(self) if settings.monitor_enabled else None
         self.registry = build_registry(self, RouterCollector(self.router))
+        if self.watch is not None:
+            self.registry.register(WatchCollector(self.watch))
         self.started_at = time.time()
         self.last_checkpoint: float | None = None
         self.restored_keys = 0
@@ -158,10 +185,17 @@ class ServiceRuntime:
 
     def start(self) -> None:
         self._restore()
+        self.sync_restrictions()
+        self.audit.record("config.loaded", "service", "service", {
+            "decision_version": self.decider.version,
+            "decider": type(self.decider).__name__,
+            "monitor": self.watch is not None, "redis": self.share is not None})
         if self.share is not None:
             self.share.sync()
             self.share.start(self.settings.share_interval_s)
         self.ledger.start()
+        if self.watch is not None:
+            self.watch.start()
         self._jobs = threading.Thread(target=self._background, name="tapshield-jobs",
                                       daemon=True)
         self._jobs.start()
@@ -174,6 +208,8 @@ class ServiceRuntime:
         """Drain and checkpoint (the server has stopped taking requests)."""
         self.draining = True
         self.ledger.stop()
+        if self.watch is not None:
+            self.watch.stop()  # after the tap book: the last outcomes are in the inbox
         self._stop.set()
         if self._jobs is not None:
             self._jobs.join(5.0)
@@ -181,6 +217,7 @@ class ServiceRuntime:
             self.share.stop()
             self.share.sync()
         ok = self.checkpoint()
+        self.audit.close()
         log.info("stopped", extra={"checkpoint": ok})
         self.tap_engine.dispose()
         self.store.close()
@@ -219,10 +256,54 @@ class ServiceRuntime:
         log.info("router health restored", extra={"keys": self.restored_keys,
                                                   "taken_at": taken_at.isoformat()})
 
+    # -- risk restrictions, shared by the workers through the database ------------
+
+    def restrict(self, r: Any) -> None:
+        """Store a restriction (every worker's engine applies it within seconds)."""
+        self.checkpoints.save(f"{RESTRICTION_PREFIX}{r.kind}:{r.id}", r.to_dict())
+        self.sync_restrictions()
+
+    def lift(self, kind: str, id_: str, by: str) -> Any:
+        assert isinstance(self.decider, EngineDecider)
+        name = f"{RESTRICTION_PREFIX}{kind}:{id_}"
+        stored = self.checkpoints.load(name)
+        r = self.decider.engine.lift(kind, id_, by=by)
+        if self.checkpoints.delete(name) and r is None and stored is not None:
+            from tapshield.risk.engine import Restriction
+
+            r = Restriction.from_dict(stored[1])  # set on a worker this one had not synced
+        self.sync_restrictions()
+        return r
+
+    def sync_restrictions(self) -> None:
+        if not isinstance(self.decider, EngineDecider):
+            return
+        from tapshield.risk.engine import Restriction
+
+        stored = {}
+        for _name, doc in self.checkpoints.load_prefix(RESTRICTION_PREFIX):
+            r = Restriction.from_dict(doc)
+            stored[(r.kind, r.id)] = r
+        eng = self.decider.engine
+        with eng._lock:
+            for key in [k for k, r in eng.restrictions.items()
+                        if r.by != "engine" and k not in stored]:
+                del eng.restrictions[key]  # lifted on another worker
+            for key, r in stored.items():
+                eng.restrictions[key] = r
+
     def _background(self) -> None:
         interval = self.settings.checkpoint_interval_s
         next_purge = time.monotonic() + 60.0
-        while not self._stop.wait(interval):
+        next_ckpt = time.monotonic() + interval
+        while not self._stop.wait(min(interval, 2.0)):
+            try:
+                self.sync_restrictions()
+            except Exception:
+                log.exception("restriction sync failed")
+            if time.monotonic() < next_ckpt:
+                continue
+            next_ckpt = time.monotonic() + interval
             self.checkpoint()
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + 3600.0
@@ -230,6 +311,11 @@ class ServiceRuntime:
                     n = self.ledger.purge(self.settings.attempt_retention_days)
                     if n:
                         log.info("purged old answers", extra={"rows": n})
+                    if self.watch is not None and self.watch.leader:
+                        n = self.inbox.purge(self.settings.event_retention_days,
+                                             self.watch.checkpointed_position)
+                        if n:
+                            log.info("purged monitored events", extra={"rows": n})
                 except Exception:
                     log.exception("purge failed")
 

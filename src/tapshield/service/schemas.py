@@ -133,6 +133,9 @@ class ResultRequest(_In):
     outcome: Literal["approved", "declined", "failed", "timeout"]
     response_code: Code | None = None
     latency_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    step_up_passed: bool | None = Field(default=None, description=(
+        "For an attempt answered `step_up`: whether the customer passed strong "
+        "verification (default: an approved outcome counts as passed)"))
 
     @model_validator(mode="after")
     def _code_matches(self) -> ResultRequest:
@@ -364,3 +367,59 @@ class Health(_Out):
 class Readiness(_Out):
     status: Literal["ready", "not_ready"]
     checks: dict[str, bool]
+
+
+class RejectOut(_Out):
+    row: int = Field(description="1-based position of the event in the batch")
+    column: str = Field(description="the column that broke the rule (`*`: the whole record)")
+    rule: str = Field(description="the rule (docs/contracts.md)")
+
+
+class EventsAnswer(_Out):
+    accepted: int = Field(description="events stored for the live monitor")
+    rejected: int
+    rejects: list[RejectOut] = Field(description="every rejected row with its reason "
+                                     "(values are not echoed back)")
+
+
+class MonitorStatus(_Out):
+    enabled: bool
+    leader: bool = Field(description="this worker runs the live monitor")
+    restored: bool = Field(description="the monitor resumed from a checkpoint")
+    position: int = Field(description="inbox rows the monitor has read")
+    events: int
+    open_alerts: int
+    pages: int
+    alert_changes: int
+
+
+class RestrictionIn(_In):
+    kind: Literal["user", "device"]
+    id: Id
+    action: Literal["step_up", "decline"] = "step_up"
+    until: Instant = Field(description="when it expires (RFC 3339)")
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RestrictionOut(_Out):
+    kind: str
+    id: str
+    action: str
+    since: str
+    until: str
+    reason: str
+    by: str
+
+
+class RestrictionList(_Out):
+    items: list[RestrictionOut]
+
+
+class LabelIn(_In):
+    event_id: Id = Field(description="the tap's payment_id (the engine's request id)")
+    label: Literal[0, 1] = Field(description="1 fraud, 0 genuine")
+    reported_at: Instant = Field(description="when the label became known")
+
+
+class LabelsIn(_In):
+    labels: list[LabelIn] = Field(max_length=10_000)

@@ -10,6 +10,7 @@
   the monitor's in phase 2), restored on start.
 * ``service_silences``: runtime silences (Alertmanager-style matchers, expiry).
 * ``service_incident_actions``: acknowledge / assign / note / resolve, with who and when.
+* ``service_events`` (migration ``0006_service_events``): the live monitor's inbox.
 """
 
 from __future__ import annotations
@@ -100,3 +101,20 @@ incident_actions = Table(
     Column("note", Text, nullable=True),
     Index("ix_service_incident_actions_incident_id", "incident_id"),
 )
+
+events = Table(
+    "service_events",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("event_id", String(128), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("doc", JsonDoc, nullable=False),
+    UniqueConstraint("event_id", name="uq_service_events_event_id"),
+)
+"""The live monitor's inbox: every event accepted by ``POST /v1/events`` and every
+settled attempt, in arrival order (``seq``). The monitor (one leader among the
+workers) reads it past the position its checkpoint includes, so nothing accepted
+is lost or counted twice across restarts; ``event_id`` is unique (a replayed
+event, or an attempt also sent as an event, counts once)."""

@@ -72,6 +72,7 @@ class AttemptResult:
     outcome: str
     response_code: str | None = None
     latency_ms: float | None = None
+    step_up_passed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,10 @@ class Settled:
     response_code: str | None
     latency_ms: float | None
     at: float
+    decision: str = "approve"
+    """The decision the attempt was authorised under (``approve`` or ``step_up``)."""
+    step_up_passed: bool | None = None
+    """For a stepped-up attempt: the strong verification's result, when the gateway says."""
 
 
 class OutcomeListener(Protocol):
@@ -186,6 +191,7 @@ class TapLedger:
         clock: Callable[[], float] = time.time,
         listeners: Sequence[OutcomeListener] = (),
         on_batch: Callable[[int, float], None] | None = None,
+        record_events: bool = False,
     ) -> None:
         self.engine = engine
         self.router = router
@@ -194,6 +200,8 @@ class TapLedger:
         self.clock = clock
         self.listeners = list(listeners)
         self.on_batch = on_batch
+        self.record_events = record_events
+        """Also write settled attempts to the live monitor's inbox (``service_events``)."""
         self.eligible_default = tuple(router.config.order)
         dialect = engine.dialect.name
         self._insert_stmt = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -653,7 +661,9 @@ class TapLedger:
                         if not o.is_inquiry and o.result is not None:
                             settled.append(Settled(o.attempt_id, row["request"], att.channel,
                                                    o.result.outcome, o.result.response_code,
-                                                   o.result.latency_ms, now))
+                                                   o.result.latency_ms, now,
+                                                   str(row["decision"]),
+                                                   o.result.step_up_passed))
                     else:  # the same result raced on another worker and won: read it
                         fresh = conn.execute(select(t.attempts)
                                              .where(t.attempts.c.attempt_id == o.attempt_id)
@@ -663,6 +673,12 @@ class TapLedger:
                         att = session.attempts[int(row["number"]) - 1]
                         action = session._action()
                 results.append((o, self._report_answer(row, session, att, action)))
+            if settled and self.record_events:
+                # the monitor's inbox, in the result's own transaction: an outcome
+                # is in the inbox exactly when it is in the tap book
+                from tapshield.service.inbox import insert, settled_rows
+
+                insert(conn, settled_rows(settled))
         for ch, region, at, outcome, code, latency in observe:
             self.router.observe(ch, region, at, outcome, code, latency)
         for o, res in results:

@@ -20,25 +20,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from tapshield.config import load_model
 from tapshield.errors import ContractError
 from tapshield.events.codes import BUSINESS_CODES, RISK_CODES, TECHNICAL_CODES
 from tapshield.events.schema import DIMENSIONS
-from tapshield.timeutil import parse_rfc3339
+from tapshield.timeutil import DURATION_HELP, parse_duration, parse_rfc3339
 
 # -- small value types -------------------------------------------------------------
 
-_DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?"
-                          r"(?:(\d+(?:\.\d+)?)s)?$")
 _CODE_RE = re.compile(r"^[0-9A-Z]{2}$")
 _REGION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 _TEXT_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,64}$")
@@ -48,25 +45,7 @@ class ScenarioError(ContractError):
     """A traffic model or scenario that cannot be used, with the field to fix."""
 
 
-def parse_duration(value: object) -> timedelta:
-    """``"45m"``, ``"1h30m"``, ``"2d"``, ``"90s"`` or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text like '45m', '1h30m', '2d'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration must not be negative")
-        return timedelta(seconds=float(value))
-    if isinstance(value, timedelta):
-        return value
-    text = str(value).strip().replace(" ", "")
-    m = _DURATION_RE.match(text)
-    if not text or m is None or not any(m.groups()):
-        raise ValueError(f"not a duration: {value!r} (use e.g. '45m', '1h30m', '2d', '90s')")
-    d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-
-
-Duration = Annotated[timedelta, Field(description="'45m', '1h30m', '2d', '90s' or seconds")]
+Duration = Annotated[timedelta, Field(description=DURATION_HELP)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Weights = dict[str, Annotated[float, Field(ge=0.0)]]
@@ -545,95 +524,13 @@ class Scenario(_Strict):
 # -- loading -----------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that keeps timestamps as text (we parse them strictly ourselves)."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScenarioError(f"{source}{where}: not valid YAML ({problem})") from None
-    return data, node
-
-
-def _line(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the value at ``loc`` (or of its closest existing parent)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            nxt = next((v for k, v in node.value if k.value == part), None)
-            if nxt is None:
-                key = next((k for k, _ in node.value if k.value == part), None)
-                return key.start_mark.line + 1 if key is not None else line
-            node = nxt
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-        else:
-            return line
-        line = node.start_mark.line + 1
-    return line
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in FAULT_KIND_TAGS:
-            continue  # the discriminator tag pydantic adds for tagged unions
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(top level)"
-
-
 FAULT_KIND_TAGS = frozenset(("interface", "network", "risk_control", "fraud_attack", "release",
                              "maintenance", "small_merchant"))
 
 
-def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    return tuple(p for p in loc if not (isinstance(p, str) and p in FAULT_KIND_TAGS))
-
-
-def _explain(exc: ValidationError, node: yaml.Node | None, source: str) -> ScenarioError:
-    lines = []
-    for err in exc.errors()[:10]:
-        loc = _clean_loc(tuple(err["loc"]))
-        line = _line(node, loc)
-        where = f"{source} line {line}" if line is not None else source
-        msg = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        shown = "" if err["type"] in ("missing", "model_type") or isinstance(got, dict | list) \
-            else f" (got {got!r})"
-        if err["type"] == "extra_forbidden":
-            msg, shown = "unknown field (check the spelling; see docs/simulator.md)", ""
-        lines.append(f"{where}: {_path(loc)}: {msg}{shown}")
-    more = len(exc.errors()) - 10
-    if more > 0:
-        lines.append(f"... and {more} more problem(s)")
-    return ScenarioError("\n".join(lines))
-
-
 def _load(model: type[BaseModel], text: str, source: str) -> Any:
-    data, node = _yaml(text, source)
-    if not isinstance(data, dict):
-        raise ScenarioError(f"{source}: expected a YAML mapping of fields at the top level")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _explain(exc, node, source) from None
+    return load_model(model, text, source, error=ScenarioError, tags=FAULT_KIND_TAGS,
+                      docs="docs/simulator.md")
 
 
 _PACKAGE = "tapshield.simulate"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -74,6 +75,7 @@ class StreamProgress:
     ends: dict[int, int] | None = None
     """The end-of-input marker of ``stream produce`` (offset after each partition's last)."""
     duplicates: int = 0
+    interrupted: bool = False
     pending: int = 0
     watermark_us: int | None = None
 
@@ -84,6 +86,7 @@ class StreamProgress:
             "accepted_by_workers": sum(self.accepted.values()),
             "rejected_by_workers": self.rejected,
             "duplicates_dropped": self.duplicates,
+            "interrupted": self.interrupted,
             "complete": all(self.events.get(p, 0) == self.accepted.get(p, 0)
                             for p in set(self.events) | set(self.accepted)),
         }
@@ -93,30 +96,60 @@ class Duplicates:
     """Drops repeated ``event_id`` s in analysis order (the first copy is kept).
 
     The workers validate without cross-message state; duplicate ids are found here,
-    where every partition meets, with the file reader's index (64-bit hashes).
+    where every partition meets, with the file reader's index (64-bit hashes). A
+    stream never ends, so the index is kept per ``horizon`` of event time and the
+    oldest is dropped: a repeat is caught if it comes within one to two horizons
+    of the first copy (redeliveries and resends come within minutes), and memory
+    stays at about 9 bytes per event of two horizons.
     """
 
-    def __init__(self) -> None:
-        self.index = EventIdIndex()
+    def __init__(self, horizon_us: int = 15 * 60 * 1_000_000) -> None:
+        self.horizon_us = horizon_us
+        self.indexes: deque[tuple[int, EventIdIndex]] = deque()
         self.dropped = 0
+
+    def _seen(self, ordered: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(ordered), dtype=np.bool_)
+        for _, index in self.indexes:
+            if index.size:
+                hit |= index.seen_sorted(ordered)
+        return hit
+
+    def _current(self, newest_us: int) -> EventIdIndex:
+        if not self.indexes or newest_us >= self.indexes[-1][0] + self.horizon_us:
+            self.indexes.append((newest_us, EventIdIndex()))
+            while len(self.indexes) > 2:
+                self.indexes.popleft()
+        return self.indexes[-1][1]
 
     def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
         hashes = EventIdIndex.hashes(frame.get_column("event_id"))
         ordered = np.sort(hashes.to_numpy())
-        suspicious = bool(len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any())
-        if self.index.size and self.index.seen_sorted(ordered).any():
-            suspicious = True
-        if not suspicious:
-            self.index.add_sorted(ordered)
-            return frame
-        seen = self.index.seen_sorted(ordered)
-        before = pl.Series(ordered[seen])
-        keep = ~hashes.is_in(before.implode()) & hashes.is_first_distinct()
-        kept = frame.filter(keep)
-        self.dropped += frame.height - kept.height
-        self.index.add_sorted(np.sort(EventIdIndex.hashes(kept.get_column("event_id"))
-                                      .to_numpy()))
+        seen = self._seen(ordered)
+        repeats = bool(len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any())
+        kept = frame
+        if repeats or seen.any():
+            before = pl.Series(ordered[seen])
+            kept = frame.filter(~hashes.is_in(before.implode()) & hashes.is_first_distinct())
+            self.dropped += frame.height - kept.height
+            ordered = np.sort(EventIdIndex.hashes(kept.get_column("event_id")).to_numpy())
+        newest = frame.get_column("ts").cast(pl.Int64).max()
+        assert isinstance(newest, int)
+        self._current(newest).add_sorted(ordered)
         return kept
+
+
+@dataclass(slots=True)
+class StreamAccounting:
+    """Puts the stream's accounting into the summary before the sinks write it."""
+
+    progress: StreamProgress
+
+    def observe(self, batch: pl.DataFrame) -> None:
+        return None
+
+    def finish(self, result: AnalysisResult) -> None:
+        result.summary["stream"] = self.progress.as_dict()
 
 
 class StreamAnalysis:
@@ -131,10 +164,11 @@ class StreamAnalysis:
         cfg = PipelineConfig(lateness=timedelta(0), monitor_config=monitor_config)
         # the merger waits for late events (per partition); the pipeline's own
         # reorderer then sees ordered input and only counts what still came late
-        self.analysis = Analysis(cfg, changes=changes, sinks=sinks)
+        self.progress = StreamProgress()
+        self.analysis = Analysis(cfg, changes=changes, sinks=sinks,
+                                 extensions=[StreamAccounting(self.progress)])
         self.lateness_us = int(settings.lateness * 1e6)
         self.on_alerts = on_alerts
-        self.progress = StreamProgress()
         self.progress_file = progress_file
         self.duplicates = Duplicates()
         self._stop = False
@@ -162,40 +196,45 @@ class StreamAnalysis:
                    for p in range(parts)]
             tps.append(TopicPartition(self.topics.aggregates, 0, OFFSET_BEGINNING))
             consumer.assign(tps)
-            last_release = last_mark = quiet_since = time.monotonic()
-            while not self._stop:
-                msgs = consumer.consume(500, 0.2)
-                for m in msgs:
-                    if m.error():
-                        continue
-                    if m.topic() == self.topics.canonical:
-                        frame = wire.decode(m.value() or b"")
-                        p = int(m.partition())
-                        merger.add(p, frame)
-                        self.progress.events[p] = self.progress.events.get(p, 0) + frame.height
-                    else:
-                        self._aggregate(m.value() or b"")
-                now = time.monotonic()
-                if merger.pending_rows and (now - last_release > 0.25
-                                            or merger.pending_rows > 200_000):
-                    self._feed(merger.release())
-                    last_release = now
-                if now - last_mark > 2.0:
-                    self._mark(consumer, merger)
-                    last_mark = now
-                if msgs or s.follow:
-                    quiet_since = now
-                    continue
-                if now - quiet_since >= 0.4 and self._caught_up(consumer, parts,
-                                                                now - quiet_since):
-                    break
+            try:
+                self._loop(consumer, merger, parts)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: finish with what was read
+                self.progress.interrupted = True
             self._feed(merger.release(final=True))
             self._mark(consumer, merger)
         finally:
             consumer.close()
-        result = self.analysis.finish()
-        result.summary["stream"] = self.progress.as_dict()
-        return result
+        return self.analysis.finish()
+
+    def _loop(self, consumer: Any, merger: Merger, parts: int) -> None:
+        s = self.settings
+        last_release = last_mark = quiet_since = time.monotonic()
+        while not self._stop:
+            msgs = consumer.consume(500, 0.2)
+            for m in msgs:
+                if m.error():
+                    continue
+                if m.topic() == self.topics.canonical:
+                    frame = wire.decode(m.value() or b"")
+                    p = int(m.partition())
+                    merger.add(p, frame)
+                    self.progress.events[p] = self.progress.events.get(p, 0) + frame.height
+                else:
+                    self._aggregate(m.value() or b"")
+            now = time.monotonic()
+            if merger.pending_rows and (now - last_release > 0.25
+                                        or merger.pending_rows > 200_000):
+                self._feed(merger.release())
+                last_release = now
+            if now - last_mark > 2.0:
+                self._mark(consumer, merger)
+                last_mark = now
+            if msgs or s.follow:
+                quiet_since = now
+                continue
+            if now - quiet_since >= 0.4 and self._caught_up(consumer, parts,
+                                                            now - quiet_since):
+                break
 
     # -- internals ---------------------------------------------------------------
 

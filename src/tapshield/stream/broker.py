@@ -51,8 +51,11 @@ class LocalBroker:
 
     port: int = 0
     storage: str = MEMORY
-    """``memory://tansu/`` (lost on stop) or ``postgres://user@host:port/db`` (kept)."""
+    """``memory://tansu/`` (lost on stop) or ``s3://bucket/`` (kept; the wheel's Tansu
+    is built with memory and S3 storage only)."""
     log: Path | None = None
+    env: dict[str, str] | None = None
+    """Extra environment, e.g. ``AWS_ENDPOINT`` and keys for S3 storage."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log_fh: IO[bytes] | None = field(default=None, repr=False)
 
@@ -70,6 +73,7 @@ class LocalBroker:
             [str(tansu_binary()), "broker", "--listener-url", url,
              "--advertised-listener-url", url, "--storage-engine", self.storage],
             stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(self.env or {})},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -64,7 +64,7 @@ def wire_json(batch: pl.DataFrame) -> list[bytes]:
 
 
 def ensure_topics(brokers: str, topics: Topics, partitions: int,
-                  timeout: float = 30.0) -> None:
+                  timeout: float = 30.0, *, create_input: bool = True) -> None:
     """Create the four topics (input, canonical, aggregates, dead letters) if missing.
 
     The canonical topic has as many partitions as the input: a worker writes a
@@ -73,7 +73,12 @@ def ensure_topics(brokers: str, topics: Topics, partitions: int,
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": brokers})
-    have = set(admin.list_topics(timeout=timeout).topics)
+    meta = admin.list_topics(timeout=timeout)
+    have = set(meta.topics)
+    if topics.events in have:  # an existing input topic decides the partition count
+        partitions = len(meta.topics[topics.events].partitions) or partitions
+    elif not create_input:
+        raise ContractError(f"topic {topics.events} not found on {brokers}")
     want = [
         NewTopic(name, num_partitions=n, replication_factor=1, config=topic_extra())
         for name, n in ((topics.events, partitions), (topics.canonical, partitions),

@@ -202,5 +202,12 @@ def build_app(settings: WorkerSettings, state_dir: str | None = None) -> Any:
 
 
 def run_worker(settings: WorkerSettings) -> None:
-    """Run one replica until SIGTERM/SIGINT (Quix commits a last checkpoint then)."""
+    """Run one replica until SIGTERM/SIGINT (Quix commits a last checkpoint then).
+
+    The derived topics are created first if missing (as many canonical partitions
+    as the input has), so workers can be pointed at an existing payments topic.
+    """
+    from tapshield.stream.produce import ensure_topics
+
+    ensure_topics(settings.brokers, Topics(settings.topic), partitions=1, create_input=False)
     build_app(settings).run()

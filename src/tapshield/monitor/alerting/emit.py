@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tapshield.levels import LEVEL_NAMES
 from tapshield.monitor.alerting.waves import Alert
-from tapshield.monitor.alerts import AlertEvent, AlertState, Signal
+from tapshield.monitor.alerts import AlertEvent, AlertState
 from tapshield.monitor.detectors import SIGNAL_NAMES
-from tapshield.monitor.levels import LEVEL_NAMES
 from tapshield.monitor.slices import SliceInfo, slice_key
+from tapshield.signals import Signal
 from tapshield.timeutil import from_epoch_us
 
 
@@ -21,7 +22,7 @@ def alert_event(a: Alert, info: SliceInfo, now: int, state: AlertState, notify: 
     """The event of alert ``a`` changing to ``state`` at ``now`` (``info``: its slice;
     ``extra``: figures known only at this change, e.g. ``ended_at``)."""
     level = a.tracker.level
-    sig_name: Signal = SIGNAL_NAMES[a.signal]  # type: ignore[assignment]
+    sig_name: Signal = SIGNAL_NAMES[a.signal]
     figures = dict(a.figures)
     figures["level_name"] = LEVEL_NAMES[level]
     if a.tracker.reasons:

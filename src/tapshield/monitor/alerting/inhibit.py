@@ -134,6 +134,57 @@ class Inhibitor:
         # events with the slice (none shares any: nothing to attach it to)
         return True, c.cp, overlap[0][1] if overlap[0][0] > 0 else None
 
+    def common_cause(self, c: Crossing, seq: int, a: Alert, tries: int = 3) -> int | None:
+        """A slice of other dimensions that explains both the crossing's slice and
+        every rate slice of wave ``a``'s scope, or ``None``.
+
+        Two waves in disjoint slices of one dimension (``os=android`` then
+        ``os=ios``) are one fault when a third slice holds the failures of both
+        (``app_version=8.2.0``): the same removal test as inhibition, with that
+        slice's events taken out of each. Candidates are, per slice set, the
+        slice holding most of the crossing slice's recent failures (``tries`` of
+        them, most failures first); a big slice that merely holds many events
+        explains nothing, since the rest still fails."""
+        infos = self.registry.infos
+        views = self.views
+        view = self.recent.view(c.ts - self.explain_us, seq)
+        if view.size == 0:
+            return None
+        rows = views.rows(view, c.slice)
+        fail = rows[views.indicator(view, c.slice, c.signal)[rows]]
+        if fail.size == 0:
+            return None
+        own = infos[c.slice].mapping
+        cands: list[tuple[int, int]] = []
+        for j in range(view.member.shape[1]):
+            col = view.member[fail, j]
+            col = col[col >= 0]
+            if col.size == 0:
+                continue
+            counts = np.bincount(col)
+            t = int(np.argmax(counts))
+            tm = infos[t].mapping
+            if t == c.slice or not tm or refines(own, tm) or not set(tm) - set(own):
+                continue  # the slice itself, the whole flow, or one of its parents
+            cands.append((int(counts[t]), t))
+        cands.sort(key=lambda x: (-x[0], infos[x[1]].key))
+        for _n, t in cands[:tries]:
+            in_t = views.mask(view, t)
+            if self._left_anomalous(view, rows, in_t, c.slice, c.signal):
+                continue
+            if all(not self._left_anomalous(view, views.rows(view, m.slice), in_t, m.slice,
+                                            m.signal)
+                   for m in a.scope() if m.signal in RATE_SIGNALS):
+                return t
+        return None
+
+    def _left_anomalous(self, view: View, rows: np.ndarray, out: np.ndarray, s: int,
+                        sig: int) -> bool:
+        """Is slice ``s`` still anomalous for ``sig`` on its ``rows`` outside ``out``?"""
+        rest = rows[~out[rows]]
+        y = self.views.indicator(view, s, sig)[rest]
+        return self.views.still_anomalous(y, s, sig)[0]
+
     def change_point(self, s: int, sig: int, now: int, seq: int, fallback: int) -> int:
         """Maximum-likelihood start of a rate change in slice ``s`` (Bernoulli GLR).
 
@@ -172,9 +223,26 @@ class Inhibitor:
         if a.family == "technical" and abs(cp - a.started_us) <= self.group_us:
             return True
         inside = self.registry.infos[s].mapping
-        return any(refines(inside, self.registry.infos[m.slice].mapping) for m in a.scope())
+        infos = self.registry.infos
+        return any(refines(inside, infos[m.slice].mapping) for m in a.scope()) or any(
+            refines(inside, infos[p].mapping) for p in a.prior_scope if infos[p].mapping)
 
-    def minimize(self, a: Alert, now: int, seq: int) -> None:
+    def explained_by(self, s: int, sig: int, slices: list[int], now: int, seq: int) -> bool:
+        """Is slice ``s``'s recent ``sig`` anomaly explained by ``slices`` (nothing
+        anomalous left once their events are taken out), and does it share events
+        with them at all?"""
+        view = self.recent.view(now - self.explain_us, seq)
+        if view.size == 0:
+            return False
+        rows = self.views.rows(view, s)
+        out = np.zeros(view.size, dtype=bool)
+        for t in slices:
+            out |= self.views.mask(view, t)
+        if not out[rows].any():
+            return False
+        return not self._left_anomalous(view, rows, out, s, sig)
+
+    def minimize(self, a: Alert, now: int, seq: int, same_slice: bool = False) -> None:
         """Keep as the wave's scope only the slices the others do not explain.
 
         Slices join a wave in the order their tests happen to cross, often a
@@ -184,7 +252,10 @@ class Inhibitor:
         slice where the change concentrates ranks above both its diluted parents
         and its smaller children. Each is kept only if it is still anomalous with
         the better-ranked kept ones taken out, else it becomes an explained
-        member. The alert is then named after its best slice.
+        member. The alert is then named after its best slice. With
+        ``same_slice``, a member in the slice of a kept one (another symptom of
+        the same scope: declines where the channel fails) stays in the scope, so
+        it goes on explaining its children.
         """
         views = self.views
         view = self.recent.view(now - self.explain_us, seq)
@@ -202,7 +273,8 @@ class Inhibitor:
         ranked.sort(key=lambda t: (-t[0], self.registry.infos[t[1].slice].key, t[1].signal))
         kept: list[Member] = []
         for _x, m in ranked:
-            if not kept or m.signal not in RATE_SIGNALS:
+            if not kept or m.signal not in RATE_SIGNALS or (
+                    same_slice and any(k.slice == m.slice for k in kept)):
                 kept.append(m)
                 continue
             in_t = views.mask(view, m.slice)

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tapshield.levels import NOTICE
 from tapshield.monitor import _kernels as kn
-from tapshield.monitor.levels import NOTICE, LevelTracker
+from tapshield.monitor.levels import LevelTracker
 
 FAMILY = {0: "technical", 3: "technical", 4: "technical", 5: "technical", 1: "business",
           2: "business"}
@@ -113,6 +114,9 @@ class Alert:
     last_review_us: int = 0
     reopened: int = 0
     """How often the wave came back within the reopen window after resolving."""
+    prior_scope: list[int] = field(default_factory=list)
+    """Slices of its scope before it last resolved (a reopened wave's slices come
+    back one by one; they are still this wave)."""
     resolved_us: int | None = None
     """When it last resolved (event time), while it may still reopen."""
     figures: dict[str, Any] = field(default_factory=dict)
