@@ -4,9 +4,12 @@
 :class:`~tapshield.pipeline.Analysis` (monitor, incidents, diagnosis), records
 the run in the store and, with a loan book, values the financing impact in
 the same pass (:class:`~tapshield.app.impact.ImpactTap`). Every output file
-is written once, complete: ``alerts.jsonl`` and ``incidents.json`` as the
-analysis goes, ``report.html`` and then ``summary.json`` at the end with
-the input accounting and the impact already in them.
+is written once, complete, into a staging folder (``alerts.jsonl`` and
+``incidents.json`` as the analysis goes, ``report.html`` and ``summary.json``
+at the end with the input accounting and the impact already in them) and the
+whole set is moved into the output folder when the run ends, ``summary.json``
+last (:class:`~tapshield.app.outputs.OutputDir`): a crash leaves the folder as
+it was, a failed run leaves nothing new, no earlier output stays beside it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from tapshield.app.outputs import OutputDir, StopFlag, until_stopped
 from tapshield.events.changes import read_changes
 from tapshield.events.read import EventReader, ReadStats
 from tapshield.events.rejects import RejectWriter
@@ -59,72 +63,113 @@ class AnalyzeOutcome:
     out: Path
     paths: dict[str, Path] = field(default_factory=dict)
     """Files written beside the four standard outputs (impact files)."""
+    portfolio_rejects: int = 0
+    """Loan-book rows rejected (written to ``portfolio.rejects.csv``)."""
+    status: str = "complete"
+    """``complete``, or ``interrupted`` (SIGTERM / SIGINT: the outputs cover
+    the events read until then and ``summary.json`` says so)."""
 
     @property
     def rejected(self) -> int:
-        return self.input.rejected + self.change_rejects
+        return self.input.rejected + self.change_rejects + self.portfolio_rejects
 
 
 @dataclass(slots=True)
 class InputAccounting:
-    """Puts the reader's accounting into the summary before it is written."""
+    """Puts the run's status and the reader's accounting into the summary before
+    it is written: ``status``, ``rows_read``, ``rows_accepted`` and
+    ``rows_rejected`` are always there (docs/contracts.md, the completion marker)."""
 
     stats: ReadStats
+    stop: StopFlag | None = None
+    change_rejects: int = 0
 
     def observe(self, batch: object) -> None:
         return None
 
     def finish(self, result: AnalysisResult) -> None:
+        interrupted = self.stop is not None and self.stop()
+        result.summary["status"] = "interrupted" if interrupted else "complete"
+        result.summary["rows_read"] = self.stats.rows
+        result.summary["rows_accepted"] = self.stats.accepted
+        result.summary["rows_rejected"] = self.stats.rejected
+        result.summary["changes_rejected"] = self.change_rejects
         result.summary["input"] = self.stats.as_dict()
 
 
 def analyse_file(
-    opts: AnalyzeOptions, *, on_progress: Callable[[Progress], None] | None = None
+    opts: AnalyzeOptions, *, on_progress: Callable[[Progress], None] | None = None,
+    stop: StopFlag | None = None,
 ) -> AnalyzeOutcome:
-    """Run the pipeline over ``opts.events``; outputs go to ``opts.out``."""
+    """Run the pipeline over ``opts.events``; outputs go to ``opts.out``.
+
+    ``stop`` (see :func:`~tapshield.app.outputs.graceful_stop`) ends the read
+    early: what was read is analysed, the outputs are committed with
+    ``status: interrupted`` and the run is recorded as such.
+    """
     from tapshield.storage import Store, default_url
     from tapshield.storage.sink import StoreSink
 
-    out = opts.out
-    out.mkdir(parents=True, exist_ok=True)
-    change_frame = None
-    change_rejects = 0
-    if opts.changes is not None:
-        ch = read_changes(opts.changes)
-        change_frame = ch.valid
-        change_rejects = ch.rejects.height
-        if change_rejects:
-            write_report_csv(ch.rejects, out / "changes.rejects.csv")
-    rejects = RejectWriter(out / "rejects.csv")
-    reader = EventReader(opts.events, chunk_rows=opts.chunk_rows, on_reject=rejects.write)
-    extensions: list[Extension] = [InputAccounting(reader.stats)]
-    impact = None
-    if opts.portfolio is not None:
-        from tapshield.app.impact import ImpactTap
-
-        impact = ImpactTap(opts.portfolio, out, input_stats=lambda: reader.stats)
-        extensions.append(impact)
-    store = Store(opts.db or default_url(out))
-    run_id = store.start_run("analyze", str(opts.events))
-    cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config, lang=opts.lang)
+    folder = OutputDir(opts.out)
+    stage = folder.staging
+    rejects: RejectWriter | None = None
+    store = None
+    run_id = None
+    reader: EventReader | None = None
     status = "failed"
+    result: AnalysisResult | None = None
     try:
+        change_frame = None
+        change_rejects = 0
+        if opts.changes is not None:
+            ch = read_changes(opts.changes)
+            change_frame = ch.valid
+            change_rejects = ch.rejects.height
+            if change_rejects:
+                write_report_csv(ch.rejects, stage / "changes.rejects.csv")
+        rejects = RejectWriter(stage / "rejects.csv")
+        reader = EventReader(opts.events, chunk_rows=opts.chunk_rows, on_reject=rejects.write)
+        extensions: list[Extension] = [InputAccounting(reader.stats, stop, change_rejects)]
+        impact = None
+        if opts.portfolio is not None:
+            from tapshield.app.impact import ImpactTap
+
+            stats = reader.stats
+            impact = ImpactTap(opts.portfolio, stage, input_stats=lambda: stats)
+            impact.read_book()
+            extensions.append(impact)
+        store = Store(opts.db or default_url(opts.out))
+        run_id = store.start_run("analyze", str(opts.events))
+        cfg = PipelineConfig(lateness=opts.lateness, monitor_config=opts.config, lang=opts.lang)
+
         def tick(analysis: Analysis) -> None:
             if on_progress is not None:
                 on_progress(Progress(analysis.events_seen, len(analysis.book.incidents())))
 
         result = analyze_frames(
-            reader, changes=change_frame, config=cfg, out_dir=out,
+            until_stopped(reader, stop), changes=change_frame, config=cfg, out_dir=stage,
             sinks=[StoreSink(store, run_id, cfg.tz)], on_batch=tick, extensions=extensions,
         )
-        status = "ok"
-    finally:
         rejects.close()
-        store.finish_run(
-            run_id, status=status, read=reader.stats.rows, accepted=reader.stats.accepted,
-            rejected=reader.stats.rejected,
-        )
-        store.close()
-    return AnalyzeOutcome(result, reader.stats, change_rejects, out,
-                          dict(impact.paths) if impact is not None else {})
-
+        folder.commit()
+        status = str(result.summary.get("status", "complete"))
+        status = "interrupted" if status == "interrupted" else "ok"
+    finally:
+        if rejects is not None:
+            rejects.close()
+        if not folder.committed:
+            folder.abandon()
+        if store is not None:
+            if run_id is not None:
+                st = reader.stats if reader is not None else None
+                store.finish_run(
+                    run_id, status=status, read=st.rows if st else 0,
+                    accepted=st.accepted if st else 0, rejected=st.rejected if st else 0,
+                )  # the summary (with timings and the timeline) is recorded by StoreSink
+            store.close()
+    return AnalyzeOutcome(
+        result, reader.stats, change_rejects, opts.out,
+        {k: folder.final(v.name) for k, v in impact.paths.items()} if impact is not None else {},
+        portfolio_rejects=impact.rejected if impact is not None else 0,
+        status="interrupted" if status == "interrupted" else "complete",
+    )

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
+from tapshield.app.outputs import StopFlag, until_stopped, write_json_atomic
 from tapshield.drill.score import Scorecard, score
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
@@ -97,6 +98,8 @@ class DrillResult:
     """The risk engine's misfire guard's verdicts, when the scenario changes risk rules."""
     communication: dict[str, Any] | None = None
     """The response's figures (notices, webhooks, playbook steps), when one ran."""
+    interrupted: bool = False
+    """Stopped by SIGTERM / SIGINT: graded on the events analysed until then."""
 
     def to_dict(self) -> dict[str, Any]:
         d = self.scorecard.to_dict()
@@ -159,6 +162,7 @@ def run_drill(
     sinks: Sequence[Sink] = (),
     respond: Responder | None = None,
     guard: bool = True,
+    stop: StopFlag | None = None,
 ) -> DrillResult:
     """Simulate, analyse, (replay failover,) score; writes ``scorecard.json`` in ``out_dir``.
 
@@ -166,7 +170,10 @@ def run_drill(
     ``respond``: the response stage (``tapshield.comms.drill.respond_in_drill`` or any
     callable of that shape), run on the incidents after the analysis; its figures go
     on the scorecard. ``guard``: run the risk engine's misfire guard over the events
-    when the scenario changes risk rules or models."""
+    when the scenario changes risk rules or models.
+    ``stop`` (SIGTERM / SIGINT under :func:`~tapshield.app.outputs.graceful_stop`)
+    ends the analysis early: the failover replay is skipped and the scorecard,
+    graded on what was analysed, says ``"status": "interrupted"``."""
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     out = Path(out_dir)
     seconds: dict[str, float] = {}
@@ -186,8 +193,8 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    result = analyze_frames(iter(reader), changes=changes, config=PipelineConfig(),
-                            out_dir=out / "analysis", sinks=sinks)
+    result = analyze_frames(until_stopped(reader, stop), changes=changes,
+                            config=PipelineConfig(), out_dir=out / "analysis", sinks=sinks)
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
@@ -199,19 +206,21 @@ def run_drill(
             canonical = pl.concat(list(EventReader(sim.events_path, chunk_rows=chunk_rows)))
         return canonical
 
-    if failover and any(f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
+    interrupted = stop is not None and stop()
+    if failover and not interrupted and any(
+            f.must_page and f.cause in FAILOVER_CAUSES for f in truth.faults):
         step("replaying failover")
         t0 = time.perf_counter()
         fo = saved_by_failover(world, events(), truth, seed=world.seed)
         seconds["failover"] = time.perf_counter() - t0
     verdicts: list[dict[str, Any]] | None = None
-    if guard and _changes_risk(changes):
+    if guard and not interrupted and _changes_risk(changes):
         step("running the misfire guard")
         t0 = time.perf_counter()
         verdicts = misfire_verdicts(events(), changes)
         seconds["guard"] = time.perf_counter() - t0
     comms: dict[str, Any] | None = None
-    if respond is not None:
+    if respond is not None and not interrupted:
         step("responding")
         t0 = time.perf_counter()
         saved = _saved_per_incident(result.incidents, truth, fo)
@@ -221,8 +230,10 @@ def run_drill(
     card = score(result.incidents, truth, alerts=result.alerts,
                  saved_by_failover=fo["saved"] if fo is not None else None)
     drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo, verdicts, comms)
-    (out / "scorecard.json").write_text(json.dumps(drill.to_dict(), indent=2) + "\n",
-                                        encoding="utf-8")
+    doc = drill.to_dict()
+    doc["status"] = "interrupted" if interrupted else "complete"
+    drill.interrupted = interrupted
+    write_json_atomic(out / "scorecard.json", doc)
     return drill
 
 

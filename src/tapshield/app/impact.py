@@ -71,25 +71,38 @@ def value_impact(
     cfg = ImpactConfig.load(opts.config) if opts.config is not None else ImpactConfig()
     incs = load_incidents(opts.incidents)
     pf = read_portfolio(opts.portfolio, schedule=opts.schedule) if opts.portfolio else None
-    opts.out.mkdir(parents=True, exist_ok=True)
-    rejects = RejectWriter(opts.out / f"{opts.events.name}.rejects.csv")
-    reader = EventReader(opts.events, on_reject=rejects.write)
+    # Staged and moved into place as a whole (see tapshield.app.outputs): a
+    # failed or killed valuation leaves the folder as it was.
+    from tapshield.app.outputs import OutputDir
 
-    def batches() -> Iterator[pl.DataFrame]:
-        for batch in reader:
-            yield batch
-            if on_batch is not None:
-                on_batch(reader.stats)
+    folder = OutputDir(opts.out)
+    stage = folder.staging
+    rejects = RejectWriter(stage / f"{opts.events.name}.rejects.csv")
+    try:
+        reader = EventReader(opts.events, on_reject=rejects.write)
 
-    result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
-    rejects.close()
-    result.inputs["events"] = reader.stats.as_dict()
-    pf_rejects = None
-    if pf is not None and pf.rejected:
-        pf_rejects = opts.out / "portfolio.rejects.csv"
-        write_report_csv(pf.rejects, pf_rejects)
-    paths = write_impact(result, opts.out)
-    return ImpactOutcome(result, paths, reader.stats, pf, pf_rejects)
+        def batches() -> Iterator[pl.DataFrame]:
+            for batch in reader:
+                yield batch
+                if on_batch is not None:
+                    on_batch(reader.stats)
+
+        result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
+        rejects.close()
+        result.inputs["events"] = reader.stats.as_dict()
+        pf_rejects = None
+        if pf is not None and pf.rejected:
+            pf_rejects = stage / "portfolio.rejects.csv"
+            write_report_csv(pf.rejects, pf_rejects)
+        paths = write_impact(result, stage)
+        folder.commit()
+    finally:
+        rejects.close()
+        if not folder.committed:
+            folder.abandon()
+    final = {k: folder.final(v.name) for k, v in paths.items()}
+    return ImpactOutcome(result, final, reader.stats, pf,
+                         folder.final(pf_rejects.name) if pf_rejects is not None else None)
 
 
 SPILL_ROWS = 2_000_000
@@ -115,12 +128,32 @@ class ImpactTap:
     out: Path
     input_stats: Callable[[], ReadStats] | None = None
     """The reader's accounting of the events file (reported in impact.json)."""
+    book: Portfolio | None = None
+    """The loan book, read (and its rejected rows written) by :meth:`read_book`."""
+    rejects_path: Path | None = None
+    """``portfolio.rejects.csv`` when borrowers were rejected (none: no file)."""
     _held: list[pl.DataFrame] = field(default_factory=list)
     _held_rows: int = 0
     _spill_dir: Path | None = None
     _spilled: list[Path] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     result: ImpactResult | None = None
+
+    def read_book(self) -> Portfolio:
+        """Read the loan book before the events, so a book that cannot be used
+        stops the run at once, and write its rejected rows: a borrower left out
+        of the valuation is never left out silently."""
+        if self.book is None:
+            self.book = read_portfolio(self.portfolio)
+            if self.book.rejected:
+                self.rejects_path = self.out / "portfolio.rejects.csv"
+                write_report_csv(self.book.rejects, self.rejects_path)
+        return self.book
+
+    @property
+    def rejected(self) -> int:
+        """Loan-book rows rejected (0 before :meth:`read_book`)."""
+        return self.book.rejected if self.book is not None else 0
 
     def observe(self, batch: pl.DataFrame) -> None:
         if batch.height == 0:
@@ -145,7 +178,7 @@ class ImpactTap:
 
     def finish(self, result: AnalysisResult) -> None:
         try:
-            impact = assess(self._batches(), result.incidents, self.portfolio)
+            impact = assess(self._batches(), result.incidents, self.read_book())
         finally:
             if self._spill_dir is not None:
                 shutil.rmtree(self._spill_dir, ignore_errors=True)
@@ -155,5 +188,6 @@ class ImpactTap:
         self.result = impact
         self.paths = write_impact(impact, self.out)
         figures = impact_summary(impact)
+        figures["portfolio_rejected"] = self.rejected
         result.summary["impact"] = figures
         result.sections.append(impact_section(figures, self.paths["html"].name))

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import polars as pl
 
+from tapshield.app.outputs import StopFlag, until_stopped
 from tapshield.errors import RowError
 from tapshield.events.changes import read_changes
 from tapshield.events.idindex import EventIdIndex
@@ -74,6 +75,23 @@ class NotifySink:
         return None
 
 
+class _LiveStatus:
+    """Puts the stream's status and row counts into the summary before it is written."""
+
+    def __init__(self, run: LiveRun) -> None:
+        self.run = run
+        self.interrupted = False
+
+    def observe(self, batch: object) -> None:
+        return None
+
+    def finish(self, result: AnalysisResult) -> None:
+        result.summary["status"] = "interrupted" if self.interrupted else "complete"
+        result.summary["rows_read"] = self.run.accepted + self.run.rejected
+        result.summary["rows_accepted"] = self.run.accepted
+        result.summary["rows_rejected"] = self.run.rejected
+
+
 class LiveRun:
     """One watch of a stream; :meth:`run` it over batches."""
 
@@ -90,8 +108,12 @@ class LiveRun:
 
             all_sinks.insert(0, FileSink(opts.out, tz=opts.tz, changes=change_frame))
         pconf = PipelineConfig(lateness=opts.lateness, diagnose=opts.diagnose, tz=opts.tz)
+        self.accepted = 0
+        self.rejected = 0
+        """Input lines rejected (counted by the caller that reads them)."""
+        self.status = _LiveStatus(self)
         self.analysis = Analysis(pconf, changes=change_frame, monitor=self.monitor,
-                                 sinks=all_sinks)
+                                 sinks=all_sinks, extensions=[self.status])
         self.lock = threading.Lock()
 
     def serve_metrics(self, host: str, port: int) -> None:
@@ -106,18 +128,25 @@ class LiveRun:
                                            notifiers=self.notifiers))
         start_http_server(port, addr=host, registry=registry)
 
-    def run(self, batches: Iterable[pl.DataFrame]) -> LiveOutcome:
-        """Feed ``batches`` until they end (or Ctrl-C), then close the stream."""
+    def run(self, batches: Iterable[pl.DataFrame], *,
+            stop: StopFlag | None = None) -> LiveOutcome:
+        """Feed ``batches`` until they end, ``stop`` is set (SIGTERM / SIGINT under
+        :func:`~tapshield.app.outputs.graceful_stop`) or Ctrl-C, then close the
+        stream: flush the monitor, write the summary (``status`` and the row
+        counts), close the notifiers."""
         t0 = time.monotonic()
         interrupted = False
         try:
-            for batch in batches:
+            for batch in until_stopped(batches, stop):
                 with self.lock:
                     if batch.height:
+                        self.accepted += batch.height
                         self.analysis.feed(batch)
                     follow_clock(self.monitor, self.opts.lateness)
         except KeyboardInterrupt:
             interrupted = True
+        interrupted = interrupted or (stop is not None and stop())
+        self.status.interrupted = interrupted
         with self.lock:
             result = self.analysis.finish()
         for n in self.notifiers:

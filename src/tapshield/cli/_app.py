@@ -78,6 +78,16 @@ class UsageError(Exception):
     """A problem with the command line or its inputs, reported in one line."""
 
 
+def esc(value: object) -> str:
+    """A data value for a Rich markup string or table cell, shown as it is.
+
+    Every value that comes from input (ids, paths, amounts, scopes, messages
+    that quote a value) goes through here: ``[/x]`` would crash Rich and
+    ``[bold]1[/bold]`` would print as ``1``.
+    """
+    return escape(str(value))
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)

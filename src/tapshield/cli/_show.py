@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from tapshield.cli._app import console
+from tapshield.cli._app import console, esc
 
 if TYPE_CHECKING:
     from tapshield.pipeline import AnalysisResult
@@ -59,24 +59,25 @@ def print_summary(result: AnalysisResult, out: Path, *, max_rows: int = 20) -> N
             d = i.to_dict()
             scope = "; ".join(",".join(f"{k}={v}" for k, v in c.items()) for c in i.scope)
             it.add_row(
-                i.id, f"{i.level} {LEVEL_NAMES[i.level]}", d["start"][11:19],
-                d["detected_at"][11:19], scope or "everything",
-                f"{i.cause} ({i.confidence:.0%})", f"{i.failed_payments:,}", d["lost_amount"],
+                esc(i.id), f"{i.level} {LEVEL_NAMES[i.level]}", esc(d["start"][11:19]),
+                esc(d["detected_at"][11:19]), esc(scope) if scope else "everything",
+                f"{esc(i.cause)} ({i.confidence:.0%})", f"{i.failed_payments:,}",
+                esc(d["lost_amount"]),
             )
         console.print(it)
     notices = [i for i in result.incidents if i.level > 3]
     if notices:
         causes = Counter(i.cause for i in notices)
         console.print(f"{len(notices)} level-4 notice(s) not paged: "
-                      + ", ".join(f"{c} {n}" for c, n in causes.most_common())
-                      + f" (all in {out / 'incidents.json'})", highlight=False)
+                      + ", ".join(f"{esc(c)} {n}" for c, n in causes.most_common())
+                      + f" (all in {esc(out / 'incidents.json')})", highlight=False)
     impact = s.get("impact")
     if isinstance(impact, dict):
         t = Table(title="financing impact", title_justify="left", show_header=False, box=None)
         for k, v in impact.items():
-            t.add_row(k.replace("_", " "), str(v))
+            t.add_row(esc(k.replace("_", " ")), esc(v))
         console.print(t)
-    console.print(f"report: {out / 'report.html'}")
+    console.print(f"report: {esc(out / 'report.html')}", highlight=False)
 
 
 def _fmt_scope(scope: list[dict[str, str]] | None) -> str:
@@ -92,7 +93,7 @@ def print_scorecard(data: dict[str, Any], as_json: bool = False) -> None:
         return
     faults = data["faults"]
     assert isinstance(faults, list)
-    table = Table(title=f"drill scorecard: {data['scenario']}")
+    table = Table(title=f"drill scorecard: {esc(data['scenario'])}")
     for col in ("fault", "cause", "must page", "detected", "delay", "cause reported",
                 "scope (F1)", "failed payments true / in window / reported", "saved"):
         table.add_column(col, overflow="fold")
@@ -102,18 +103,18 @@ def print_scorecard(data: dict[str, Any], as_json: bool = False) -> None:
         else:
             det = "[red]PAGED[/]" if f["detected"] else "[green]quiet[/]"
         delay = f"{f['delay_s'] / 60:.1f} min" if f["delay_s"] is not None else "-"
-        cause = f["cause_reported"] or "-"
+        cause = esc(f["cause_reported"] or "-")
         if f["cause_right"] is not None:
             cause = f"[green]{cause}[/]" if f["cause_right"] else f"[red]{cause}[/]"
         scope = "-"
         if f["scope_f1"] is not None:
             colour = "green" if f["scope_right"] else "yellow" if f["scope_f1"] > 0 else "red"
-            scope = f"[{colour}]{_fmt_scope(f['scope_reported'])} ({f['scope_f1']:.2f})[/]"
+            scope = f"[{colour}]{esc(_fmt_scope(f['scope_reported']))} ({f['scope_f1']:.2f})[/]"
         window, reported = f["failed_payments_window"], f["failed_payments_reported"]
         counts = (f"{f['failed_payments_true']:,} / {'-' if window is None else window}"
                   f" / {'-' if reported is None else reported}")
         saved = str(f["saved_by_failover"]) if f["saved_by_failover"] is not None else "-"
-        table.add_row(f"{f['fault_id']}\n{_fmt_scope(f['scope_truth'])}", f["cause"],
+        table.add_row(f"{esc(f['fault_id'])}\n{esc(_fmt_scope(f['scope_truth']))}", esc(f["cause"]),
                       "yes" if f["must_page"] else "no", det, delay, cause, scope, counts, saved)
     console.print(table)
     s = data["summary"]

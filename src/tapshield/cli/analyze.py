@@ -9,8 +9,12 @@ import typer
 
 from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, app, console, friendly
 
+MAX_LATENESS_S = 366 * 86_400.0
+"""A lateness beyond a year is a typo (``1e300`` does not fit a duration)."""
+
 if TYPE_CHECKING:
     from tapshield.app.analyze import AnalyzeOptions, AnalyzeOutcome
+    from tapshield.app.outputs import StopFlag
 
 
 @app.command()
@@ -33,7 +37,8 @@ def analyze(
         0, "--max-rejects", min=0, help="Exit 0 while at most this many rows are rejected."
     ),
     lateness: float = typer.Option(
-        60.0, "--lateness", min=0.0, help="Seconds to wait for out-of-order events."
+        60.0, "--lateness", min=0.0, max=MAX_LATENESS_S,
+        help="Seconds to wait for out-of-order events (at most a year).",
     ),
     chunk_rows: int = typer.Option(500_000, "--chunk-rows", min=1, hidden=True),
     lang: str = typer.Option("en", "--lang", help="Language of report.html: en or zh."),
@@ -44,28 +49,43 @@ def analyze(
     """
     from datetime import timedelta
 
+    from rich.markup import escape
+
     from tapshield.app.analyze import AnalyzeOptions
+    from tapshield.app.outputs import graceful_stop
     from tapshield.cli._show import print_summary
 
-    outcome = run_with_progress(AnalyzeOptions(
-        events, out, changes=changes, portfolio=portfolio, config=config, db=db,
-        lateness=timedelta(seconds=lateness), chunk_rows=chunk_rows, lang=_lang(lang),
-    ))
+    with graceful_stop() as stop:
+        outcome = run_with_progress(AnalyzeOptions(
+            events, out, changes=changes, portfolio=portfolio, config=config, db=db,
+            lateness=timedelta(seconds=lateness), chunk_rows=chunk_rows, lang=_lang(lang),
+        ), stop=stop)
     print_summary(outcome.result, out)
     if outcome.input.errors:
         for e in outcome.input.errors[:10]:
-            console.print(f"[red]rejected[/] {e}", highlight=False, soft_wrap=True)
+            console.print(f"[red]rejected[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         console.print(f"{outcome.input.rejected:,} rejected row(s) written to "
-                      f"{out / 'rejects.csv'}")
+                      f"{escape(str(out / 'rejects.csv'))}", highlight=False)
     if outcome.change_rejects:
         console.print(
             f"{outcome.change_rejects} rejected change(s) written to "
-            f"{out / 'changes.rejects.csv'}"
+            f"{escape(str(out / 'changes.rejects.csv'))}", highlight=False,
         )
+    if outcome.portfolio_rejects:
+        console.print(
+            f"{outcome.portfolio_rejects} rejected loan-book row(s) (their borrowers are "
+            f"left out of the impact) written to "
+            f"{escape(str(out / 'portfolio.rejects.csv'))}", highlight=False,
+        )
+    if outcome.status == "interrupted":
+        console.print(f"[bold yellow]interrupted ({escape(stop.signal or 'signal')}):[/] the "
+                      f"outputs cover the {outcome.input.rows:,} rows read until then; "
+                      "summary.json says status \"interrupted\"", highlight=False)
+        raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_REJECTS if outcome.rejected > max_rejects else EXIT_OK)
 
 
-def run_with_progress(opts: AnalyzeOptions) -> AnalyzeOutcome:
+def run_with_progress(opts: AnalyzeOptions, stop: StopFlag | None = None) -> AnalyzeOutcome:
     """:func:`tapshield.app.analyze.analyse_file` under a live progress line."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -85,7 +105,7 @@ def run_with_progress(opts: AnalyzeOptions) -> AnalyzeOutcome:
         def tick(p: use_case.Progress) -> None:
             progress.update(task, rows=p.events, incidents=p.incidents)
 
-        return use_case.analyse_file(opts, on_progress=tick)
+        return use_case.analyse_file(opts, on_progress=tick, stop=stop)
 
 
 def _lang(value: str) -> str:

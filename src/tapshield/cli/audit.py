@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tapshield.cli._app import EXIT_OK, UsageError, app, console, err_console, friendly
+from tapshield.cli._app import EXIT_OK, UsageError, app, console, err_console, esc, friendly
 
 if TYPE_CHECKING:
     from tapshield.audit.checkpoint import Verifier
@@ -122,7 +122,7 @@ def verify_cmd(
 
 def _print_report(report: Any) -> None:
     for w in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {esc(w)}", highlight=False)
     signed = report.newest_head
     line = (f"{report.rows:,} entries, {report.heads} signed heads in the database, "
             f"{report.witness_heads} from witnesses; {report.seconds:.2f} s")
@@ -136,7 +136,7 @@ def _print_report(report: Any) -> None:
     where = f"#{fb.entry}" if fb is not None and fb.entry is not None else "-"
     console.print(f"[bold red]TAMPERED[/] first bad entry: {where}", highlight=False)
     for f in report.findings:
-        console.print(f"  - {f.message}", highlight=False, soft_wrap=True)
+        console.print(f"  - {esc(f.message)}", highlight=False, soft_wrap=True)
     console.print(line, highlight=False)
 
 
@@ -167,7 +167,7 @@ def head_cmd(
     note = head.note
     console.print(note, end="", highlight=False, markup=False, soft_wrap=True)
     if witness is not None and append_witness(witness, note):
-        err_console.print(f"appended to {witness}", highlight=False)
+        err_console.print(f"appended to {esc(witness)}", highlight=False)
 
 
 @audit_app.command("proof")
@@ -248,13 +248,14 @@ def check_proof_cmd(
     try:
         cp, _ = open_note(note, verifiers)
     except NoteError as exc:
-        console.print(f"[bold red]INVALID[/] {exc}", highlight=False)
+        console.print(f"[bold red]INVALID[/] {esc(exc)}", highlight=False)
         raise typer.Exit(EXIT_TAMPERED) from None
     ok = cp.size == size and merkle.verify_inclusion(
         entry.seq, size, entry.leaf_hash(), path, cp.root)
     if ok:
-        console.print(f"[bold green]OK[/] entry #{entry.seq} ({entry.kind}, {entry.subject}) is "
-                      f"in the log {cp.origin} of {size:,} entries signed "
+        console.print(f"[bold green]OK[/] entry #{entry.seq} ({esc(entry.kind)}, "
+                      f"{esc(entry.subject)}) is "
+                      f"in the log {esc(cp.origin)} of {size:,} entries signed "
                       f"{cp.timestamp.isoformat()}", highlight=False)
         raise typer.Exit(EXIT_OK)
     console.print(f"[bold red]INVALID[/] entry #{entry.seq} is not proven by this head",
@@ -277,7 +278,7 @@ def keygen_cmd(
         skey, _vkey, signer = write_keypair(out, name)
     except (ValueError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
-    err_console.print(f"signing key written to {skey} (keep it out of the database and "
+    err_console.print(f"signing key written to {esc(skey)} (keep it out of the database and "
                       "backups of it; see docs/trust.md)", highlight=False)
     console.print(signer.verifier().vkey(), highlight=False, markup=False, soft_wrap=True)
 

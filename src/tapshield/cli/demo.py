@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tapshield.cli._app import EXIT_OK, app, console, friendly
+from tapshield.cli._app import EXIT_OK, app, console, esc, friendly
 
 
 @app.command()
@@ -40,11 +40,12 @@ def demo(
         )
     sim = outcome.simulation
     console.print(
-        f"simulated [bold]{sim.events:,}[/] attempts ({sim.payments:,} taps) of {scenario} "
-        f"in {sim.seconds:.1f} s -> {sim.events_path}"
+        f"simulated [bold]{sim.events:,}[/] attempts ({sim.payments:,} taps) of {esc(scenario)} "
+        f"in {sim.seconds:.1f} s -> {esc(sim.events_path)}", highlight=False
     )
     if outcome.portfolio is not None:
-        console.print(f"loan book: {outcome.facilities:,} facilities -> {outcome.portfolio}")
+        console.print(f"loan book: {outcome.facilities:,} facilities -> {esc(outcome.portfolio)}",
+                      highlight=False)
     print_summary(outcome.analysis.result, out)
     print_scorecard(outcome.scorecard.to_dict(), as_json=False)
     raise typer.Exit(EXIT_OK)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tapshield.cli._app import UsageError, app, console, err_console, friendly
+from tapshield.cli._app import UsageError, app, console, err_console, esc, friendly
 
 _SHOWN_ALERTS = 10
 #: below this sampling step a week of history no longer fits the detector's buffers
@@ -75,7 +75,7 @@ def detect(
                 f"{FINEST_STEP_S} s or more (e.g. Prometheus step=60s)"
             )
     for msg in messages:
-        err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {esc(msg)}", highlight=False, soft_wrap=True)
 
     with steps(len(series), f"scoring {series_file.name}") as advance:
         verdicts = detect_series(series, DEFAULT_CONFIG, progress=advance)
@@ -96,9 +96,9 @@ def detect(
     table = Table(show_header=False, box=None)
     table.add_row("rows read and written", f"{series.rows_read:,}")
     table.add_row("points scored", f"{int(np.isfinite(series.values).sum()):,}")
-    table.add_row("timestamps", series.time_format)
+    table.add_row("timestamps", esc(series.time_format))
     table.add_row("alerts", f"[red]{len(alerts):,}[/]" if alerts else "0")
-    table.add_row("results written to", str(target))
+    table.add_row("results written to", esc(target))
     console.print(table)
     if alerts:
         names = driver_names(verdicts)
@@ -106,9 +106,10 @@ def detect(
         for col in ("timestamp", "value", "anomaly_score", "evidence"):
             shown.add_column(col)
         for i in alerts[:_SHOWN_ALERTS]:
-            shown.add_row(series.labels[i], f"{series.values[i]:g}",
-                          f"{1.0 - verdicts.p_value[i]:.6f}", names[i] or "")
+            shown.add_row(esc(series.labels[i]), f"{series.values[i]:g}",
+                          f"{1.0 - verdicts.p_value[i]:.6f}", esc(names[i] or ""))
         console.print(shown)
         if len(alerts) > _SHOWN_ALERTS:
-            console.print(f"... and {len(alerts) - _SHOWN_ALERTS} more in {target}")
+            console.print(f"... and {len(alerts) - _SHOWN_ALERTS} more in {esc(target)}",
+                          highlight=False)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from tapshield.cli._app import EXIT_OK, UsageError, app, console, friendly
+from tapshield.cli._app import EXIT_OK, UsageError, app, console, err_console, friendly
 
 if TYPE_CHECKING:
     from tapshield.pipeline import Sink
@@ -58,15 +58,21 @@ def drill(
         raise UsageError("which scenario? give a name (tapshield simulate --list) or a YAML file")
     keep = out is not None
     work = out if out is not None else Path(tempfile.mkdtemp(prefix="tapshield-drill-"))
-    with console.status("drill") as status:
+    from tapshield.app.outputs import graceful_stop
+
+    with graceful_stop() as stop, console.status("drill") as status:
         sinks = _audit_sinks(audit_db, f"drill {scenario}")
         result = run_drill(scenario, work, seed=seed, failover=not no_failover,
                            progress=lambda s: status.update(f"drill: {s}"), sinks=sinks,
-                           respond=None if no_respond else _responder(respond_db, sinks))
+                           respond=None if no_respond else _responder(respond_db, sinks),
+                           stop=stop)
     data = result.to_dict()
     print_scorecard(data, as_json)
     if not as_json:
         _print_response(data)
+    if result.interrupted:
+        err_console.print("interrupted: the scorecard grades the events analysed until then "
+                          "(scorecard.json says status \"interrupted\")", highlight=False)
     if not keep:
         import shutil
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, friendly
+from tapshield.cli._app import EXIT_OK, EXIT_REJECTS, UsageError, app, console, esc, friendly
 
 if TYPE_CHECKING:
     import polars as pl
@@ -57,10 +57,12 @@ def impact(
     pf = outcome.portfolio
     if pf is not None and pf.rejected:
         for e in pf.errors[:10]:
-            console.print(f"[red]portfolio rejected[/] {e}", highlight=False, soft_wrap=True)
-        console.print(f"{pf.rejected} portfolio row(s) rejected: see {outcome.portfolio_rejects}")
+            console.print(f"[red]portfolio rejected[/] {esc(e)}", highlight=False, soft_wrap=True)
+        console.print(f"{pf.rejected} portfolio row(s) rejected: see "
+                      f"{esc(outcome.portfolio_rejects)}",
+                      highlight=False)
     for e in outcome.events.errors[:10]:
-        console.print(f"[red]events rejected[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]events rejected[/] {esc(e)}", highlight=False, soft_wrap=True)
     _print(outcome.result, outcome.paths, outcome.events.rows, outcome.events.rejected)
     raise typer.Exit(EXIT_REJECTS if outcome.rejected > max_rejects else EXIT_OK)
 
@@ -78,7 +80,8 @@ def _print(result: ImpactResult, paths: dict[str, Path], rows: int, rejected: in
     t.add_column("PBOC grade", overflow="fold")
     for i in result.incidents:
         tot = i.totals
-        t.add_row(f"{i.window.id} ({i.window.incident.cause})", format_fen(tot["net_fen"]),
+        t.add_row(f"{esc(i.window.id)} ({esc(i.window.incident.cause)})",
+                  format_fen(tot["net_fen"]),
                   f"{format_fen(tot['net_low_fen'])}-{format_fen(tot['net_high_fen'])}",
                   i.dora["classification"], i.prc["grade"])
     console.print(t)
@@ -96,7 +99,7 @@ def _print(result: ImpactResult, paths: dict[str, Path], rows: int, rejected: in
     f = Table(show_header=False, box=None)
     f.add_row("events read", f"{rows:,} ({rejected:,} rejected)")
     for k, v in paths.items():
-        f.add_row(k, str(v))
+        f.add_row(esc(k), esc(v))
     console.print(f)
 
 
@@ -134,5 +137,5 @@ def portfolio_cmd(
     t.add_row("facilities", f"{frame.height:,}")
     t.add_row("borrowers", f"{frame['borrower_id'].n_unique():,}")
     t.add_row("outstanding", format_fen(int(frame["outstanding"].sum() or 0)))
-    t.add_row("written to", str(out))
+    t.add_row("written to", esc(out))
     console.print(t)

@@ -24,6 +24,7 @@ from tapshield.cli._app import (
     app,
     console,
     err_console,
+    esc,
     friendly,
 )
 
@@ -52,12 +53,12 @@ class _AlertPrinter:
         if self.quiet:
             return
         for ev in events:
-            where = ", ".join(f"{k}={v}" for k, v in ev.slice.items()) or "whole flow"
+            where = esc(", ".join(f"{k}={v}" for k, v in ev.slice.items()) or "whole flow")
             colour = _COLOURS.get(ev.level, "white")
             console.print(
                 f"{to_rfc3339(ev.ts, self.tz)} [{colour}]L{ev.level} {LEVEL_NAMES[ev.level]}[/] "
                 f"{ev.state:<11} {ev.signal:<12} {where}"
-                f"{'  [bold]NOTIFY[/]' if ev.notify else ''}  {ev.alert_id}",
+                f"{'  [bold]NOTIFY[/]' if ev.notify else ''}  {esc(ev.alert_id)}",
                 highlight=False, soft_wrap=True)
 
     def incidents(self, incidents: Sequence[Incident]) -> None:
@@ -90,7 +91,7 @@ def live(
         None, "--out", "-o", help="Also write alerts.jsonl and incidents.json here."),
     batch_seconds: float = typer.Option(1.0, "--batch-seconds", min=0.01,
                                         help="Micro-batch length (wall seconds)."),
-    lateness: float = typer.Option(5.0, "--lateness", min=0.0,
+    lateness: float = typer.Option(5.0, "--lateness", min=0.0, max=366 * 86_400.0,
                                    help="Seconds to wait for out-of-order events."),
     no_diagnose: bool = typer.Option(False, "--no-diagnose", help="Skip diagnosis."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print alert changes."),
@@ -122,9 +123,10 @@ def live(
 
     def reject(count: int, errors: list[RowError]) -> None:
         nonlocal rejected
+        run.rejected += count
         for e in errors:
             if rejected < 50:
-                err_console.print(f"[red]rejected[/] line {e.row}: {e.column}: {e.rule}",
+                err_console.print(f"[red]rejected[/] line {e.row}: {esc(e.column)}: {esc(e.rule)}",
                                   highlight=False)
         rejected += count
 
@@ -134,9 +136,13 @@ def live(
         if sys.stdin.isatty():
             err_console.print("reading JSONL events from stdin (Ctrl-D to end)")
         batches = jsonl_batches(sys.stdin, batch_seconds=batch_seconds, on_reject=reject)
-    outcome = run.run(batches)
+    from tapshield.app.outputs import graceful_stop
+
+    with graceful_stop() as stop:
+        outcome = run.run(batches, stop=stop)
     if outcome.interrupted:
-        err_console.print("interrupted: closing the stream")
+        err_console.print(f"interrupted ({esc(stop.signal or 'Ctrl-C')}): stream closed, "
+                          "summary written, notifiers closed", highlight=False)
     console.print(
         f"{outcome.result.summary['events']:,} events in {outcome.seconds:.1f} s, "
         f"{printer.count} alert changes, {outcome.result.summary['incidents']} incidents, "
@@ -145,4 +151,4 @@ def live(
         console.print(f"{name}: {st.sent} sent, {st.failed} failed, {st.retried} retried, "
                       f"{st.dropped} dropped" + (f" (last error: {st.last_error})"
                                                   if st.failed or st.dropped else ""))
-    raise typer.Exit(EXIT_REJECTS if rejected else EXIT_OK)
+    raise typer.Exit(EXIT_OK if outcome.interrupted or not rejected else EXIT_REJECTS)

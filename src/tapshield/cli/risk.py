@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from tapshield.cli._app import EXIT_REJECTS, UsageError, app, console, err_console, friendly
+from tapshield.cli._app import (
+    EXIT_REJECTS,
+    UsageError,
+    app,
+    console,
+    err_console,
+    esc,
+    friendly,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -52,10 +60,11 @@ def _requests(path: Path, layout: str, max_rejects: int, rejects_to: Path) -> Re
         req.rejects.write_csv(rejects_to)
         shown = req.rejects.head(3).select("row", "errors").rows()
         for row, errors in shown:
-            err_console.print(f"[yellow]rejected:[/] row {row}: {errors}", highlight=False)
-        err_console.print(f"{req.rejects.height:,} request rows rejected -> {rejects_to}")
+            err_console.print(f"[yellow]rejected:[/] row {row}: {esc(errors)}", highlight=False)
+        err_console.print(f"{req.rejects.height:,} request rows rejected -> {esc(rejects_to)}",
+                          highlight=False)
     if req.layout != "contract":
-        err_console.print(f"[dim]{path.name}: read as the public {req.layout} layout "
+        err_console.print(f"[dim]{esc(path.name)}: read as the public {req.layout} layout "
                           "(docs/risk.md)[/]", highlight=False)
     return req
 
@@ -71,7 +80,8 @@ def _labels(path: Path | None, layout: str, delay: str, req: pl.DataFrame | None
                                   requests=req if same else None)
     if rejects.height:
         rejects.write_csv(rejects_to)
-        err_console.print(f"{rejects.height:,} label rows rejected -> {rejects_to}")
+        err_console.print(f"{rejects.height:,} label rows rejected -> {esc(rejects_to)}",
+                          highlight=False)
     return labels
 
 
@@ -192,7 +202,7 @@ def train_cmd(
     c = report["counts"]
     table.add_row("requests / labelled / fraud", f"{c['requests']:,} / {c['labelled']:,} / "
                   f"{c['fraud']:,}")
-    table.add_row("time split at", report["cutoff"])
+    table.add_row("time split at", esc(report["cutoff"]))
     v = report["valid"]
     table.add_row("latest weeks: PR AUC", f"{v['average_precision']:.3f}")
     table.add_row("decline above", f"{t.decline:.4f} (genuine "
@@ -200,8 +210,8 @@ def train_cmd(
                   f"{t.measured['decline']['fraud_recall']:.1%})")
     table.add_row("step up above", f"{t.step_up:.4f}")
     if "gate" in report:
-        table.add_row("gate", report["gate"]["reason"])
-    table.add_row("written to", str(out))
+        table.add_row("gate", esc(report["gate"]["reason"]))
+    table.add_row("written to", esc(out))
     console.print(table)
     _exit_for(req.rejects.height, max_rejects)
 
@@ -274,7 +284,7 @@ def score_cmd(
     table.add_row("rules", engine.rules.version)
     for dec in ("approve", "step_up", "decline"):
         table.add_row(dec, f"{int((res['decision'] == dec).sum()):,}")
-    table.add_row("written to", str(out))
+    table.add_row("written to", esc(out))
     console.print(table)
     _exit_for(req.rejects.height, max_rejects)
 
@@ -321,7 +331,7 @@ def backtest_cmd(
     a, b = report["current"], report["candidate"]
     for key in ("decline", "step_up", "genuine_declined", "genuine_stepped_up",
                 "fraud_declined", "fraud_amount_declined"):
-        table.add_row(key, f"{a[key]:,}" if isinstance(a[key], int) else str(a[key]),
+        table.add_row(key, f"{a[key]:,}" if isinstance(a[key], int) else esc(a[key]),
                       f"{b[key]:,}" if isinstance(b[key], int) else str(b[key]))
     console.print(table)
     ch = report["changes"]
@@ -329,5 +339,5 @@ def backtest_cmd(
                   f"{ch['genuine_newly_stepped_up']:,}; frauds newly declined "
                   f"{ch['fraud_newly_declined']:,}, no longer declined "
                   f"{ch['fraud_no_longer_declined']:,}; amount saved {ch['amount_saved']}")
-    console.print(f"report: {target}")
+    console.print(f"report: {esc(target)}", highlight=False)
     _exit_for(req.rejects.height, max_rejects)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from tapshield.cli._app import EXIT_OK, UsageError, app, console, friendly
+from tapshield.cli._app import EXIT_OK, UsageError, app, console, esc, friendly
 from tapshield.cli._progress import steps
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def reroute(
         results = compare(taps, world, names, seed=sc.seed if seed is None else seed,
                           config=cfg, progress=tick)
     base = results["no_failover"]
-    table = Table(title=f"{sc.name}: {taps.height:,} taps, budget {cfg.budget_ms / 1000:g} s",
+    table = Table(title=f"{esc(sc.name)}: {taps.height:,} taps, budget {cfg.budget_ms / 1000:g} s",
                   caption="failed: taps never approved nor declined; charged, failed: failed "
                   "taps with an authorisation never reversed; quick: answered \"use another "
                   "method\" at once; wait p50: median wait of a failed tap")
@@ -76,7 +76,7 @@ def reroute(
                          no_wrap=col == "policy")
     for name, r in results.items():
         table.add_row(
-            name, f"{r.failed:,}", f"{r.saved_vs(base):,}", _yuan(r.lost_fen),
+            esc(name), f"{r.failed:,}", f"{r.saved_vs(base):,}", _yuan(r.lost_fen),
             f"{r.double_authorisations:,}", f"{r.unconfirmed_charges:,}", f"{r.attempts:,}",
             f"{r.quick_answers:,}",
             "-" if r.failed == 0 else f"{r.failed_wait_ms_p50 / 1000:.1f} s",
@@ -97,7 +97,7 @@ def reroute(
                         results.items()},
         }
         (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"results written to {out / 'results.json'}")
+        console.print(f"results written to {esc(out / 'results.json')}", highlight=False)
     raise typer.Exit(EXIT_OK)
 
 

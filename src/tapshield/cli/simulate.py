@@ -10,7 +10,7 @@ from typing import BinaryIO
 import typer
 from rich.table import Table
 
-from tapshield.cli._app import EXIT_OK, UsageError, app, console, friendly
+from tapshield.cli._app import EXIT_OK, UsageError, app, console, esc, friendly
 from tapshield.cli._progress import steps
 
 
@@ -80,15 +80,15 @@ def simulate(
     with steps(total, f"simulating {sc.name}") as advance:
         result = run_simulation(sc, out_dir, fmt=fmt, seed=seed, labels=not no_labels,
                                 progress=advance, background=prefetch)
-    table = Table(title=f"scenario {sc.name}", show_header=False, box=None)
+    table = Table(title=f"scenario {esc(sc.name)}", show_header=False, box=None)
     table.add_row("events", f"{result.events:,}")
     table.add_row("payments (taps)", f"{result.payments:,}")
     table.add_row("seconds", f"{result.seconds:.1f}")
-    table.add_row("events file", str(result.events_path))
-    table.add_row("changes", str(result.changes_path))
-    table.add_row("truth", str(result.truth_path))
+    table.add_row("events file", esc(result.events_path))
+    table.add_row("changes", esc(result.changes_path))
+    table.add_row("truth", esc(result.truth_path))
     if result.labels_path is not None:
-        table.add_row("labels", str(result.labels_path))
+        table.add_row("labels", esc(result.labels_path))
     console.print(table)
     faults = Table(title="injected faults and decoys")
     for col in ("id", "cause", "must page", "scope", "start", "end", "failed payments",
@@ -96,9 +96,9 @@ def simulate(
         faults.add_column(col, overflow="fold")
     for f in result.truth["faults"]:
         scope = "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in f["scope"]) or "all"
-        faults.add_row(f["id"], f["cause"], "yes" if f["must_page"] else "no", scope,
-                       f["start"][:19], f["end"][:19], f"{f['failed_payments']:,}",
-                       f["lost_amount"])
+        faults.add_row(esc(f["id"]), esc(f["cause"]), "yes" if f["must_page"] else "no",
+                       esc(scope), esc(f["start"][:19]), esc(f["end"][:19]),
+                       f"{f['failed_payments']:,}", esc(f["lost_amount"]))
     console.print(faults)
 
 
@@ -115,7 +115,7 @@ def _list(names: list[str]) -> None:
         kinds = ", ".join(f.kind for f in sc.faults)
         if sc.festival is not None:
             kinds = ", ".join(x for x in (kinds, "festival") if x)
-        table.add_row(name, _human(sc.duration), kinds or "-", sc.why.strip())
+        table.add_row(esc(name), _human(sc.duration), esc(kinds or "-"), esc(sc.why.strip()))
     console.print(table)
 
 

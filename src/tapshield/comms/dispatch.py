@@ -56,7 +56,7 @@ class Dispatcher:
                  rng: random.Random | None = None) -> None:
         self.outbox = outbox
         self.sender = sender
-        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12].upper()}"
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff

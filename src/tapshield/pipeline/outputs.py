@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from tapshield.pipeline.analyze import AnalysisResult
 
 
+VOLATILE_SUMMARY_KEYS = frozenset({"processing_seconds", "events_per_second"})
+"""Summary figures that depend on the machine, not the input: shown by the
+command and kept with the run in the database, left out of ``summary.json``
+so the same inputs give the same files byte for byte."""
+
+
 class FileSink:
     def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None,
                  lang: str = "en") -> None:
@@ -62,7 +68,8 @@ class FileSink:
                           lang=self.lang),
             encoding="utf-8",
         )
+        summary = {k: v for k, v in result.summary.items() if k not in VOLATILE_SUMMARY_KEYS}
         self.summary_path.write_text(
-            json.dumps(result.summary, indent=2, ensure_ascii=False, default=str) + "\n",
+            json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n",
             encoding="utf-8",
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 from typing import Any, Protocol
@@ -153,7 +153,6 @@ def render_report(
     return environment().get_template("report.html.j2").render(
         title=title,
         css=stylesheet(),
-        generated=to_rfc3339(datetime.now(UTC), tz),
         summary=result.summary,
         headline={
             "outage_failed": sum(int(d["failed_payments"]) for d in outages),

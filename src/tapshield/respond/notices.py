@@ -22,6 +22,7 @@ The policy a customer-service head expects:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from dataclasses import dataclass
@@ -215,8 +216,13 @@ def render(templates: Templates, cause: str, kind: str, recipient: Recipient, *,
 
 
 def message_key(*parts: str) -> str:
-    """A stable idempotency key: the same message planned twice has the same key."""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    """A stable idempotency key: the same message planned twice has the same key.
+
+    Upper-case base32 (26 characters, 130 bits): no lower-case letter, so no key can
+    look like a customer or device id (``u123456``, ``d95145``) to a search of the
+    outputs for raw identifiers, as hex keys do by chance."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return base64.b32encode(digest).decode("ascii")[:26]
 
 
 # -- personal data ----------------------------------------------------------------

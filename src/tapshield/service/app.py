@@ -47,6 +47,7 @@ from tapshield.service.decision import EngineDecider, TapRequest
 from tapshield.service.incidents import visible_to_partner
 from tapshield.service.keys import Principal
 from tapshield.service.metrics import render
+from tapshield.service.problems import AUTH, VALIDATION, err
 from tapshield.service.runtime import ServiceRuntime
 from tapshield.service.silences import Matcher
 from tapshield.service.taps import AttemptResult, BusyError, TapConflictError, UnknownAttemptError
@@ -83,23 +84,8 @@ def _problem(status: int, code: str, detail: str, request_id: str | None,
                          "request_id": request_id}, status_code=status, headers=headers)
 
 
-def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {401: "No or unknown API key", 403: "The key's role may not do this",
-            404: "Not found", 409: "The tap's state forbids this (see code)",
-            413: "Request body over the limit", 429: "Rate limit of the key exceeded",
-            503: "Not ready, shutting down or the database is unavailable; retry"}
-    out: dict[int | str, dict[str, Any]] = {}
-    for c in codes:
-        out[c] = {"model": s.Problem, "description": text[c]}
-        if c == 429:
-            out[c]["headers"] = {"Retry-After": {"description": "Seconds to wait",
-                                                 "schema": {"type": "string"}}}
-    return out
-
-
-AUTH = (401, 403, 413, 429, 503)
-_VALIDATION = {"description": "Validation Error", "content": {"application/json": {
-    "schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}}
+_err = err
+_VALIDATION = VALIDATION
 _ANSWER_KEYS = tuple(s.AuthorizeAnswer.model_fields)
 
 

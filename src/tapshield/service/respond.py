@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from tapshield.comms.outbox import Outbox
@@ -40,6 +40,7 @@ from tapshield.respond.partners import (
     ReplayGuard,
     SignatureError,
 )
+from tapshield.service.problems import AUTH, VALIDATION, err
 from tapshield.timeutil import parse_rfc3339
 
 
@@ -101,12 +102,14 @@ def router() -> APIRouter:
                               "data": r["data"]} for r in rows]}
 
     @api.get("/v1/respond/incidents/{incident_id}/timeline", tags=["respond"],
+             responses=err(*AUTH, 404),
              summary="The incident's lifecycle and timeline")
     def get_timeline(incident_id: str, request: Request, _p: reader) -> dict[str, Any]:
         incident_or_404(request, incident_id)
         return timeline_doc(outbox_of(request), incident_id)
 
     @api.post("/v1/respond/incidents/{incident_id}/transition", tags=["respond"],
+              responses={**err(*AUTH, 404, 409), 422: VALIDATION},
               summary="Move the incident through its lifecycle (with a reason)")
     def transition(incident_id: str, body: TransitionIn, request: Request,
                    principal: operator) -> dict[str, Any]:
@@ -121,6 +124,7 @@ def router() -> APIRouter:
         return timeline_doc(ob, incident_id)
 
     @api.post("/v1/respond/partners/{partner}/status", tags=["respond"],
+              responses=err(401, 404, 409, 413, 422, 429, 503),
               summary="A partner's own status on an incident (HMAC-signed)")
     async def partner_status(partner: str, request: Request) -> dict[str, Any]:
         partners = load_partners()
@@ -184,14 +188,16 @@ def router() -> APIRouter:
                          for lang, s in texts.items()}})
         return out
 
-    @api.get("/status.json", tags=["status"], summary="Public status per channel and region")
+    @api.get("/status.json", tags=["status"], responses=err(503),
+             summary="Public status per channel and region")
     def status_json(request: Request) -> dict[str, Any]:
         items = status_items(request)
         return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "status": "disrupted" if any(i["status"] == "disrupted" for i in items)
                 else "operational", "incidents": items}
 
-    @api.get("/status", tags=["status"], summary="Public status page (HTML)")
+    @api.get("/status", tags=["status"], response_class=HTMLResponse, responses=err(503),
+             summary="Public status page (HTML)")
     def status_html(request: Request) -> Response:
         items = status_items(request)
         rows = "".join(
@@ -204,9 +210,12 @@ def router() -> APIRouter:
                 + (f"<table><tr><th>status</th><th>channels</th><th>regions</th><th>notice"
                    f"</th><th>updated</th></tr>{rows}</table>" if items
                    else "<p>一切正常 / All systems operational</p>"))
-        return Response(page, media_type="text/html; charset=utf-8")
+        return HTMLResponse(page)
 
-    @api.get("/status.atom", tags=["status"], summary="Public status as an Atom feed")
+    @api.get("/status.atom", tags=["status"], response_class=Response, responses={
+        **err(503), 200: {"description": "Atom feed", "content": {
+            "application/atom+xml": {"schema": {"type": "string"}}}}},
+             summary="Public status as an Atom feed")
     def status_atom(request: Request) -> Response:
         items = status_items(request)
         now = datetime.now(UTC).isoformat(timespec="seconds")

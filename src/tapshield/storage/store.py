@@ -37,11 +37,11 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATE_LOCK = 0x7A95_0013
 """PostgreSQL advisory lock id held while the schema is migrated."""
 
-RUN_STATUSES = ("running", "ok", "rejects", "failed", "interrupted", "killed")
-"""``running`` until the run ends; ``ok`` / ``rejects`` (finished, rows rejected
-beyond the allowance) / ``failed`` (an input or environment error) /
-``interrupted`` (SIGTERM or SIGINT: stopped cleanly, outputs marked partial) /
-``killed`` (its process died without a word; set by the next start)."""
+RUN_STATUSES = ("running", "ok", "failed", "interrupted", "killed")
+"""``running`` until the run ends; ``ok`` (finished; rows may have been
+rejected, the counts say how many) / ``failed`` (an input or environment
+error) / ``interrupted`` (SIGTERM or SIGINT: stopped cleanly, outputs say
+so) / ``killed`` (its process died without a word; set by the next start)."""
 
 
 def _process_start(pid: int) -> int | None:

@@ -1,0 +1,155 @@
+"""Outputs that never mislead (issue 12, classes 3, 5, 6, 8): no input destroyed,
+no stale file beside a new run's, nothing new after an input error, every
+rejected row somewhere, every run's records kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tapshield.app.outputs import OutputDir
+from tapshield.cli import app
+from tapshield.storage import Store
+from tests.app.test_fuzz_commands import _write
+from tests.events.helpers import GOOD
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def events(examples: Path) -> Path:
+    return examples / "events-rfc3339.csv"
+
+
+def test_validate_refuses_to_overwrite_its_input_or_another_output(tmp_path: Path,
+                                                                   events: Path) -> None:
+    mine = tmp_path / "in.csv"
+    mine.write_bytes(events.read_bytes())
+    before = mine.read_bytes()
+    res = runner.invoke(app, ["validate", str(mine), "--rejects", str(mine)])
+    assert res.exit_code == 2 and "would overwrite the input" in " ".join(res.output.split())
+    assert mine.read_bytes() == before
+    link = tmp_path / "link.csv"
+    link.symlink_to(mine)
+    res = runner.invoke(app, ["validate", str(mine), "--out", str(link)])
+    assert res.exit_code == 2 and mine.read_bytes() == before
+    res = runner.invoke(app, ["validate", str(mine), "--out", str(tmp_path / "x.csv"),
+                              "--rejects", str(tmp_path / "x.csv")])
+    assert res.exit_code == 2 and "would overwrite --out" in " ".join(res.output.split())
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_validate_changes_with_out_is_refused_not_claimed(tmp_path: Path,
+                                                          examples: Path) -> None:
+    res = runner.invoke(app, ["validate", "--changes", str(examples / "changes.csv"),
+                              "--out", str(tmp_path / "acc.csv")])
+    assert res.exit_code == 2 and "--changes" in res.output
+    assert not (tmp_path / "acc.csv").exists()
+
+
+def test_validate_leaves_no_stale_rejects_and_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "e.csv"
+    _write([dict(GOOD, event_id="e1"), dict(GOOD, event_id="e2", amount="x")], "csv", path)
+    rejects = tmp_path / "r.csv"
+    assert runner.invoke(app, ["validate", str(path), "--rejects", str(rejects)]).exit_code == 1
+    assert rejects.exists()
+    _write([dict(GOOD, event_id="e1")], "csv", path)
+    assert runner.invoke(app, ["validate", str(path), "--rejects", str(rejects)]).exit_code == 0
+    assert not rejects.exists(), "an earlier run's rejects beside a clean run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.csv"]
+
+
+def _analyze(events: Path, out: Path, *extra: str) -> int:
+    res = runner.invoke(app, ["analyze", str(events), "--out", str(out), *extra])
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    return res.exit_code
+
+
+def test_a_clean_rerun_removes_the_earlier_runs_rejects(tmp_path: Path, events: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    rows = [dict(GOOD, event_id=f"e{i}") for i in range(3)]
+    _write([*rows, dict(GOOD, event_id="x", amount="oops")], "csv", bad)
+    out = tmp_path / "out"
+    assert _analyze(bad, out) == 1
+    assert (out / "rejects.csv").exists()
+    assert _analyze(events, out) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "rejects.csv" not in names
+    assert not [n for n in names if n.startswith(".tapshield-partial")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["rows_rejected"] == 0
+
+
+def test_an_input_error_leaves_nothing_new(tmp_path: Path, events: Path) -> None:
+    out = tmp_path / "out"
+    assert _analyze(events, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix != ".db"
+              and p.is_file() and not p.name.endswith(".lock")}
+    broken = tmp_path / "broken.csv"
+    broken.write_text("event_id,ts\ne1,2026-11-11T20:00:00+08:00\n")
+    assert _analyze(broken, out) == 2
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix != ".db"
+             and p.is_file() and not p.name.endswith(".lock")}
+    assert after == before
+    assert not [p for p in out.iterdir() if p.is_dir()]
+    fresh = tmp_path / "fresh"
+    assert _analyze(broken, fresh) == 2
+    assert not (fresh / "summary.json").exists()
+    assert not (fresh / "incidents.json").exists()
+
+
+def test_two_analyses_into_one_folder_keep_both_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner as Runner
+
+    d = tmp_path / "sim"
+    r = Runner().invoke(app, ["simulate", "nfc-regional-outage", "--scale", "0.05",
+                              "--format", "csv", "--no-labels", "--out", str(d)])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out"
+    assert _analyze(d / "events.csv", out) == 0
+    assert _analyze(d / "events.csv", out) == 0
+    store = Store(f"sqlite:///{out / 'tapshield.db'}")
+    try:
+        from sqlalchemy import text
+
+        with store.engine.connect() as conn:
+            runs = [r.id for r in conn.execute(text("select id from runs order by started_at"))]
+        assert len(runs) == 2
+        first, second = (store.incidents(r) for r in runs)
+        assert first and [i.id for i in first] == [i.id for i in second]
+    finally:
+        store.close()
+
+
+def test_analyze_portfolio_writes_and_reports_rejected_borrowers(tmp_path: Path,
+                                                                 events: Path) -> None:
+    book = tmp_path / "book.csv"
+    r = runner.invoke(app, ["portfolio", "--events", str(events), "--out", str(book),
+                            "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    lines = book.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("borrower_id")] = ""
+    book.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["analyze", str(events), "--out", str(out), "--portfolio",
+                              str(book)], env={"COLUMNS": "200"})
+    assert res.exit_code == 1, res.output
+    assert (out / "portfolio.rejects.csv").exists()
+    assert "portfolio.rejects.csv" in "".join(res.output.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["impact"]["portfolio_rejected"] >= 1
+
+
+def test_staging_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / ".tapshield-partial-999999999"
+    dead.mkdir()
+    (dead / "incidents.json").write_text("[]")
+    folder = OutputDir(tmp_path)
+    assert not dead.exists() and folder.staging.exists()
+    folder.abandon()
+    assert not folder.staging.exists()
