@@ -75,7 +75,19 @@ def test_receiver_failures_lose_nothing_and_apply_nothing_twice(tmp_path: Path) 
     injected = {"fail": 0, "hang": 0, "down": 0}
     stop = threading.Event()
 
+    # Faults queued before the drain starts, so a fast machine (which drains in a couple
+    # of seconds) still meets at least 20 of them; the chaos thread adds more at random.
+    for rx in (partner_rx, gateway):
+        rx.fail_next += 3 * 6
+        rx.hang_next += 4
+    injected["fail"] += 12
+    injected["hang"] += 8
+    partner_rx.stop()  # down when the drain starts, back after a moment
+
     def chaos() -> None:
+        time.sleep(0.3)
+        partner_rx.start()
+        injected["down"] += 1
         while not stop.is_set():
             rx = rng.choice([partner_rx, gateway])
             what = rng.choice(["fail", "fail", "hang", "down"])
