@@ -229,7 +229,6 @@ class Watch:
         self._leadership = _Leadership(rt)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._silences_at = 0.0
         self.lock = threading.Lock()
         """Held while the pipeline changes (a poll, a checkpoint) and while /metrics reads it."""
 
@@ -342,13 +341,12 @@ class Watch:
             self.run_id = self.rt.store.start_run("serve", "live monitor")
         analysis.sinks = [_StoreAlerts(self), _Push(self)]
         self.analysis = analysis
-        self._apply_silences(force=True)
+        self._apply_silences()
 
-    def _apply_silences(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._silences_at < 2.0:
-            return
-        self._silences_at = now
+    def _apply_silences(self) -> None:
+        """Read the silences in force before every round: a silence created just before
+        events arrive must hold for those events (a throttle of a few seconds let the
+        first wave of a planned-work window page). One small indexed query per poll."""
         assert self.analysis is not None
         lifecycle = getattr(self.analysis.monitor, "lifecycle", None)
         if lifecycle is not None and hasattr(lifecycle, "runtime_silences"):
@@ -359,10 +357,12 @@ class Watch:
         """One round: silences, the inbox past the position, the clock. Events fed."""
         a = self.analysis
         assert a is not None
-        self._apply_silences()
         fed = 0
         while True:
             pos, frame = self.inbox.read(self.position, READ_LIMIT)
+            # silences read after the events: a silence committed before these events
+            # were posted is in force for them
+            self._apply_silences()
             if frame.height == 0:
                 break
             a.feed(frame)
