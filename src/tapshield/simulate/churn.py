@@ -52,12 +52,13 @@ NONE = np.iinfo(np.int64).min
 _SALT_DRAW = 0xC4A2
 _SALT_REACH = 0xC4A3
 
-CUSTOMERS_SCHEMA = {"user_id": pl.String, "fault_id": pl.String, "failed_at": TS_DTYPE,
-                    "notified_at": TS_DTYPE, "prompt": pl.Boolean, "churned_at": TS_DTYPE,
-                    "last_paid_at": TS_DTYPE}
+CUSTOMERS_SCHEMA: dict[str, pl.DataType] = {
+    "user_id": pl.String(), "fault_id": pl.String(), "failed_at": TS_DTYPE,
+    "notified_at": TS_DTYPE, "prompt": pl.Boolean(), "churned_at": TS_DTYPE,
+    "last_paid_at": TS_DTYPE}
 """``churn.parquet``: one row per (customer, fault) whose tap the fault lost."""
-TAPS_SCHEMA = {"user_id": pl.String, "ts": TS_DTYPE, "amount_fen": pl.Int64,
-               "approved": pl.Boolean}
+TAPS_SCHEMA: dict[str, pl.DataType] = {"user_id": pl.String(), "ts": TS_DTYPE,
+                                       "amount_fen": pl.Int64(), "approved": pl.Boolean()}
 """``churn_taps.parquet``: the taps churned customers did not make (the counterfactual)."""
 
 
@@ -108,7 +109,12 @@ class ChurnState:
         ts, user = a["ts"][:n], a["user"][:n]
         real = (user < w.pop.n_users) & (a["fraud"][:n] == 0)
         uidx = np.where(real, user, 0)
-        ok = np.bincount(tap, weights=(a["outcome"] == APPROVED), minlength=n) > 0
+        appr = a["outcome"] == APPROVED
+        ok = np.bincount(tap, weights=appr, minlength=n) > 0
+        # when the money moved: the approved attempt (a retry comes seconds after the tap)
+        paid = np.full(n, NEVER, dtype=np.int64)
+        np.minimum.at(paid, tap[appr], a["ts"][appr])
+        paid = np.where(ok, paid, ts)
         # the fault that lost each tap (-1: none, or not a cause)
         fa = a["fault"].astype(np.int64)
         counts = (fa >= 0) & self.cause[np.maximum(fa, 0)]
@@ -135,10 +141,11 @@ class ChurnState:
                                  "told": told[was], "prompt": prompt[was]})
         drop = np.flatnonzero(~keep)
         if drop.size:
-            self.removed.append({"user": user[drop], "ts": ts[drop],
+            self.removed.append({"user": user[drop], "ts": paid[drop],
                                  "amount": a["amount"][:n][drop], "ok": ok[drop]})
-        good = keep & real & ok
-        np.maximum.at(self.last_ok, user[good], ts[good])
+        # an account takeover's taps carry the customer's id: in the events they pay too
+        good = keep & (user < w.pop.n_users) & ok
+        np.maximum.at(self.last_ok, user[good], paid[good])
         if not drop.size:
             return out
         rows = keep[tap]
@@ -174,7 +181,8 @@ class ChurnState:
         }, schema=CUSTOMERS_SCHEMA)
 
     def taps(self) -> pl.DataFrame:
-        """``churn_taps.parquet``: every tap a churned customer did not make."""
+        """``churn_taps.parquet``: every tap a churned customer did not make (``ts``: of
+    the attempt that would have been approved, else of the tap)."""
         if not self.removed:
             return pl.DataFrame(schema=TAPS_SCHEMA)
         r = {k: np.concatenate([x[k] for x in self.removed]) for k in self.removed[0]}

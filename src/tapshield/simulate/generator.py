@@ -350,9 +350,9 @@ class Generator:
             if not within.all():
                 ts, ch, active = ts[within], ch[within], active[within]
         attempts = _concat(rounds, ATTEMPT_KEYS) if len(rounds) > 1 else rounds[0]
-        out = BlockOutput(blk, attempts, tap_offset, n_taps)
+        made = BlockOutput(blk, attempts, tap_offset, n_taps)
         # after every draw of the block: churn removes taps, it never shifts a stream
-        return self.churn.apply(out) if self.churn is not None else out
+        return self.churn.apply(made) if self.churn is not None else made
 
 
 def hash_pick(seed: int, salt: int, n: int) -> int:

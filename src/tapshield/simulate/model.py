@@ -157,8 +157,11 @@ class FestivalShape(_Strict):
     _d = _durations("ramp")
 
 
-CHURN_CAUSES: tuple[str, ...] = ("interface", "network", "risk_control", "release",
-                                 "maintenance", "small_merchant")
+ChurnCause = Literal["interface", "network", "risk_control", "release", "maintenance",
+                     "small_merchant"]
+
+
+_DEFAULT_CAUSES: tuple[ChurnCause, ...] = ("interface", "network", "risk_control", "release")
 
 
 class Churn(_Strict):
@@ -186,9 +189,7 @@ class Churn(_Strict):
     """From a paging fault's start to the first customer notice (detection + playbook)."""
     reach: Share = 0.9
     """Share of affected customers a notice reaches (contact on file, not opted out)."""
-    causes: list[Literal["interface", "network", "risk_control", "release", "maintenance",
-                         "small_merchant"]] = Field(
-        default_factory=lambda: ["interface", "network", "risk_control", "release"])
+    causes: list[ChurnCause] = Field(default_factory=lambda: list(_DEFAULT_CAUSES))
     """Faults whose lost taps drive customers away (fraud attacks: the attacker's taps)."""
     horizon: Duration = timedelta(hours=2)
     """Window after a fault over which ``truth.json`` states the true retention effect."""
