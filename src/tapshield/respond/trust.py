@@ -13,8 +13,8 @@ is chance, so the groups' habits are alike) and by the approved payments each
 made in the ``lookback`` before it (0, 1, 2, 3-4, 5+; merged from the top
 down until a stratum has ``MIN_CONTROLS`` comparable customers). Matching on
 prior activity alone leaves a bias: it evens out the pre-period while the
-affected stay the busier customers (measured: +0.013 on 18 seeds without
-churn, +0.003 with both, BENCHMARKS.md). For each
+affected stay the busier customers (measured without churn: mean +0.013 on 18
+seeds; with both, -0.001 on 12 held-out seeds, BENCHMARKS.md). For each
 customer, ``d`` = (paid at least once in the ``horizon`` after the incident
 ended) - (paid at least once in the ``horizon`` before it started). In each
 stratum the estimate is ``mean(d | affected) - mean(d | comparable)``; the
