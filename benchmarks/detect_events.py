@@ -1,11 +1,12 @@
 """Event F1 of the generic detector against simple baselines, on labelled data it was not tuned on.
 
 Event F1 (:mod:`tapshield.detect.events`): a labelled window is detected if an
-alert falls inside it; false alarms are the pages an alert manager would send
-for the alerts outside every window (a page, then another every 30 rows while
-alerts keep coming). Every detector is scored by the same function in the same
-run. The former count (episodes of any length, which scores "alert on every
-row" above every real detector) is printed beside it, for comparison only.
+alert falls inside it; false alarms are the pages Alertmanager would send with
+its default timers for the alerts outside every window (a page when an alert
+starts firing, at most one per 5 minutes; a reminder every 4 hours while it keeps
+firing). Every detector is scored by the same function in the same run. The
+former count (episodes of any length, which scores "alert on every row" above
+every real detector) is printed beside it, for comparison only.
 
 Data, each split reported on its own:
 
@@ -53,7 +54,7 @@ from nab_baselines import ewma_z, rolling_robust_z
 from nab_corpus import HELD_OUT, load
 from sim_series import DEV_SEEDS, HELD_OUT_SEEDS, scenario_series
 from tapshield.detect import DEFAULT_CONFIG, GenericDetector, nab
-from tapshield.detect.events import EPISODE_GAP, EventCounts, event_counts
+from tapshield.detect.events import EPISODE_GAP, EventCounts, event_counts, page_rows
 from tapshield.detect.kernels import alert_rule
 
 Bools = npt.NDArray[np.bool_]
@@ -74,6 +75,12 @@ class Item:
     values: npt.NDArray[np.float64]
     windows: list[tuple[int, int]]
     skip: int
+
+    @property
+    def pages(self) -> tuple[int, int]:
+        """Alertmanager's timers in rows of this series' median sampling step."""
+        d = np.diff(self.ts_us)
+        return page_rows(float(np.median(d[d > 0])))
 
 
 def nab_items(categories_in: bool, cats: Sequence[str]) -> list[Item]:
@@ -99,8 +106,10 @@ def total(items: Sequence[Item], alerts: Callable[[Item], Bools], *,
     """Summed counts; ``legacy``: false alarms as the former episodes (comparison only)."""
     acc = EventCounts()
     for it in items:
-        acc = acc + event_counts(alerts(it), it.windows, skip=it.skip,
-                                 repeat_after=None if legacy else EPISODE_GAP)
+        group, repeat = it.pages
+        acc = acc + event_counts(alerts(it), it.windows, skip=it.skip, group_rows=group,
+                                 repeat_rows=repeat,
+                                 episode_gap=EPISODE_GAP if legacy else None)
     return acc
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapshield.detect.events import EventCounts, event_counts
+from tapshield.detect.events import EventCounts, event_counts, page_rows
 
 
 def _alerts(n: int, at: list[int]) -> np.ndarray:
@@ -24,17 +24,34 @@ def test_a_window_is_one_event_however_many_alerts_fall_in_it() -> None:
 
 
 def test_false_alarms_are_counted_as_pages() -> None:
-    # 60 pages; 70 and 90 are repeats within 30 rows of it; 100 pages again (a still
-    # firing alarm re-pages every 30 rows); 200 pages; the window is missed
-    c = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], repeat_after=30)
-    assert (c.detected, c.missed, c.false_pages) == (0, 1, 3)
+    # separate firings page each (one row apart is enough with a 1-row group interval)
+    c = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], group_rows=1,
+                     repeat_rows=48)
+    assert (c.detected, c.missed, c.false_pages) == (0, 1, 5)
     assert c.f1 == 0.0
-    assert event_counts(_alerts(300, [60, 90]), [], repeat_after=30).false_pages == 1
-    assert event_counts(_alerts(300, [60, 91]), [], repeat_after=30).false_pages == 2
-    # the former count (episodes of any length) is kept for comparison only
-    old = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], repeat_after=None,
-                       episode_gap=30)
+    # an alarm that keeps firing pages once, then once per repeat interval
+    on = np.zeros(300, dtype=bool)
+    on[60:200] = True
+    assert event_counts(on, [], group_rows=1, repeat_rows=48).false_pages == 3  # 60, 108, 156
+    # a flickering alarm pages at most once per group interval
+    flicker = _alerts(300, list(range(60, 120, 2)))
+    assert event_counts(flicker, [], group_rows=5, repeat_rows=240).false_pages == 10
+    # an alert that started in a window and keeps firing after it is the same alert
+    after = np.zeros(300, dtype=bool)
+    after[15:40] = True
+    c = event_counts(after, [(10, 20)], group_rows=1, repeat_rows=48)
+    assert (c.detected, c.false_pages) == (1, 0)
+    # the former count: alerts at most episode_gap rows apart are one episode
+    old = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], episode_gap=30)
     assert old.false_pages == 2
+
+
+def test_alertmanager_timers_in_rows() -> None:
+    assert page_rows(60_000_000) == (5, 240)  # 1-minute data
+    assert page_rows(300_000_000) == (1, 48)  # 5-minute data
+    assert page_rows(3_600_000_000) == (1, 4)  # hourly data
+    with pytest.raises(ValueError):
+        page_rows(0.0)
 
 
 def test_an_alarm_that_never_stops_is_not_one_false_alarm() -> None:
@@ -44,9 +61,9 @@ def test_an_alarm_that_never_stops_is_not_one_false_alarm() -> None:
     n, windows = 3000, [(500, 520), (1500, 1520), (2500, 2520)]
     always = np.ones(n, dtype=bool)
     once = _alerts(n, [505, 1505, 2505, 1000])
-    assert event_counts(always, windows, repeat_after=None).f1 >= event_counts(
-        once, windows, repeat_after=None).f1
-    assert event_counts(always, windows).f1 < 0.1
+    assert event_counts(always, windows, episode_gap=30).f1 >= event_counts(
+        once, windows, episode_gap=30).f1
+    assert event_counts(always, windows, repeat_rows=30).f1 < 0.1
     assert event_counts(once, windows).f1 == pytest.approx(6 / 7)
 
 
