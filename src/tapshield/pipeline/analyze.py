@@ -97,6 +97,8 @@ class AnalysisResult:
     timeline: pl.DataFrame | None = None
     sections: list[ReportSection] = field(default_factory=list)
     """Extra report sections contributed by extensions (e.g. financing impact)."""
+    digest: list[dict[str, Any]] = field(default_factory=list)
+    """The hourly blocked-fraud digest (``fraud_digest.json``; respond/digest.py)."""
 
 
 class Analysis:
@@ -208,6 +210,7 @@ class Analysis:
             alerts=list(self.alerts),
             summary=self.summary(),
             timeline=_timeline(self.monitor),
+            digest=self.book.digest_rows() if self.config.incidents.digest.enabled else [],
         )
         for ext in self.extensions:
             ext.finish(result)
@@ -234,6 +237,8 @@ class Analysis:
             "incidents_by_cause": dict(sorted(Counter(i.cause for i in incidents).items())),
             "failed_payments": sum(i.failed_payments for i in incidents),
             "lost_fen": sum(i.lost_fen for i in incidents),
+            **({"fraud_digest": self.book.digest_summary()}
+               if self.config.incidents.digest.enabled else {}),
             "processing_seconds": round(busy, 3),
             "events_per_second": round(self.events_seen / busy),
         }
