@@ -146,12 +146,14 @@ def main() -> None:
         rows.append(r)
         b, d = r["before"], r["digest"]
         per_day = 24 / r["hours"]
-        print(f"{label:32s} {r['split']:4s} fraud incidents/day {b['fraud_incidents'] * per_day:6.1f}"
-              f" -> {d['fraud_incidents'] * per_day:5.1f}  risk-wave incidents"
-              f" {b['risk_wave_incidents']} -> {d['risk_wave_incidents']}"
-              f"  s {b['seconds']} -> {d['seconds']}"
-              f"  faults {[(f['fault'], f['detected'], f['delay_s'], f['incidents']) for f in b['faults']]}"
-              f" -> {[(f['fault'], f['detected'], f['delay_s'], f['incidents']) for f in d['faults']]}"
+        def faults(run: dict[str, Any]) -> list[tuple[Any, ...]]:
+            return [(f["fault"], f["detected"], f["delay_s"], f["incidents"])
+                    for f in run["faults"]]
+
+        print(f"{label:32s} {r['split']:4s} fraud incidents/day"
+              f" {b['fraud_incidents'] * per_day:6.1f} -> {d['fraud_incidents'] * per_day:5.1f}"
+              f"  risk-wave incidents {b['risk_wave_incidents']} -> {d['risk_wave_incidents']}"
+              f"  s {b['seconds']} -> {d['seconds']}  faults {faults(b)} -> {faults(d)}"
               f"  others same {r['other_incidents_unchanged']}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str) + "\n", encoding="utf-8")

@@ -240,7 +240,7 @@ def test_an_attack_unusual_for_the_baseline_opens_one_incident_detected_at_the_n
 
 
 def test_a_notice_that_pages_opens_its_incident_then() -> None:
-    book, window, diag = book_with(IncidentPolicy())  # warming up: no size test
+    book, window, _ = book_with(IncidentPolicy())  # warming up: no size test
     batch = risk_events([(0.1 * i, "CN-GD", True) for i in range(10)])
     feed(book, window, batch, [alert("firing", 0.5)])
     assert book.incidents() == []

@@ -212,6 +212,10 @@ class Analysis:
             timeline=_timeline(self.monitor),
             digest=self.book.digest_rows() if self.config.incidents.digest.enabled else [],
         )
+        if result.digest:
+            from tapshield.report.html import digest_section
+
+            result.sections.append(digest_section(result.digest))
         for ext in self.extensions:
             ext.finish(result)
         for s in self.sinks:
