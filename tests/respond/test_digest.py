@@ -18,7 +18,7 @@ from tapshield.events.validate import validate_frame
 from tapshield.monitor.alerts import AlertEvent
 from tapshield.pipeline import EventWindow
 from tapshield.respond import IncidentBook, IncidentPolicy
-from tapshield.respond.digest import AttackSizeBaseline, DigestPolicy, NegBin, Wave
+from tapshield.respond.digest import AttackSizeBaseline, DigestPolicy, ExpTail, NegBin, Wave
 from tests.events.helpers import rows
 
 T0 = datetime(2026, 11, 11, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
@@ -27,7 +27,7 @@ T0 = datetime(2026, 11, 11, 4, 0, tzinfo=UTC)  # 12:00 in Asia/Shanghai
 # -- the statistic ----------------------------------------------------------------
 
 
-def test_negbin_fit_recovers_moments_and_poisson_without_overdispersion() -> None:
+def test_negbin_moments_and_poisson_without_overdispersion() -> None:
     nb = NegBin.fit([10, 30, 10, 30, 20, 20])
     assert nb.mean == pytest.approx(20.0)
     var = 80.0  # sample variance (n - 1) of the sizes
@@ -35,11 +35,22 @@ def test_negbin_fit_recovers_moments_and_poisson_without_overdispersion() -> Non
     assert math.isinf(NegBin.fit([5, 5, 5, 5]).k), "variance below the mean: Poisson"
 
 
-@pytest.mark.parametrize("nb", [NegBin(3.0, math.inf), NegBin(20.0, 2.5), NegBin(40.0, 0.6)])
+@pytest.mark.parametrize("sizes", [[3, 5, 8, 13, 21, 34, 55], [10.0] * 9, [0, 1, 2, 40]])
 @pytest.mark.parametrize("alpha", [0.05, 1e-3, 1e-5])
-def test_quantile_is_the_smallest_count_with_tail_at_most_alpha(nb: NegBin, alpha: float) -> None:
-    q = nb.quantile(alpha)
-    assert nb.sf(q) <= alpha < nb.sf(q - 1)
+def test_quantile_is_the_smallest_count_with_tail_at_most_alpha(
+    sizes: list[float], alpha: float,
+) -> None:
+    tail = ExpTail.fit(sizes)
+    q = tail.quantile(alpha)
+    assert tail.sf(q) <= alpha < tail.sf(q - 1)
+    assert q > max(sizes) or alpha >= tail.p_u
+
+
+def test_the_tail_is_exponential_over_the_median() -> None:
+    tail = ExpTail.fit([1, 2, 3, 4, 10, 20])
+    assert tail.u == 3.5 and tail.p_u == 0.5
+    assert tail.beta == pytest.approx((0.5 + 6.5 + 16.5) / 3)
+    assert tail.sf(3.5 + tail.beta) == pytest.approx(0.5 / math.e)
 
 
 def test_alpha_is_the_weekly_budget_over_the_waves_a_week() -> None:
@@ -60,6 +71,12 @@ def test_warm_up_tests_nothing_and_history_is_bounded() -> None:
     assert base.ready and len(base.sizes) == 8 and min(base.sizes) >= 100.0
 
 
+def _draw(rng: np.random.Generator, mean: float, k: float, n: int) -> np.ndarray:
+    if math.isinf(k):
+        return rng.poisson(mean, n)
+    return rng.negative_binomial(k, k / (k + mean), n)
+
+
 @settings(max_examples=25, deadline=None)
 @given(mean=st.floats(2.0, 60.0), k=st.sampled_from([math.inf, 5.0, 2.0, 0.8]),
        alpha=st.sampled_from([0.02, 0.005]), seed=st.integers(0, 2**31 - 1))
@@ -67,34 +84,49 @@ def test_false_alarm_rate_on_simulated_counts_is_near_alpha(
     mean: float, k: float, alpha: float, seed: int,
 ) -> None:
     """Fit on 200 ordinary sizes, test 20,000 new ordinary ones: the share that
-    crosses the threshold stays near the stated alpha (the fit's own error in the
-    tail allows some excess; a threshold fitted to cases would not track alpha)."""
+    crosses the threshold stays near the stated alpha whatever the counts' mean
+    and dispersion (a fixed threshold fitted to cases would not)."""
     rng = np.random.default_rng(seed)
-
-    def draw(n: int) -> np.ndarray:
-        if math.isinf(k):
-            return rng.poisson(mean, n)
-        return rng.negative_binomial(k, k / (k + mean), n)
-
-    nb = NegBin.fit([float(x) for x in draw(200)])
-    q = nb.quantile(alpha)
-    rate = float((draw(20_000) >= q).mean())
-    assert rate <= 4 * alpha + 3 * math.sqrt(alpha / 20_000), (nb, q, rate)
+    tail = ExpTail.fit([float(x) for x in _draw(rng, mean, k, 200)])
+    q = tail.quantile(alpha)
+    rate = float((_draw(rng, mean, k, 20_000) >= q).mean())
+    assert rate <= 3 * alpha + 3 * math.sqrt(alpha / 20_000), (tail, q, rate)
 
 
-def test_false_alarm_rate_averaged_over_many_histories_is_at_most_alpha() -> None:
-    """The stated rate as a long-run average: over 300 fitted histories of
-    negative-binomial sizes (k = 2, like ordinary fraud waves) the exceedance
-    rate at alpha = 0.01 is within sampling error of 0.01."""
+@pytest.mark.parametrize(("mean", "k"), [(20.0, 2.0), (8.0, math.inf), (25.0, 0.8)])
+def test_false_alarm_rate_averaged_over_many_histories_is_at_most_alpha(
+    mean: float, k: float,
+) -> None:
+    """The stated rate as a long-run average: over 300 fitted histories of 200
+    sizes the exceedance rate at alpha = 0.01 is at most alpha (within sampling
+    error); for Poisson's lighter tail well below it."""
     rng = np.random.default_rng(20261207)
-    mean, k, alpha = 20.0, 2.0, 0.01
-    p = k / (k + mean)
+    alpha = 0.01
     rates = []
     for _ in range(300):
-        nb = NegBin.fit([float(x) for x in rng.negative_binomial(k, p, 200)])
-        q = nb.quantile(alpha)
-        rates.append(float((rng.negative_binomial(k, p, 2_000) >= q).mean()))
-    assert np.mean(rates) <= 1.5 * alpha
+        tail = ExpTail.fit([float(x) for x in _draw(rng, mean, k, 200)])
+        rates.append(float((_draw(rng, mean, k, 2_000) >= tail.quantile(alpha)).mean()))
+    assert np.mean(rates) <= 1.3 * alpha
+
+
+def test_a_mixture_of_episode_kinds_keeps_the_rate() -> None:
+    """Ordinary waves mix small (account takeover) and large (card testing)
+    episodes: the tail follows the large ones, within a factor 2 of alpha
+    (measured: 1.7; the large component's tail is a little heavier than
+    exponential, docs/monitoring.md)."""
+    rng = np.random.default_rng(7)
+    alpha = 0.005
+
+    def mix(n: int) -> np.ndarray:
+        small = _draw(rng, 5.0, 3.0, n)
+        large = _draw(rng, 30.0, 1.5, n)
+        return np.where(rng.random(n) < 0.6, small, large)
+
+    rates = []
+    for _ in range(200):
+        tail = ExpTail.fit([float(x) for x in mix(200)])
+        rates.append(float((mix(5_000) >= tail.quantile(alpha)).mean()))
+    assert np.mean(rates) <= 2 * alpha
 
 
 # -- the wave's size -----------------------------------------------------------------
@@ -218,7 +250,7 @@ def test_an_attack_unusual_for_the_baseline_opens_one_incident_detected_at_the_n
     first = risk_events([(0.1 * i, "CN-GD", True) for i in range(10)])
     feed(book, window, first, [alert("firing", 0.5)])
     (wave,) = book.waves
-    assert wave.threshold is not None and 10 < wave.threshold < 200
+    assert wave.threshold is not None and 10 < wave.threshold < 290
     assert book.incidents() == []
     burst = risk_events([(1 + 0.01 * i, "CN-GD", True) for i in range(300)])
     burst = burst.with_columns(pl.col("event_id") + "b", pl.col("payment_id") + "b")
