@@ -160,7 +160,7 @@ class Analysis:
         out = self._step(self.reorderer.release_until(epoch_us(watermark)))
         more = list(self.monitor.advance(watermark)) if hasattr(self.monitor, "advance") else []
         if more:
-            self.book.on_alerts(more)
+            more = self.book.on_alerts(more)
             self._emit(more)
             out.extend(more)
         self._busy += time.perf_counter() - t0
