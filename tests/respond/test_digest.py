@@ -291,3 +291,16 @@ def test_without_the_digest_every_notice_is_an_incident() -> None:
     batch = risk_events([(0.1 * i, "CN-GD", True) for i in range(10)])
     feed(book, window, batch, [alert("firing", 0.5)])
     assert len(book.incidents()) == 1 and book.waves == []
+
+
+def test_a_long_stream_keeps_only_the_last_days_of_digest() -> None:
+    book, window, _ = book_with(IncidentPolicy(digest=DigestPolicy(keep=timedelta(hours=2))))
+    feed(book, window, risk_events([(0.1 * i, "CN-GD", True) for i in range(10)]),
+         [alert("firing", 0.5)])
+    feed(book, window, risk_events([(30.0, "CN-GD", False)]).with_columns(
+        pl.col("event_id") + "r", pl.col("payment_id") + "r"), [alert("resolved", 30.0)])
+    late = risk_events([(300.0, "CN-GD", True)]).with_columns(
+        pl.col("event_id") + "z", pl.col("payment_id") + "z")
+    feed(book, window, late, [])
+    assert book.waves == []
+    assert [r["hour"] for r in book.digest_rows()] == ["2026-11-11T17:00:00.000+08:00"]

@@ -86,6 +86,9 @@ class DigestPolicy:
     """Merchants, devices and regions listed per hour."""
     rate_hours: int = 24
     """Earlier hours whose blocked rate gives an hour's expected blocked count."""
+    keep: timedelta = timedelta(days=31)
+    """Hours and waves kept for the digest: a long-running service would otherwise
+    grow without end (a file longer than this gets its last 31 days)."""
     span: timedelta = timedelta(minutes=10)
     """The window a wave's size is counted over: an ordinary episode is a burst of a
     few minutes, and in a broad slice (a carrier) a longer window would add up
@@ -239,6 +242,11 @@ class Wave:
     def level(self) -> int:
         return min(e.level for e in self.events) if self.events else self.first.level
 
+    def settle(self) -> None:
+        """The wave is over or an incident: drop the running window (memory)."""
+        self._ts = np.empty(0, dtype=np.int64)
+        self._cum = np.empty(0, dtype=np.float64)
+
     def reset(self) -> None:
         """Forget what was counted (to count again from the window)."""
         self.declines = self.attempts = 0
@@ -351,6 +359,11 @@ class HourlyDigest:
             for h, v, n in blocked.group_by("hour", col).len().iter_rows():
                 if v is not None:
                     getattr(self._slot(h), attr)[str(v)] += int(n)
+
+    def forget_before(self, cutoff: datetime) -> None:
+        """Drop the hours that ended before ``cutoff``."""
+        for h in [h for h in self._hours if h + timedelta(hours=1) <= cutoff]:
+            del self._hours[h]
 
     def _slot(self, h: datetime) -> _Hour:
         key = h if h.tzinfo is not None else h.replace(tzinfo=UTC)

@@ -226,6 +226,7 @@ class IncidentBook:
             ended = ev.figures.get("ended_at")
             wave.end = ended if isinstance(ended, datetime) else ev.ts
             del self._pending[ev.alert_id]
+            wave.settle()
             if self.baseline.ready:
                 wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
             self.baseline.add(wave.excess_max, wave.first.started_at)
@@ -267,6 +268,7 @@ class IncidentBook:
     def _promote(self, wave: Wave, by: str, at: datetime) -> None:
         """Open the incident of a digest wave: detected when the wave was first raised."""
         self._pending.pop(wave.alert_id, None)
+        wave.settle()
         wave.opened_by, wave.opened_at = by, at
         if self.baseline.ready:
             wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
@@ -439,6 +441,11 @@ class IncidentBook:
         if self.policy.digest.enabled:
             self.hourly.observe(batch)
             self._count_pending(batch)
+            cutoff = now - self.policy.digest.keep
+            self.hourly.forget_before(cutoff)
+            if self.waves and self.waves[0].first.started_at < cutoff:
+                self.waves = [w for w in self.waves
+                              if w.first.started_at >= cutoff or w.alert_id in self._pending]
         for alert_id in self._order:
             entry = self._by_alert[alert_id]
             if entry.closed_at is not None and now - entry.closed_at > self.policy.rescue_tail:
