@@ -83,7 +83,8 @@ def measure(n: int, workers: int, receivers: str = "process") -> dict[str, Any]:
         finally:
             targets.stop()
             store.close()
-    return {"messages": n, "workers": workers, "receivers": receivers, "drained": drained, "seconds": round(secs, 2),
+    return {"messages": n, "workers": workers, "receivers": receivers, "drained": drained,
+            "seconds": round(secs, 2),
             "per_s": round(n / secs, 1), "applied": applied, "repeats": repeats,
             "email": sum(1 for i in range(n) if cd.simulated_contact(f"u{i}").channel ==
                          "email")}

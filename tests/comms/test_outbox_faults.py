@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tapshield.storage import Store
 from sqlalchemy.exc import IntegrityError
 
 from tapshield.comms.dispatch import Dispatcher
@@ -26,6 +25,7 @@ from tapshield.comms.senders import AppriseSender, Router, WebhookSender
 from tapshield.respond.lifecycle import TimelineEntry
 from tapshield.respond.partners import Partner
 from tapshield.respond.responder import OutboundMessage
+from tapshield.storage import Store
 
 T0 = datetime(2026, 11, 24, 3, 41, tzinfo=UTC)
 

@@ -12,6 +12,7 @@ own targets). The figures are measured on what the receivers applied.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -155,7 +156,8 @@ def _snapshot(rx: LocalHTTP | LocalSMTP) -> dict[str, Any]:
 def serve_receivers(conn: Any) -> None:
     """The receivers' process: start them, report their ports, answer ``collect``
     with what they applied, end on ``stop`` (or when the parent goes away)."""
-    rx = {"smtp": LocalSMTP().start(), "gateway": LocalHTTP().start(),
+    rx: dict[str, LocalHTTP | LocalSMTP] = {
+          "smtp": LocalSMTP().start(), "gateway": LocalHTTP().start(),
           "partners": LocalHTTP(verify=_verifier(_secrets())).start()}
     try:
         conn.send({k: v.port for k, v in rx.items()})
@@ -260,10 +262,8 @@ class LocalTargets:
 
     def stop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send("stop")
-            except (OSError, BrokenPipeError):
-                pass
             try:
                 self._proc.wait(10)
             except Exception:

@@ -289,6 +289,21 @@ class Outbox:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def case_of(self, incident_id: str) -> str:
+        """The case an incident's messages were recorded under (its own id if none)."""
+        with self.engine.connect() as conn:
+            got = conn.execute(select(outbox.c.case_id)
+                               .where(outbox.c.incident_id == incident_id).limit(1)).first()
+        return str(got[0]) if got is not None else incident_id
+
+    def notices(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's customer notices that were queued (not those the cap suppressed)."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(outbox).where(outbox.c.case_id == case_id)
+                .where(outbox.c.kind == "notice").where(outbox.c.status != "suppressed")
+                .order_by(outbox.c.id)).mappings()]
+
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(

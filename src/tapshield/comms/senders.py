@@ -9,6 +9,7 @@ request carries the row's idempotency key, so a receiver that saw it already
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 import threading
@@ -151,10 +152,8 @@ class SmtpPool:
     def _discard(conn: smtplib.SMTP | None) -> None:
         if conn is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
 
     def close(self) -> None:
         with self._lock:
