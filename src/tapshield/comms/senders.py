@@ -10,6 +10,7 @@ request carries the row's idempotency key, so a receiver that saw it already
 from __future__ import annotations
 
 import contextlib
+import json
 import smtplib
 import ssl
 import threading
@@ -173,7 +174,9 @@ class AppriseSender:
     with ``{to}`` where the recipient's contact goes (URL-quoted), e.g.
     ``json://sms-gateway.internal/send?:to={to}`` for an SMS gateway's JSON API,
     ``mailtos://user:pass@smtp.example.com?to={to}``,
-    ``mqtt://broker/flashpay/notices/{to}`` for push, or a WeCom / DingTalk /
+    ``mqtt://broker:1883/flashpay/notices/{to}?qos=1`` for push (``{to}``: the
+    device's push token; the payload is JSON with the idempotency key, needs
+    ``paho-mqtt``), or a WeCom / DingTalk /
     Feishu URL. ``reveal`` turns the row's vault token back into the phone
     number or e-mail address at send time; it is never stored anywhere else.
     """
@@ -213,7 +216,15 @@ class AppriseSender:
         title = TITLES.get(row.language or "", TITLES["zh-CN"])
         if isinstance(plugin, NotifyEmail):
             return self.smtp.send(plugin, title, row.body)
-        ok = plugin.notify(title=title, body=row.body)
+        if type(plugin).__name__ == "NotifyMQTT":
+            # Push over MQTT carries no headers and QoS 1 may deliver twice: the app gets
+            # one JSON document with the key, to show each notice once (the title goes in
+            # it: Apprise would otherwise put it in front of the payload).
+            doc = json.dumps({"key": row.key, "title": title, "body": row.body,
+                              "due": row.due_at.isoformat()}, ensure_ascii=False)
+            ok = plugin.notify(title="", body=doc)
+        else:
+            ok = plugin.notify(title=title, body=row.body)
         return SendResult(True) if ok else SendResult(False, True, "Apprise: delivery failed")
 
 
