@@ -235,8 +235,9 @@ class Responder:
         for inc in ordered:
             end = inc.end or far
             for n, (cid, cause, scope, until) in enumerate(open_cases):
+                # (subtract rather than add: ``until`` is datetime.max for a case still open)
                 if (cause == inc.cause and _compatible(scope, inc.scope)
-                        and inc.start <= until + CASE_GAP):
+                        and inc.start - CASE_GAP <= until):
                     out[inc.id] = cid
                     open_cases[n] = (cid, cause, scope, max(until, end))
                     break
@@ -404,7 +405,7 @@ class Responder:
                 ts = datetime.fromisoformat(str(v["detected_at"]))
             except (KeyError, ValueError):
                 continue
-            if inc.start - timedelta(hours=1) <= ts <= far + timedelta(minutes=5):
+            if inc.start - timedelta(hours=1) <= ts and ts - timedelta(minutes=5) <= far:
                 seg = v.get("segment") or {}
                 fits = not inc.scope or _compatible([dict(seg)], inc.scope)
                 if fits and (best is None
