@@ -164,3 +164,21 @@ def test_manual_moves_run_their_playbook_phase(api: Api, tmp_path: Path,  # noqa
     finally:
         partner_rx.stop()
         gateway.stop()
+
+
+def test_desk_actions_move_the_response_lifecycle(api: Api) -> None:  # noqa: F811
+    """``/v1/incidents/{id}/acknowledge`` and ``/resolve`` (the incident desk) are the same
+    moves: the lifecycle follows and the phase runs; a second resolve moves nothing."""
+    api("POST", "/v1/incidents/INC-NFC/acknowledge", role="operator", json={})
+    tl = api("GET", "/v1/respond/incidents/INC-NFC/timeline", role="operator").json()
+    assert tl["state"] == "acknowledged"
+    api("POST", "/v1/incidents/INC-NFC/resolve", role="operator", json={})
+    tl = api("GET", "/v1/respond/incidents/INC-NFC/timeline", role="operator").json()
+    assert tl["state"] == "resolved"
+    phases = [e["data"].get("phase") for e in tl["timeline"] if e["kind"] == "step"]
+    assert "acknowledge" in phases and "resolve" in phases
+    n = len(tl["timeline"])
+    api("POST", "/v1/incidents/INC-NFC/resolve", role="operator", json={})
+    again = api("GET", "/v1/respond/incidents/INC-NFC/timeline", role="operator").json()
+    assert len(again["timeline"]) == n
+

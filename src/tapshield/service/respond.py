@@ -99,6 +99,29 @@ def manual_move(ob: Outbox, doc: dict[str, Any], to: str, at: datetime, actor: s
         raise ApiError(409, "bad_transition", str(exc)) from None
 
 
+def follow_desk_action(rt: Any, doc: dict[str, Any], action: str, actor: str,
+                       note: str | None) -> bool:
+    """The incident desk's ``acknowledge`` / ``resolve`` (``/v1/incidents/{id}/...``) move
+    the response lifecycle too, and run the phase, when the lifecycle allows the move
+    (an incident already resolved by its partner is not resolved twice). Returns
+    whether it moved."""
+    from tapshield.service.app import ApiError
+
+    ob = getattr(rt, "respond_outbox", None)
+    if ob is None:
+        ob = rt.respond_outbox = Outbox(rt.engine)
+    to = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
+    if not _lifecycle(ob, str(doc["id"])).can(to):
+        return False
+    try:
+        entries, messages = manual_move(ob, doc, to, datetime.now(UTC), actor,
+                                        note or f"{action} on the incident desk")
+    except ApiError:
+        return False
+    ob.record([(str(doc["id"]), e) for e in entries], messages)
+    return True
+
+
 def router() -> APIRouter:
     from tapshield.service.app import READERS, ApiError, _actor, require
 
