@@ -11,6 +11,7 @@ versions can add fields without breaking anyone.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -128,7 +129,15 @@ def write_incidents(path: Path | str, incidents: list[Incident], tz: str | None 
         validate_incident(d)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Through a temporary name and a rename: ``live`` rewrites the file as incidents
+    # evolve while people read it, and a crash must not leave half of one.
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
 
 

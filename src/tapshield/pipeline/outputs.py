@@ -12,6 +12,7 @@ says every other output is complete.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -63,13 +64,22 @@ class FileSink:
         write_incidents(self.incidents_path, result.incidents, self.tz)
         from tapshield.report import render_report
 
-        self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections,
-                          lang=self.lang),
-            encoding="utf-8",
-        )
+        _write_replacing(self.report_path, render_report(
+            result, tz=self.tz, changes=self.changes, sections=result.sections,
+            lang=self.lang))
         summary = {k: v for k, v in result.summary.items() if k not in VOLATILE_SUMMARY_KEYS}
-        self.summary_path.write_text(
-            json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n",
-            encoding="utf-8",
-        )
+        _write_replacing(self.summary_path,
+                         json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _write_replacing(path: Path, text: str) -> None:
+    """Through a temporary name and a rename: when the sink writes straight into the
+    output folder (``live --out``), a crash while ``summary.json`` is written must not
+    leave a half file under the completion marker's name."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
