@@ -253,3 +253,75 @@ def test_analyze_killed_at_a_chosen_point_then_rerun_is_byte_identical(
         statuses = [status for _, status in _runs(folder)]
         assert statuses == ["ok", "killed" if point == "first-write" else "ok", "ok"], \
             f"{ctx}: {statuses}"
+
+
+def test_sigterm_stops_analyze_cleanly_with_a_summary(
+    events: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM: stop reading, write everything (status interrupted), exit 0."""
+    folder = tmp_path / "term"
+    proc = subprocess.Popen([*_cmd(events, folder), "--chunk-rows", "200"], env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(folder.glob(".tapshield-partial-*/alerts.jsonl")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] in ("interrupted", "complete")
+    for key in ("rows_read", "rows_accepted", "rows_rejected"):
+        assert isinstance(summary[key], int)
+    assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_rejected"]
+    if summary["status"] == "interrupted":
+        assert "interrupted" in out
+    assert not _staging(folder)
+
+
+def test_sigterm_closes_live_with_a_summary(tmp_path: Path, examples: Path) -> None:
+    """``live`` under ``timeout``/systemd/Kubernetes: SIGTERM flushes the stream,
+    writes summary.json (status interrupted, row counts) and exits 0. While it
+    streams, the folder holds no completion marker: an earlier run's summary.json
+    (and its other outputs) went before the first line was written."""
+    import csv
+
+    out = tmp_path / "live"
+    out.mkdir()
+    for name in ("summary.json", "report.html", "rejects.csv"):
+        (out / name).write_text("an earlier run's\n")
+    rows = list(csv.DictReader((examples / "events-rfc3339.csv").open()))[:50]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tapshield", "live", "--out", str(out), "--quiet",
+         "--batch-seconds", "0.2", "--no-diagnose"],
+        env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    assert proc.stdin is not None
+    for r in rows:
+        proc.stdin.write(json.dumps({k: v for k, v in r.items() if v != ""}) + "\n")
+    proc.stdin.write("not json\n")
+    proc.stdin.flush()  # the pipe stays open: only the signal ends the stream
+    deadline = time.monotonic() + 300
+    while not (out / "alerts.jsonl").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert not {"summary.json", "report.html", "rejects.csv"} & {p.name for p in out.iterdir()}
+    time.sleep(2.0)
+    json.loads((out / "incidents.json").read_text())  # rewritten whole, never half
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert summary["rows_accepted"] == 50 and summary["rows_rejected"] == 1
+    assert summary["rows_read"] == 51
+
+
+def test_an_absurd_lateness_is_one_line_and_exit_2(tmp_path: Path, examples: Path) -> None:
+    res = CliRunner().invoke(app, ["analyze", str(examples / "events-rfc3339.csv"), "--out",
+                                   str(tmp_path / "o"), "--lateness", "1e300"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert not (tmp_path / "o" / "summary.json").exists()
