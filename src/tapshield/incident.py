@@ -11,7 +11,6 @@ versions can add fields without breaking anyone.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
@@ -23,6 +22,7 @@ import jsonschema
 import polars as pl
 
 from tapshield.errors import ContractError
+from tapshield.fileio import write_text_atomic
 from tapshield.money import format_fen
 from tapshield.timeutil import parse_rfc3339, to_rfc3339
 
@@ -130,14 +130,9 @@ def write_incidents(path: Path | str, incidents: list[Incident], tz: str | None 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     # Through a temporary name and a rename: ``live`` rewrites the file as incidents
-    # evolve while people read it, and a crash must not leave half of one.
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # evolve while people read it, and a crash must not leave half of one. (No
+    # fsync: it is rewritten often and the run's end is what makes it durable.)
+    write_text_atomic(p, json.dumps(data, indent=2, ensure_ascii=False) + "\n", fsync=False)
     return p
 
 

@@ -43,6 +43,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from tapshield.errors import SetupError
+from tapshield.fileio import write_text_atomic
 
 SUMMARY = "summary.json"
 """The completion marker: written last, present only when every other output is."""
@@ -50,7 +51,7 @@ SUMMARY = "summary.json"
 STAGING_PREFIX = ".tapshield-partial-"
 
 KNOWN_OUTPUTS = frozenset({
-    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv",
+    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv", "fraud_digest.json",
     "changes.rejects.csv", "portfolio.rejects.csv", "impact.json", "impact.html",
     "impact_merchants.csv", "impact_borrowers.csv",
 })
@@ -228,18 +229,6 @@ class OutputDir:
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Write ``doc`` to ``path`` through a temporary name and a rename."""
     write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary name and a rename: a
-    reader (or a crash) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class StopFlag:
