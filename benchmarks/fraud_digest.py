@@ -128,6 +128,11 @@ def run_case(case: Case, digest_only: bool = False) -> dict[str, Any]:
                         "cause_right": f.cause_right, "scope_f1": f.scope_f1}
                        for f in card.faults],
             "false_pages": len(card.false_pages),
+            "risk_wave_incidents_detail": [
+                {"id": i.id, "cause": i.cause, "level": i.level,
+                 "detected_at": str(i.detected_at), "scope": i.scope,
+                 **(i.extra.get("digest") or {})}
+                for i in incs if _from_risk_wave(i)],
         }
     if not digest_only:
         res["other_incidents_unchanged"] = keys["before"] == keys["digest"]
