@@ -209,6 +209,7 @@ class IncidentBook:
             wave = Wave(first=ev, expected_rate=expected_rate_of(ev),
                         span=self.policy.digest.span,
                         threshold=self.baseline.threshold(ev.ts))
+            wave.beside = next(iter(self._open_risk_incidents()), None)
             self._pending[ev.alert_id] = wave
             self.waves.append(wave)
             wave.events.append(ev)
@@ -229,8 +230,13 @@ class IncidentBook:
             wave.settle()
             if self.baseline.ready:
                 wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
-            self.baseline.add(wave.excess_max, wave.first.started_at)
+            if wave.beside is None:
+                self.baseline.add(wave.excess_max, wave.first.started_at)
         return True
+
+    def _open_risk_incidents(self) -> list[str]:
+        return [e.incident.id for e in self._by_alert.values()
+                if e.closed_at is None and e.incident.extra.get("signal") == "risk_decline"]
 
     def _exclusions(self) -> list[dict[str, str]]:
         """Scopes of open risk-decline incidents: their attempts are theirs, not a wave's."""
@@ -277,6 +283,9 @@ class IncidentBook:
         entry.history.extend({"ts": e.ts, "state": e.state, "level": e.level}
                              for e in wave.events)
         wave.incident_id = entry.incident.id
+        for other in self._pending.values():
+            if other.beside is None:
+                other.beside = entry.incident.id
         entry.incident.extra["digest"] = {
             "opened_by": by,
             "opened_at": at.astimezone(self._tz).isoformat(timespec="milliseconds"),
