@@ -225,6 +225,66 @@ def _dense(key: np.ndarray, space: int) -> tuple[np.ndarray, int]:
 def event_cube(frame: pl.DataFrame, failed: str, dims: Sequence[str]) -> Cube:
     """Cube of ``frame`` (bucketed, with a boolean ``failed`` column) over ``dims``.
 
+    One Polars pass gives every dimension's values as ranks in their sorted
+    order (the cube's labels and codes); the leaves, their order (first seen
+    in the anomalous bucket, then first seen in the history, as
+    :func:`~tapshield.diagnose.cube.cube_from_leaves` orders them) and the
+    counts are then integer NumPy work on those codes. An incident's diagnosis
+    builds one or two cubes of a window of tens of thousands of events; the
+    group-by, joins and look-ups this replaces were a quarter of its time.
+    :func:`event_cube_frames` is the same cube built the long way (group-by,
+    then :func:`~tapshield.diagnose.cube.cube_from_leaves`); the tests check
+    that both give identical cubes.
+    """
+    dims = list(dims)
+    if not dims or frame.height == 0:
+        return event_cube_frames(frame, failed, dims)
+    text = [pl.col(d).cast(pl.String).fill_null(NULL_VALUE) for d in dims]
+    ranks = frame.select(
+        *[t.rank("dense").alias(d) for t, d in zip(text, dims, strict=True)],
+        pl.col(failed).cast(pl.Boolean).fill_null(False).alias("_f"),
+        pl.col("_bucket").cast(pl.Int64).alias("_b"),
+    )
+    labels_frame = frame.select(
+        [t.unique().sort().implode().alias(d) for t, d in zip(text, dims, strict=True)])
+    labels = tuple(np.asarray(labels_frame.item(0, d).to_list(), dtype=object) for d in dims)
+    codes = [ranks.get_column(d).to_numpy().astype(np.int64) - 1 for d in dims]
+    fail = ranks.get_column("_f").to_numpy()
+    bucket = ranks.get_column("_b").to_numpy()
+    key, space = codes[0], len(labels[0])
+    for c, lab in zip(codes[1:], labels[1:], strict=True):
+        key, space = _dense(key * len(lab) + c, space * len(lab))
+    now = bucket == 0
+    # Leaves in order of first appearance: anomalous-bucket rows first, then history rows.
+    order = np.concatenate([np.flatnonzero(now), np.flatnonzero(~now)])
+    uniq, first, inv = np.unique(key[order], return_index=True, return_inverse=True)
+    rank_of = np.empty(uniq.size, dtype=np.int64)
+    rank_of[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+    leaf = np.empty(frame.height, dtype=np.int64)
+    leaf[order] = rank_of[inv.reshape(-1)]
+    n_leaves = int(uniq.size)
+    first_row = np.empty(n_leaves, dtype=np.int64)
+    first_row[rank_of] = order[first]
+    cube_codes = np.column_stack([c[first_row] for c in codes])
+    f = np.bincount(leaf[now], weights=fail[now].astype(float), minlength=n_leaves)
+    n = np.bincount(leaf[now], minlength=n_leaves).astype(float)
+    past = ~now
+    buckets = np.unique(bucket[past])
+    hf = np.zeros((n_leaves, buckets.size))
+    hn = np.zeros((n_leaves, buckets.size))
+    if buckets.size:
+        cell = leaf[past] * buckets.size + np.searchsorted(buckets, bucket[past])
+        size = n_leaves * buckets.size
+        hf = np.bincount(cell, weights=fail[past].astype(float), minlength=size).reshape(
+            n_leaves, buckets.size)
+        hn = np.bincount(cell, minlength=size).astype(float).reshape(n_leaves, buckets.size)
+    return Cube(dims=tuple(dims), labels=labels, codes=cube_codes, f=f, n=n, hf=hf, hn=hn,
+                history=tuple(int(b) for b in buckets))
+
+
+def event_cube_frames(frame: pl.DataFrame, failed: str, dims: Sequence[str]) -> Cube:
+    """:func:`event_cube` the long way: group-by, then ``cube_from_leaves``.
+
     Rows are grouped on a 64-bit hash of the combination (about three times
     faster than grouping on several text columns); two of the ~1e5 combinations
     of a window sharing a hash has a probability below 1e-9.
