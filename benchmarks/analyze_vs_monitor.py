@@ -100,8 +100,10 @@ def analyze(path: Path, changes: Path, chunk: int) -> int:
 
 def startup(rounds: int) -> dict[str, Any]:
     """Fresh interpreters: ``tapshield --version`` and importing the analyze use case."""
+    import tapshield
+
     env = dict(os.environ)
-    src = str(HERE.parent / "src")
+    src = str(Path(tapshield.__file__).resolve().parent.parent)  # the tree being measured
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     cmds = {
         "tapshield --version": [sys.executable, "-m", "tapshield", "--version"],

@@ -310,7 +310,8 @@ def event_cube(frame: pl.DataFrame, failed: str, dims: Sequence[str],
     first_row = np.empty(n_leaves, dtype=np.int64)
     first_row[rank_of] = order[first]
     cube_codes = np.column_stack([c[first_row] for c in codes])
-    f = np.bincount(leaf[now], weights=fail[now].astype(float), minlength=n_leaves)
+    # (``astype``: NumPy's bincount of nothing is int64 even with float weights)
+    f = np.bincount(leaf[now], weights=fail[now].astype(float), minlength=n_leaves).astype(float)
     n = np.bincount(leaf[now], minlength=n_leaves).astype(float)
     past = ~now
     buckets = np.unique(bucket[past])
@@ -319,8 +320,8 @@ def event_cube(frame: pl.DataFrame, failed: str, dims: Sequence[str],
     if buckets.size:
         cell = leaf[past] * buckets.size + np.searchsorted(buckets, bucket[past])
         size = n_leaves * buckets.size
-        hf = np.bincount(cell, weights=fail[past].astype(float), minlength=size).reshape(
-            n_leaves, buckets.size)
+        hf = np.bincount(cell, weights=fail[past].astype(float), minlength=size).astype(
+            float).reshape(n_leaves, buckets.size)
         hn = np.bincount(cell, minlength=size).astype(float).reshape(n_leaves, buckets.size)
     return Cube(dims=tuple(dims), labels=tuple(labels), codes=cube_codes, f=f, n=n, hf=hf,
                 hn=hn, history=tuple(int(b) for b in buckets))
