@@ -92,8 +92,8 @@ def frame(specs: list[tuple[int, int, str, str, int, int, int, int]]) -> pl.Data
             "user_id": f"u{user}", "device_id": "d", "merchant_id": f"m{merchant}",
             "channel": channel, "region": region, "amount_fen": fen, "outcome": outcome,
             "response_code": code, "latency_ms": 100.0, "risk_decision": risk}
-        for c in cols:
-            cols[c].append(row.get(c))
+        for c, values in cols.items():
+            values.append(row.get(c))
     return pl.DataFrame(cols, schema=CANONICAL_SCHEMA)
 
 

@@ -16,6 +16,7 @@ an alert at the batch's start compares against.
 from __future__ import annotations
 
 from collections import deque
+from itertools import pairwise
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -89,7 +90,7 @@ class EventWindow:
         if not batches:
             return empty_events()
         if all(b.ordered for b in batches) and all(
-                later.lo >= earlier.hi for earlier, later in zip(batches, batches[1:])):
+                later.lo >= earlier.hi for earlier, later in pairwise(batches)):
             slices = []
             for b in batches:
                 a = int(np.searchsorted(b.ts, cut, side="left"))
