@@ -16,8 +16,8 @@ an alert at the batch's start compares against.
 from __future__ import annotations
 
 from collections import deque
-from itertools import pairwise
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
