@@ -11,7 +11,7 @@ as it finishes, so a long run can be resumed (``--resume``) and watched.
 docs/respond.md).
 
     nice -n 10 python benchmarks/respond_drill.py [--scenarios a,b] [--resume]
-    python benchmarks/respond_drill.py --table
+    python benchmarks/respond_drill.py --table [results files]
 """
 
 from __future__ import annotations
@@ -85,23 +85,31 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _names() -> list[str]:
+    from tapshield.simulate.model import scenario_names
+
+    return list(scenario_names())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default="all", help="comma-separated names, or all")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--resume", action="store_true", help="skip scenarios already in --out")
-    ap.add_argument("--table", action="store_true", help="print the table of --out")
+    ap.add_argument("--table", nargs="*", type=Path,
+                    help="print the table of these results files (default: --out)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one), default=str), flush=True)
         return
-    if args.table:
-        print(table(load(args.out)), end="")
+    if args.table is not None:
+        rows = [r for f in (args.table or [args.out]) for r in load(f)]
+        order = {n: i for i, n in enumerate(_names())}
+        rows.sort(key=lambda r: order.get(r["scenario"], len(order)))
+        print(table(rows), end="")
         return
-    from tapshield.simulate.model import scenario_names
-
-    names = scenario_names() if args.scenarios == "all" else args.scenarios.split(",")
+    names = _names() if args.scenarios == "all" else args.scenarios.split(",")
     done = {r["scenario"] for r in load(args.out)} if args.resume else set()
     if not args.resume:
         args.out.write_text("")
