@@ -1,4 +1,4 @@
-"""Event F1 on hand-made cases: what counts as a detection, a false alarm, an episode."""
+"""Event F1 on hand-made cases: what counts as a detection, a false alarm, a page."""
 
 from __future__ import annotations
 
@@ -18,23 +18,41 @@ def _alerts(n: int, at: list[int]) -> np.ndarray:
 
 def test_a_window_is_one_event_however_many_alerts_fall_in_it() -> None:
     c = event_counts(_alerts(100, [10, 11, 12, 50]), [(10, 20), (40, 45), (50, 50)])
-    assert (c.detected, c.missed, c.false_episodes) == (2, 1, 0)
+    assert (c.detected, c.missed, c.false_pages) == (2, 1, 0)
     assert c.recall == pytest.approx(2 / 3) and c.precision == 1.0
     assert c.f1 == pytest.approx(0.8)
 
 
-def test_false_alarms_are_counted_as_episodes() -> None:
-    # 60, 70, 100 are one episode (gaps <= 30); 200 another; the window is missed
-    c = event_counts(_alerts(300, [60, 70, 100, 200]), [(10, 20)], episode_gap=30)
-    assert (c.detected, c.missed, c.false_episodes) == (0, 1, 2)
+def test_false_alarms_are_counted_as_pages() -> None:
+    # 60 pages; 70 and 90 are repeats within 30 rows of it; 100 pages again (a still
+    # firing alarm re-pages every 30 rows); 200 pages; the window is missed
+    c = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], repeat_after=30)
+    assert (c.detected, c.missed, c.false_pages) == (0, 1, 3)
     assert c.f1 == 0.0
-    assert event_counts(_alerts(300, [60, 90]), [], episode_gap=30).false_episodes == 1
-    assert event_counts(_alerts(300, [60, 91]), [], episode_gap=30).false_episodes == 2
+    assert event_counts(_alerts(300, [60, 90]), [], repeat_after=30).false_pages == 1
+    assert event_counts(_alerts(300, [60, 91]), [], repeat_after=30).false_pages == 2
+    # the former count (episodes of any length) is kept for comparison only
+    old = event_counts(_alerts(300, [60, 70, 90, 100, 200]), [(10, 20)], repeat_after=None,
+                       episode_gap=30)
+    assert old.false_pages == 2
+
+
+def test_an_alarm_that_never_stops_is_not_one_false_alarm() -> None:
+    # The former episode count gave "alert on every row" at most one false episode per
+    # gap between windows (here one: the windows are shorter than the episode gap), so
+    # it scored as well as a detector that alerts once per window and once besides.
+    n, windows = 3000, [(500, 520), (1500, 1520), (2500, 2520)]
+    always = np.ones(n, dtype=bool)
+    once = _alerts(n, [505, 1505, 2505, 1000])
+    assert event_counts(always, windows, repeat_after=None).f1 >= event_counts(
+        once, windows, repeat_after=None).f1
+    assert event_counts(always, windows).f1 < 0.1
+    assert event_counts(once, windows).f1 == pytest.approx(6 / 7)
 
 
 def test_the_warm_up_is_not_scored() -> None:
     c = event_counts(_alerts(100, [5, 30]), [(0, 10), (25, 40)], skip=20)
-    assert (c.detected, c.missed, c.false_episodes) == (1, 0, 0)
+    assert (c.detected, c.missed, c.false_pages) == (1, 0, 0)
     # a window straddling the warm-up counts only its scored part
     c = event_counts(_alerts(100, [15]), [(10, 30)], skip=20)
     assert (c.detected, c.missed) == (0, 1)

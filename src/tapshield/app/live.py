@@ -142,7 +142,7 @@ class LiveRun:
                     if batch.height:
                         self.accepted += batch.height
                         self.analysis.feed(batch)
-                    follow_clock(self.monitor, self.opts.lateness)
+                    follow_clock(self.analysis, datetime.now(UTC))
         except KeyboardInterrupt:
             interrupted = True
         interrupted = interrupted or (stop is not None and stop())
@@ -155,18 +155,22 @@ class LiveRun:
                            {n.name: n.stats for n in self.notifiers}, interrupted)
 
 
-def follow_clock(monitor: Monitor, lateness: timedelta) -> None:
+def follow_clock(analysis: Analysis, now: datetime) -> list[AlertEvent]:
     """A real-time feed that falls silent must still close buckets: follow the clock.
 
-    Only when the events are current (their time within a minute of the wall
-    clock): a replay of old events must not be told that weeks have passed.
+    Only when the events are current (their time within a minute of ``now``, the
+    wall clock): a replay of old events must not be told that weeks have passed.
+    The clock goes through the analysis, not the monitor alone, so what the
+    silence raises (a traffic drop) is placed in an incident and reaches the
+    notifiers and the outputs like any other alert change; it is returned too.
     """
-    if monitor.max_ts is None:
-        return
-    now = datetime.now(UTC)
-    lag = epoch_us(now) - monitor.max_ts
+    last = analysis.last_ts
+    if last is None:
+        return []
+    lag = epoch_us(now) - last
     if 0 <= lag <= 60_000_000:
-        monitor.advance(now - lateness)
+        return analysis.advance(now)
+    return []
 
 
 def scenario_batches(

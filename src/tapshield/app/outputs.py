@@ -49,7 +49,7 @@ SUMMARY = "summary.json"
 STAGING_PREFIX = ".tapshield-partial-"
 
 KNOWN_OUTPUTS = frozenset({
-    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv",
+    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv", "fraud_digest.json",
     "changes.rejects.csv", "portfolio.rejects.csv", "impact.json", "impact.html",
     "impact_merchants.csv", "impact_borrowers.csv",
 })

@@ -370,7 +370,6 @@ def respond_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, out_di
             customers.close()
         targets.collect()
         figures = grade(plan, incidents, targets, directory, policy, outbox.counts())
-        figures["trust"] = _trust(plan, incidents, events, directory, figures)
         figures.pop("_notified", None)
         figures["drained"] = drained
         figures["dispatch"] = dispatcher.stats.as_dict()
@@ -481,25 +480,6 @@ def grade(plan: ResponsePlan, incidents: Sequence[Incident], targets: LocalTarge
         "per_incident": per_incident,
         "_notified": sorted(k for k, v in per_user.items() if v["notice"]),
     }
-
-
-def _trust(plan: ResponsePlan, incidents: Sequence[Incident], events: pl.DataFrame,
-           directory: SimulatedDirectory, figures: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The trust estimate per ended paging incident (tapshield.respond.trust)."""
-    from tapshield.respond.responder import affected_customers
-    from tapshield.respond.trust import trust_impact
-
-    by_token = {directory.token_of(u): u for u in directory.contacts}
-    told = {by_token[t] for (_case, t) in figures.get("_notified", ()) if t in by_token}
-    out = []
-    for inc in incidents:
-        if inc.id not in plan.lifecycles or not 1 <= inc.level <= 3 or inc.end is None:
-            continue
-        hit = set(affected_customers(events, inc)["user_id"].to_list())
-        t = trust_impact(events, inc, hit, notified=told)
-        if t is not None:
-            out.append(t.to_dict())
-    return out
 
 
 def _write(out_dir: Path, plan: ResponsePlan, figures: Mapping[str, Any]) -> None:

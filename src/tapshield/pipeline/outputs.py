@@ -31,6 +31,10 @@ command and kept with the run in the database, left out of ``summary.json``
 so the same inputs give the same files byte for byte."""
 
 
+DIGEST_VERSION = "1.0"
+"""Version of ``fraud_digest.json`` (docs/contracts.md)."""
+
+
 class FileSink:
     def __init__(self, out_dir: Path, *, tz: str, changes: pl.DataFrame | None = None,
                  lang: str = "en") -> None:
@@ -43,6 +47,7 @@ class FileSink:
         self.incidents_path = out_dir / "incidents.json"
         self.summary_path = out_dir / "summary.json"
         self.report_path = out_dir / "report.html"
+        self.digest_path = out_dir / "fraud_digest.json"
         self._fh: IO[str] = open(self.alerts_path, "w", encoding="utf-8")
         self._incidents: dict[str, Incident] = {}
         write_incidents(self.incidents_path, [], tz)
@@ -61,6 +66,10 @@ class FileSink:
     def close(self, result: AnalysisResult) -> None:
         self._fh.close()
         write_incidents(self.incidents_path, result.incidents, self.tz)
+        if result.digest:
+            self.digest_path.write_text(
+                json.dumps({"schema_version": DIGEST_VERSION, "hours": result.digest},
+                           indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         from tapshield.report import render_report
 
         self.report_path.write_text(
