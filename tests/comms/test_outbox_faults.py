@@ -237,4 +237,5 @@ def test_email_notices_reuse_smtp_sessions(tmp_path: Path) -> None:
     for r in applied:
         n = r.headers["x-idempotency-key"].split("-")[1]
         assert r.headers["to"] == f"c{int(n)}@customers.example"
+        assert r.headers["x-tapshield-due"]  # the quiet-hours check reads it
         assert email_text(r).strip().startswith("message")
