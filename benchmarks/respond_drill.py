@@ -53,7 +53,7 @@ def _n(v: Any) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = ("| scenario | paging incidents | customers to notify | notices / follow-ups "
-            "delivered | exactly one of each | duplicates | personal data | quiet-hour "
+            "delivered | exactly one of each | duplicates (raw repeats) | personal data | quiet-hour "
             "messages | partner webhooks (rejected) | detection -> first notice / webhook (s) "
             "| all delivered | respond stage (s) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -69,7 +69,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_n(c.get('customers_to_notify'))} "
             f"| {_n(c.get('notices_sent'))} / {_n(c.get('followups_sent'))} "
             f"| {_n(c.get('customers_exactly_one_notice_and_followup'))} "
-            f"| {_n(c.get('duplicates'))} | {_n(c.get('messages_with_personal_data'))} "
+            f"| {_n(c.get('duplicates'))} ({_n(c.get('receiver_repeats'))}) "
+            f"| {_n(c.get('messages_with_personal_data'))} "
             f"| {_n(c.get('quiet_hour_messages'))} "
             f"| {_n(c.get('webhooks_sent'))} ({_n(c.get('webhooks_rejected'))}) "
             f"| {_n(c.get('first_notice_after_detection_s'))} / "
@@ -104,7 +105,8 @@ def main() -> None:
         print(json.dumps(one(args.one), default=str), flush=True)
         return
     if args.table is not None:
-        rows = [r for f in (args.table or [args.out]) for r in load(f)]
+        latest = {r["scenario"]: r for f in (args.table or [args.out]) for r in load(f)}
+        rows = list(latest.values())  # a scenario run twice: its last row
         order = {n: i for i, n in enumerate(_names())}
         rows.sort(key=lambda r: order.get(r["scenario"], len(order)))
         print(table(rows), end="")
