@@ -52,9 +52,10 @@ def _n(v: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | paging incidents | customers to notify | notices / follow-ups "
-            "delivered | exactly one of each | duplicates (raw repeats) | personal data | quiet-hour "
-            "messages | partner webhooks (rejected) | detection -> first notice / webhook (s) "
+    head = ("| scenario | paging incidents | customers to notify "
+            "| notices / follow-ups delivered | exactly one of each "
+            "| duplicates (raw repeats) | personal data | quiet-hour messages "
+            "| partner webhooks (rejected) | detection -> first notice / webhook (s) "
             "| all delivered | respond stage (s) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     out = []
