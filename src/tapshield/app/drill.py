@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from tapshield.app.outputs import StopFlag, until_stopped, write_json_atomic
+from tapshield.app.outputs import OutputDir, StopFlag, until_stopped, write_json_atomic
 from tapshield.drill.score import Scorecard, score
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
@@ -246,6 +246,12 @@ def run_drill(
         if progress is not None:
             progress(name)
 
+    # The scorecard is the drill folder's completion marker: an earlier drill's goes
+    # before anything is written, so a drill killed midway never leaves the new
+    # analysis beside an old scorecard.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scorecard.json").unlink(missing_ok=True)
+
     step("simulating")
     t0 = time.perf_counter()
     sim = simulate(sc, out / "simulation", seed=seed, labels=False)
@@ -257,8 +263,16 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    result = analyze_frames(until_stopped(reader, stop), changes=changes,
-                            config=PipelineConfig(), out_dir=out / "analysis", sinks=sinks)
+    # Staged like ``analyze`` (OutputDir): the analysis folder holds one complete
+    # analysis, or the earlier one, never a half-written mix.
+    folder = OutputDir(out / "analysis")
+    try:
+        result = analyze_frames(until_stopped(reader, stop), changes=changes,
+                                config=PipelineConfig(), out_dir=folder.staging, sinks=sinks)
+        folder.commit()
+    finally:
+        if not folder.committed:
+            folder.abandon()
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
@@ -292,7 +306,9 @@ def run_drill(
                         guard_verdicts=verdicts or [], saved_by_failover=saved)
         seconds["respond"] = time.perf_counter() - t0
     trust: list[dict[str, Any]] | None = None
-    if not interrupted:
+    from tapshield.drill.score import pages
+
+    if not interrupted and any(pages(i) and i.end is not None for i in result.incidents):
         step("estimating the trust impact")
         t0 = time.perf_counter()
         trust = trust_in_drill(result.incidents, events(), truth, out / "simulation")

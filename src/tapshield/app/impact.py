@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from tapshield.app.outputs import SUMMARY, disk_full, write_json_atomic
 from tapshield.events.read import EventReader, ReadStats
 from tapshield.events.write import write_report_csv
 from tapshield.impact.assess import ImpactResult, assess
@@ -77,7 +78,9 @@ def value_impact(
     # failed or killed valuation leaves the folder as it was.
     from tapshield.app.outputs import OutputDir
 
-    folder = OutputDir(opts.out)
+    sources = [opts.events, opts.incidents, opts.portfolio, opts.schedule, opts.config,
+               opts.regulatory]
+    folder = OutputDir(opts.out, inputs=[p for p in sources if p is not None])
     stage = folder.staging
     rejects = RejectWriter(stage / f"{opts.events.name}.rejects.csv")
     try:
@@ -100,7 +103,16 @@ def value_impact(
             pf_rejects = stage / "portfolio.rejects.csv"
             write_report_csv(pf.rejects, pf_rejects)
         paths = write_impact(result, stage)
+        write_json_atomic(stage / SUMMARY, impact_completion(
+            result, reader.stats, pf.rejected if pf is not None else 0,
+            [p.name for p in paths.values()]
+            + [p.name for p in (rejects.path, pf_rejects) if p is not None and p.exists()]))
         folder.commit()
+    except OSError as exc:
+        full = disk_full(exc, opts.out)
+        if full is None:
+            raise
+        raise full from None
     finally:
         rejects.close()
         if not folder.committed:
@@ -108,6 +120,26 @@ def value_impact(
     final = {k: folder.final(v.name) for k, v in paths.items()}
     return ImpactOutcome(result, final, reader.stats, pf,
                          folder.final(pf_rejects.name) if pf_rejects is not None else None)
+
+
+def impact_completion(result: ImpactResult, events: ReadStats, portfolio_rejected: int,
+                      outputs: list[str]) -> dict[str, Any]:
+    """``summary.json`` of ``tapshield impact``: the completion marker of the folder,
+    by the same contract as ``analyze``'s (docs/contracts.md): ``status`` and the
+    events' ``rows_read`` / ``rows_accepted`` / ``rows_rejected`` always there,
+    then the loan-book rejects, the headline figures and the files written (a
+    later run into the folder removes exactly those)."""
+    return {
+        "command": "impact",
+        "status": "complete",
+        "rows_read": events.rows,
+        "rows_accepted": events.accepted,
+        "rows_rejected": events.rejected,
+        "portfolio_rejected": portfolio_rejected,
+        **impact_summary(result),
+        "input": events.as_dict(),
+        "outputs": sorted([*outputs, SUMMARY]),
+    }
 
 
 @dataclass(slots=True)

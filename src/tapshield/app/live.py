@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from tapshield.app.outputs import StopFlag, until_stopped
+from tapshield.app.outputs import StopFlag, open_streaming_folder, until_stopped
 from tapshield.errors import RowError
 from tapshield.events.changes import read_changes
 from tapshield.events.idindex import EventIdIndex
@@ -40,7 +40,9 @@ class LiveOptions:
     """Monitoring config (YAML); ``None`` = built-in."""
     changes: Path | None = None
     out: Path | None = None
-    """Also write alerts.jsonl and incidents.json here."""
+    """Also write alerts.jsonl and incidents.json here, as they happen, then
+    report.html and summary.json (the completion marker) when the stream closes;
+    an earlier run's outputs are removed first, its summary.json before anything."""
     alertmanager: tuple[str, ...] = ()
     webhooks: tuple[str, ...] = ()
     webhook_secret: str | None = None
@@ -106,6 +108,8 @@ class LiveRun:
         if opts.out is not None:
             from tapshield.pipeline.outputs import FileSink
 
+            # streamed in place (tail -f), not staged: see open_streaming_folder
+            open_streaming_folder(opts.out)
             all_sinks.insert(0, FileSink(opts.out, tz=opts.tz, changes=change_frame))
         pconf = PipelineConfig(lateness=opts.lateness, diagnose=opts.diagnose, tz=opts.tz)
         self.accepted = 0

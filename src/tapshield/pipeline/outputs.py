@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
+from tapshield.fileio import write_text_atomic
 from tapshield.incident import Incident, write_incidents
 from tapshield.monitor.alerts import AlertEvent
 
@@ -72,13 +73,10 @@ class FileSink:
                            indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         from tapshield.report import render_report
 
-        self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections,
-                          lang=self.lang),
-            encoding="utf-8",
-        )
+        write_text_atomic(self.report_path, render_report(
+            result, tz=self.tz, changes=self.changes, sections=result.sections,
+            lang=self.lang))
         summary = {k: v for k, v in result.summary.items() if k not in VOLATILE_SUMMARY_KEYS}
-        self.summary_path.write_text(
-            json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n",
-            encoding="utf-8",
-        )
+        write_text_atomic(self.summary_path,
+                          json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+
