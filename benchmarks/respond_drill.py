@@ -11,7 +11,7 @@ as it finishes, so a long run can be resumed (``--resume``) and watched.
 docs/respond.md).
 
     nice -n 10 python benchmarks/respond_drill.py [--scenarios a,b] [--resume]
-    python benchmarks/respond_drill.py --table
+    python benchmarks/respond_drill.py --table [results files]
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def _n(v: Any) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| scenario | paging incidents | customers to notify | notices / follow-ups "
-            "delivered | exactly one of each | duplicates | personal data | quiet-hour "
-            "messages | partner webhooks (rejected) | detection -> first notice / webhook (s) "
+    head = ("| scenario | paging incidents | customers to notify "
+            "| notices / follow-ups delivered | exactly one of each "
+            "| duplicates (raw repeats) | personal data | quiet-hour messages "
+            "| partner webhooks (rejected) | detection -> first notice / webhook (s) "
             "| all delivered | respond stage (s) |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     out = []
@@ -69,7 +70,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_n(c.get('customers_to_notify'))} "
             f"| {_n(c.get('notices_sent'))} / {_n(c.get('followups_sent'))} "
             f"| {_n(c.get('customers_exactly_one_notice_and_followup'))} "
-            f"| {_n(c.get('duplicates'))} | {_n(c.get('messages_with_personal_data'))} "
+            f"| {_n(c.get('duplicates'))} ({_n(c.get('receiver_repeats'))}) "
+            f"| {_n(c.get('messages_with_personal_data'))} "
             f"| {_n(c.get('quiet_hour_messages'))} "
             f"| {_n(c.get('webhooks_sent'))} ({_n(c.get('webhooks_rejected'))}) "
             f"| {_n(c.get('first_notice_after_detection_s'))} / "
@@ -85,23 +87,32 @@ def load(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _names() -> list[str]:
+    from tapshield.simulate.model import scenario_names
+
+    return list(scenario_names())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default="all", help="comma-separated names, or all")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--resume", action="store_true", help="skip scenarios already in --out")
-    ap.add_argument("--table", action="store_true", help="print the table of --out")
+    ap.add_argument("--table", nargs="*", type=Path,
+                    help="print the table of these results files (default: --out)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one), default=str), flush=True)
         return
-    if args.table:
-        print(table(load(args.out)), end="")
+    if args.table is not None:
+        latest = {r["scenario"]: r for f in (args.table or [args.out]) for r in load(f)}
+        rows = list(latest.values())  # a scenario run twice: its last row
+        order = {n: i for i, n in enumerate(_names())}
+        rows.sort(key=lambda r: order.get(r["scenario"], len(order)))
+        print(table(rows), end="")
         return
-    from tapshield.simulate.model import scenario_names
-
-    names = scenario_names() if args.scenarios == "all" else args.scenarios.split(",")
+    names = _names() if args.scenarios == "all" else args.scenarios.split(",")
     done = {r["scenario"] for r in load(args.out)} if args.resume else set()
     if not args.resume:
         args.out.write_text("")

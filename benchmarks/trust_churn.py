@@ -65,7 +65,13 @@ def oracle_row(sc: Scenario, seed: int, out: Path) -> dict[str, Any]:
     if customers is not None:
         taps = pl.read_parquet(out / "churn_taps.parquet")
         eff = true_effect(customers, taps, t.affected_ids, t.after_from, t.after_to)
-        row["truth"] = {"retention_effect": eff.effect, "lost_spending_fen": eff.lost_fen}
+        told = set(t.notified_ids)
+        untold = set(t.affected_ids) - told
+        vs = (true_effect(customers, taps, told, t.after_from, t.after_to).effect
+              - true_effect(customers, taps, untold, t.after_from, t.after_to).effect
+              if told and untold else None)
+        row["truth"] = {"retention_effect": eff.effect, "lost_spending_fen": eff.lost_fen,
+                        "notified_minus_not": vs}
     else:
         row["truth"] = {"retention_effect": 0.0, "lost_spending_fen": 0}
     return row
@@ -87,8 +93,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     cov = [r["ci95"][0] <= r["truth"]["retention_effect"] <= r["ci95"][1] for r in ok]
     money = [r["lost_spending_ci_fen"][1] <= r["truth"]["lost_spending_fen"]
              <= r["lost_spending_ci_fen"][0] for r in ok]
+    told = [r for r in ok if r.get("notified_ci95") is not None
+            and r["truth"].get("notified_minus_not") is not None]
     return {
         "seeds": len(rows), "estimated": len(ok),
+        "notified_compared": len(told),
+        "notified_covered": sum(r["notified_ci95"][0] <= r["truth"]["notified_minus_not"]
+                                <= r["notified_ci95"][1] for r in told),
+        "notified_mean_estimate": round(statistics.fmean(r["notified_minus_not"]
+                                                         for r in told), 4) if told else None,
+        "notified_mean_truth": round(statistics.fmean(r["truth"]["notified_minus_not"]
+                                                      for r in told), 4) if told else None,
         "mean_estimate": round(statistics.fmean(r["estimate"] for r in ok), 4) if ok else None,
         "mean_truth": round(statistics.fmean(r["truth"]["retention_effect"] for r in ok), 4)
         if ok else None,

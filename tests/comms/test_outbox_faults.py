@@ -203,3 +203,39 @@ def test_dispatcher_killed_midway_postgres(pg_url: str, tmp_path: Path) -> None:
         conn.execute(text("DELETE FROM respond_timeline"))
     store.close()
     _killed_midway(pg_url, tmp_path, procs=2)  # two dispatchers race (SKIP LOCKED)
+
+
+def test_email_notices_reuse_smtp_sessions(tmp_path: Path) -> None:
+    """E-mail through the pool: every notice arrives once, with its key and the recipient's
+    own address only, over at most one SMTP session per worker (Apprise's own plugin
+    opened one per message, with a new TLS context each: the drills' slow part); a
+    session the server dropped is replaced."""
+    from tapshield.comms.receivers import LocalSMTP, email_text
+
+    outbox = Outbox(Store(f"sqlite:///{tmp_path / 'o.sqlite'}").engine)
+    msgs = [replace(m, channel="email") for m in messages(40, kind="notice")]
+    outbox.record([], msgs)
+    with LocalSMTP() as smtp:
+        sender = AppriseSender(
+            {"email": f"mailto://127.0.0.1:{smtp.port}?from=notices@flashpay.example"
+                      "&to={to}&mode=insecure"},
+            reveal=lambda t: f"c{t.removeprefix('tok-')}@customers.example")
+        d = Dispatcher(outbox, Router(sender, None), workers=4, backoff=0.01,
+                       max_backoff=0.05)
+        assert d.run_once() == 40  # the first 40...
+        for free in sender.smtp._free.values():  # ...then the server drops every session
+            for conn in free:
+                conn.sock.close()  # type: ignore[union-attr]
+        outbox.record([], [replace(m, key=f"{m.key}-b") for m in msgs])
+        assert d.drain(timeout=60)
+        sender.close()
+        applied = list(smtp.ledger.applied)
+        sessions = smtp.sessions
+    assert len(applied) == 80 and smtp.ledger.repeats == 0
+    assert {r.key for r in applied} == {m.key for m in msgs} | {f"{m.key}-b" for m in msgs}
+    assert sessions <= 2 * 4  # at most one per worker, and once more after the drop
+    for r in applied:
+        n = r.headers["x-idempotency-key"].split("-")[1]
+        assert r.headers["to"] == f"c{int(n)}@customers.example"
+        assert r.headers["x-tapshield-due"]  # the quiet-hours check reads it
+        assert email_text(r).strip().startswith("message")

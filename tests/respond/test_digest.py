@@ -269,6 +269,14 @@ def test_an_attack_unusual_for_the_baseline_opens_one_incident_detected_at_the_n
         pl.col("event_id") + "c", pl.col("payment_id") + "c"), [alert("escalated", 8.0, 2)])
     assert out[0].incident_id == inc.id and inc.level == 2 and len(book.incidents()) == 1
     assert [h["state"] for h in inc.extra["level_history"]] == ["firing", "escalated"]
+    # a wave beside the open attack (another slice of it) stays out of the baseline
+    n = len(book.baseline.sizes)
+    other = risk_events([(9.0, "CN-BJ", True)]).with_columns(
+        pl.col("event_id") + "d", pl.col("payment_id") + "d")
+    feed(book, window, other, [alert("firing", 9.0, alert_id="w2", region="CN-BJ")])
+    feed(book, window, other.with_columns(pl.col("event_id") + "e", pl.col("payment_id") + "e"),
+         [alert("resolved", 12.0, alert_id="w2", region="CN-BJ")])
+    assert book.waves[-1].beside == inc.id and len(book.baseline.sizes) == n
 
 
 def test_a_notice_that_pages_opens_its_incident_then() -> None:

@@ -111,6 +111,32 @@ def test_truth_states_the_exact_effect_and_is_deterministic(runs: dict[str, Any]
     assert pl.read_parquet(again.out_dir / "churn.parquet").equals(customers)
 
 
+def test_a_late_notice_is_not_prompt_and_does_not_relieve(tmp_path: Path,
+                                                            small_traffic: Path) -> None:
+    """Notices 25 min into the outage, prompt within 10 min: those who failed in its
+    first quarter hour were told late; every later failure was told at once."""
+    sc = _scenario(tmp_path, small_traffic, {"enabled": True, "hazard": 0.6,
+                                             "notice_after": "25m", "prompt_within": "10m",
+                                             "reach": 1.0})
+    r = simulate(sc, tmp_path / "sim", labels=False)
+    c = pl.read_parquet(tmp_path / "sim" / "churn.parquet")
+    f = r.truth["faults"][0]
+    notice = parse_rfc3339(f["start"]) + timedelta(minutes=25)
+    assert c["notified_at"].null_count() == 0  # everybody reached
+    expected = c.select(pl.max_horizontal(pl.col("failed_at"), pl.lit(notice))
+                        .alias("at"))["at"]
+    assert (c["notified_at"] == expected).all()
+    late = c.filter(pl.col("notified_at") - pl.col("failed_at") > timedelta(minutes=10))
+    assert late.height > 0 and not late["prompt"].any()
+    assert c.filter(pl.col("notified_at") - pl.col("failed_at")
+                    <= timedelta(minutes=10))["prompt"].all()
+    # told late, the full hazard; told promptly, 0.6 x (1 - 0.5)
+    late_rate = late["churned_at"].is_not_null().sum() / late.height
+    prompt = c.filter(pl.col("prompt"))
+    assert prompt.height > 0
+    assert late_rate > prompt["churned_at"].is_not_null().sum() / prompt.height
+
+
 def test_a_bad_churn_block_names_the_field(tmp_path: Path, small_traffic: Path) -> None:
     with pytest.raises(ScenarioError, match=r"churn\.hazard"):
         _scenario(tmp_path, small_traffic, {"enabled": True, "hazard": 1.5})

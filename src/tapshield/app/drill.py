@@ -306,7 +306,9 @@ def run_drill(
                         guard_verdicts=verdicts or [], saved_by_failover=saved)
         seconds["respond"] = time.perf_counter() - t0
     trust: list[dict[str, Any]] | None = None
-    if not interrupted:
+    from tapshield.drill.score import pages
+
+    if not interrupted and any(pages(i) and i.end is not None for i in result.incidents):
         step("estimating the trust impact")
         t0 = time.perf_counter()
         trust = trust_in_drill(result.incidents, events(), truth, out / "simulation")

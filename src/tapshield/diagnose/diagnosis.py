@@ -34,6 +34,7 @@ from tapshield.diagnose.events import (
     MATERIAL,
     MAX_DIMS,
     SCREEN_ALPHA,
+    DimCodes,
     bucketed,
     event_cube,
     screen_dims,
@@ -98,7 +99,8 @@ def diagnose(request: DiagnosisRequest, config: LocalizeConfig | None = None) ->
     }
     dims = [d for d in ALL_DIMS if d in frame.columns]
     keep = [d for d in request.fired_slice if d in dims]
-    loc = _localize(frame, signature, signatures, dims, keep, history, config)
+    coded = DimCodes(frame)
+    loc = _localize(frame, signature, signatures, dims, keep, history, config, coded)
     scope, explained = _scope(loc, fired)
     fact_sig = signature if signature != "volume" else "technical"
 
@@ -114,7 +116,7 @@ def diagnose(request: DiagnosisRequest, config: LocalizeConfig | None = None) ->
     verdict = classify(facts)
     if verdict.cause == "fraud_attack" and scope and not _only(scope, WHERE_DIMS):
         where = [d for d in WHERE_DIMS if d in dims]
-        relocated = _localize(frame, signature, signatures, where, [], history, config)
+        relocated = _localize(frame, signature, signatures, where, [], history, config, coded)
         new_scope, new_explained = _scope(relocated, [])
         if relocated is not None and relocated.root_causes:
             fingerprint = facts.fingerprint or {
@@ -134,14 +136,16 @@ def diagnose(request: DiagnosisRequest, config: LocalizeConfig | None = None) ->
 
 def _localize(frame: pl.DataFrame, signature: str, signatures: dict[str, pl.Expr],
               dims: Sequence[str], keep: Sequence[str], history: int,
-              config: LocalizeConfig | None) -> Localization | None:
+              config: LocalizeConfig | None, coded: DimCodes | None = None
+              ) -> Localization | None:
     if signature == "volume":
         chosen = _screen_volume(frame, dims, keep, history)
         cube = volume_cube(frame, chosen, history) if chosen else None
     else:
         work = frame.with_columns(signatures[signature].fill_null(False).alias(MAIN))
-        chosen = screen_dims(work, MAIN, dims, keep)
-        cube = event_cube(work, MAIN, chosen) if chosen else None
+        coded = coded or DimCodes(frame)
+        chosen = screen_dims(work, MAIN, dims, keep, coded)
+        cube = event_cube(work, MAIN, chosen, coded) if chosen else None
     if cube is None or cube.leaves == 0:
         return None
     return localize_cube(cube, config or PIPELINE_CONFIG)

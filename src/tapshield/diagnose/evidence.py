@@ -10,6 +10,7 @@ attempts look like (many ordinary customers, or a few devices firing fast).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -155,10 +156,8 @@ def gather(
     )
     lat_now = _median(cur.get_column("latency_ms"))
     lat_base = _median(base.get_column("latency_ms"))
-    spread = {
-        d: _spread(cur, base, main_col, d, rates[_name_of(failed_cols, main_col)].flow_ratio)
-        for d in ("channel", "carrier", "region", "app_version", "server_version")
-    }
+    spread = _spreads(inside, main_col, SPREAD_DIMS,
+                      rates[_name_of(failed_cols, main_col)].flow_ratio)
     # The dimensions of the main root cause (the scope is ordered by excess):
     # a stray deeper condition on a minor cause must not decide the cause.
     scope_dims = set(scope[0]) if scope else set()
@@ -216,6 +215,32 @@ def _name_of(cols: dict[str, str], col: str) -> str:
     return next(k for k, v in cols.items() if v == col)
 
 
+SPREAD_DIMS = ("channel", "carrier", "region", "app_version", "server_version")
+
+
+def _spreads(inside: pl.DataFrame, col: str, dims: Sequence[str],
+             flow_ratio: float) -> dict[str, tuple[int, int]]:
+    """:func:`_spread` of every dimension in ``dims``, counted in one Polars call.
+
+    Each dimension's values are counted now (bucket 0) and before (buckets
+    < 0) in one group-by of the scope's rows, all dimensions in one
+    ``collect_all``; the test is then :func:`_spread_test`, as in
+    :func:`_spread`. Only counts enter it, so the result does not depend on
+    the order the values come in (``tests/diagnose/test_fast_paths.py``
+    checks it against :func:`_spread` dimension by dimension).
+    """
+    now = pl.col("_bucket") == 0
+    fail = pl.col(col).fill_null(False)
+    tables = pl.collect_all([
+        inside.lazy().group_by(d).agg(
+            (fail & now).sum().alias("f"), now.sum().alias("n"),
+            (fail & ~now).sum().alias("fb"), (~now).sum().alias("nb"))
+        .filter(pl.col("n") >= MIN_SLICE)
+        for d in dims
+    ])
+    return {d: _spread_test(t, flow_ratio) for d, t in zip(dims, tables, strict=True)}
+
+
 def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str,
             flow_ratio: float) -> tuple[int, int]:
     """(values whose ratio at least doubled, significantly; values with enough attempts)."""
@@ -225,6 +250,11 @@ def _spread(cur: pl.DataFrame, base: pl.DataFrame, col: str, dim: str,
         pl.col(col).sum().alias("fb"), pl.len().alias("nb"))
     t = a.join(b, on=dim, how="left", nulls_equal=True).fill_null(0).filter(
         pl.col("n") >= MIN_SLICE)
+    return _spread_test(t, flow_ratio)
+
+
+def _spread_test(t: pl.DataFrame, flow_ratio: float) -> tuple[int, int]:
+    """The test of :func:`_spread` on a table of ``f``, ``n``, ``fb``, ``nb`` per value."""
     if t.height == 0:
         return (0, 0)
     f = t.get_column("f").cast(pl.Float64).to_numpy()

@@ -32,7 +32,9 @@ incident; ``digest.opened_at`` says when it became one.
   another slice is evidence, not a second incident). A running maximum is
   monotone in time, so testing it at every batch is one test per wave;
 * *null model*: the final sizes of the last ``history`` (200) ordinary waves
-  (those that stayed in the digest), about two days at the default traffic;
+  (those that stayed in the digest and lived while no risk-decline incident
+  was open: an attack must not raise the bar for the next one), about two
+  days at the default traffic;
   their upper tail by peaks over threshold (:class:`ExpTail`: exponential
   excesses over the median, the tail of a negative binomial and of mixtures of
   them); the negative binomial's moments (mean, dispersion ``k``) are reported
@@ -230,6 +232,9 @@ class Wave:
     opened_at: datetime | None = None
     threshold: int | None = None
     p_value: float | None = None
+    beside: str | None = None
+    """A risk-decline incident open while the wave lived: the wave is likely that
+    attack seen in another slice, so it does not join the ordinary baseline."""
     _ts: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     _cum: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
     _total: float = 0.0
@@ -305,6 +310,7 @@ class Wave:
             "incident_id": self.incident_id,
             "opened_by": self.opened_by,
             "opened_at": to_rfc3339(self.opened_at, tz) if self.opened_at is not None else None,
+            "beside_incident": self.beside,
         }
 
 
