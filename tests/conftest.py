@@ -20,6 +20,7 @@ DATA = SHARED / "data"
 
 PG_URL = os.environ.get("TAPSHIELD_TEST_PG_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TAPSHIELD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+MQTT_PORT = int(os.environ.get("TAPSHIELD_TEST_MQTT_PORT", "1883"))
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +69,16 @@ def redis_url() -> str:
     except Exception as exc:  # pragma: no cover - environment problem
         pytest.fail(f"Redis not reachable at {REDIS_URL}: {exc}")
     return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def mqtt_port() -> int:
+    """Port of the real Mosquitto broker on 127.0.0.1; the test fails if it is not there."""
+    import socket
+
+    _require("Mosquitto", "TAPSHIELD_SKIP_MQTT")
+    try:
+        socket.create_connection(("127.0.0.1", MQTT_PORT), timeout=3).close()
+    except OSError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"Mosquitto not reachable at 127.0.0.1:{MQTT_PORT}: {exc}")
+    return MQTT_PORT

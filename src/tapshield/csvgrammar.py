@@ -90,32 +90,36 @@ def _no_view(views: np.ndarray, col: int, r: int) -> None:
 
 @njit(cache=True, nogil=True, inline="always")
 def _put_view(
-    views: np.ndarray, vbytes: np.ndarray, col: int, r: int, src: np.ndarray, a: int, ln: int,
-    buffer: int,
+    views: np.ndarray, col: int, r: int, src: np.ndarray, a: int, ln: int, buffer: int
 ) -> None:
     """Write the string view of ``src[a:a+ln]`` (data buffer ``buffer``) for row ``r``.
 
-    ``vbytes`` is the same memory as ``views`` seen as bytes: the value's
-    bytes (all of them inline, the first four as the prefix otherwise) are
-    copied byte for byte, the rest of the view written as words.
+    The view's words are built from the value's bytes with shifts (little
+    endian: the bytes in the order they come), zeros past a short value; no
+    byte past the value is read. Built this way rather than copied byte by
+    byte into the view, the split costs half as much (the compiler keeps the
+    words in registers).
     """
     v = views[col, r]
-    b = vbytes[col, r]
     v[0] = ln
+    w1 = np.uint32(0)
     if ln <= _INLINE:
-        if a + _INLINE <= len(src):
-            # a fixed-length, branch-free copy (vectorised), zeros past the value
-            for k in range(_INLINE):
-                b[4 + k] = src[a + k] if k < ln else 0
-        else:
-            v[1] = 0
-            v[2] = 0
-            v[3] = 0
-            for k in range(ln):
-                b[4 + k] = src[a + k]
+        w2 = np.uint32(0)
+        w3 = np.uint32(0)
+        for k in range(4):
+            if k < ln:
+                w1 |= np.uint32(src[a + k]) << np.uint32(8 * k)
+            if k + 4 < ln:
+                w2 |= np.uint32(src[a + 4 + k]) << np.uint32(8 * k)
+            if k + 8 < ln:
+                w3 |= np.uint32(src[a + 8 + k]) << np.uint32(8 * k)
+        v[1] = w1
+        v[2] = w2
+        v[3] = w3
     else:
         for k in range(4):
-            b[4 + k] = src[a + k]
+            w1 |= np.uint32(src[a + k]) << np.uint32(8 * k)
+        v[1] = w1
         v[2] = buffer
         v[3] = a
 
@@ -128,7 +132,6 @@ def tokenize(
     final: bool,
     colmap: np.ndarray,
     views: np.ndarray,
-    vbytes: np.ndarray,
     nulls: np.ndarray,
     rec_start: np.ndarray,
     rec_end: np.ndarray,
@@ -247,7 +250,7 @@ def tokenize(
                         bad_col = field
                 else:
                     nulls[out, r] = 0
-                    _put_view(views, vbytes, out, r, side if vbuf else buf, va, vln, vbuf)
+                    _put_view(views, out, r, side if vbuf else buf, va, vln, vbuf)
             field += 1
             if p >= hi:
                 ended = True
@@ -429,8 +432,7 @@ class Tokens:
         # (one vectorised look at the whole run decides).
         check = bool(len(self.buf)) and int(self.buf.max()) >= 0x80
         self.rows, self.resume, self.side_used = tokenize(
-            self.buf, 0, len(self.buf), final, colmap, self.views,
-            self.views.view(np.uint8).reshape(ncols, cap, 16), self.nulls,
+            self.buf, 0, len(self.buf), final, colmap, self.views, self.nulls,
             self.rec_start, self.rec_end, self.rec_status, self.rec_col, self.side, check,
         )
 

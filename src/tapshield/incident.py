@@ -22,6 +22,7 @@ import jsonschema
 import polars as pl
 
 from tapshield.errors import ContractError
+from tapshield.fileio import write_text_atomic
 from tapshield.money import format_fen
 from tapshield.timeutil import parse_rfc3339, to_rfc3339
 
@@ -128,7 +129,10 @@ def write_incidents(path: Path | str, incidents: list[Incident], tz: str | None 
         validate_incident(d)
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Through a temporary name and a rename: ``live`` rewrites the file as incidents
+    # evolve while people read it, and a crash must not leave half of one. (No
+    # fsync: it is rewritten often and the run's end is what makes it durable.)
+    write_text_atomic(p, json.dumps(data, indent=2, ensure_ascii=False) + "\n", fsync=False)
     return p
 
 

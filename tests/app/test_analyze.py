@@ -57,8 +57,20 @@ def test_analyze_with_a_portfolio_reads_once_writes_once_and_draws(
         writes.append(self.name)
         return real_write(self, *args, **kwargs)
 
+    import tapshield.app.outputs as app_outputs
+    import tapshield.pipeline.outputs as pipeline_outputs
+
+    real_atomic = pipeline_outputs.write_text_atomic
+
+    def counting_atomic(path: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        writes.append(path.name)
+        return real_atomic(path, *args, **kwargs)
+
     monkeypatch.setattr(read_module.EventReader, "__iter__", counting_iter)
     monkeypatch.setattr(Path, "write_text", counting_write)
+    # outputs are written through a temporary name (tapshield.fileio); count those too
+    monkeypatch.setattr(pipeline_outputs, "write_text_atomic", counting_atomic)
+    monkeypatch.setattr(app_outputs, "write_text_atomic", counting_atomic)
     out = tmp_path / "out"
     outcome = analyse_file(AnalyzeOptions(events, out, changes=changes, portfolio=book,
                                           db=f"sqlite:///{tmp_path / 'runs.db'}"))
@@ -107,3 +119,52 @@ def test_the_demo_report_shows_its_charts(tmp_path: Path) -> None:
     assert len(charts(html)) == 3
     assert "Financing impact" in html
     assert json.loads((tmp_path / "summary.json").read_text())["impact"]["incidents"] >= 1
+
+
+def test_blocked_fraud_is_in_the_digest_and_not_in_the_incident_list(
+    simulated: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """The risk engine's ordinary work: every level-4 risk-decline notice of the run
+    is in fraud_digest.json, none is an incident, and the other incidents are the
+    ones the book opened when every notice was an incident."""
+    import polars as pl
+
+    from tapshield.events.codes import risk_decline_expr
+    from tapshield.events.read import EventReader
+    from tapshield.pipeline import PipelineConfig, analyze_frames
+    from tapshield.respond.digest import DigestPolicy
+    from tapshield.respond.incidents import IncidentPolicy
+
+    events, changes, _ = simulated
+    out = tmp_path / "out"
+    outcome = analyse_file(AnalyzeOptions(events, out, changes=changes,
+                                          db=f"sqlite:///{tmp_path / 'runs.db'}"))
+    digest = json.loads((out / "fraud_digest.json").read_text())
+    assert digest["schema_version"] == "1.0"
+    incidents = json.loads((out / "incidents.json").read_text())
+    assert not [i for i in incidents if i.get("signal") == "risk_decline" and i["level"] == 4
+                and "digest" not in i]
+    hours = digest["hours"]
+    frames = list(EventReader(events))
+    blocked = sum(f.filter(risk_decline_expr().fill_null(False)).height for f in frames)
+    assert sum(h["blocked_attempts"] for h in hours) == blocked > 0
+    assert sum(h["attempts"] for h in hours) == outcome.input.accepted
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fraud_digest"]["blocked_attempts"] == blocked
+    assert "Blocked fraud (hourly digest)" in (out / "report.html").read_text()
+
+    # the same events with every notice an incident (the behaviour before)
+    from tapshield.events.changes import read_changes
+
+    before = analyze_frames(
+        iter(frames), changes=read_changes(changes).valid,
+        config=PipelineConfig(incidents=IncidentPolicy(digest=DigestPolicy(enabled=False))))
+    notices = [i for i in before.incidents if i.extra.get("signal") == "risk_decline"]
+    waves = [n for h in hours for n in h["notices"]]
+    assert len(notices) == len(waves) > 0
+    assert sorted(i.extra["alert_id"] for i in notices) == sorted(w["alert_id"] for w in waves)
+    others = [i for i in before.incidents if i.extra.get("signal") != "risk_decline"]
+    assert [(i.start, i.level, i.scope, i.cause, i.failed_payments) for i in others] == [
+        (i.start, i.level, i.scope, i.cause, i.failed_payments)
+        for i in outcome.result.incidents if i.extra.get("signal") != "risk_decline"]
+    assert pl.DataFrame(hours)["hour"].is_sorted()

@@ -153,3 +153,93 @@ def test_staging_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
     assert not dead.exists() and folder.staging.exists()
     folder.abandon()
     assert not folder.staging.exists()
+
+
+def test_impact_writes_its_completion_marker_and_never_removes_its_input(
+    tmp_path: Path, events: Path
+) -> None:
+    """``impact`` has ``summary.json`` like ``analyze`` (status, row counts, the files
+    it wrote); valuing an analysis's ``incidents.json`` into that analysis's folder
+    replaces the analysis's outputs but keeps the input it reads."""
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["analyze", str(events), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    incidents = (out / "incidents.json").read_bytes()
+    book = tmp_path / "book.csv"
+    r = runner.invoke(app, ["portfolio", "--events", str(events), "--out", str(book),
+                            "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["impact", "--events", str(events), "--incidents",
+                            str(out / "incidents.json"), "--portfolio", str(book),
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert (out / "incidents.json").read_bytes() == incidents  # the input, kept
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == "impact" and summary["status"] == "complete"
+    assert summary["rows_read"] == summary["rows_accepted"] + summary["rows_rejected"] > 0
+    assert summary["portfolio_rejected"] == 0
+    written = set(summary["outputs"])
+    assert {"impact.json", "impact.html", "impact_merchants.csv", "summary.json"} <= written
+    left = {p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("tapshield")}
+    # the analysis's alerts and report went (stale beside an impact); its incidents stayed
+    assert left == written | {"incidents.json"}, left
+    assert not [p for p in out.iterdir() if p.is_dir()]
+
+
+class _FailsAtTheEnd:
+    """A sink that fails once the analysis has written everything (into staging)."""
+
+    def alerts(self, events: object) -> None:
+        return None
+
+    def incidents(self, incidents: object) -> None:
+        return None
+
+    def close(self, result: object) -> None:
+        raise RuntimeError("the database went away")
+
+
+_DRILL = """\
+name: small-nfc
+description: A short NFC outage, for the drill's output tests.
+why: small and quick.
+start: "2026-11-24T10:00:00+08:00"
+duration: 1h
+seed: 5
+scale: 0.05
+faults:
+  - id: nfc-short
+    kind: interface
+    channel: nfc
+    regions: [CN-GD]
+    start: "+30m"
+    duration: 15m
+    ramp_up: 1m
+    failure_rate: 0.8
+"""
+
+
+def test_a_drill_stages_its_analysis_and_drops_an_old_scorecard_first(tmp_path: Path) -> None:
+    """A drill that fails midway leaves the earlier analysis as it was (not half of a
+    new one) and no scorecard (the drill folder's completion marker) beside it."""
+    from tapshield.app.drill import run_drill
+    from tapshield.simulate import load_scenario
+
+    scenario = tmp_path / "small.yaml"
+    scenario.write_text(_DRILL)
+    out = tmp_path / "drill"
+    (out / "analysis").mkdir(parents=True)
+    earlier = {"summary.json": '{"status": "complete"}\n', "alerts.jsonl": "{}\n"}
+    for name, text in earlier.items():
+        (out / "analysis" / name).write_text(text)
+    (out / "scorecard.json").write_text('{"status": "complete"}\n')
+    with pytest.raises(RuntimeError, match="went away"):
+        run_drill(load_scenario(scenario), out, failover=False, guard=False,
+                  sinks=[_FailsAtTheEnd()])
+    assert not (out / "scorecard.json").exists()
+    assert {p.name: p.read_text() for p in (out / "analysis").iterdir()} == earlier
+    run_drill(load_scenario(scenario), out, failover=False, guard=False)
+    assert json.loads((out / "scorecard.json").read_text())["status"] == "complete"
+    names = {p.name for p in (out / "analysis").iterdir()}
+    assert names == {"summary.json", "alerts.jsonl", "incidents.json", "report.html"}
+    assert json.loads((out / "analysis" / "summary.json").read_text())["events"] > 0

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.exc import IntegrityError
 
 from tapshield.comms.dispatch import Dispatcher
@@ -26,6 +25,7 @@ from tapshield.comms.senders import AppriseSender, Router, WebhookSender
 from tapshield.respond.lifecycle import TimelineEntry
 from tapshield.respond.partners import Partner
 from tapshield.respond.responder import OutboundMessage
+from tapshield.storage import Store
 
 T0 = datetime(2026, 11, 24, 3, 41, tzinfo=UTC)
 
@@ -42,7 +42,7 @@ def messages(n: int, *, kind: str = "webhook", start: int = 0) -> list[OutboundM
 
 
 def test_recording_is_transactional_and_idempotent(tmp_path: Path) -> None:
-    outbox = Outbox(create_engine(f"sqlite:///{tmp_path / 'o.sqlite'}"))
+    outbox = Outbox(Store(f"sqlite:///{tmp_path / 'o.sqlite'}").engine)
     entry = TimelineEntry(T0, "tapshield/monitor", "transition", "open", "paged")
     assert outbox.record([("INC-0000", entry)], messages(10)) == 10
     assert outbox.record([("INC-0000", entry)], messages(10)) == 0  # same plan again
@@ -61,7 +61,7 @@ def test_receiver_failures_lose_nothing_and_apply_nothing_twice(tmp_path: Path) 
     receiver down and back on the same port, injected while 240 webhooks and 120 SMS
     (Apprise json://) are delivered."""
     rng = random.Random(7)
-    outbox = Outbox(create_engine(f"sqlite:///{tmp_path / 'o.sqlite'}"))
+    outbox = Outbox(Store(f"sqlite:///{tmp_path / 'o.sqlite'}").engine)
     outbox.record([], messages(240) + messages(120, kind="notice"))
     partner_rx = LocalHTTP().start()
     gateway = LocalHTTP().start()
@@ -128,14 +128,14 @@ def test_receiver_failures_lose_nothing_and_apply_nothing_twice(tmp_path: Path) 
 DISPATCHER = textwrap.dedent("""
     import sys
     from datetime import timedelta
-    from sqlalchemy import create_engine
     from tapshield.comms.dispatch import Dispatcher
     from tapshield.comms.outbox import Outbox
     from tapshield.comms.senders import Router, WebhookSender
     from tapshield.respond.partners import Partner
+    from tapshield.storage import Store
 
     url, target = sys.argv[1], sys.argv[2]
-    outbox = Outbox(create_engine(url))
+    outbox = Outbox(Store(url, migrate=False).engine)  # the test migrated it
     partner = Partner("card-network", {"channel": "nfc"}, target, "s3cret")
     d = Dispatcher(outbox, Router(None, WebhookSender({"card-network": partner}, timeout=2)),
                    lease=timedelta(seconds=1), batch=10, workers=2, backoff=0.01,
@@ -146,7 +146,7 @@ DISPATCHER = textwrap.dedent("""
 
 
 def _killed_midway(url: str, tmp_path: Path, *, n: int = 300, procs: int = 1) -> None:
-    outbox = Outbox(create_engine(url))
+    outbox = Outbox(Store(url).engine)
     outbox.record([], messages(n))
     rx = LocalHTTP().start()
     rx.hang_seconds = 0.0
@@ -197,8 +197,45 @@ def test_dispatcher_killed_midway_sqlite(tmp_path: Path) -> None:
 def test_dispatcher_killed_midway_postgres(pg_url: str, tmp_path: Path) -> None:
     from sqlalchemy import text
 
-    eng = create_engine(pg_url)
-    with eng.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS respond_outbox, respond_timeline"))
-    eng.dispose()
+    store = Store(pg_url)  # migrated: the outbox tables exist; start them empty
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM respond_outbox"))
+        conn.execute(text("DELETE FROM respond_timeline"))
+    store.close()
     _killed_midway(pg_url, tmp_path, procs=2)  # two dispatchers race (SKIP LOCKED)
+
+
+def test_email_notices_reuse_smtp_sessions(tmp_path: Path) -> None:
+    """E-mail through the pool: every notice arrives once, with its key and the recipient's
+    own address only, over at most one SMTP session per worker (Apprise's own plugin
+    opened one per message, with a new TLS context each: the drills' slow part); a
+    session the server dropped is replaced."""
+    from tapshield.comms.receivers import LocalSMTP, email_text
+
+    outbox = Outbox(Store(f"sqlite:///{tmp_path / 'o.sqlite'}").engine)
+    msgs = [replace(m, channel="email") for m in messages(40, kind="notice")]
+    outbox.record([], msgs)
+    with LocalSMTP() as smtp:
+        sender = AppriseSender(
+            {"email": f"mailto://127.0.0.1:{smtp.port}?from=notices@flashpay.example"
+                      "&to={to}&mode=insecure"},
+            reveal=lambda t: f"c{t.removeprefix('tok-')}@customers.example")
+        d = Dispatcher(outbox, Router(sender, None), workers=4, backoff=0.01,
+                       max_backoff=0.05)
+        assert d.run_once() == 40  # the first 40...
+        for free in sender.smtp._free.values():  # ...then the server drops every session
+            for conn in free:
+                conn.sock.close()  # type: ignore[union-attr]
+        outbox.record([], [replace(m, key=f"{m.key}-b") for m in msgs])
+        assert d.drain(timeout=60)
+        sender.close()
+        applied = list(smtp.ledger.applied)
+        sessions = smtp.sessions
+    assert len(applied) == 80 and smtp.ledger.repeats == 0
+    assert {r.key for r in applied} == {m.key for m in msgs} | {f"{m.key}-b" for m in msgs}
+    assert sessions <= 2 * 4  # at most one per worker, and once more after the drop
+    for r in applied:
+        n = r.headers["x-idempotency-key"].split("-")[1]
+        assert r.headers["to"] == f"c{int(n)}@customers.example"
+        assert r.headers["x-tapshield-due"]  # the quiet-hours check reads it
+        assert email_text(r).strip().startswith("message")

@@ -35,9 +35,9 @@ def test_metrics_exposition_matches_the_stream() -> None:
     failed = qr.filter(qr["outcome"].cast(str).is_in(["failed", "timeout"])).height
     assert sample("tapshield_outcomes_total", dimension="channel", value="qr",
                   outcome="technical") == failed
-    count = sample("tapshield_latency_ms_count", dimension="all", value="all")
+    count = sample("tapshield_latency_seconds_count", dimension="all", value="all")
     assert count == frame["latency_ms"].drop_nulls().len()
-    assert sample("tapshield_latency_ms_bucket", dimension="all", value="all",
+    assert sample("tapshield_latency_seconds_bucket", dimension="all", value="all",
                   le="+Inf") == count
     assert sum(s.value for s in samples if s.name == "tapshield_open_alerts") >= 1
     assert sample("tapshield_alert_changes_total", state="firing") >= 1

@@ -226,3 +226,57 @@ def test_trust_estimate_is_null_without_churn_and_finds_planted_churn() -> None:
     assert hit.ci95[0] <= hit.estimate <= hit.ci95[1]
     assert abs(hit.estimate - truth) < 0.15
     assert hit.customers_lost > 0 and hit.lost_spending_fen > 0
+
+
+def test_incidents_still_open_at_the_end_of_the_run() -> None:
+    """An incident the run ended inside (no end yet) joins cases and reads the guard's
+    verdicts without date arithmetic past the calendar (found by the app-release-rollout
+    drill); it gets notices and no follow-up yet."""
+    open_one = incident("INC-1", cause="risk_control", signal="technical")
+    open_one.end = None
+    open_one.extra["level_history"] = open_one.extra["level_history"][:1]
+    later = incident("INC-2", start=T0 + timedelta(minutes=20), cause="risk_control")
+    verdict = {"version": "rules-v2", "detected_at": (T0 + timedelta(minutes=3)).isoformat(),
+               "segment": {"region": "CN-GD"}, "action": "rollback", "summary": "declines"}
+    plan = Responder(directory=directory, guard_verdicts=[verdict]).respond(
+        [open_one, later], events())
+    assert plan.cases["INC-2"] == "INC-1"  # overlaps the open case
+    assert sorted(m.recipient for m in plan.messages if m.kind == "notice") == [
+        "u1", "u2", "u3", "u4"]
+    assert not [m for m in plan.messages if m.kind == "followup"]  # the case is not over
+    step = next(s for s in plan.steps if s.step.name == "rollback_risk_change")
+    assert step.done and "rules-v2" in step.outcome
+    assert plan.lifecycles["INC-1"].state != "resolved"
+
+
+def test_a_persons_move_runs_the_phase_of_the_state_entered() -> None:
+    """``on_move``: resolving by hand queues a follow-up for every customer told and the
+    partner update; acknowledging runs the acknowledge phase; a move not allowed raises."""
+    from tapshield.respond.partners import Partner
+    from tapshield.respond.responder import Told
+
+    inc = incident()
+    inc.end = None
+    partner = Partner("card-network", {"channel": "nfc"}, "http://127.0.0.1:9/x", "s")
+    r = Responder(directory=directory, partners=[partner])
+    lc = Lifecycle.opened(inc.id, T0, "tapshield/monitor", "paged")
+    at = T0 + timedelta(minutes=10)
+    entries, msgs = r.on_move(inc, lc, "acknowledged", at, "alice", "on it")
+    assert [e.kind for e in entries] == ["transition", "step"]
+    assert [m.payload["event"] for m in msgs] == ["incident.acknowledged"]
+    told = [Told(f"u{i}", f"tok-u{i}", "sms", "zh-CN", "Asia/Shanghai", T0 + timedelta(
+        minutes=2)) for i in range(3)]
+    entries, msgs = r.on_move(inc, lc, "resolved", at + timedelta(minutes=30), "alice",
+                              "fixed", told=told)
+    assert entries[0].what == "resolved"
+    assert {e.data.get("phase") for e in entries[1:]} == {"resolve"}
+    followups = [m for m in msgs if m.kind == "followup"]
+    assert sorted(m.recipient for m in followups) == ["u0", "u1", "u2"]
+    assert all("恢复" in m.body and not personal_data_in(m.body) for m in followups)
+    # the same keys as the automatic path's follow-ups: recorded once whoever is first
+    auto = Responder(directory=directory).respond([incident()], events())
+    auto_keys = {m.key for m in auto.messages if m.kind == "followup"}
+    assert {m.key for m in followups if m.recipient in {"u1", "u2"}} <= auto_keys
+    assert [m.payload["event"] for m in msgs if m.kind == "webhook"] == ["incident.resolved"]
+    with pytest.raises(TransitionError):
+        r.on_move(inc, lc, "mitigating", at, "alice", "too late")

@@ -206,6 +206,7 @@ def test_runtime_silence_suppresses_new_waves(tmp_path: Path, outage: pl.DataFra
         # the leader's monitor metrics are on /metrics, and still pass promtool
         text = c.get("/metrics").text
         assert "tapshield_event_time_seconds" in text and "tapshield_open_alerts" in text
+        assert "tapshield_latency_seconds_bucket" in text
         promtool = shutil.which("promtool")
         assert promtool is not None, "promtool not installed (scripts/services)"
         out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,

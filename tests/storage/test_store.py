@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -178,3 +179,67 @@ def test_upgrade_keeps_the_incidents_of_an_older_database(tmp_path: Path) -> Non
     s = Store(url)
     assert s.incidents("r1") == [inc]
     s.close()
+
+
+_MIGRATE_KILLED_AT = """
+import os, signal, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from tapshield.storage import Store
+
+stop_at, seen = int(sys.argv[2]), [0]
+
+@event.listens_for(Engine, "before_cursor_execute")
+def count(conn, cursor, statement, params, context, executemany):
+    seen[0] += 1
+    if seen[0] == stop_at:  # a real kill -9, just before the statement runs
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Store(sys.argv[1]).close()
+print(seen[0])
+"""
+
+
+def _schema(path: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(conn.execute("select name, sql from sqlite_master where sql is not null"))
+    finally:
+        conn.close()
+
+
+def test_a_start_killed_during_the_sqlite_migration_leaves_a_database_that_opens(
+    tmp_path: Path,
+) -> None:
+    """Regression (the random kill test's failure): the first ``analyze`` into a
+    folder, killed while it created the SQLite schema, left tables without their
+    Alembic version (sqlite3 committed each ``CREATE TABLE`` on its own), and
+    every later start failed with "table runs already exists". Killed before any
+    statement of the migration, the next start migrates to the same schema."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    clean = tmp_path / "clean.db"
+    seen: list[str] = []
+
+    def count(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        Store(f"sqlite:///{clean}").close()
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    statements = len(seen)
+    assert sum(s.lstrip().startswith("CREATE TABLE") for s in seen) > 5  # several migrations
+    for stop_at in (2, statements // 2, statements - 1):
+        db = tmp_path / f"killed-{stop_at}.db"
+        killed = subprocess.run([sys.executable, "-c", _MIGRATE_KILLED_AT, f"sqlite:///{db}",
+                                 str(stop_at)], capture_output=True, text=True, timeout=300)
+        assert killed.returncode == -signal.SIGKILL, (stop_at, killed.stderr)
+        s = Store(f"sqlite:///{db}")  # raised SetupError before the fix
+        s.start_run("analyze", "events.csv")
+        s.close()
+        assert _schema(db) == _schema(clean), stop_at

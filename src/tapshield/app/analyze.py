@@ -14,12 +14,13 @@ it was, a failed run leaves nothing new, no earlier output stays beside it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from tapshield.app.outputs import OutputDir, StopFlag, until_stopped
+from tapshield.app.outputs import OutputDir, StopFlag, disk_full, until_stopped
 from tapshield.events.changes import read_changes
 from tapshield.events.read import EventReader, ReadStats
 from tapshield.events.rejects import RejectWriter
@@ -107,17 +108,30 @@ def analyse_file(
     early: what was read is analysed, the outputs are committed with
     ``status: interrupted`` and the run is recorded as such.
     """
+    from sqlalchemy import exc as sa_exc
+
     from tapshield.storage import Store, default_url
     from tapshield.storage.sink import StoreSink
+    from tapshield.storage.store import database_error
 
-    folder = OutputDir(opts.out)
+    folder = OutputDir(opts.out, inputs=[p for p in (opts.events, opts.changes, opts.portfolio,
+                                                     opts.config) if p is not None])
     stage = folder.staging
     rejects: RejectWriter | None = None
     store = None
     run_id = None
+    finished = False
     reader: EventReader | None = None
     status = "failed"
     result: AnalysisResult | None = None
+
+    def finish(store: Store, run_id: str, status: str) -> None:
+        st = reader.stats if reader is not None else None
+        store.finish_run(
+            run_id, status=status, read=st.rows if st else 0,
+            accepted=st.accepted if st else 0, rejected=st.rejected if st else 0,
+        )  # the summary (with timings and the timeline) is recorded by StoreSink
+
     try:
         change_frame = None
         change_rejects = 0
@@ -151,22 +165,36 @@ def analyse_file(
             sinks=[StoreSink(store, run_id, cfg.tz)], on_batch=tick, extensions=extensions,
         )
         rejects.close()
-        folder.commit()
         status = str(result.summary.get("status", "complete"))
         status = "interrupted" if status == "interrupted" else "ok"
+        # The database records the run's end before the outputs move into place: a
+        # database that cannot be written (a full disk) then fails the run with
+        # nothing new in the folder, as every exit 2 does. (Killed between the two,
+        # the run is recorded complete and the folder keeps the earlier outputs;
+        # a rerun completes it.)
+        finish(store, run_id, status)
+        finished = True
+        folder.commit()
+    except sa_exc.SQLAlchemyError as exc:
+        raise database_error(exc, store.url if store is not None else opts.db) from None
+    except OSError as exc:
+        full = disk_full(exc, opts.out)
+        if full is None:
+            raise
+        raise full from None
     finally:
         if rejects is not None:
             rejects.close()
         if not folder.committed:
             folder.abandon()
         if store is not None:
-            if run_id is not None:
-                st = reader.stats if reader is not None else None
-                store.finish_run(
-                    run_id, status=status, read=st.rows if st else 0,
-                    accepted=st.accepted if st else 0, rejected=st.rejected if st else 0,
-                )  # the summary (with timings and the timeline) is recorded by StoreSink
+            if run_id is not None and (not finished or not folder.committed):
+                # failed: recorded if the database still can be written; the error
+                # the run stops with is the first one, never this one
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    finish(store, run_id, "failed")
             store.close()
+    assert result is not None and reader is not None
     return AnalyzeOutcome(
         result, reader.stats, change_rejects, opts.out,
         {k: folder.final(v.name) for k, v in impact.paths.items()} if impact is not None else {},

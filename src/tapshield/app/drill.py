@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from tapshield.app.outputs import StopFlag, until_stopped, write_json_atomic
+from tapshield.app.outputs import OutputDir, StopFlag, until_stopped, write_json_atomic
 from tapshield.drill.score import Scorecard, score
 from tapshield.errors import ContractError
 from tapshield.events.read import EventReader
@@ -100,6 +100,8 @@ class DrillResult:
     """The response's figures (notices, webhooks, playbook steps), when one ran."""
     interrupted: bool = False
     """Stopped by SIGTERM / SIGINT: graded on the events analysed until then."""
+    trust: list[dict[str, Any]] | None = None
+    """The trust estimate per ended paging incident, beside the simulator's true effect."""
 
     def to_dict(self) -> dict[str, Any]:
         d = self.scorecard.to_dict()
@@ -108,6 +110,7 @@ class DrillResult:
         d["failover"] = self.failover
         d["misfire_guard"] = self.misfire_guard
         d["communication"] = self.communication
+        d["trust"] = self.trust
         d["out_dir"] = str(self.out_dir)
         return d
 
@@ -151,6 +154,67 @@ def saved_by_failover(
     return {"policy": policy, "saved": per_fault, "detail": detail}
 
 
+def trust_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, truth: Truth,
+                   sim_dir: Path) -> list[dict[str, Any]]:
+    """The trust estimate (:func:`tapshield.respond.trust.trust_impact`) per ended paging
+    incident, graded against the simulator's exact effect on the same customers and window.
+
+    *Who was told* is the simulated world's notice log (``churn.parquet``): the
+    simulated customers can only have reacted to notices modelled inside the
+    simulation (the response stage runs after the whole day was written, and is
+    graded on its own in ``communication``). Without a churn model nobody left:
+    the true effect is 0 and there is no notice log to compare.
+    """
+    from tapshield.drill.score import assign, pages
+    from tapshield.money import format_fen
+    from tapshield.respond.responder import affected_customers
+    from tapshield.respond.trust import trust_impact
+    from tapshield.simulate.churn import true_effect
+
+    customers = taps = None
+    if truth.meta.get("churn") and (sim_dir / "churn.parquet").exists():
+        customers = pl.read_parquet(sim_dir / "churn.parquet")
+        taps = pl.read_parquet(sim_dir / "churn_taps.parquet")
+    notified = (set(customers.filter(pl.col("notified_at").is_not_null())["user_id"].to_list())
+                if customers is not None else None)
+    assigned = assign(incidents, truth)
+    out: list[dict[str, Any]] = []
+    for inc in incidents:
+        if not pages(inc) or inc.end is None:
+            continue
+        hit = set(affected_customers(events, inc)["user_id"].to_list())
+        t = trust_impact(events, inc, hit, notified=notified)
+        if t is None:
+            continue
+        d = t.to_dict()
+        d["fault_id"] = assigned.get(inc.id)
+        lo, hi = t.ci95
+        if customers is not None and taps is not None and t.after_to is not None:
+            assert t.after_from is not None
+            eff = true_effect(customers, taps, t.affected_ids, t.after_from, t.after_to)
+            told = set(t.notified_ids)
+            untold = set(t.affected_ids) - told
+            vs = (true_effect(customers, taps, told, t.after_from, t.after_to).effect
+                  - true_effect(customers, taps, untold, t.after_from, t.after_to).effect
+                  if told and untold else None)
+            real: dict[str, Any] = {
+                "retention_effect": round(eff.effect, 6), "customers_lost": eff.customers_lost,
+                "lost_spending_fen": eff.lost_fen,
+                "notified_minus_not": round(vs, 6) if vs is not None else None}
+        else:
+            real = {"retention_effect": 0.0, "customers_lost": 0, "lost_spending_fen": 0,
+                    "notified_minus_not": None}
+        real["lost_spending"] = format_fen(int(real["lost_spending_fen"]))
+        real["covered"] = lo <= float(real["retention_effect"]) <= hi
+        nci = t.notified_ci95
+        real["notified_covered"] = (None if nci is None or real["notified_minus_not"] is None
+                                    else nci[0] <= float(real["notified_minus_not"]) <= nci[1])
+        real["churn_model"] = customers is not None
+        d["truth"] = real
+        out.append(d)
+    return out
+
+
 def run_drill(
     scenario: Scenario | str | Path,
     out_dir: Path | str,
@@ -182,6 +246,12 @@ def run_drill(
         if progress is not None:
             progress(name)
 
+    # The scorecard is the drill folder's completion marker: an earlier drill's goes
+    # before anything is written, so a drill killed midway never leaves the new
+    # analysis beside an old scorecard.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scorecard.json").unlink(missing_ok=True)
+
     step("simulating")
     t0 = time.perf_counter()
     sim = simulate(sc, out / "simulation", seed=seed, labels=False)
@@ -193,8 +263,16 @@ def run_drill(
     step("analysing")
     t0 = time.perf_counter()
     reader = EventReader(sim.events_path, chunk_rows=chunk_rows)
-    result = analyze_frames(until_stopped(reader, stop), changes=changes,
-                            config=PipelineConfig(), out_dir=out / "analysis", sinks=sinks)
+    # Staged like ``analyze`` (OutputDir): the analysis folder holds one complete
+    # analysis, or the earlier one, never a half-written mix.
+    folder = OutputDir(out / "analysis")
+    try:
+        result = analyze_frames(until_stopped(reader, stop), changes=changes,
+                                config=PipelineConfig(), out_dir=folder.staging, sinks=sinks)
+        folder.commit()
+    finally:
+        if not folder.committed:
+            folder.abandon()
     seconds["analyse"] = time.perf_counter() - t0
 
     fo: dict[str, Any] | None = None
@@ -227,9 +305,18 @@ def run_drill(
         comms = respond(result.incidents, events(), out / "response",
                         guard_verdicts=verdicts or [], saved_by_failover=saved)
         seconds["respond"] = time.perf_counter() - t0
+    trust: list[dict[str, Any]] | None = None
+    from tapshield.drill.score import pages
+
+    if not interrupted and any(pages(i) and i.end is not None for i in result.incidents):
+        step("estimating the trust impact")
+        t0 = time.perf_counter()
+        trust = trust_in_drill(result.incidents, events(), truth, out / "simulation")
+        seconds["trust"] = time.perf_counter() - t0
     card = score(result.incidents, truth, alerts=result.alerts,
                  saved_by_failover=fo["saved"] if fo is not None else None)
-    drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo, verdicts, comms)
+    drill = DrillResult(sc.name, card, truth, out, sim.events, seconds, fo, verdicts, comms,
+                        trust=trust)
     doc = drill.to_dict()
     doc["status"] = "interrupted" if interrupted else "complete"
     drill.interrupted = interrupted

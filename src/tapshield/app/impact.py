@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from tapshield.app.outputs import SUMMARY, disk_full, write_json_atomic
 from tapshield.events.read import EventReader, ReadStats
 from tapshield.events.write import write_report_csv
 from tapshield.impact.assess import ImpactResult, assess
@@ -27,6 +29,7 @@ from tapshield.impact.config import ImpactConfig
 from tapshield.impact.incidents import load_incidents
 from tapshield.impact.portfolio import Portfolio, read_portfolio
 from tapshield.impact.report import summary as impact_summary
+from tapshield.incident import Incident
 from tapshield.report import impact_section
 from tapshield.report.impact import write_impact
 
@@ -75,19 +78,24 @@ def value_impact(
     # failed or killed valuation leaves the folder as it was.
     from tapshield.app.outputs import OutputDir
 
-    folder = OutputDir(opts.out)
+    sources = [opts.events, opts.incidents, opts.portfolio, opts.schedule, opts.config,
+               opts.regulatory]
+    folder = OutputDir(opts.out, inputs=[p for p in sources if p is not None])
     stage = folder.staging
     rejects = RejectWriter(stage / f"{opts.events.name}.rejects.csv")
     try:
         reader = EventReader(opts.events, on_reject=rejects.write)
+        trust = TrustWindow.of(incs)
 
         def batches() -> Iterator[pl.DataFrame]:
             for batch in reader:
+                trust.take(batch)
                 yield batch
                 if on_batch is not None:
                     on_batch(reader.stats)
 
         result = assess(batches(), incs, pf, config=cfg, regulatory=opts.regulatory)
+        result.trust = trust.estimates()
         rejects.close()
         result.inputs["events"] = reader.stats.as_dict()
         pf_rejects = None
@@ -95,7 +103,16 @@ def value_impact(
             pf_rejects = stage / "portfolio.rejects.csv"
             write_report_csv(pf.rejects, pf_rejects)
         paths = write_impact(result, stage)
+        write_json_atomic(stage / SUMMARY, impact_completion(
+            result, reader.stats, pf.rejected if pf is not None else 0,
+            [p.name for p in paths.values()]
+            + [p.name for p in (rejects.path, pf_rejects) if p is not None and p.exists()]))
         folder.commit()
+    except OSError as exc:
+        full = disk_full(exc, opts.out)
+        if full is None:
+            raise
+        raise full from None
     finally:
         rejects.close()
         if not folder.committed:
@@ -104,6 +121,71 @@ def value_impact(
     return ImpactOutcome(result, final, reader.stats, pf,
                          folder.final(pf_rejects.name) if pf_rejects is not None else None)
 
+
+def impact_completion(result: ImpactResult, events: ReadStats, portfolio_rejected: int,
+                      outputs: list[str]) -> dict[str, Any]:
+    """``summary.json`` of ``tapshield impact``: the completion marker of the folder,
+    by the same contract as ``analyze``'s (docs/contracts.md): ``status`` and the
+    events' ``rows_read`` / ``rows_accepted`` / ``rows_rejected`` always there,
+    then the loan-book rejects, the headline figures and the files written (a
+    later run into the folder removes exactly those)."""
+    return {
+        "command": "impact",
+        "status": "complete",
+        "rows_read": events.rows,
+        "rows_accepted": events.accepted,
+        "rows_rejected": events.rejected,
+        "portfolio_rejected": portfolio_rejected,
+        **impact_summary(result),
+        "input": events.as_dict(),
+        "outputs": sorted([*outputs, SUMMARY]),
+    }
+
+
+@dataclass(slots=True)
+class TrustWindow:
+    """The events around the ended paging incidents, kept while the valuation reads
+    them, for the trust estimate (do the affected customers come back?,
+    :func:`tapshield.respond.trust.trust_impact`): from ``TRUST_LOOKBACK`` before
+    the first to ``TRUST_HORIZON`` after the last, in the impact columns only."""
+
+    incidents: list[Incident]
+    parts: list[pl.DataFrame] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, incidents: Sequence[Incident]) -> TrustWindow:
+        return cls([i for i in incidents if i.end is not None and 1 <= int(i.level) <= 3])
+
+    def take(self, batch: pl.DataFrame) -> None:
+        if not self.incidents or batch.height == 0:
+            return
+        lo = min(i.start for i in self.incidents) - TRUST_LOOKBACK
+        hi = max(i.end for i in self.incidents if i.end is not None) + TRUST_HORIZON
+        part = batch.filter((pl.col("ts") >= lo) & (pl.col("ts") <= hi))
+        if part.height:
+            self.parts.append(part.select([c for c in WINDOW_COLUMNS if c in batch.columns]))
+
+    def estimates(self) -> dict[str, dict[str, Any]]:
+        """Per incident id, the estimate's figures (no notice log here: the comparison of
+        notified and not-notified customers is the drill's, or the outbox's)."""
+        from tapshield.respond.responder import affected_customers
+        from tapshield.respond.trust import trust_impact
+
+        if not self.parts:
+            return {}
+        events = pl.concat(self.parts, how="vertical_relaxed")
+        self.parts = []
+        out: dict[str, dict[str, Any]] = {}
+        for inc in self.incidents:
+            hit = set(affected_customers(events, inc)["user_id"].to_list())
+            t = trust_impact(events, inc, hit, horizon=TRUST_HORIZON, lookback=TRUST_LOOKBACK)
+            if t is not None:
+                out[inc.id] = t.to_dict()
+        return out
+
+
+TRUST_LOOKBACK = timedelta(hours=24)
+TRUST_HORIZON = timedelta(hours=2)
 
 SPILL_ROWS = 2_000_000
 """Rows of impact columns an :class:`ImpactTap` holds in memory before it moves
@@ -177,8 +259,16 @@ class ImpactTap:
         yield from self._held
 
     def finish(self, result: AnalysisResult) -> None:
+        trust = TrustWindow.of(result.incidents)
+
+        def batches() -> Iterator[pl.DataFrame]:
+            for batch in self._batches():
+                trust.take(batch)
+                yield batch
+
         try:
-            impact = assess(self._batches(), result.incidents, self.read_book())
+            impact = assess(batches(), result.incidents, self.read_book())
+            impact.trust = trust.estimates()
         finally:
             if self._spill_dir is not None:
                 shutil.rmtree(self._spill_dir, ignore_errors=True)

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from tapshield.app.outputs import StopFlag, until_stopped
+from tapshield.app.outputs import StopFlag, open_streaming_folder, until_stopped
 from tapshield.errors import RowError
 from tapshield.events.changes import read_changes
 from tapshield.events.idindex import EventIdIndex
@@ -40,7 +40,9 @@ class LiveOptions:
     """Monitoring config (YAML); ``None`` = built-in."""
     changes: Path | None = None
     out: Path | None = None
-    """Also write alerts.jsonl and incidents.json here."""
+    """Also write alerts.jsonl and incidents.json here, as they happen, then
+    report.html and summary.json (the completion marker) when the stream closes;
+    an earlier run's outputs are removed first, its summary.json before anything."""
     alertmanager: tuple[str, ...] = ()
     webhooks: tuple[str, ...] = ()
     webhook_secret: str | None = None
@@ -106,6 +108,8 @@ class LiveRun:
         if opts.out is not None:
             from tapshield.pipeline.outputs import FileSink
 
+            # streamed in place (tail -f), not staged: see open_streaming_folder
+            open_streaming_folder(opts.out)
             all_sinks.insert(0, FileSink(opts.out, tz=opts.tz, changes=change_frame))
         pconf = PipelineConfig(lateness=opts.lateness, diagnose=opts.diagnose, tz=opts.tz)
         self.accepted = 0
@@ -142,7 +146,7 @@ class LiveRun:
                     if batch.height:
                         self.accepted += batch.height
                         self.analysis.feed(batch)
-                    follow_clock(self.monitor, self.opts.lateness)
+                    follow_clock(self.analysis, datetime.now(UTC))
         except KeyboardInterrupt:
             interrupted = True
         interrupted = interrupted or (stop is not None and stop())
@@ -155,18 +159,22 @@ class LiveRun:
                            {n.name: n.stats for n in self.notifiers}, interrupted)
 
 
-def follow_clock(monitor: Monitor, lateness: timedelta) -> None:
+def follow_clock(analysis: Analysis, now: datetime) -> list[AlertEvent]:
     """A real-time feed that falls silent must still close buckets: follow the clock.
 
-    Only when the events are current (their time within a minute of the wall
-    clock): a replay of old events must not be told that weeks have passed.
+    Only when the events are current (their time within a minute of ``now``, the
+    wall clock): a replay of old events must not be told that weeks have passed.
+    The clock goes through the analysis, not the monitor alone, so what the
+    silence raises (a traffic drop) is placed in an incident and reaches the
+    notifiers and the outputs like any other alert change; it is returned too.
     """
-    if monitor.max_ts is None:
-        return
-    now = datetime.now(UTC)
-    lag = epoch_us(now) - monitor.max_ts
+    last = analysis.last_ts
+    if last is None:
+        return []
+    lag = epoch_us(now) - last
     if 0 <= lag <= 60_000_000:
-        monitor.advance(now - lateness)
+        return analysis.advance(now)
+    return []
 
 
 def scenario_batches(

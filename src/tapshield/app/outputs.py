@@ -31,6 +31,7 @@ A second signal stops at once (``KeyboardInterrupt``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from tapshield.errors import SetupError
+from tapshield.fileio import write_text_atomic
 
 SUMMARY = "summary.json"
 """The completion marker: written last, present only when every other output is."""
@@ -49,7 +51,7 @@ SUMMARY = "summary.json"
 STAGING_PREFIX = ".tapshield-partial-"
 
 KNOWN_OUTPUTS = frozenset({
-    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv",
+    "alerts.jsonl", "incidents.json", "report.html", SUMMARY, "rejects.csv", "fraud_digest.json",
     "changes.rejects.csv", "portfolio.rejects.csv", "impact.json", "impact.html",
     "impact_merchants.csv", "impact_borrowers.csv",
 })
@@ -80,17 +82,81 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def disk_full(exc: OSError, out: Path) -> SetupError | None:
+    """A write refused for want of space (a full disk, a quota, a file size limit)
+    as a one-line error that says where: the ``OSError`` of a ``write()`` names no
+    file, and "No space left on device" alone does not say which disk."""
+    if exc.errno not in _DISK_FULL:
+        return None
+    where = exc.filename or out
+    return SetupError(f"{where}: cannot write the outputs: {exc.strerror}")
+
+
+def _make_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise SetupError(f"{out}: exists and is not a directory (--out names a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SetupError(f"{out}: a parent of the output folder is a file") from None
+
+
+def _previous_outputs(out: Path) -> set[str]:
+    """The outputs of an earlier run in ``out`` (the known names and those its
+    ``summary.json`` lists)."""
+    names = {n for n in KNOWN_OUTPUTS if (out / n).is_file()}
+    # ``impact`` names its events rejects after the events file
+    names |= {p.name for p in out.glob("*.rejects.csv") if p.is_file()}
+    try:
+        listed = json.loads((out / SUMMARY).read_text(encoding="utf-8")).get("outputs")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    if isinstance(listed, list):
+        names |= {n for n in listed if isinstance(n, str) and "/" not in n
+                  and (out / n).is_file()}
+    return names
+
+
+def open_streaming_folder(out: Path) -> None:
+    """Make ``out`` ready for outputs written as they happen (``live --out``).
+
+    A watch streams ``alerts.jsonl`` and ``incidents.json`` into the folder
+    itself, not a staging folder: people ``tail -f`` them while it runs, and a
+    stream has no end at which to move them. So the folder is made to say
+    "not complete" *before* anything is written: the earlier run's
+    ``summary.json`` goes first (a crash from here on leaves no completion
+    marker beside the new partial files), then every other output of the
+    earlier run (no old ``report.html`` beside a new stream). The stream's own
+    ``summary.json`` is written last, when it closes.
+    """
+    _make_folder(out)
+    for p in out.glob(f"{STAGING_PREFIX}*"):
+        try:
+            pid = int(p.name[len(STAGING_PREFIX):])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+    old = _previous_outputs(out)
+    if SUMMARY in old:
+        (out / SUMMARY).unlink()
+        _fsync_dir(out)
+    for name in sorted(old - {SUMMARY}):
+        (out / name).unlink(missing_ok=True)
+
+
 class OutputDir:
     """One run's outputs, staged and committed as a whole (see the module docstring)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, inputs: Iterable[Path] = ()) -> None:
         self.out = out
-        if out.exists() and not out.is_dir():
-            raise SetupError(f"{out}: exists and is not a directory (--out names a folder)")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise SetupError(f"{out}: a parent of the output folder is a file") from None
+        _make_folder(out)
+        self.inputs = [p for p in inputs if p.exists()]
+        """Input files of the run: an earlier output by the same name in the folder
+        (``impact --incidents out/incidents.json --out out``) is never removed."""
         self.remove_stale_staging()
         self.staging = out / f"{STAGING_PREFIX}{os.getpid()}"
         if self.staging.exists():
@@ -121,17 +187,7 @@ class OutputDir:
         return removed
 
     def _previous_outputs(self) -> set[str]:
-        names = {n for n in KNOWN_OUTPUTS if (self.out / n).is_file()}
-        # ``impact`` names its events rejects after the events file
-        names |= {p.name for p in self.out.glob("*.rejects.csv") if p.is_file()}
-        try:
-            listed = json.loads((self.out / SUMMARY).read_text(encoding="utf-8")).get("outputs")
-        except (OSError, ValueError, AttributeError):
-            listed = None
-        if isinstance(listed, list):
-            names |= {n for n in listed if isinstance(n, str) and "/" not in n
-                      and (self.out / n).is_file()}
-        return names
+        return _previous_outputs(self.out)
 
     def commit(self) -> list[str]:
         """Move the staged outputs into place, ``summary.json`` last."""
@@ -139,7 +195,7 @@ class OutputDir:
         for name in new:
             with open(self.staging / name, "rb") as fh:
                 os.fsync(fh.fileno())
-        old = self._previous_outputs()
+        old = {n for n in self._previous_outputs() if not self._is_input(self.out / n)}
         if SUMMARY in old:
             (self.out / SUMMARY).unlink()
             _fsync_dir(self.out)
@@ -156,6 +212,15 @@ class OutputDir:
         self.committed = True
         return new
 
+    def _is_input(self, path: Path) -> bool:
+        for source in self.inputs:
+            try:
+                if os.path.samefile(source, path):
+                    return True
+            except OSError:
+                continue
+        return False
+
     def abandon(self) -> None:
         """Drop the staged outputs: the folder keeps what it had before the run."""
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -163,10 +228,7 @@ class OutputDir:
 
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Write ``doc`` to ``path`` through a temporary name and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 class StopFlag:

@@ -113,6 +113,32 @@ def _print_response(data: dict[str, Any]) -> None:
     c = data.get("communication")
     if isinstance(c, dict):
         _print_communication(c)
+    if data.get("trust"):
+        _print_trust(data["trust"])
+
+
+def _print_trust(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title="trust (customers coming back)", show_header=False, box=None)
+    for tr in rows:
+        lo, hi = tr["ci95"]
+        real = tr.get("truth") or {}
+        t.add_row(f"{tr['incident_id']}",
+                  f"share paying again {tr['estimate']:+.3f} vs comparable customers "
+                  f"(95% CI {lo:+.3f} .. {hi:+.3f}, {tr['horizon_minutes']} min, "
+                  f"{tr['matched_affected']:,} affected); "
+                  f"true {real.get('retention_effect', 0):+.3f}"
+                  f"{' covered' if real.get('covered') else ' NOT covered'}")
+        t.add_row("", f"lost spending = credit-line use CNY {tr['lost_spending']} "
+                      f"(CI {tr['lost_spending_ci'][1]} .. {tr['lost_spending_ci'][0]}); "
+                      f"true CNY {real.get('lost_spending', '0.00')}")
+        if tr.get("notified_minus_not") is not None:
+            nlo, nhi = tr["notified_ci95"]
+            t.add_row("", f"notified minus not notified {tr['notified_minus_not']:+.3f} "
+                          f"(95% CI {nlo:+.3f} .. {nhi:+.3f}); true "
+                          f"{real.get('notified_minus_not') or 0:+.3f}")
+    console.print(t)
 
 
 def _print_communication(c: dict[str, Any]) -> None:
@@ -142,10 +168,4 @@ def _print_communication(c: dict[str, Any]) -> None:
     t.add_row("playbook actions done", f"{c['playbook_actions_done']} of "
               f"{c['playbook_actions']}; checklist items open: {c['checklist_items_open']}")
     t.add_row("outbox", ", ".join(f"{k} {v}" for k, v in c["outbox"].items()))
-    for tr in c.get("trust") or []:
-        lo, hi = tr["ci95"]
-        t.add_row(f"trust {tr['incident_id']}",
-                  f"share paying again {tr['estimate']:+.3f} vs comparable customers "
-                  f"(95% CI {lo:+.3f} .. {hi:+.3f}, {tr['horizon_minutes']} min); "
-                  f"lost spending CNY {tr['lost_spending']}")
     console.print(t)

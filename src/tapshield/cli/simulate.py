@@ -89,6 +89,11 @@ def simulate(
     table.add_row("truth", esc(result.truth_path))
     if result.labels_path is not None:
         table.add_row("labels", esc(result.labels_path))
+    churn = result.truth.get("churn")
+    if churn:
+        table.add_row("churn", f"{churn['customers_left']:,} customers left after a lost tap; "
+                      f"{esc(result.out_dir / 'churn.parquet')}, "
+                      f"{esc(result.out_dir / 'churn_taps.parquet')}")
     console.print(table)
     faults = Table(title="injected faults and decoys")
     for col in ("id", "cause", "must page", "scope", "start", "end", "failed payments",

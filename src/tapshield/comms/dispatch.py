@@ -48,6 +48,15 @@ class DispatchStats:
                 "lost_leases": self.lost_leases, "errors": dict(self.errors)}
 
 
+@dataclass(slots=True)
+class _Done:
+    """A row's answer waiting to be written."""
+
+    row: OutboxRow
+    res: SendResult
+    recorded: bool = False
+
+
 class Dispatcher:
     def __init__(self, outbox: Outbox, sender: Sender, *, owner: str | None = None,
                  max_attempts: int = 8, backoff: float = 0.5, max_backoff: float = 60.0,
@@ -67,39 +76,52 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.stats = DispatchStats()
         self._lock = threading.Lock()
+        self._commit = threading.Lock()
+        self._queue: list[_Done] = []
 
     def _delay(self, attempts: int) -> float:
         cap = min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1))
         return self.rng.uniform(0, cap)
 
-    def _outcome(self, row: OutboxRow, res: SendResult) -> None:
+    def _values(self, row: OutboxRow, res: SendResult) -> tuple[str, dict[str, Any]]:
+        """What to write for one answer: ``(verdict, column values)``."""
         if res.ok:
-            if self.outbox.mark_sent(row.id, self.owner):
-                self.stats.sent += 1
-                if self.audit is not None and row.kind != "webhook":
-                    self.audit.append("notice.sent", "tapshield/respond", row.incident_id, {
-                        "key": row.key, "kind": row.kind, "case": row.case_id,
-                        "channel": row.channel, "recipient_token": row.contact_token,
-                        "language": row.language, "due_at": row.due_at.isoformat()})
-                elif self.audit is not None:
-                    self.audit.append("partner.notified", "tapshield/respond", row.incident_id,
-                                      {"key": row.key, "partner": row.recipient,
-                                       "event": row.payload.get("event")})
-            else:
-                self.stats.lost_leases += 1
-            return
+            return "sent", self.outbox.sent_values()
         key = res.error.split(":")[0][:60] or "error"
         self.stats.errors[key] = self.stats.errors.get(key, 0) + 1
         if res.retry and row.attempts < self.max_attempts:
             nxt = datetime.now(UTC) + timedelta(seconds=self._delay(row.attempts))
-            if self.outbox.mark_retry(row.id, self.owner, res.error, nxt):
-                self.stats.retried += 1
-            else:
+            return "retried", self.outbox.retry_values(res.error, nxt)
+        return "dead", self.outbox.dead_values(res.error)
+
+    def _record(self, done: list[_Done]) -> None:
+        """Write a group of answers in one transaction (the caller holds the commit lock)."""
+        planned = [(d, *self._values(d.row, d.res)) for d in done]
+        kept = self.outbox.finish_many(self.owner, [(d.row.id, v) for d, _, v in planned])
+        for (d, verdict, _), ours in zip(planned, kept, strict=True):
+            if not ours:
                 self.stats.lost_leases += 1
-        elif self.outbox.mark_dead(row.id, self.owner, res.error):
-            self.stats.dead += 1
+                continue
+            if verdict == "retried":
+                self.stats.retried += 1
+            elif verdict == "dead":
+                self.stats.dead += 1
+            else:
+                self.stats.sent += 1
+                self._audit(d.row)
+
+    def _audit(self, row: OutboxRow) -> None:
+        if self.audit is None:
+            return
+        if row.kind != "webhook":
+            self.audit.append("notice.sent", "tapshield/respond", row.incident_id, {
+                "key": row.key, "kind": row.kind, "case": row.case_id,
+                "channel": row.channel, "recipient_token": row.contact_token,
+                "language": row.language, "due_at": row.due_at.isoformat()})
         else:
-            self.stats.lost_leases += 1
+            self.audit.append("partner.notified", "tapshield/respond", row.incident_id,
+                              {"key": row.key, "partner": row.recipient,
+                               "event": row.payload.get("event")})
 
     def _safe_send(self, row: OutboxRow) -> SendResult:
         try:
@@ -121,11 +143,24 @@ class Dispatcher:
         return len(rows)
 
     def _deliver(self, row: OutboxRow) -> None:
-        # each row is marked the moment its answer is in: a dispatcher killed midway
-        # leaves at most its in-flight requests (one per worker) unmarked
-        res = self._safe_send(row)
+        # Group commit: each worker's answer joins a queue; whoever holds the commit
+        # lock writes every queued answer in one transaction, and a worker returns
+        # only once its own answer is written. So a dispatcher killed midway still
+        # leaves at most its in-flight rows (one per worker) sent but unmarked,
+        # while one commit (one fsync) serves up to ``workers`` answers.
+        done = _Done(row, self._safe_send(row))
         with self._lock:
-            self._outcome(row, res)
+            self._queue.append(done)
+        with self._commit:
+            if done.recorded:
+                return
+            with self._lock:
+                group, self._queue = self._queue, []
+            try:
+                self._record(group)
+            finally:
+                for d in group:
+                    d.recorded = True
 
     def drain(self, *, due_by: datetime | None = None, timeout: float = 120.0,
               idle: float = 0.05, sleep: Callable[[float], None] = time.sleep) -> bool:

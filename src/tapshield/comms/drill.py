@@ -12,10 +12,11 @@ own targets). The figures are measured on what the receivers applied.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,14 @@ import polars as pl
 
 from tapshield.comms.dispatch import Dispatcher
 from tapshield.comms.outbox import Outbox
-from tapshield.comms.receivers import LocalHTTP, LocalSMTP, Received, email_text, form_or_json
+from tapshield.comms.receivers import (
+    Ledger,
+    LocalHTTP,
+    LocalSMTP,
+    Received,
+    email_text,
+    form_or_json,
+)
 from tapshield.comms.senders import DUE_HEADER, AppriseSender, Router, WebhookSender
 from tapshield.incident import Incident
 from tapshield.respond.notices import NoticePolicy, Recipient, personal_data_in
@@ -101,39 +109,135 @@ class SimulatedDirectory:
         return frozenset(out)
 
 
+def _secrets() -> dict[str, str]:
+    return {name: hashlib.sha256(f"drill-secret:{name}".encode()).hexdigest()
+            for name, _ in PARTNERS}
+
+
+def _verifier(secrets: Mapping[str, str]
+              ) -> Callable[[str, Mapping[str, str], bytes], str | None]:
+    """The partners' side of the protocol: signature, timestamp window, replay."""
+    guard = ReplayGuard()
+
+    def verify(path: str, headers: Mapping[str, str], body: bytes) -> str | None:
+        name = path.strip("/").split("/")[-1]
+        secret = secrets.get(name)
+        if secret is None:
+            return "unknown partner"
+        try:
+            guard.verify(secret, headers, body, int(datetime.now(UTC).timestamp()))
+        except SignatureError as exc:
+            return str(exc)
+        return None
+
+    return verify
+
+
+@dataclass(slots=True)
+class ReceiverView:
+    """What the parent knows of a receiver running in the receivers' process: its port,
+    and after :meth:`LocalTargets.collect` what it applied."""
+
+    port: int
+    ledger: Ledger = field(default_factory=Ledger)
+    rejected: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _snapshot(rx: LocalHTTP | LocalSMTP) -> dict[str, Any]:
+    with rx.ledger.lock:
+        return {"applied": list(rx.ledger.applied), "arrivals": rx.ledger.arrivals,
+                "repeats": rx.ledger.repeats, "rejected": getattr(rx, "rejected", 0)}
+
+
+def serve_receivers(conn: Any) -> None:
+    """The receivers' process: start them, report their ports, answer ``collect``
+    with what they applied, end on ``stop`` (or when the parent goes away)."""
+    rx: dict[str, LocalHTTP | LocalSMTP] = {
+          "smtp": LocalSMTP().start(), "gateway": LocalHTTP().start(),
+          "partners": LocalHTTP(verify=_verifier(_secrets())).start()}
+    try:
+        conn.send({k: v.port for k, v in rx.items()})
+        while True:
+            try:
+                cmd = conn.recv()
+            except EOFError:
+                return
+            if cmd == "collect":
+                conn.send({k: _snapshot(v) for k, v in rx.items()})
+            else:
+                return
+    finally:
+        for v in rx.values():
+            v.stop()
+
+
+def _spawn_receivers() -> tuple[Any, Any]:
+    """A fresh interpreter running :func:`serve_receivers`, talked to over a socket pair
+    (not ``multiprocessing``'s spawn, which re-imports the caller's main module)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from multiprocessing.connection import Connection
+
+    ours, theirs = socket.socketpair()
+    code = ("import sys; from multiprocessing.connection import Connection; "
+            "from tapshield.comms.drill import serve_receivers; "
+            "serve_receivers(Connection(int(sys.argv[1])))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())],
+                            pass_fds=(theirs.fileno(),), env=env)
+    theirs.close()
+    return proc, Connection(ours.detach())
+
+
 @dataclass(slots=True)
 class LocalTargets:
-    """Receivers started on 127.0.0.1 for one drill."""
+    """Receivers started on 127.0.0.1 for one drill.
 
-    smtp: LocalSMTP
-    gateway: LocalHTTP
-    partners: LocalHTTP
+    They run in the drill's process (``smtp``, ``gateway``, ``partners`` are the
+    live receivers), or with ``separate_process=True`` in an interpreter of
+    their own, like a real SMS gateway, mail server and partner, and
+    :meth:`collect` brings back what they applied before grading. Measured
+    (benchmarks/respond_dispatch.py) the separate process was not faster on
+    this 2-core machine once e-mail stopped costing a TLS context per message,
+    so the drill keeps them in-process.
+    """
+
+    smtp: LocalSMTP | ReceiverView
+    gateway: LocalHTTP | ReceiverView
+    partners: LocalHTTP | ReceiverView
     partner_list: list[Partner]
-    guard: ReplayGuard
+    _proc: Any = None
+    _conn: Any = None
 
     @classmethod
-    def start(cls) -> LocalTargets:
-        secrets = {name: hashlib.sha256(f"drill-secret:{name}".encode()).hexdigest()
-                   for name, _ in PARTNERS}
-        guard = ReplayGuard()
-
-        def verify(path: str, headers: Mapping[str, str], body: bytes) -> str | None:
-            name = path.strip("/").split("/")[-1]
-            secret = secrets.get(name)
-            if secret is None:
-                return "unknown partner"
-            try:
-                guard.verify(secret, headers, body, int(datetime.now(UTC).timestamp()))
-            except SignatureError as exc:
-                return str(exc)
-            return None
-
-        smtp = LocalSMTP().start()
-        gateway = LocalHTTP().start()
-        partners = LocalHTTP(verify=verify).start()
+    def start(cls, *, separate_process: bool = False) -> LocalTargets:
+        secrets = _secrets()
+        smtp: LocalSMTP | ReceiverView
+        gateway: LocalHTTP | ReceiverView
+        partners: LocalHTTP | ReceiverView
+        proc = conn = None
+        if separate_process:
+            proc, conn = _spawn_receivers()
+            if not conn.poll(60):
+                proc.kill()
+                raise RuntimeError("the drill's receivers did not start within 60 s")
+            ports = conn.recv()
+            smtp, gateway, partners = (ReceiverView(ports["smtp"]),
+                                       ReceiverView(ports["gateway"]),
+                                       ReceiverView(ports["partners"]))
+        else:
+            smtp = LocalSMTP().start()
+            gateway = LocalHTTP().start()
+            partners = LocalHTTP(verify=_verifier(secrets)).start()
         plist = [Partner(name, owns, f"{partners.url}/partners/{name}", secrets[name])
                  for name, owns in PARTNERS]
-        return cls(smtp, gateway, partners, plist, guard)
+        return cls(smtp, gateway, partners, plist, proc, conn)
 
     def apprise_targets(self) -> dict[str, str]:
         return {
@@ -142,10 +246,35 @@ class LocalTargets:
                       "&to={to}&mode=insecure"),
         }
 
+    def collect(self) -> None:
+        """Bring back what the receivers applied (no-op when they run in this process)."""
+        if self._conn is None:
+            return
+        self._conn.send("collect")
+        snap = self._conn.recv()
+        for name in ("smtp", "gateway", "partners"):
+            view = getattr(self, name)
+            d = snap[name]
+            view.ledger = Ledger(applied=d["applied"], arrivals=d["arrivals"],
+                                 repeats=d["repeats"],
+                                 keys={r.key for r in d["applied"] if r.key is not None})
+            view.rejected = d["rejected"]
+
     def stop(self) -> None:
-        self.smtp.stop()
-        self.gateway.stop()
-        self.partners.stop()
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.send("stop")
+            try:
+                self._proc.wait(10)
+            except Exception:
+                self._proc.kill()
+                self._proc.wait()
+            self._conn.close()
+            self._conn = None
+            return
+        for rx in (self.smtp, self.gateway, self.partners):
+            if not isinstance(rx, ReceiverView):
+                rx.stop()
 
 
 def _vault(db_engine: Any, key_dir: Path) -> Any:
@@ -178,20 +307,43 @@ def _received_customer(targets: LocalTargets, directory: SimulatedDirectory
     return out
 
 
+def open_outbox_db(url: str) -> tuple[Any, Any]:
+    """The drill's database (migrated: the vault and the outbox tables) and its engine.
+
+    On SQLite the connections commit with ``synchronous=NORMAL`` (WAL): a commit
+    no longer waits for an fsync, which was half of each message's cost (the
+    dispatcher writes every answer as it arrives). It is safe for the outbox: a
+    process killed at any point loses nothing (the WAL is in the OS's cache); a
+    power cut may undo the last commits, i.e. re-send a few messages marked
+    sent, which carry the same idempotency key and are applied once; a message
+    and the change that caused it still come back together or not at all."""
+    from sqlalchemy import create_engine, event
+
+    from tapshield.storage import Store
+
+    store = Store(url)
+    if not url.startswith("sqlite"):
+        return store, create_engine(url)
+    engine = store.engine
+
+    def _normal(dbapi_conn: Any, _rec: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", _normal)
+    engine.dispose()  # connections opened before the listener reconnect with it
+    return store, engine
+
+
 def respond_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, out_dir: Path, *,
                      guard_verdicts: Sequence[Mapping[str, Any]] = (),
                      saved_by_failover: Mapping[str, int] | None = None,
                      db_url: str | None = None, audit: Any = None,
                      policy: NoticePolicy | None = None, workers: int = 8) -> dict[str, Any]:
     """Run the response for a drill's incidents; returns the communication figures."""
-    from sqlalchemy import create_engine
-
-    from tapshield.storage import Store
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    url = db_url or f"sqlite:///{out_dir / 'respond.sqlite'}"
-    store = Store(url)
-    engine = store.engine if url.startswith("sqlite") else create_engine(url)
+    store, engine = open_outbox_db(db_url or f"sqlite:///{out_dir / 'respond.sqlite'}")
     policy = policy or NoticePolicy()
     targets = LocalTargets.start()
     try:
@@ -208,13 +360,16 @@ def respond_in_drill(incidents: Sequence[Incident], events: pl.DataFrame, out_di
         for iid, lc in plan.lifecycles.items():
             msgs = [m for m in plan.messages if m.incident_id == iid]
             outbox.record([(iid, e) for e in lc.timeline], msgs)
-        sender = Router(AppriseSender(targets.apprise_targets(), vault.reveal),
-                        WebhookSender({p.name: p for p in targets.partner_list}))
+        customers = AppriseSender(targets.apprise_targets(), vault.reveal)
+        sender = Router(customers, WebhookSender({p.name: p for p in targets.partner_list}))
         dispatcher = Dispatcher(outbox, sender, workers=workers, backoff=0.05,
                                 max_backoff=1.0, audit=audit)
-        drained = dispatcher.drain(timeout=300)
+        try:
+            drained = dispatcher.drain(timeout=300)
+        finally:
+            customers.close()
+        targets.collect()
         figures = grade(plan, incidents, targets, directory, policy, outbox.counts())
-        figures["trust"] = _trust(plan, incidents, events, directory, figures)
         figures.pop("_notified", None)
         figures["drained"] = drained
         figures["dispatch"] = dispatcher.stats.as_dict()
@@ -325,25 +480,6 @@ def grade(plan: ResponsePlan, incidents: Sequence[Incident], targets: LocalTarge
         "per_incident": per_incident,
         "_notified": sorted(k for k, v in per_user.items() if v["notice"]),
     }
-
-
-def _trust(plan: ResponsePlan, incidents: Sequence[Incident], events: pl.DataFrame,
-           directory: SimulatedDirectory, figures: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The trust estimate per ended paging incident (tapshield.respond.trust)."""
-    from tapshield.respond.responder import affected_customers
-    from tapshield.respond.trust import trust_impact
-
-    by_token = {directory.token_of(u): u for u in directory.contacts}
-    told = {by_token[t] for (_case, t) in figures.get("_notified", ()) if t in by_token}
-    out = []
-    for inc in incidents:
-        if inc.id not in plan.lifecycles or not 1 <= inc.level <= 3 or inc.end is None:
-            continue
-        hit = set(affected_customers(events, inc)["user_id"].to_list())
-        t = trust_impact(events, inc, hit, notified=told)
-        if t is not None:
-            out.append(t.to_dict())
-    return out
 
 
 def _write(out_dir: Path, plan: ResponsePlan, figures: Mapping[str, Any]) -> None:

@@ -16,8 +16,10 @@ no: the daily cap). A lease that expires (the dispatcher was killed) makes
 the row claimable again; every state change checks the lease owner, so a
 dispatcher that lost its lease cannot overwrite the new owner's outcome.
 
-The tables are this adapter's own (created on first use, ``checkfirst``):
-they are written only through this module.
+The tables are created by the storage migrations (``0007_respond_outbox``;
+``tapshield.storage.Store`` migrates when it opens a database) and written
+only through this module; ``metadata`` here is the same schema, which a test
+compares with the migrated one.
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ from sqlalchemy import (
     Text,
     and_,
     func,
+    inspect,
     or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tapshield.errors import SetupError
 from tapshield.respond.lifecycle import TimelineEntry
 from tapshield.respond.responder import OutboundMessage
 from tapshield.storage.tables import JsonDoc, UTCDateTime
@@ -151,7 +155,12 @@ class Outbox:
     def __init__(self, engine: Engine, *, clock: Any = None) -> None:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
-        metadata.create_all(engine, checkfirst=True)
+        missing = [t.name for t in (outbox, timeline)
+                   if not inspect(engine).has_table(t.name)]
+        if missing:
+            raise SetupError(
+                f"the database has no {' or '.join(missing)}: bring its schema up to date "
+                "(tapshield.storage.Store migrates on open; migration 0007_respond_outbox)")
 
     # -- writing -----------------------------------------------------------------
 
@@ -222,25 +231,46 @@ class Outbox:
                                 .order_by(outbox.c.due_at, outbox.c.id)).mappings().all()
         return [OutboxRow.of(r) for r in rows]
 
-    def _finish(self, row_id: int, owner: str, **values: Any) -> bool:
+    def finish_many(self, owner: str, outcomes: Sequence[tuple[int, dict[str, Any]]]
+                    ) -> list[bool]:
+        """Record several rows' outcomes in one transaction (group commit: one
+        commit, so one fsync, for every answer that arrived meanwhile). Each
+        update still checks the lease owner; returns, per row, whether it was
+        still ours."""
+        if not outcomes:
+            return []
+        out: list[bool] = []
         with self.engine.begin() as conn:
-            res = conn.execute(update(outbox).where(outbox.c.id == row_id)
-                               .where(outbox.c.lease_owner == owner)
-                               .where(outbox.c.status == "sending").values(**values))
-        return bool(res.rowcount)
+            for row_id, values in outcomes:
+                res = conn.execute(update(outbox).where(outbox.c.id == row_id)
+                                   .where(outbox.c.lease_owner == owner)
+                                   .where(outbox.c.status == "sending").values(**values))
+                out.append(bool(res.rowcount))
+        return out
+
+    def sent_values(self) -> dict[str, Any]:
+        return {"status": "sent", "sent_at": self._clock(), "lease_owner": None,
+                "lease_until": None, "last_error": None}
+
+    @staticmethod
+    def retry_values(error: str, next_attempt_at: datetime) -> dict[str, Any]:
+        return {"status": "pending", "next_attempt_at": next_attempt_at, "lease_owner": None,
+                "lease_until": None, "last_error": error[:2000]}
+
+    @staticmethod
+    def dead_values(error: str) -> dict[str, Any]:
+        return {"status": "dead", "lease_owner": None, "lease_until": None,
+                "last_error": error[:2000]}
 
     def mark_sent(self, row_id: int, owner: str) -> bool:
-        return self._finish(row_id, owner, status="sent", sent_at=self._clock(),
-                            lease_owner=None, lease_until=None, last_error=None)
+        return self.finish_many(owner, [(row_id, self.sent_values())])[0]
 
     def mark_retry(self, row_id: int, owner: str, error: str, next_attempt_at: datetime
                    ) -> bool:
-        return self._finish(row_id, owner, status="pending", next_attempt_at=next_attempt_at,
-                            lease_owner=None, lease_until=None, last_error=error[:2000])
+        return self.finish_many(owner, [(row_id, self.retry_values(error, next_attempt_at))])[0]
 
     def mark_dead(self, row_id: int, owner: str, error: str) -> bool:
-        return self._finish(row_id, owner, status="dead", lease_owner=None,
-                            lease_until=None, last_error=error[:2000])
+        return self.finish_many(owner, [(row_id, self.dead_values(error))])[0]
 
     # -- reading -------------------------------------------------------------------
 
@@ -258,6 +288,21 @@ class Outbox:
             q = q.where(outbox.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def case_of(self, incident_id: str) -> str:
+        """The case an incident's messages were recorded under (its own id if none)."""
+        with self.engine.connect() as conn:
+            got = conn.execute(select(outbox.c.case_id)
+                               .where(outbox.c.incident_id == incident_id).limit(1)).first()
+        return str(got[0]) if got is not None else incident_id
+
+    def notices(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's customer notices that were queued (not those the cap suppressed)."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(outbox).where(outbox.c.case_id == case_id)
+                .where(outbox.c.kind == "notice").where(outbox.c.status != "suppressed")
+                .order_by(outbox.c.id)).mappings()]
 
     def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

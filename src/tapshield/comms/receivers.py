@@ -172,6 +172,8 @@ class LocalSMTP:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.ledger = Ledger()
+        self.sessions = 0
+        """SMTP sessions opened (greetings): a sender that reuses sessions opens few."""
         self._controller: Any = None
 
     def start(self) -> LocalSMTP:
@@ -180,6 +182,14 @@ class LocalSMTP:
         owner = self
 
         class Handler:
+            async def handle_EHLO(  # noqa: N802 (the name aiosmtpd calls)
+                    self, server: Any, session: Any, envelope: Any, hostname: str,
+                    responses: list[str]) -> list[str]:
+                with owner.ledger.lock:
+                    owner.sessions += 1
+                session.host_name = hostname
+                return responses
+
             async def handle_DATA(  # noqa: N802 (the name aiosmtpd calls)
                     self, server: Any, session: Any, envelope: Any) -> str:
                 raw = envelope.content if isinstance(envelope.content, bytes) else \

@@ -26,9 +26,7 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from tapshield.console.ports import Principal
+from tapshield.fileio import write_text_atomic
 
 SESSION_COOKIE = "tapshield_console"
 CHALLENGE_COOKIE = "tapshield_console_challenge"
@@ -66,18 +65,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".console-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, mode=0o600)
 
 
 @contextlib.contextmanager

@@ -294,9 +294,9 @@ class EventReader:
                     )
                     # The tokenizer gives "no value" (null) for every empty field, and
                     # so does Polars where there is no quote (only `""` is empty text).
-                    parsed = parse(
-                        batch.with_row_index(ROW, offset=1), types, blank_free=blank_free
-                    )
+                    # Rows are numbered in the reader's thread, and only when one
+                    # is rejected (a clean batch needs no numbers).
+                    parsed = parse(batch, types, blank_free=blank_free)
                     return _CsvChunk(start, parsed, resume, records)
 
                 return run
@@ -306,9 +306,11 @@ class EventReader:
                 results = _ahead(task(group) for group in run)
                 for chunk in results:
                     if chunk.parsed is not None:
-                        parsed = chunk.parsed.with_columns(pl.col(ROW).cast(pl.Int64) + done)
+                        parsed = chunk.parsed
+                        first = done + 1
                         for batch in parsed.iter_slices(self.chunk_rows):
-                            result = finish(batch, self.index)
+                            result = finish(batch, self.index, first_row=first)
+                            first += batch.height
                             if result.rejects.height and chunk.records is not None:
                                 # the records' own bytes, only for the rows rejected
                                 local = (result.rejects["row"] - done - 1).to_numpy()

@@ -87,6 +87,10 @@ class ImpactResult:
     portfolio: dict[str, Any] | None
     periods: Periods | None
     inputs: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per incident id: whether its affected customers came back
+    (:func:`tapshield.respond.trust.trust_impact`, filled by the use case that read
+    the events; empty when none was computed)."""
 
     @property
     def net_lost_fen(self) -> int:

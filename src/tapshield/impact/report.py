@@ -157,6 +157,7 @@ def _incident_dict(i: IncidentImpact, result: ImpactResult, tz: str) -> dict[str
         "by_channel": breakdown("channel"),
         "timeline": _json_frame(tl),
         "regulatory": {"dora": i.dora, "prc": i.prc},
+        **({"trust": result.trust[i.window.id]} if i.window.id in result.trust else {}),
     }
 
 

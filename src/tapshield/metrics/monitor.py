@@ -101,17 +101,19 @@ class MonitorCollector(Collector):
         yield slow
         yield failed_fen
 
-        hist = HistogramMetricFamily("tapshield_latency_ms", "Payment latency (ms).",
+        # Prometheus' base unit is the second (promtool refuses a family named in
+        # ms); the sketch's bins are in ms, so bounds and sum are divided by 1,000
+        hist = HistogramMetricFamily("tapshield_latency_seconds", "Payment latency (seconds).",
                                      labels=labels)
         bounds = prometheus_bounds()
         for s, dim, val in slices:
             lat = bank.lat_total[s] + bank.hist[s]
             cum = np.cumsum(lat)
-            buckets = [(str(le), float(cum[b - 1])) for le, b in bounds]
+            buckets = [(repr(le / 1000.0), float(cum[b - 1])) for le, b in bounds]
             total = float(cum[-1])
             buckets.append(("+Inf", total))
             mids = np.sqrt(EDGES[:-1] * EDGES[1:])
-            hist.add_metric([dim, val], buckets, float((lat * mids).sum()))
+            hist.add_metric([dim, val], buckets, float((lat * mids).sum()) / 1000.0)
         yield hist
 
         expected = GaugeMetricFamily("tapshield_expected_rate",

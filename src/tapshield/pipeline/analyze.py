@@ -97,6 +97,8 @@ class AnalysisResult:
     timeline: pl.DataFrame | None = None
     sections: list[ReportSection] = field(default_factory=list)
     """Extra report sections contributed by extensions (e.g. financing impact)."""
+    digest: list[dict[str, Any]] = field(default_factory=list)
+    """The hourly blocked-fraud digest (``fraud_digest.json``; respond/digest.py)."""
 
 
 class Analysis:
@@ -158,7 +160,7 @@ class Analysis:
         out = self._step(self.reorderer.release_until(epoch_us(watermark)))
         more = list(self.monitor.advance(watermark)) if hasattr(self.monitor, "advance") else []
         if more:
-            self.book.on_alerts(more)
+            more = self.book.on_alerts(more)
             self._emit(more)
             out.extend(more)
         self._busy += time.perf_counter() - t0
@@ -208,7 +210,12 @@ class Analysis:
             alerts=list(self.alerts),
             summary=self.summary(),
             timeline=_timeline(self.monitor),
+            digest=self.book.digest_rows() if self.config.incidents.digest.enabled else [],
         )
+        if result.digest:
+            from tapshield.report.html import digest_section
+
+            result.sections.append(digest_section(result.digest))
         for ext in self.extensions:
             ext.finish(result)
         for s in self.sinks:
@@ -234,6 +241,8 @@ class Analysis:
             "incidents_by_cause": dict(sorted(Counter(i.cause for i in incidents).items())),
             "failed_payments": sum(i.failed_payments for i in incidents),
             "lost_fen": sum(i.lost_fen for i in incidents),
+            **({"fraud_digest": self.book.digest_summary()}
+               if self.config.incidents.digest.enabled else {}),
             "processing_seconds": round(busy, 3),
             "events_per_second": round(self.events_seen / busy),
         }

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
+from tapshield.fileio import write_text_atomic
 from tapshield.incident import Incident, write_incidents
 from tapshield.monitor.alerts import AlertEvent
 
@@ -29,6 +30,10 @@ VOLATILE_SUMMARY_KEYS = frozenset({"processing_seconds", "events_per_second"})
 """Summary figures that depend on the machine, not the input: shown by the
 command and kept with the run in the database, left out of ``summary.json``
 so the same inputs give the same files byte for byte."""
+
+
+DIGEST_VERSION = "1.0"
+"""Version of ``fraud_digest.json`` (docs/contracts.md)."""
 
 
 class FileSink:
@@ -43,6 +48,7 @@ class FileSink:
         self.incidents_path = out_dir / "incidents.json"
         self.summary_path = out_dir / "summary.json"
         self.report_path = out_dir / "report.html"
+        self.digest_path = out_dir / "fraud_digest.json"
         self._fh: IO[str] = open(self.alerts_path, "w", encoding="utf-8")
         self._incidents: dict[str, Incident] = {}
         write_incidents(self.incidents_path, [], tz)
@@ -61,15 +67,16 @@ class FileSink:
     def close(self, result: AnalysisResult) -> None:
         self._fh.close()
         write_incidents(self.incidents_path, result.incidents, self.tz)
+        if result.digest:
+            self.digest_path.write_text(
+                json.dumps({"schema_version": DIGEST_VERSION, "hours": result.digest},
+                           indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         from tapshield.report import render_report
 
-        self.report_path.write_text(
-            render_report(result, tz=self.tz, changes=self.changes, sections=result.sections,
-                          lang=self.lang),
-            encoding="utf-8",
-        )
+        write_text_atomic(self.report_path, render_report(
+            result, tz=self.tz, changes=self.changes, sections=result.sections,
+            lang=self.lang))
         summary = {k: v for k, v in result.summary.items() if k not in VOLATILE_SUMMARY_KEYS}
-        self.summary_path.write_text(
-            json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n",
-            encoding="utf-8",
-        )
+        write_text_atomic(self.summary_path,
+                          json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+

@@ -179,6 +179,34 @@ def render_report(
     )
 
 
+def digest_section(hours: Sequence[dict[str, Any]],
+                   json_name: str = "fraud_digest.json") -> ReportSection:
+    """The blocked-fraud digest of ``report.html``: one row per hour with blocked
+    attempts. Ordinary fraud the risk engine blocked is the engine working: it is
+    listed here, not as incidents, unless an attack was unusual (then it is one)."""
+    def expected(h: dict[str, Any]) -> str:
+        return "" if h["expected_blocked"] is None else f"{h['expected_blocked']:,.1f}"
+
+    body = "".join(
+        f"<tr><td>{escape(str(h['hour'])[5:16].replace('T', ' '))}</td>"
+        f"<td class=num>{escape(count(h['attempts']))}</td>"
+        f"<td class=num>{escape(count(h['blocked_attempts']))}</td>"
+        f"<td class=num>{escape(yuan(h['blocked_amount']))}</td>"
+        f"<td class=num>{escape(expected(h))}</td>"
+        f"<td class=num>{escape(count(h['waves']))}</td>"
+        f"<td>{escape(', '.join(h['incidents']))}</td></tr>"
+        for h in hours if h["blocked_attempts"] or h["waves"]
+    )
+    return ReportSection(
+        "Blocked fraud (hourly digest)",
+        "<table><tr><th>hour</th><th>attempts</th><th>blocked</th><th>blocked (yuan)</th>"
+        "<th>expected</th><th>waves</th><th>incidents</th></tr>"
+        f"{body}</table><p>Risk-decline waves become incidents only when they page or "
+        "their size is unusual for the baseline of ordinary waves; details in "
+        f"{escape(json_name)}.</p>",
+    )
+
+
 def impact_section(figures: dict[str, Any], html_name: str = "impact.html") -> ReportSection:
     """The financing-impact section of ``report.html``: the headline figures and a
     link to the full impact report beside it."""

@@ -16,6 +16,7 @@ retry after the fix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,8 +28,15 @@ from tapshield.diagnose.types import Diagnosis, DiagnosisRequest
 from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
 from tapshield.incident import Incident, scope_expr
 from tapshield.monitor.alerts import AlertEvent
+from tapshield.respond.digest import (
+    AttackSizeBaseline,
+    DigestPolicy,
+    HourlyDigest,
+    Wave,
+    expected_rate_of,
+)
 from tapshield.signals import Signal
-from tapshield.timeutil import zone
+from tapshield.timeutil import DEFAULT_TZ, zone
 
 Diagnoser = Callable[[DiagnosisRequest], Diagnosis]
 
@@ -74,6 +82,9 @@ class IncidentPolicy:
     id_prefix: str = "INC"
     """Incident ids are ``<prefix>-<day>-<n>``; the live service uses its own prefix so its
     incidents never collide with those of analysis runs in the same database."""
+    digest: DigestPolicy = field(default_factory=DigestPolicy)
+    """Blocked fraud (level-4 risk-decline waves) goes to the hourly digest and opens
+    an incident only when it pages or is unusual for its baseline (respond/digest.py)."""
 
 
 class TapLedger:
@@ -168,6 +179,12 @@ class IncidentBook:
         self._seq: dict[str, int] = {}
         self.changed: set[str] = set()
         """Incident ids changed since the caller last cleared it (for upserts)."""
+        self._pending: dict[str, Wave] = {}
+        """Risk-decline notices held in the digest, by alert id, while they last."""
+        self.waves: list[Wave] = []
+        """Every risk-decline notice the digest held (promoted ones too), in firing order."""
+        self.baseline = AttackSizeBaseline(self.policy.digest)
+        self.hourly = HourlyDigest(self.policy.digest, tz or DEFAULT_TZ)
 
     # -- alert lifecycle ------------------------------------------------------
 
@@ -176,13 +193,140 @@ class IncidentBook:
         event carrying its incident id (the events given are not changed)."""
         out: list[AlertEvent] = []
         for ev in events:
-            self._on_alert(ev)
+            if not self._digest(ev):
+                self._on_alert(ev)
             out.append(ev.with_incident(self._incident_of.get(ev.alert_id)))
+        self._promote_crossed()
+        return out
+
+    # -- blocked-fraud digest -------------------------------------------------
+
+    def _digest(self, ev: AlertEvent) -> bool:
+        """Hold a level-4 risk-decline wave in the digest; ``True`` if ``ev`` was taken."""
+        wave = self._pending.get(ev.alert_id)
+        if wave is None:
+            if (not self.policy.digest.enabled or ev.alert_id in self._by_alert
+                    or ev.state != "firing" or ev.signal != "risk_decline" or ev.level < 4):
+                return False
+            wave = Wave(first=ev, expected_rate=expected_rate_of(ev),
+                        span=self.policy.digest.span,
+                        threshold=self.baseline.threshold(ev.ts))
+            wave.beside = next(iter(self._open_risk_incidents()), None)
+            self._pending[ev.alert_id] = wave
+            self.waves.append(wave)
+            wave.events.append(ev)
+            # the window already holds this batch: count the wave so far from it
+            crossed = wave.count(self._window.since(ev.started_at), self._exclusions())
+            if crossed is not None:
+                self._promote(wave, "attack_size", max(crossed, ev.ts))
+            return True
+        if ev.state in ("firing", "escalated") and ev.level <= 3:
+            # the monitor pages for it: a person must look, the incident opens now
+            self._promote(wave, "page", ev.ts)
+            return False
+        wave.events.append(ev)
+        if ev.state == "resolved":
+            ended = ev.figures.get("ended_at")
+            wave.end = ended if isinstance(ended, datetime) else ev.ts
+            del self._pending[ev.alert_id]
+            wave.settle()
+            if self.baseline.ready:
+                wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+            if wave.beside is None:
+                self.baseline.add(wave.excess_max, wave.first.started_at)
+        return True
+
+    def _open_risk_incidents(self) -> list[str]:
+        return [e.incident.id for e in self._by_alert.values()
+                if e.closed_at is None and e.incident.extra.get("signal") == "risk_decline"]
+
+    def _exclusions(self) -> list[dict[str, str]]:
+        """Scopes of open risk-decline incidents: their attempts are theirs, not a wave's."""
+        out: list[dict[str, str]] = []
+        for entry in self._by_alert.values():
+            inc = entry.incident
+            if entry.closed_at is None and inc.extra.get("signal") == "risk_decline":
+                out.extend(dict(c) for c in inc.scope if c)
+        return out
+
+    def _count_pending(self, batch: pl.DataFrame) -> None:
+        if not self._pending:
+            return
+        exclude = self._exclusions()
+        for wave in self._pending.values():
+            crossed = wave.count(batch, exclude)
+            if crossed is not None and wave.opened_at is None:
+                wave.opened_at = crossed  # a candidate: confirmed in _promote_crossed
+
+    def _promote_crossed(self) -> None:
+        for wave in list(self._pending.values()):
+            if wave.opened_at is None or wave.incident_id is not None:
+                continue
+            at: datetime | None = wave.opened_at
+            start = wave.first.started_at
+            if self._window.holds_since(start):
+                # recount exactly: incidents opened since may explain part of it
+                wave.reset()
+                at = wave.count(self._window.since(start), self._exclusions())
+            if at is None:
+                wave.opened_at = None
+            else:
+                self._promote(wave, "attack_size", max(at, wave.first.ts))
+
+    def _promote(self, wave: Wave, by: str, at: datetime) -> None:
+        """Open the incident of a digest wave: detected when the wave was first raised."""
+        self._pending.pop(wave.alert_id, None)
+        wave.settle()
+        wave.opened_by, wave.opened_at = by, at
+        if self.baseline.ready:
+            wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+        first = wave.first
+        entry = self._open(first, now=at, level=wave.level)
+        entry.history.extend({"ts": e.ts, "state": e.state, "level": e.level}
+                             for e in wave.events)
+        wave.incident_id = entry.incident.id
+        for other in self._pending.values():
+            if other.beside is None:
+                other.beside = entry.incident.id
+        entry.incident.extra["digest"] = {
+            "opened_by": by,
+            "opened_at": at.astimezone(self._tz).isoformat(timespec="milliseconds"),
+            "excess_blocked": round(wave.excess_max, 1),
+            "threshold": wave.threshold,
+            "p_value": None if wave.p_value is None else float(f"{wave.p_value:.4g}"),
+        }
+        self._history_extra(entry)
+        self.changed.add(entry.incident.id)
+
+    def digest_rows(self) -> list[dict[str, Any]]:
+        """The hourly blocked-fraud digest (``fraud_digest.json``)."""
+        return self.hourly.rows(self.waves)
+
+    def digest_summary(self) -> dict[str, Any]:
+        rows = self.digest_rows()
+        fen = self.hourly.blocked_fen()
+        now = max((w.first.ts for w in self.waves), default=None)
+        out: dict[str, Any] = {
+            "hours": len(rows),
+            "blocked_attempts": sum(int(r["blocked_attempts"]) for r in rows),
+            "blocked_fen": fen,
+            "waves": len(self.waves),
+            "waves_to_incidents": sum(1 for w in self.waves if w.incident_id is not None),
+        }
+        if now is not None and self.baseline.sizes:
+            out["baseline"] = self.baseline.describe(now)
         return out
 
     def incident_of(self, alert_id: str) -> str | None:
         """The incident an alert's changes belong to (``None``: it opened none)."""
         return self._incident_of.get(alert_id)
+
+    def _history_extra(self, entry: _Open) -> None:
+        entry.incident.extra["level_history"] = [
+            {"ts": h["ts"].astimezone(self._tz).isoformat(timespec="milliseconds"),
+             "state": h["state"], "level": h["level"]}
+            for h in entry.history
+        ]
 
     def _on_alert(self, ev: AlertEvent) -> None:
         entry = self._by_alert.get(ev.alert_id)
@@ -212,21 +356,18 @@ class IncidentBook:
             # not know the end yet. Count again, now bounded.
             self._remeasure(entry, entry.ledger.failure)
             self._refresh(entry)
-        inc.extra["level_history"] = [
-            {"ts": h["ts"].astimezone(self._tz).isoformat(timespec="milliseconds"),
-             "state": h["state"], "level": h["level"]}
-            for h in entry.history
-        ]
+        self._history_extra(entry)
         self.changed.add(inc.id)
 
-    def _open(self, ev: AlertEvent) -> _Open:
+    def _open(self, ev: AlertEvent, *, now: datetime | None = None,
+              level: int | None = None) -> _Open:
         day = ev.started_at.astimezone(self._tz).strftime("%Y%m%d")
         self._seq[day] = self._seq.get(day, 0) + 1
         inc = Incident(
             id=f"{self.policy.id_prefix}-{day}-{self._seq[day]:04d}",
             start=ev.started_at,
             detected_at=ev.ts,
-            level=ev.level,
+            level=ev.level if level is None else level,
             scope=[dict(ev.slice)] if ev.slice else [],
             cause="unknown",
             confidence=0.0,
@@ -240,10 +381,12 @@ class IncidentBook:
         self._by_alert[ev.alert_id] = entry
         self._incident_of[ev.alert_id] = inc.id
         self._order.append(ev.alert_id)
-        self._diagnose_into(entry, ev)
+        self._diagnose_into(entry, ev, now)
         return entry
 
-    def _diagnose_into(self, entry: _Open, ev: AlertEvent) -> None:
+    def _diagnose_into(self, entry: _Open, ev: AlertEvent, now: datetime | None = None) -> None:
+        """Diagnose as of ``now`` (default: the alert change's time)."""
+        at = ev.ts if now is None else now
         inc = entry.incident
         diagnosis: Diagnosis | None = None
         failure: str
@@ -251,11 +394,11 @@ class IncidentBook:
             baseline_start = inc.start - self.policy.baseline
             request = DiagnosisRequest(
                 # a replay batch runs past the alert: diagnosis looks no further
-                events=self._window.since(baseline_start, until=ev.ts),
+                events=self._window.since(baseline_start, until=at),
                 changes=self._changes,
                 baseline_start=baseline_start,
                 start=inc.start,
-                now=ev.ts,
+                now=at,
                 fired_slice=dict(ev.slice),
                 signal=ev.signal,
             )
@@ -272,7 +415,7 @@ class IncidentBook:
                 f"monitor fired on {ev.signal} in "
                 + (", ".join(f"{k}={v}" for k, v in ev.slice.items()) or "the whole flow")
             ]
-        entry.diagnosed_at = ev.ts
+        entry.diagnosed_at = at
         self._remeasure(entry, failure)
         self._refresh(entry)
 
@@ -306,6 +449,14 @@ class IncidentBook:
         batch enters the window: incidents opened by this batch's alerts are
         measured from the window, which then includes it (no double count).
         """
+        if self.policy.digest.enabled:
+            self.hourly.observe(batch)
+            self._count_pending(batch)
+            cutoff = now - self.policy.digest.keep
+            self.hourly.forget_before(cutoff)
+            if self.waves and self.waves[0].first.started_at < cutoff:
+                self.waves = [w for w in self.waves
+                              if w.first.started_at >= cutoff or w.alert_id in self._pending]
         for alert_id in self._order:
             entry = self._by_alert[alert_id]
             if entry.closed_at is not None and now - entry.closed_at > self.policy.rescue_tail:

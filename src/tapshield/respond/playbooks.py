@@ -19,7 +19,13 @@ import yaml
 
 from tapshield.errors import ContractError
 
-PHASES = ("open", "escalate", "resolve")
+PHASES = ("open", "escalate", "acknowledge", "mitigate", "resolve")
+"""``open``, ``escalate`` and ``resolve`` follow the monitor (or a person resolving, or
+reopening); ``acknowledge`` and ``mitigate`` run when the lifecycle enters that state,
+by a person through the service or by the playbook's own first mitigation."""
+PHASE_OF_STATE = {"open": "open", "acknowledged": "acknowledge", "mitigating": "mitigate",
+                  "resolved": "resolve"}
+"""The phase a move into a lifecycle state runs (a move to ``postmortem`` runs none)."""
 ACTIONS = ("failover", "notify_partners", "notify_customers", "followup_customers",
            "status_page", "rollback_risk_change", "lift_restrictions", "tighten_rules",
            "block_devices", "halt_rollout", "rollback_release", "regulatory_drafts",

@@ -34,7 +34,7 @@ import polars as pl
 from tapshield.events.codes import business_decline_expr, risk_decline_expr, technical_expr
 from tapshield.incident import Incident, scope_expr
 from tapshield.respond.drafts import postmortem_markdown, regulatory_drafts
-from tapshield.respond.lifecycle import Lifecycle
+from tapshield.respond.lifecycle import Lifecycle, TimelineEntry
 from tapshield.respond.notices import (
     FailedTap,
     NoticePolicy,
@@ -46,7 +46,7 @@ from tapshield.respond.notices import (
     render,
 )
 from tapshield.respond.partners import Partner, shared_record
-from tapshield.respond.playbooks import Playbooks, Step, load_playbooks
+from tapshield.respond.playbooks import PHASE_OF_STATE, Playbooks, Step, load_playbooks
 from tapshield.timeutil import parse_rfc3339, zone
 
 ACTOR_MONITOR = "tapshield/monitor"
@@ -89,6 +89,24 @@ class OutboundMessage:
     urgent: bool = False
     suppressed: str | None = None
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Told:
+    """A customer a case's notice was queued for, as the outbox keeps it (tokens only)."""
+
+    recipient: str
+    contact_token: str | None
+    channel: str
+    language: str | None
+    tz: str | None
+    due_at: datetime
+    urgent: bool = False
+
+
+_NO_AFFECTED = pl.DataFrame(schema={"user_id": pl.String(), "at": pl.Datetime("us", "UTC"),
+                                    "amount_fen": pl.Int64(), "channel": pl.String(),
+                                    "region": pl.String()})
 
 
 @dataclass(slots=True)
@@ -217,8 +235,9 @@ class Responder:
         for inc in ordered:
             end = inc.end or far
             for n, (cid, cause, scope, until) in enumerate(open_cases):
+                # (subtract rather than add: ``until`` is datetime.max for a case still open)
                 if (cause == inc.cause and _compatible(scope, inc.scope)
-                        and inc.start <= until + CASE_GAP):
+                        and inc.start - CASE_GAP <= until):
                     out[inc.id] = cid
                     open_cases[n] = (cid, cause, scope, max(until, end))
                     break
@@ -267,9 +286,74 @@ class Responder:
             if (done and step.kind == "action" and step.name in MITIGATIONS
                     and lc.can("mitigating") and lc.state in ("open", "acknowledged")):
                 lc.move("mitigating", at, ACTOR_PLAYBOOK, f"{step.says}: {outcome}")
+                self._phase_steps(inc, "mitigate", at, lc, plan, told, case, affected)
         if inc.end is not None and lc.state != "resolved" and lc.can("resolved"):
             lc.move("resolved", inc.end, ACTOR_MONITOR, "the failure wave ended")
         lc.timeline.sort(key=lambda e: e.at)  # stable: same-time entries keep their order
+
+    def _phase_steps(self, inc: Incident, phase: str, at: datetime, lc: Lifecycle,
+                     plan: ResponsePlan, told: dict[tuple[str, str], OutboundMessage],
+                     case: str, affected: pl.DataFrame, *, trigger: str | None = None,
+                     told_before: Sequence[Told] = ()) -> None:
+        """Run one phase's steps now (a move into a state: ``acknowledge``, ``mitigate``,
+        or a person's ``resolve`` / reopening ``open``), each recorded on the timeline."""
+        for step in self.playbooks.for_phase(inc.cause, phase, inc.level):
+            if trigger is not None and step.kind == "action" and step.name in (
+                    "notify_customers", "followup_customers"):
+                outcome, done = self._customers_by_hand(inc, step, at, plan, case,
+                                                        told_before)
+            else:
+                outcome, done = self._run(inc, step, at, phase, affected, plan, told, case)
+            plan.steps.append(StepRun(inc.id, step, at, outcome, done))
+            data: dict[str, Any] = {"step": step.id, "done": done,
+                                    "playbook": self.playbooks.version, "phase": phase}
+            if trigger is not None:
+                data["after"] = trigger
+            lc.record(at, ACTOR_PLAYBOOK if step.kind == "action" else "person", "step",
+                      step.says, outcome, **data)
+
+    def _customers_by_hand(self, inc: Incident, step: Step, at: datetime,
+                           plan: ResponsePlan, case: str, told: Sequence[Told]
+                           ) -> tuple[str, bool]:
+        """Customer steps of a phase a person started: follow-ups go to every customer
+        the case's notices reached (the outbox knows them); new notices need the
+        events, which only the automatic response reads."""
+        if step.name == "notify_customers":
+            return ("not run on a manual move: the automatic response tells the customers "
+                    "it finds in the events"), False
+        n = 0
+        for t in told:
+            rec = Recipient(t.recipient, t.contact_token or "", t.channel,
+                            t.language or "zh-CN", t.tz or "Asia/Shanghai")
+            body = render(self.templates, inc.cause, "followup", rec, tap=None,
+                          scope=inc.scope, ref=case)
+            plan.messages.append(self._customer(
+                inc, case, "followup", rec, at, body, t.urgent,
+                not_before=t.due_at + self.policy.followup_gap))
+            n += 1
+        return f"{n} follow-ups queued for the customers told", True
+
+    def on_move(self, inc: Incident, lc: Lifecycle, to: str, at: datetime, actor: str,
+                why: str, *, case: str | None = None, told: Sequence[Told] = ()
+                ) -> tuple[list[TimelineEntry], list[OutboundMessage]]:
+        """A person's move (through the service): the move itself, then the playbook
+        phase the new state runs, like the monitor's moves do: resolving sends the
+        partner update and the follow-ups, acknowledging tells the partner we are on
+        it. ``told``: the case's notices already queued (from the outbox). Returns the
+        timeline entries and the messages, for one outbox transaction. Raises
+        :class:`~tapshield.respond.lifecycle.TransitionError` for a move not allowed."""
+        case = case or inc.id
+        start = len(lc.timeline)
+        lc.move(to, at, actor, why)
+        plan = ResponsePlan({inc.id: lc}, [], [], {inc.id: case}, {},
+                            playbook_version=self.playbooks.version,
+                            templates_version=self.templates.version)
+        phase = PHASE_OF_STATE.get(to)
+        if phase is not None:
+            self._phase_steps(inc, phase, at, lc, plan, {}, case, _NO_AFFECTED, trigger=actor,
+                              told_before=told)
+        self._cap(plan)
+        return lc.timeline[start:], plan.messages
 
     def _run(self, inc: Incident, step: Step, at: datetime, phase: str,
              affected: pl.DataFrame, plan: ResponsePlan,
@@ -321,7 +405,7 @@ class Responder:
                 ts = datetime.fromisoformat(str(v["detected_at"]))
             except (KeyError, ValueError):
                 continue
-            if inc.start - timedelta(hours=1) <= ts <= far + timedelta(minutes=5):
+            if inc.start - timedelta(hours=1) <= ts and ts - timedelta(minutes=5) <= far:
                 seg = v.get("segment") or {}
                 fits = not inc.scope or _compatible([dict(seg)], inc.scope)
                 if fits and (best is None
@@ -399,6 +483,7 @@ class Responder:
     def _webhooks(self, inc: Incident, at: datetime, phase: str, plan: ResponsePlan
                   ) -> list[str]:
         event = {"open": "incident.opened", "escalate": "incident.escalated",
+                 "acknowledge": "incident.acknowledged", "mitigate": "incident.mitigating",
                  "resolve": "incident.resolved"}[phase]
         fired = inc.extra.get("fired_slice")
         sent = []
@@ -470,5 +555,5 @@ def plan_postmortems(plan: ResponsePlan, incidents: Sequence[Incident],
 
 
 __all__ = ["Directory", "OutboundMessage", "Responder", "ResponsePlan",
-           "StepRun", "affected_customers", "first_at_level", "level_history",
+           "StepRun", "Told", "affected_customers", "first_at_level", "level_history",
            "plan_postmortems"]

@@ -518,8 +518,12 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     def _act(incident_id: str, p: Principal, action: str, *, assignee: str | None = None,
              note: str | None = None) -> dict[str, Any]:
-        _incident_or_404(incident_id, p)
+        got = _incident_or_404(incident_id, p)
         rt.desk.act(incident_id, action, _actor(p), assignee=assignee, note=note)
+        if action in ("acknowledge", "resolve"):  # the response lifecycle and its playbook
+            from tapshield.service.respond import follow_desk_action
+
+            follow_desk_action(rt, got["incident"], action, _actor(p), note)
         rt.audit.record(INCIDENT_KINDS[action], actor_of(p), incident_id,
                         {"assignee": assignee, "note": note})
         log.info("incident action", extra={"incident_id": incident_id, "action": action,

@@ -20,9 +20,7 @@ import fcntl
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tapshield.errors import ContractError
+from tapshield.fileio import write_text_atomic
 from tapshield.service.config import ROLES
 
 PREFIX = "tsk_"
@@ -110,19 +109,7 @@ def create_key(path: Path, role: str, *, name: str = "",
     with _locked(path):
         doc = _read(path)
         doc["keys"].append(entry)
-        fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=1)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(path, json.dumps(doc, indent=1) + "\n", mode=0o600)
     return key_id, key
 
 

@@ -40,6 +40,7 @@ from tapshield.respond.partners import (
     ReplayGuard,
     SignatureError,
 )
+from tapshield.respond.responder import OutboundMessage, Responder, Told
 from tapshield.service.problems import AUTH, VALIDATION, err
 from tapshield.timeutil import parse_rfc3339
 
@@ -71,6 +72,54 @@ def _lifecycle(outbox: Outbox, incident_id: str) -> Lifecycle:
         if r["kind"] == "transition":
             lc.state = str((r["data"] or {}).get("to") or r["what"])
     return lc
+
+
+def manual_move(ob: Outbox, doc: dict[str, Any], to: str, at: datetime, actor: str,
+                why: str) -> tuple[list[TimelineEntry], list[OutboundMessage]]:
+    """A person's move and the playbook phase it runs, like the monitor's moves
+    (``tapshield.respond.responder.Responder.on_move``): resolving queues the
+    follow-ups to every customer the case's notices reached and the partner
+    update, acknowledging tells the partner we are on it. Raises ``ApiError``
+    409 for a move the lifecycle does not allow."""
+    from tapshield.service.app import ApiError
+
+    incident_id = str(doc["id"])
+    lc = _lifecycle(ob, incident_id)
+    try:
+        if "schema_version" not in doc:  # not a full incident record: the move alone
+            return [lc.move(to, at, actor, why)], []
+        inc = Incident.from_dict(doc)
+        case = ob.case_of(incident_id)
+        told = [Told(r["recipient"], r["contact_token"], r["channel"], r["language"],
+                     r["tz"], r["due_at"], bool(r["urgent"])) for r in ob.notices(case)]
+        responder = Responder(directory=lambda _user: None,
+                              partners=list(load_partners().values()))
+        return responder.on_move(inc, lc, to, at, actor, why, case=case, told=told)
+    except TransitionError as exc:
+        raise ApiError(409, "bad_transition", str(exc)) from None
+
+
+def follow_desk_action(rt: Any, doc: dict[str, Any], action: str, actor: str,
+                       note: str | None) -> bool:
+    """The incident desk's ``acknowledge`` / ``resolve`` (``/v1/incidents/{id}/...``) move
+    the response lifecycle too, and run the phase, when the lifecycle allows the move
+    (an incident already resolved by its partner is not resolved twice). Returns
+    whether it moved."""
+    from tapshield.service.app import ApiError
+
+    ob = getattr(rt, "respond_outbox", None)
+    if ob is None:
+        ob = rt.respond_outbox = Outbox(rt.engine)
+    to = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
+    if not _lifecycle(ob, str(doc["id"])).can(to):
+        return False
+    try:
+        entries, messages = manual_move(ob, doc, to, datetime.now(UTC), actor,
+                                        note or f"{action} on the incident desk")
+    except ApiError:
+        return False
+    ob.record([(str(doc["id"]), e) for e in entries], messages)
+    return True
 
 
 def router() -> APIRouter:
@@ -113,14 +162,12 @@ def router() -> APIRouter:
               summary="Move the incident through its lifecycle (with a reason)")
     def transition(incident_id: str, body: TransitionIn, request: Request,
                    principal: operator) -> dict[str, Any]:
-        incident_or_404(request, incident_id)
+        got = incident_or_404(request, incident_id)
         ob = outbox_of(request)
-        lc = _lifecycle(ob, incident_id)
-        try:
-            entry = lc.move(body.to, datetime.now(UTC), _actor(principal), body.why)
-        except TransitionError as exc:
-            raise ApiError(409, "bad_transition", str(exc)) from None
-        ob.record([(incident_id, entry)], [])
+        entries, messages = manual_move(ob, got["incident"], body.to, datetime.now(UTC),
+                                        _actor(principal), body.why)
+        # the move, the playbook steps it ran and the messages they queued: one transaction
+        ob.record([(incident_id, e) for e in entries], messages)
         return timeline_doc(ob, incident_id)
 
     @api.post("/v1/respond/partners/{partner}/status", tags=["respond"],
@@ -143,7 +190,7 @@ def router() -> APIRouter:
             status = PartnerStatus.parse(partner, doc if isinstance(doc, dict) else {}, at)
         except (ValueError, KeyError) as exc:
             raise ApiError(422, "bad_status", str(exc)) from None
-        incident_or_404(request, status.incident_id)
+        got = incident_or_404(request, status.incident_id)
         ob = outbox_of(request)
         actor = f"partner:{partner}"
         entries = [(status.incident_id, TimelineEntry(
@@ -154,11 +201,14 @@ def router() -> APIRouter:
                 at, actor, "rescope", "scope proposed by the partner", status.message,
                 {"scope": status.scope})))
         lc = _lifecycle(ob, status.incident_id)
+        messages: list[OutboundMessage] = []
         if status.status == "resolved" and lc.can("resolved"):
-            entries.append((status.incident_id, lc.move("resolved", at, actor,
-                                                         status.message or "partner resolved")))
+            # the partner's word resolves it, and runs the resolve phase like a person's
+            moved, messages = manual_move(ob, got["incident"], "resolved", at, actor,
+                                          status.message or "partner resolved")
+            entries += [(status.incident_id, e) for e in moved]
         guard.is_new(key, now)
-        ob.record(entries, [])  # a repeat has the same entry keys: recorded once
+        ob.record(entries, messages)  # a repeat has the same entry keys: recorded once
         return timeline_doc(ob, status.incident_id)
 
     def status_items(request: Request) -> list[dict[str, Any]]:
@@ -167,11 +217,16 @@ def router() -> APIRouter:
         items, _ = desk.find(limit=200)
         t = load_templates()
         out = []
+        ob = outbox_of(request)
         for it in items:
             d = it["incident"]
             if int(d.get("level", 4)) > 3:
                 continue
             end = d.get("end")
+            if end is None:  # a person (or a partner) may have resolved it before the monitor
+                moves = [r for r in ob.timeline(str(d["id"])) if r["kind"] == "transition"]
+                if moves and moves[-1]["what"] in ("resolved", "postmortem"):
+                    end = moves[-1]["at"].isoformat()
             if end is not None and parse_rfc3339(end) < since:
                 continue
             inc = Incident.from_dict(d) if "schema_version" in d else None

@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tapshield.service.watch")
 
-PROMTOOL_REFUSED = frozenset({"tapshield_latency_ms"})
 MONITOR_CHECKPOINT = "monitor"
 ID_PREFIX = "LIVE"
 """Incident ids of the live monitor: ``LIVE-<day>-<n>`` (analysis runs use ``INC``)."""
@@ -446,9 +445,5 @@ class WatchCollector:
         a = self.watch.analysis
         if a is None or not self.watch.leader:
             return
-        for family in MonitorCollector(a.monitor, lock=self.watch.lock,  # type: ignore[arg-type]
-                                       notifiers=self.watch.notifiers).collect():
-            # `tapshield live`'s latency family is named in ms, which promtool refuses;
-            # the service's /metrics stays promtool-clean without it
-            if family.name not in PROMTOOL_REFUSED:
-                yield family
+        yield from MonitorCollector(a.monitor, lock=self.watch.lock,  # type: ignore[arg-type]
+                                    notifiers=self.watch.notifiers).collect()

@@ -100,6 +100,10 @@ class Generator:
         # a retry that would come after the end is not made (a trickle of retries
         # past the end would look like a national silence to a monitor).
         self.end_us = epoch_us(sc.end_ts)
+        from tapshield.simulate.churn import ChurnState
+
+        self.churn = ChurnState.of(world)
+        """Customers who leave after a lost tap (``None``: churn off, events unchanged)."""
 
     # -- taps ------------------------------------------------------------------------
 
@@ -346,7 +350,9 @@ class Generator:
             if not within.all():
                 ts, ch, active = ts[within], ch[within], active[within]
         attempts = _concat(rounds, ATTEMPT_KEYS) if len(rounds) > 1 else rounds[0]
-        return BlockOutput(blk, attempts, tap_offset, n_taps)
+        made = BlockOutput(blk, attempts, tap_offset, n_taps)
+        # after every draw of the block: churn removes taps, it never shifts a stream
+        return self.churn.apply(made) if self.churn is not None else made
 
 
 def hash_pick(seed: int, salt: int, n: int) -> int:

@@ -157,6 +157,53 @@ class FestivalShape(_Strict):
     _d = _durations("ramp")
 
 
+ChurnCause = Literal["interface", "network", "risk_control", "release", "maintenance",
+                     "small_merchant"]
+
+
+_DEFAULT_CAUSES: tuple[ChurnCause, ...] = ("interface", "network", "risk_control", "release")
+
+
+class Churn(_Strict):
+    """Whether customers whose tap an incident lost come back (docs/simulator.md, churn).
+
+    Off by default, so a traffic model or scenario that does not ask for it
+    makes exactly the events it always made. The defaults are assumptions,
+    stated: a lost tap at the till is the moment a customer decides whether
+    flash pay is worth keeping; a fifth of them stop (``hazard``); being told
+    promptly what happened and what to use instead halves that (``prompt_relief``),
+    the effect customer-service leads report for proactive outage messages.
+    The simulator models the notice the way the playbooks send it: to the
+    customers of a paging fault, ``notice_after`` its start (detection plus the
+    playbook's first step) or at once for a customer who fails later, to the
+    ``reach`` share that has a contact on file.
+    """
+
+    enabled: bool = False
+    hazard: Share = 0.2
+    """Chance that a customer stops paying with flash pay after a tap lost in a fault."""
+    prompt_relief: Share = 0.5
+    """Share of the hazard removed when a notice reaches the customer within ``prompt_within``."""
+    prompt_within: Duration = timedelta(minutes=30)
+    notice_after: Duration = timedelta(minutes=10)
+    """From a paging fault's start to the first customer notice (detection + playbook)."""
+    reach: Share = 0.9
+    """Share of affected customers a notice reaches (contact on file, not opted out)."""
+    causes: list[ChurnCause] = Field(default_factory=lambda: list(_DEFAULT_CAUSES))
+    """Faults whose lost taps drive customers away (fraud attacks: the attacker's taps)."""
+    horizon: Duration = timedelta(hours=2)
+    """Window after a fault over which ``truth.json`` states the true retention effect."""
+
+    _d = _durations("prompt_within", "notice_after", "horizon")
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("horizon must be positive")
+        return v
+
+
 class Reaction(_Strict):
     retry_same: Share
     switch: Share
@@ -224,6 +271,7 @@ class TrafficModel(_Strict):
     behaviour: Behaviour
     risk: Risk = Risk()
     fraud: Fraud = Fraud()
+    churn: Churn = Churn()
 
     @field_validator("regions")
     @classmethod
@@ -458,6 +506,8 @@ class Scenario(_Strict):
     festival: Festival | None = None
     changes: list[ChangeRow] = Field(default_factory=list)
     faults: list[FaultSpec] = Field(default_factory=list)
+    churn: Churn | None = None
+    """Replaces the traffic model's churn block for this scenario (``churn: {enabled: true}``)."""
     source: Path | None = Field(default=None, exclude=True)
 
     _d = _durations("duration")

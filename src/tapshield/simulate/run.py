@@ -38,8 +38,9 @@ def _scenario(scenario: Scenario | str | Path) -> Scenario:
 
 
 def _frames(world: World, chunk_rows: int, *, labels: bool,
-            on_block: Callable[[Any], None] | None = None) -> Iterator[pl.DataFrame]:
-    gen = Generator(world)
+            on_block: Callable[[Any], None] | None = None,
+            gen: Generator | None = None) -> Iterator[pl.DataFrame]:
+    gen = gen if gen is not None else Generator(world)
     for arrays, offsets in ordered_blocks(gen, on_block):
         if arrays["ts"].size == 0:
             continue
@@ -163,9 +164,10 @@ def simulate(
     events_path = out / FORMATS[fmt]
     labels_path = out / "labels.parquet" if labels else None
     label_writer: pq.ParquetWriter | None = None
+    gen = Generator(world)
     with EventWriter(events_path, tz=tz) as writer:
         frames = _frames(world, chunk_rows, labels=labels,
-                         on_block=lambda b: acc.add(b.attempts, b.n_taps))
+                         on_block=lambda b: acc.add(b.attempts, b.n_taps), gen=gen)
         for frame in prefetch(frames) if background else frames:
             if labels:
                 lab = frame.select("event_id", *LABEL_COLUMNS).to_arrow()
@@ -186,6 +188,11 @@ def simulate(
     truth["changes"] = n_changes
     truth["files"] = {"events": events_path.name, "changes": changes_path.name,
                       "labels": labels_path.name if labels_path else None}
+    if gen.churn is not None:
+        customers, taps = gen.churn.customers(), gen.churn.taps()
+        customers.write_parquet(out / "churn.parquet")
+        taps.write_parquet(out / "churn_taps.parquet")
+        truth["churn"] = gen.churn.truth(customers, taps)
     truth_path = write_truth(out / "truth.json", truth)
     return SimulationResult(
         out_dir=out, events_path=events_path, changes_path=changes_path, truth_path=truth_path,

@@ -23,9 +23,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, and_, create_engine, delete, event, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from tapshield.errors import SetupError
 from tapshield.incident import Incident
@@ -92,6 +104,14 @@ def _first(exc: BaseException) -> str:
     return lines[0] if lines else type(inner).__name__
 
 
+def database_error(exc: BaseException, url: str | None) -> SetupError:
+    """A database failure during a run (a full disk, a lost server) as the one-line
+    error every command reports with exit 2: the driver's first line, the URL
+    without its password."""
+    where = _shown(url) if url else "database"
+    return SetupError(f"database {where}: {_first(exc)}")
+
+
 def _normalise(url: str) -> str:
     """Plain ``postgresql://`` URLs use psycopg 3, the driver tapshield ships with."""
     u = make_url(url)
@@ -128,11 +148,41 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self._migration_lock(), self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            # "heads": independent migration branches (features developed in
-            # parallel) all apply; a linear history has one head anyway.
-            command.upgrade(cfg, "heads")
+        engine = self._sqlite_ddl_engine() if self.engine.dialect.name == "sqlite" else None
+        try:
+            with self._migration_lock(), (engine or self.engine).begin() as conn:
+                cfg.attributes["connection"] = conn
+                # "heads": independent migration branches (features developed in
+                # parallel) all apply; a linear history has one head anyway.
+                command.upgrade(cfg, "heads")
+        finally:
+            if engine is not None:
+                engine.dispose()
+
+    def _sqlite_ddl_engine(self) -> Engine:
+        """An engine whose transactions really cover DDL, for the migrations.
+
+        Python's ``sqlite3`` only opens a transaction before INSERT, UPDATE,
+        DELETE or REPLACE: every ``CREATE TABLE`` of a migration committed on
+        its own, so a process killed mid-migration (``kill -9`` just after the
+        first start created the database) left tables without their Alembic
+        version, and every later start failed with "table runs already
+        exists". Here the driver's implicit transactions are off and each
+        transaction is an explicit ``BEGIN IMMEDIATE`` (the write lock taken
+        at once): the schema and its version commit together or not at all.
+        """
+        engine = create_engine(self.url, future=True, poolclass=NullPool)
+
+        def connect(dbapi_conn: Any, record: Any) -> None:
+            _sqlite_pragmas(dbapi_conn, record)
+            dbapi_conn.isolation_level = None
+
+        def begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        event.listen(engine, "connect", connect)
+        event.listen(engine, "begin", begin)
+        return engine
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
