@@ -241,5 +241,6 @@ def test_a_drill_stages_its_analysis_and_drops_an_old_scorecard_first(tmp_path: 
     run_drill(load_scenario(scenario), out, failover=False, guard=False)
     assert json.loads((out / "scorecard.json").read_text())["status"] == "complete"
     names = {p.name for p in (out / "analysis").iterdir()}
-    assert names == {"summary.json", "alerts.jsonl", "incidents.json", "report.html"}
+    assert names == {"summary.json", "alerts.jsonl", "incidents.json", "report.html",
+                     "fraud_digest.json"}
     assert json.loads((out / "analysis" / "summary.json").read_text())["events"] > 0

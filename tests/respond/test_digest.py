@@ -312,3 +312,20 @@ def test_a_long_stream_keeps_only_the_last_days_of_digest() -> None:
     feed(book, window, late, [])
     assert book.waves == []
     assert [r["hour"] for r in book.digest_rows()] == ["2026-11-11T17:00:00.000+08:00"]
+
+
+def test_a_wave_counts_only_up_to_its_resolution_whatever_the_batches() -> None:
+    """A replay batch runs hours past the alert changes it produced: a wave that
+    fired and resolved inside it must not count a later burst in its slice."""
+    ev = risk_events([(0.1 * i, "CN-GD", True) for i in range(10)]
+                     + [(60 + 0.01 * i, "CN-GD", True) for i in range(200)])
+    alerts = [alert("firing", 0.5), alert("resolved", 30.0)]
+    one, w1, _ = book_with(IncidentPolicy())
+    feed(one, w1, ev, alerts)
+    two, w2, _ = book_with(IncidentPolicy())
+    feed(two, w2, ev.filter(pl.col("ts") <= T0 + timedelta(minutes=0.5)), alerts[:1])
+    feed(two, w2, ev.filter((pl.col("ts") > T0 + timedelta(minutes=0.5))
+                            & (pl.col("ts") <= T0 + timedelta(minutes=30))), alerts[1:])
+    feed(two, w2, ev.filter(pl.col("ts") > T0 + timedelta(minutes=30)), [])
+    assert one.waves[0].declines == two.waves[0].declines == 10
+    assert one.baseline.sizes == two.baseline.sizes == [10.0]
