@@ -16,7 +16,6 @@ retry after the fix.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -216,9 +215,11 @@ class IncidentBook:
             if (not self.policy.digest.enabled or ev.alert_id in self._by_alert
                     or ev.state != "firing" or ev.signal != "risk_decline" or ev.level < 4):
                 return False
-            wave = Wave(first=ev, expected_rate=expected_rate_of(ev),
-                        span=self.policy.digest.span,
-                        threshold=self.baseline.threshold(ev.ts))
+            rate = expected_rate_of(ev)
+            episodes = self._breadth(ev, rate)
+            wave = Wave(first=ev, expected_rate=rate, span=self.policy.digest.span,
+                        episodes=episodes,
+                        threshold=self.baseline.threshold(ev.ts, episodes))
             wave.beside = next(iter(self._open_risk_incidents()), None)
             self._pending[ev.alert_id] = wave
             self.waves.append(wave)
@@ -242,10 +243,24 @@ class IncidentBook:
             del self._pending[ev.alert_id]
             wave.settle()
             if self.baseline.ready:
-                wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+                wave.p_value = self.baseline.model.sf(wave.excess_max)
             if wave.beside is None:
                 self.baseline.add(wave.excess_max, wave.first.started_at)
         return True
+
+    def _breadth(self, ev: AlertEvent, rate: float) -> float:
+        """The fired slice's ordinary episodes at once, from its expected blocked
+        attempts over one ``span`` just before the wave began (its attempts then times
+        the expected rate; before the start, so an attack's own attempts do not
+        widen its slice)."""
+        if not self.baseline.ready:
+            return 0.0
+        span = self.policy.digest.span
+        before = self._window.since(ev.started_at - span, until=ev.started_at)
+        if before.height == 0:
+            return 0.0
+        n = before.filter(scope_expr([dict(ev.slice)]) & (pl.col("ts") < ev.started_at)).height
+        return self.baseline.episodes_at_once(rate * n)
 
     def _open_risk_incidents(self) -> list[str]:
         return [e.incident.id for e in self._by_alert.values()
@@ -298,7 +313,7 @@ class IncidentBook:
         wave.settle()
         wave.opened_by, wave.opened_at = by, at
         if self.baseline.ready:
-            wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+            wave.p_value = self.baseline.model.sf(wave.excess_max)
         first = wave.first
         entry = self._open(first, now=at, level=wave.level)
         entry.history.extend({"ts": e.ts, "state": e.state, "level": e.level}
