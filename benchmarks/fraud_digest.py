@@ -65,6 +65,7 @@ def cases() -> list[Case]:
         Case(card, 1103, "new"), Case(farm, 1104, "new"),
         Case(load_scenario("risk-rule-misfire"), 1105, "new"),
         Case(load_scenario("nfc-regional-outage"), 1106, "new"),
+        Case(demo, 1201, "new"), Case(demo, 1202, "new"),  # first run with the breadth term
     ]
     out.append(Case(card.with_changes(
         name="new-ato-attack", start="2026-11-21T11:00:00+08:00", duration="8h",

@@ -57,8 +57,20 @@ def test_analyze_with_a_portfolio_reads_once_writes_once_and_draws(
         writes.append(self.name)
         return real_write(self, *args, **kwargs)
 
+    import tapshield.app.outputs as app_outputs
+    import tapshield.pipeline.outputs as pipeline_outputs
+
+    real_atomic = pipeline_outputs.write_text_atomic
+
+    def counting_atomic(path: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        writes.append(path.name)
+        return real_atomic(path, *args, **kwargs)
+
     monkeypatch.setattr(read_module.EventReader, "__iter__", counting_iter)
     monkeypatch.setattr(Path, "write_text", counting_write)
+    # outputs are written through a temporary name (tapshield.fileio); count those too
+    monkeypatch.setattr(pipeline_outputs, "write_text_atomic", counting_atomic)
+    monkeypatch.setattr(app_outputs, "write_text_atomic", counting_atomic)
     out = tmp_path / "out"
     outcome = analyse_file(AnalyzeOptions(events, out, changes=changes, portfolio=book,
                                           db=f"sqlite:///{tmp_path / 'runs.db'}"))

@@ -241,5 +241,20 @@ def test_a_drill_stages_its_analysis_and_drops_an_old_scorecard_first(tmp_path: 
     run_drill(load_scenario(scenario), out, failover=False, guard=False)
     assert json.loads((out / "scorecard.json").read_text())["status"] == "complete"
     names = {p.name for p in (out / "analysis").iterdir()}
-    assert names == {"summary.json", "alerts.jsonl", "incidents.json", "report.html"}
+    assert names == {"summary.json", "alerts.jsonl", "incidents.json", "report.html",
+                     "fraud_digest.json"}
+    assert not [p for p in (out / "analysis").iterdir() if p.is_dir()]
     assert json.loads((out / "analysis" / "summary.json").read_text())["events"] > 0
+
+
+def test_a_killed_validates_temporary_output_is_removed_by_the_next(tmp_path: Path) -> None:
+    from tapshield.app.outputs import StagedFile
+
+    dead = tmp_path / ".tapshield-partial-999999999-accepted.csv"
+    dead.write_text("half of it")
+    other = tmp_path / ".tapshield-partial-999999999-rejects.csv"  # another output's
+    other.write_text("x")
+    staged = StagedFile(tmp_path / "accepted.csv")
+    assert not dead.exists() and other.exists()
+    staged.temp.write_text("all of it")
+    assert staged.commit() and (tmp_path / "accepted.csv").read_text() == "all of it"

@@ -71,6 +71,45 @@ def test_warm_up_tests_nothing_and_history_is_bounded() -> None:
     assert base.ready and len(base.sizes) == 8 and min(base.sizes) >= 100.0
 
 
+def test_a_broad_slice_is_tested_against_the_compound_sum_of_its_episodes() -> None:
+    """A slice expecting ``n`` ordinary episodes at once (its expected blocked
+    attempts over the mean ordinary size) has a bar that grows with ``n``; a
+    narrow slice keeps the pooled bar; the bar is deterministic."""
+    base = AttackSizeBaseline(DigestPolicy(min_history=3))
+    assert base.episodes_at_once(100.0) == 0.0  # nothing seen yet: no claim
+    for i in range(40):
+        base.add(10.0 + (i % 5) * 5, T0 + timedelta(minutes=30 * i))  # mean 20
+    now = T0 + timedelta(hours=20)
+    assert base.episodes_at_once(80.0) == pytest.approx(4.0)
+    narrow = base.threshold(now)
+    assert narrow is not None and base.threshold(now, 0.0) == narrow
+    bars = [base.threshold(now, n) for n in (0.5, 2.0, 6.0)]
+    assert all(b is not None for b in bars)
+    assert narrow <= bars[0] <= bars[1] < bars[2]  # type: ignore[operator]
+    assert base.threshold(now, 2.0) == bars[1]
+
+
+def test_the_compound_bar_keeps_the_rate_for_sums_of_episodes() -> None:
+    """Broad-slice waves simulated as their own episode plus Poisson(n) others less
+    their mean cross the bar at about alpha (not 10 x, as the pooled bar does)."""
+    rng = np.random.default_rng(11)
+    base = AttackSizeBaseline(DigestPolicy(min_history=20, history=200))
+    sizes = rng.negative_binomial(2, 2 / (2 + 20), 200).astype(float)
+    for i, x in enumerate(sizes):
+        base.add(float(x), T0 + timedelta(minutes=10 * i))
+    now = T0 + timedelta(minutes=10 * 200)
+    alpha, n = base.alpha(now), 3.0
+    bar, pooled = base.threshold(now, n), base.threshold(now)
+    assert bar is not None and pooled is not None
+    trials = 20_000
+    own = rng.negative_binomial(2, 2 / 22, trials)
+    k = rng.poisson(n, trials)
+    others = np.array([rng.negative_binomial(2, 2 / 22, c).sum() for c in k])
+    waves = own + others - n * 20
+    assert float(np.mean(waves >= bar)) <= 3 * alpha
+    assert float(np.mean(waves >= pooled)) > 3 * alpha
+
+
 def _draw(rng: np.random.Generator, mean: float, k: float, n: int) -> np.ndarray:
     if math.isinf(k):
         return rng.poisson(mean, n)
@@ -312,3 +351,20 @@ def test_a_long_stream_keeps_only_the_last_days_of_digest() -> None:
     feed(book, window, late, [])
     assert book.waves == []
     assert [r["hour"] for r in book.digest_rows()] == ["2026-11-11T17:00:00.000+08:00"]
+
+
+def test_a_wave_counts_only_up_to_its_resolution_whatever_the_batches() -> None:
+    """A replay batch runs hours past the alert changes it produced: a wave that
+    fired and resolved inside it must not count a later burst in its slice."""
+    ev = risk_events([(0.1 * i, "CN-GD", True) for i in range(10)]
+                     + [(60 + 0.01 * i, "CN-GD", True) for i in range(200)])
+    alerts = [alert("firing", 0.5), alert("resolved", 30.0)]
+    one, w1, _ = book_with(IncidentPolicy())
+    feed(one, w1, ev, alerts)
+    two, w2, _ = book_with(IncidentPolicy())
+    feed(two, w2, ev.filter(pl.col("ts") <= T0 + timedelta(minutes=0.5)), alerts[:1])
+    feed(two, w2, ev.filter((pl.col("ts") > T0 + timedelta(minutes=0.5))
+                            & (pl.col("ts") <= T0 + timedelta(minutes=30))), alerts[1:])
+    feed(two, w2, ev.filter(pl.col("ts") > T0 + timedelta(minutes=30)), [])
+    assert one.waves[0].declines == two.waves[0].declines == 10
+    assert one.baseline.sizes == two.baseline.sizes == [10.0]

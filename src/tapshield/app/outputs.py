@@ -323,6 +323,11 @@ class StagedFile:
         self.final = final
         self.temp = final.parent / f"{STAGING_PREFIX}{os.getpid()}-{final.name}"
         self.temp.unlink(missing_ok=True)
+        # a killed run's temporary copy of the same output would stay forever
+        for p in final.parent.glob(f"{STAGING_PREFIX}*-{final.name}"):
+            pid = p.name[len(STAGING_PREFIX):-len(final.name) - 1]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                p.unlink(missing_ok=True)
 
     def commit(self) -> bool:
         """Move the file into place; whether there was one."""

@@ -47,6 +47,12 @@ def print_summary(result: AnalysisResult, out: Path, *, max_rows: int = 20) -> N
         t.add_row("fraud taps blocked", f"{sum(i.failed_payments for i in attacks):,} in "
                   f"{len(attacks)} attack incident(s), "
                   f"{format_fen(sum(i.lost_fen for i in attacks))} yuan refused")
+    fd = s.get("fraud_digest")
+    if isinstance(fd, dict):
+        t.add_row("blocked fraud (digest)",
+                  f"{fd['blocked_attempts']:,} attempts blocked, {format_fen(fd['blocked_fen'])} "
+                  f"yuan; {fd['waves']} risk-decline wave(s), {fd['waves_to_incidents']} "
+                  "became incidents")
     t.add_row("throughput", f"{s['events_per_second']:,} events/s")
     console.print(t)
     shown = sorted((i for i in result.incidents if i.level <= 3),
@@ -71,6 +77,9 @@ def print_summary(result: AnalysisResult, out: Path, *, max_rows: int = 20) -> N
         console.print(f"{len(notices)} level-4 notice(s) not paged: "
                       + ", ".join(f"{esc(c)} {n}" for c, n in causes.most_common())
                       + f" (all in {esc(out / 'incidents.json')})", highlight=False)
+    if isinstance(fd, dict):
+        console.print(f"blocked fraud per hour: {esc(out / 'fraud_digest.json')}",
+                      highlight=False)
     impact = s.get("impact")
     if isinstance(impact, dict):
         t = Table(title="financing impact", title_justify="left", show_header=False, box=None)

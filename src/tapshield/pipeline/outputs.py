@@ -68,9 +68,9 @@ class FileSink:
         self._fh.close()
         write_incidents(self.incidents_path, result.incidents, self.tz)
         if result.digest:
-            self.digest_path.write_text(
-                json.dumps({"schema_version": DIGEST_VERSION, "hours": result.digest},
-                           indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            write_text_atomic(self.digest_path, json.dumps(
+                {"schema_version": DIGEST_VERSION, "hours": result.digest},
+                indent=1, ensure_ascii=False) + "\n")
         from tapshield.report import render_report
 
         write_text_atomic(self.report_path, render_report(

@@ -39,6 +39,13 @@ incident; ``digest.opened_at`` says when it became one.
   excesses over the median, the tail of a negative binomial and of mixtures of
   them); the negative binomial's moments (mean, dispersion ``k``) are reported
   beside it;
+* *breadth* (compound Poisson): a broad slice (the whole flow, a carrier) sums
+  the ordinary episodes of unrelated places that fall in it at once. The slice
+  expects ``n`` episodes over a ``span`` (its expected blocked attempts over one
+  span just before the wave began, over the mean ordinary size); the wave is
+  tested against its own episode (a draw from the tail above) plus
+  ``Poisson(n)`` others, less their expected sum, by a seeded simulation. A
+  narrow slice (``n`` near 0) is tested against the pooled tail as before;
 * *alpha*: ``false_incidents_per_week / waves per week`` per wave
   (Bonferroni over the waves, their rate estimated from the same history), so
   ordinary traffic opens at most ``false_incidents_per_week`` (1) incidents a
@@ -195,11 +202,56 @@ class AttackSizeBaseline:
         per_week = len(self.sizes) * (WEEK / span)
         return min(1.0, self.policy.false_incidents_per_week / max(per_week, 1.0))
 
-    def threshold(self, now: datetime) -> int | None:
-        """Excess blocked attempts at which a wave is unusual (``None``: warming up)."""
+    def episodes_at_once(self, expected_blocked: float) -> float:
+        """Ordinary episodes a slice expects over a ``span``: its expected blocked
+        attempts then over the mean ordinary size (at least 1). A narrow slice (a
+        merchant, a carrier in a region) expects well under one; a broad one (the
+        whole flow, a carrier) several."""
+        if not self.sizes:
+            return 0.0
+        m = max(1.0, sum(self.sizes) / len(self.sizes))
+        return max(0.0, expected_blocked) / m
+
+    def threshold(self, now: datetime, episodes: float = 0.0) -> int | None:
+        """Excess blocked attempts at which a wave is unusual (``None``: warming up).
+
+        Compound Poisson: a wave is its own episode (a draw from the ordinary
+        sizes' tail) plus the ``N ~ Poisson(episodes)`` unrelated ordinary episodes
+        that fall in its slice at the same time, less their expected sum (the
+        monitor's expected rate already holds it). With ``episodes`` near 0 (a
+        narrow slice) this is the pooled tail's quantile; for a broad slice the
+        quantile of the compound sum, by a seeded simulation (deterministic)."""
         if not self.ready:
             return None
-        return self.model.quantile(self.alpha(now))
+        alpha = self.alpha(now)
+        q = self.model.quantile(alpha)
+        if episodes < 0.05:
+            return q
+        sim = self._simulate(episodes)
+        return max(q, math.ceil(float(np.quantile(sim, 1.0 - alpha))))
+
+    def _simulate(self, episodes: float, n: int = 200_000) -> np.ndarray:
+        rng = np.random.default_rng(20261207)
+        xs = np.asarray(self.sizes, dtype=np.float64)
+        m = self.model
+        mean = max(1.0, float(xs.mean()))
+
+        def draw(k: int) -> np.ndarray:
+            # the semi-parametric fit: below the median the sizes seen, above it
+            # the exponential tail
+            below = xs[xs <= m.u] if (xs <= m.u).any() else xs
+            tail = rng.random(k) < m.p_u
+            out = rng.choice(below, size=k)
+            out[tail] = m.u + rng.exponential(m.beta, int(tail.sum()))
+            return out
+
+        own = draw(n)
+        count = rng.poisson(episodes, n)
+        total = int(count.sum())
+        others = np.zeros(n)
+        if total:
+            np.add.at(others, np.repeat(np.arange(n), count), draw(total))
+        return own + others - episodes * mean
 
     def describe(self, now: datetime) -> dict[str, Any]:
         m = self.model
@@ -222,6 +274,9 @@ class Wave:
     first: AlertEvent
     expected_rate: float
     span: timedelta = timedelta(minutes=10)
+    episodes: float = 0.0
+    """Ordinary episodes its slice expects at once (``AttackSizeBaseline.episodes_at_once``):
+    a broad slice's wave is tested against the compound sum (the threshold)."""
     events: list[AlertEvent] = field(default_factory=list)
     declines: int = 0
     attempts: int = 0

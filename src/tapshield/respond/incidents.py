@@ -16,7 +16,6 @@ retry after the fix.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -179,6 +178,8 @@ class IncidentBook:
         self._seq: dict[str, int] = {}
         self.changed: set[str] = set()
         """Incident ids changed since the caller last cleared it (for upserts)."""
+        self._batch: pl.DataFrame | None = None
+        self._until: dict[str, datetime] = {}
         self._pending: dict[str, Wave] = {}
         """Risk-decline notices held in the digest, by alert id, while they last."""
         self.waves: list[Wave] = []
@@ -192,6 +193,12 @@ class IncidentBook:
         """Place alert changes in incidents; returns them as handed on, each a new
         event carrying its incident id (the events given are not changed)."""
         out: list[AlertEvent] = []
+        # A replay batch runs far past its alert changes: a wave counts events only
+        # up to its resolution (known from this batch's changes), whatever the batch.
+        self._until = {ev.alert_id: ev.ts for ev in events if ev.state == "resolved"}
+        if self._batch is not None:
+            self._count_pending(self._batch)
+            self._batch = None
         for ev in events:
             if not self._digest(ev):
                 self._on_alert(ev)
@@ -208,15 +215,18 @@ class IncidentBook:
             if (not self.policy.digest.enabled or ev.alert_id in self._by_alert
                     or ev.state != "firing" or ev.signal != "risk_decline" or ev.level < 4):
                 return False
-            wave = Wave(first=ev, expected_rate=expected_rate_of(ev),
-                        span=self.policy.digest.span,
-                        threshold=self.baseline.threshold(ev.ts))
+            rate = expected_rate_of(ev)
+            episodes = self._breadth(ev, rate)
+            wave = Wave(first=ev, expected_rate=rate, span=self.policy.digest.span,
+                        episodes=episodes,
+                        threshold=self.baseline.threshold(ev.ts, episodes))
             wave.beside = next(iter(self._open_risk_incidents()), None)
             self._pending[ev.alert_id] = wave
             self.waves.append(wave)
             wave.events.append(ev)
             # the window already holds this batch: count the wave so far from it
-            crossed = wave.count(self._window.since(ev.started_at), self._exclusions())
+            crossed = wave.count(self._window.since(ev.started_at, until=self._until.get(
+                ev.alert_id)), self._exclusions())
             if crossed is not None:
                 self._promote(wave, "attack_size", max(crossed, ev.ts))
             return True
@@ -224,6 +234,8 @@ class IncidentBook:
             # the monitor pages for it: a person must look, the incident opens now
             self._promote(wave, "page", ev.ts)
             return False
+        if ev.state == "resolved" and self._confirm(wave):
+            return False  # it crossed before it ended: an incident, which now resolves
         wave.events.append(ev)
         if ev.state == "resolved":
             ended = ev.figures.get("ended_at")
@@ -231,10 +243,24 @@ class IncidentBook:
             del self._pending[ev.alert_id]
             wave.settle()
             if self.baseline.ready:
-                wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+                wave.p_value = self.baseline.model.sf(wave.excess_max)
             if wave.beside is None:
                 self.baseline.add(wave.excess_max, wave.first.started_at)
         return True
+
+    def _breadth(self, ev: AlertEvent, rate: float) -> float:
+        """The fired slice's ordinary episodes at once, from its expected blocked
+        attempts over one ``span`` just before the wave began (its attempts then times
+        the expected rate; before the start, so an attack's own attempts do not
+        widen its slice)."""
+        if not self.baseline.ready:
+            return 0.0
+        span = self.policy.digest.span
+        before = self._window.since(ev.started_at - span, until=ev.started_at)
+        if before.height == 0:
+            return 0.0
+        n = before.filter(scope_expr([dict(ev.slice)]) & (pl.col("ts") < ev.started_at)).height
+        return self.baseline.episodes_at_once(rate * n)
 
     def _open_risk_incidents(self) -> list[str]:
         return [e.incident.id for e in self._by_alert.values()
@@ -254,24 +280,32 @@ class IncidentBook:
             return
         exclude = self._exclusions()
         for wave in self._pending.values():
-            crossed = wave.count(batch, exclude)
+            until = self._until.get(wave.alert_id)
+            part = batch if until is None else batch.filter(pl.col("ts") <= until)
+            crossed = wave.count(part, exclude)
             if crossed is not None and wave.opened_at is None:
                 wave.opened_at = crossed  # a candidate: confirmed in _promote_crossed
 
     def _promote_crossed(self) -> None:
         for wave in list(self._pending.values()):
-            if wave.opened_at is None or wave.incident_id is not None:
-                continue
-            at: datetime | None = wave.opened_at
-            start = wave.first.started_at
-            if self._window.holds_since(start):
-                # recount exactly: incidents opened since may explain part of it
-                wave.reset()
-                at = wave.count(self._window.since(start), self._exclusions())
-            if at is None:
-                wave.opened_at = None
-            else:
-                self._promote(wave, "attack_size", max(at, wave.first.ts))
+            self._confirm(wave)
+
+    def _confirm(self, wave: Wave) -> bool:
+        """A wave whose size crossed: recount it exactly and open its incident if it
+        still crosses (incidents opened since may explain part of it)."""
+        if wave.opened_at is None or wave.incident_id is not None:
+            return False
+        at: datetime | None = wave.opened_at
+        start = wave.first.started_at
+        if self._window.holds_since(start):
+            wave.reset()
+            at = wave.count(self._window.since(start, until=self._until.get(wave.alert_id)),
+                            self._exclusions())
+        if at is None:
+            wave.opened_at = None
+            return False
+        self._promote(wave, "attack_size", max(at, wave.first.ts))
+        return True
 
     def _promote(self, wave: Wave, by: str, at: datetime) -> None:
         """Open the incident of a digest wave: detected when the wave was first raised."""
@@ -279,7 +313,7 @@ class IncidentBook:
         wave.settle()
         wave.opened_by, wave.opened_at = by, at
         if self.baseline.ready:
-            wave.p_value = self.baseline.model.sf(math.ceil(wave.excess_max))
+            wave.p_value = self.baseline.model.sf(wave.excess_max)
         first = wave.first
         entry = self._open(first, now=at, level=wave.level)
         entry.history.extend({"ts": e.ts, "state": e.state, "level": e.level}
@@ -451,7 +485,7 @@ class IncidentBook:
         """
         if self.policy.digest.enabled:
             self.hourly.observe(batch)
-            self._count_pending(batch)
+            self._batch = batch  # counted into the waves by on_alerts, which knows their ends
             cutoff = now - self.policy.digest.keep
             self.hourly.forget_before(cutoff)
             if self.waves and self.waves[0].first.started_at < cutoff:
