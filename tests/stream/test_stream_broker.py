@@ -89,6 +89,45 @@ def _committed(brokers: str, topic: str, parts: int) -> int:
         probe.close()
 
 
+def _group_members(brokers: str, group: str) -> str:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        g = AdminClient({"bootstrap.servers": brokers}).describe_consumer_groups(
+            [group])[group].result(timeout=20)
+        return f"{g.state}, {len(g.members)} member(s)"
+    except Exception as exc:
+        return f"unknown ({exc})"
+
+
+def _run_with_deadline(analysis: StreamAnalysis, seconds: float, why: Any) -> Any:
+    """Run the global stage in a thread; fail (never hang) if it is not done in time."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = analysis.run()
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        analysis.stop()
+        t.join(30)
+        pytest.fail(f"the global stage did not finish in {seconds:.0f} s: {why()}")
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+# Slow suite: in one full-suite run (2026-12-07 23:07) the replacement worker started
+# after the kill -9 polled for minutes while Tansu reported its consumer group STABLE
+# with no members (no partition assigned, worker lag 3,289): the broker's group
+# coordinator, not the pipeline, which loses and doubles nothing once a worker holds the
+# partitions. The global stage now fails after a deadline instead of waiting forever.
+@pytest.mark.slow
 def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
         broker: LocalBroker, outage_file: Path, file_result: Any, tmp_path: Path) -> None:
     topic, parts = "killed", 3
@@ -112,7 +151,9 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(
         pool.start(1)
         loader.join(timeout=120)
         settings = AnalysisSettings(broker.address, topic, session_timeout_ms=SESSION_MS)
-        result = StreamAnalysis(settings).run()
+        result = _run_with_deadline(
+            StreamAnalysis(settings), 300,
+            lambda: f"worker group {_group_members(broker.address, f'tapshield-workers.{topic}')}")
     finally:
         pool.stop()
         loader.join(timeout=10)
