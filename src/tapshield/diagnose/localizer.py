@@ -264,6 +264,25 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
                         notes=notes, stats=stats)
 
 
+def _dimension_sums(cube: Cube, d: int, hf: np.ndarray, expect: np.ndarray,
+                    var: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per value of dimension ``d`` and history bucket: observed failures, expected
+    failures and their leaf-model variance (each ``buckets x values``), and each
+    value's own level (observed / expected over the history, 1 where none is
+    expected). Shared by the dispersion and drift estimates, which read the same
+    sums differently."""
+    buckets = hf.shape[1]
+    codes = cube.codes[:, d]
+    k = len(cube.labels[d])
+    obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k) for t in range(buckets)])
+    exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
+                    for t in range(buckets)])
+    v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k) for t in range(buckets)])
+    level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
+                      where=exp.sum(axis=0) > 0)
+    return obs, exp, v, level
+
+
 def slice_dispersion(cube: Cube, p0: np.ndarray, rho: float,
                      usable: np.ndarray | None = None) -> float:
     """How much more one-dimension slices wander between history buckets than the leaf model says.
@@ -285,18 +304,8 @@ def slice_dispersion(cube: Cube, p0: np.ndarray, rho: float,
     expect = hn * pp
     var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
     x2, dof = 0.0, 0
-    buckets = hf.shape[1]
     for d in range(len(cube.dims)):
-        codes = cube.codes[:, d]
-        k = len(cube.labels[d])
-        obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k)
-                        for t in range(buckets)])
-        exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
-                        for t in range(buckets)])
-        v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k)
-                      for t in range(buckets)])
-        level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
-                          where=exp.sum(axis=0) > 0)
+        obs, exp, v, level = _dimension_sums(cube, d, hf, expect, var)
         scale = np.maximum(level, 1e-9)
         ok = v > 0
         resid = np.divide((obs - scale * exp) ** 2, scale * v, out=np.zeros_like(v), where=ok)
@@ -339,16 +348,7 @@ def slice_drift(cube: Cube, p0: np.ndarray, rho: float,
     var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
     num, den = 0.0, 0.0
     for d in range(len(cube.dims)):
-        codes = cube.codes[:, d]
-        k = len(cube.labels[d])
-        obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k)
-                        for t in range(buckets)])
-        exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
-                        for t in range(buckets)])
-        v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k)
-                      for t in range(buckets)])
-        level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
-                          where=exp.sum(axis=0) > 0)
+        obs, exp, v, level = _dimension_sums(cube, d, hf, expect, var)
         live = (exp > 0).sum(axis=0) >= 2
         if not live.any():
             continue
