@@ -199,8 +199,9 @@ def digest_section(hours: Sequence[dict[str, Any]],
     )
     return ReportSection(
         "Blocked fraud (hourly digest)",
-        "<table><tr><th>hour</th><th>attempts</th><th>blocked</th><th>blocked (yuan)</th>"
-        "<th>expected</th><th>waves</th><th>incidents</th></tr>"
+        "<table><tr><th>hour</th><th class=num>attempts</th><th class=num>blocked</th>"
+        "<th class=num>blocked (yuan)</th><th class=num>expected blocked</th>"
+        "<th class=num>waves</th><th>incidents</th></tr>"
         f"{body}</table><p>Risk-decline waves become incidents only when they page or "
         "their size is unusual for the baseline of ordinary waves; details in "
         f"{escape(json_name)}.</p>",
