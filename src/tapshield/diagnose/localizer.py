@@ -37,7 +37,7 @@ threshold is a stated error rate. Comparisons: ``benchmarks/localize_*.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,23 +264,33 @@ def localize_cube(cube: Cube, config: LocalizeConfig | None = None,
                         notes=notes, stats=stats)
 
 
-def _dimension_sums(cube: Cube, d: int, hf: np.ndarray, expect: np.ndarray,
-                    var: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per value of dimension ``d`` and history bucket: observed failures, expected
-    failures and their leaf-model variance (each ``buckets x values``), and each
-    value's own level (observed / expected over the history, 1 where none is
-    expected). Shared by the dispersion and drift estimates, which read the same
-    sums differently."""
+def _history_sums(cube: Cube, p0: np.ndarray, rho: float, usable: np.ndarray | None,
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per dimension, per value and history bucket: observed failures, failures
+    expected by the leaf model (leaf rates ``p0``, within-leaf correlation ``rho``)
+    and their variance (each ``buckets x values``), and each value's own level
+    (observed / expected over the history, 1 where none is expected). Cells set
+    aside as earlier bursts (``usable`` 0) are left out. Shared by the dispersion
+    and drift estimates, which read the same sums differently."""
+    hf, hn = cube.hf, cube.hn
+    if usable is not None:
+        hf, hn = hf * usable, hn * usable
+    pp = p0[:, None]
+    expect = hn * pp
+    var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
     buckets = hf.shape[1]
-    codes = cube.codes[:, d]
-    k = len(cube.labels[d])
-    obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k) for t in range(buckets)])
-    exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
-                    for t in range(buckets)])
-    v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k) for t in range(buckets)])
-    level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
-                      where=exp.sum(axis=0) > 0)
-    return obs, exp, v, level
+    for d in range(len(cube.dims)):
+        codes = cube.codes[:, d]
+        k = len(cube.labels[d])
+        obs = np.stack([np.bincount(codes, weights=hf[:, t], minlength=k)
+                        for t in range(buckets)])
+        exp = np.stack([np.bincount(codes, weights=expect[:, t], minlength=k)
+                        for t in range(buckets)])
+        v = np.stack([np.bincount(codes, weights=var[:, t], minlength=k)
+                      for t in range(buckets)])
+        level = np.divide(obs.sum(axis=0), exp.sum(axis=0), out=np.ones(k),
+                          where=exp.sum(axis=0) > 0)
+        yield obs, exp, v, level
 
 
 def slice_dispersion(cube: Cube, p0: np.ndarray, rho: float,
@@ -295,17 +305,10 @@ def slice_dispersion(cube: Cube, p0: np.ndarray, rho: float,
     :func:`slice_drift` lets the wander grow with the slice. From the history
     alone, never from labels; cells set aside as earlier bursts are left out.
     """
-    hf, hn = cube.hf, cube.hn
-    if hf.shape[1] < 2:
+    if cube.hf.shape[1] < 2:
         return 1.0
-    if usable is not None:
-        hf, hn = hf * usable, hn * usable
-    pp = p0[:, None]
-    expect = hn * pp
-    var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
     x2, dof = 0.0, 0
-    for d in range(len(cube.dims)):
-        obs, exp, v, level = _dimension_sums(cube, d, hf, expect, var)
+    for obs, exp, v, level in _history_sums(cube, p0, rho, usable):
         scale = np.maximum(level, 1e-9)
         ok = v > 0
         resid = np.divide((obs - scale * exp) ** 2, scale * v, out=np.zeros_like(v), where=ok)
@@ -337,18 +340,11 @@ def slice_drift(cube: Cube, p0: np.ndarray, rho: float,
     the history alone, never from labels; 0 when slices move no more than their
     leaves say.
     """
-    hf, hn = cube.hf, cube.hn
-    buckets = hf.shape[1]
+    buckets = cube.hf.shape[1]
     if buckets < 2:
         return 0.0
-    if usable is not None:
-        hf, hn = hf * usable, hn * usable
-    pp = p0[:, None]
-    expect = hn * pp
-    var = expect * (1.0 - pp) * (1.0 + np.maximum(hn - 1.0, 0.0) * rho)
     num, den = 0.0, 0.0
-    for d in range(len(cube.dims)):
-        obs, exp, v, level = _dimension_sums(cube, d, hf, expect, var)
+    for obs, exp, v, level in _history_sums(cube, p0, rho, usable):
         live = (exp > 0).sum(axis=0) >= 2
         if not live.any():
             continue
